@@ -1,0 +1,446 @@
+#include "cairn/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "cairn/errors.h"
+
+namespace cairn {
+
+namespace internal {
+
+struct ParamsData {
+  std::string file;
+  std::string store;
+  std::string layer;
+  YAML::Node node;   // a map, a scalar, or null when the layer has no value
+  YAML::Mark where;  // the layer's entry in the stack
+  mutable std::set<std::string, std::less<>> used;
+  mutable bool scalar_used = false;
+};
+
+struct LayerEntry {
+  std::string name;
+  bool engine = false;
+  YAML::Node params;
+  YAML::Mark where;
+};
+
+struct StoreDef {
+  std::string name;
+  std::vector<LayerEntry> stack;  // top to bottom; the last is the engine
+};
+
+struct ConfigData {
+  std::string source;
+  std::vector<StoreDef> stores;
+};
+
+}  // namespace internal
+
+namespace {
+
+using internal::ConfigData;
+using internal::LayerEntry;
+using internal::ParamsData;
+using internal::StoreDef;
+
+[[noreturn]] void fail_at(const std::string& file, const YAML::Mark& mark,
+                          const std::string& what) {
+  // yaml-cpp marks are 0-based; editors count from 1.
+  const int line = mark.is_null() ? 0 : mark.line + 1;
+  const int column = mark.is_null() ? 0 : mark.column + 1;
+  throw ConfigError(file, line, column, what);
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "none" : out;
+}
+
+const char* kind_of(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a map";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Null: return "nothing";
+    default: return "an undefined node";
+  }
+}
+
+// Rejects duplicate keys, which yaml-cpp accepts silently.
+void check_unique_keys(const std::string& file, const YAML::Node& map) {
+  std::set<std::string> seen;
+  for (const auto& kv : map) {
+    const std::string key = kv.first.Scalar();
+    if (!seen.insert(key).second) {
+      fail_at(file, kv.first.Mark(), "duplicate key '" + key + "'");
+    }
+  }
+}
+
+std::string layer_names(const LayerRegistry& r, bool engines) {
+  std::vector<std::string> names;
+  for (const auto& [name, summary] : engines ? r.engines() : r.layers()) names.push_back(name);
+  return join(names);
+}
+
+LayerEntry parse_entry(const std::string& file, const std::string& store,
+                       const YAML::Node& entry) {
+  LayerEntry e;
+  e.where = entry.Mark();
+  const std::string shape =
+      "expected a layer name or a one-key map `name: {params}` in the stack of store '" +
+      store + "'";
+  if (entry.IsScalar()) {
+    e.name = entry.Scalar();
+  } else if (entry.IsMap() && entry.size() == 1) {
+    const auto kv = *entry.begin();
+    if (!kv.first.IsScalar()) fail_at(file, kv.first.Mark(), shape);
+    e.name = kv.first.Scalar();
+    e.params = kv.second;
+    e.where = kv.first.Mark();
+  } else {
+    fail_at(file, entry.Mark(), shape + ", found " + kind_of(entry) +
+                                    (entry.IsMap() ? " with several keys" : ""));
+  }
+  if (e.name != "engine") return e;
+
+  e.engine = true;
+  const std::string engine_shape =
+      "store '" + store +
+      "': an engine is written `engine: memory` or `engine: {lmdb: {path: ...}}`";
+  if (e.params.IsScalar()) {
+    e.name = e.params.Scalar();
+    e.params = YAML::Node();
+  } else if (e.params.IsMap() && e.params.size() == 1) {
+    const auto kv = *e.params.begin();
+    e.where = kv.first.Mark();
+    e.name = kv.first.Scalar();
+    e.params = kv.second;
+  } else {
+    fail_at(file, e.params.IsNull() ? e.where : e.params.Mark(), engine_shape);
+  }
+  return e;
+}
+
+StoreDef parse_store(const std::string& file, const std::string& name,
+                     const YAML::Node& key, const YAML::Node& def) {
+  if (!def.IsMap()) {
+    fail_at(file, def.IsNull() ? key.Mark() : def.Mark(),
+            "store '" + name + "': expected a map with a `stack` list, found " + kind_of(def));
+  }
+  check_unique_keys(file, def);
+  StoreDef store{name, {}};
+  YAML::Node stack;
+  for (const auto& kv : def) {
+    const std::string k = kv.first.Scalar();
+    if (k == "stack") {
+      stack = kv.second;
+    } else {
+      fail_at(file, kv.first.Mark(),
+              "store '" + name + "': unknown key '" + k + "' (expected: stack)");
+    }
+  }
+  if (!stack) fail_at(file, key.Mark(), "store '" + name + "': missing `stack` list");
+  if (!stack.IsSequence() || stack.size() == 0) {
+    fail_at(file, stack.Mark(),
+            "store '" + name + "': `stack` must be a non-empty list of layers ending "
+            "with an engine, found " + kind_of(stack));
+  }
+  for (size_t i = 0; i < stack.size(); ++i) {
+    LayerEntry e = parse_entry(file, name, stack[i]);
+    const bool last = i + 1 == stack.size();
+    if (e.engine && !last) {
+      fail_at(file, e.where,
+              "store '" + name + "': the engine must be the last entry of the stack (it is entry " +
+                  std::to_string(i + 1) + " of " + std::to_string(stack.size()) + ")");
+    }
+    if (!e.engine && last) {
+      fail_at(file, e.where,
+              "store '" + name + "': the stack ends with layer '" + e.name +
+                  "'; the last entry must be an engine, e.g. `- engine: memory`");
+    }
+    store.stack.push_back(std::move(e));
+  }
+  return store;
+}
+
+std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::string& text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    fail_at(source, e.mark, "YAML syntax error: " + e.msg);
+  }
+  if (!root.IsMap()) {
+    fail_at(source, root.Mark(), std::string("expected a map with a `stores` key, found ") +
+                                     kind_of(root));
+  }
+  check_unique_keys(source, root);
+  auto data = std::make_shared<ConfigData>();
+  data->source = source;
+  YAML::Node stores;
+  for (const auto& kv : root) {
+    const std::string k = kv.first.Scalar();
+    if (k != "stores") fail_at(source, kv.first.Mark(), "unknown key '" + k + "' (expected: stores)");
+    stores = kv.second;
+  }
+  if (!stores) fail_at(source, root.Mark(), "missing `stores` map");
+  if (!stores.IsMap() || stores.size() == 0) {
+    fail_at(source, stores.Mark(),
+            std::string("`stores` must map store names to stores, found ") + kind_of(stores));
+  }
+  check_unique_keys(source, stores);
+  for (const auto& kv : stores) {
+    data->stores.push_back(parse_store(source, kv.first.Scalar(), kv.first, kv.second));
+  }
+  return data;
+}
+
+}  // namespace
+
+// ---- Params -----------------------------------------------------------------
+
+Params::Params(std::shared_ptr<internal::ParamsData> data) : d_(std::move(data)) {}
+
+const std::string& Params::store() const { return d_->store; }
+const std::string& Params::layer() const { return d_->layer; }
+
+namespace {
+
+YAML::Node lookup(const ParamsData& d, std::string_view key) {
+  if (!d.node.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  for (const auto& kv : d.node) {
+    if (kv.first.Scalar() == key) return kv.second;
+  }
+  return YAML::Node(YAML::NodeType::Undefined);
+}
+
+std::string expand(std::string s, const std::string& store) {
+  for (size_t at; (at = s.find("{store}")) != std::string::npos;) s.replace(at, 7, store);
+  return s;
+}
+
+}  // namespace
+
+bool Params::has(std::string_view key) const {
+  d_->used.emplace(key);
+  return lookup(*d_, key).IsDefined();
+}
+
+std::optional<std::string> Params::scalar() const {
+  d_->scalar_used = true;
+  if (!d_->node.IsScalar()) return std::nullopt;
+  return expand(d_->node.Scalar(), d_->store);
+}
+
+void Params::fail(std::string_view key, const std::string& what) const {
+  const YAML::Node n = lookup(*d_, key);
+  const std::string prefix = "store '" + d_->store + "', " +
+                             (d_->layer.empty() ? "" : "'" + d_->layer + "'") +
+                             (key.empty() ? "" : " parameter '" + std::string(key) + "'") +
+                             ": ";
+  fail_at(d_->file, n.IsDefined() ? n.Mark() : d_->where, prefix + what);
+}
+
+namespace {
+
+// The scalar text of `key`, or nullopt if absent; a non-scalar is an error.
+std::optional<std::string> scalar_param(const Params& p, const ParamsData& d,
+                                        std::string_view key, const char* expected) {
+  d.used.emplace(key);
+  const YAML::Node n = lookup(d, key);
+  if (!n.IsDefined() || n.IsNull()) return std::nullopt;
+  if (!n.IsScalar()) p.fail(key, std::string("expected ") + expected + ", found " + kind_of(n));
+  return n.Scalar();
+}
+
+}  // namespace
+
+std::string Params::get_string(std::string_view key) const {
+  auto v = scalar_param(*this, *d_, key, "a string");
+  if (!v) fail("", "missing required parameter '" + std::string(key) + "'");
+  return expand(*v, d_->store);
+}
+
+std::string Params::get_string(std::string_view key, std::string_view fallback) const {
+  auto v = scalar_param(*this, *d_, key, "a string");
+  return expand(v ? *v : std::string(fallback), d_->store);
+}
+
+int64_t Params::get_int(std::string_view key, int64_t fallback, int64_t min,
+                        int64_t max) const {
+  auto v = scalar_param(*this, *d_, key, "an integer");
+  if (!v) return fallback;
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+  if (ec != std::errc() || p != v->data() + v->size() || n < min || n > max) {
+    fail(key, "expected an integer from " + std::to_string(min) + " to " +
+                  std::to_string(max) + ", found '" + *v + "'");
+  }
+  return n;
+}
+
+bool Params::get_bool(std::string_view key, bool fallback) const {
+  auto v = scalar_param(*this, *d_, key, "true or false");
+  if (!v) return fallback;
+  if (*v == "true") return true;
+  if (*v == "false") return false;
+  fail(key, "expected true or false, found '" + *v + "'");
+}
+
+uint64_t Params::get_bytes(std::string_view key, uint64_t fallback, uint64_t min,
+                           uint64_t max) const {
+  auto v = scalar_param(*this, *d_, key, "a size");
+  if (!v) return fallback;
+  const std::string& s = *v;
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  std::string_view unit(p, static_cast<size_t>(s.data() + s.size() - p));
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  int shift = -1;
+  if (unit.empty() || unit == "B") shift = 0;
+  if (unit == "KiB") shift = 10;
+  if (unit == "MiB") shift = 20;
+  if (unit == "GiB") shift = 30;
+  if (unit == "TiB") shift = 40;
+  const bool overflow = shift > 0 && n > (~uint64_t{0} >> shift);
+  if (ec != std::errc() || p == s.data() || shift < 0 || overflow ||
+      (n << std::max(shift, 0)) < min || (n << std::max(shift, 0)) > max) {
+    fail(key, "expected a size from " + std::to_string(min) + " to " + std::to_string(max) +
+                  " bytes (a number, optionally with KiB, MiB, GiB or TiB), found '" + s + "'");
+  }
+  return n << shift;
+}
+
+std::string Params::get_choice(std::string_view key,
+                               std::initializer_list<std::string_view> choices,
+                               std::string_view fallback) const {
+  auto v = scalar_param(*this, *d_, key, "a name");
+  if (!v) return std::string(fallback);
+  std::string all;
+  for (std::string_view c : choices) {
+    if (*v == c) return *v;
+    all += (all.empty() ? "" : ", ") + std::string(c);
+  }
+  fail(key, "expected one of " + all + ", found '" + *v + "'");
+}
+
+void Params::check_all_used() const {
+  if (d_->node.IsScalar() && !d_->scalar_used) {
+    fail_at(d_->file, d_->node.Mark(),
+            "store '" + d_->store + "', '" + d_->layer + "': takes no lone value; write `" +
+                d_->layer + ": {param: value}`");
+  }
+  if (!d_->node.IsDefined() || d_->node.IsNull() || d_->node.IsScalar()) return;
+  if (!d_->node.IsMap()) {
+    fail_at(d_->file, d_->node.Mark(),
+            "store '" + d_->store + "', '" + d_->layer + "': parameters must be a map, found " +
+                kind_of(d_->node));
+  }
+  check_unique_keys(d_->file, d_->node);
+  for (const auto& kv : d_->node) {
+    const std::string k = kv.first.Scalar();
+    if (d_->used.contains(k)) continue;
+    std::vector<std::string> known(d_->used.begin(), d_->used.end());
+    fail_at(d_->file, kv.first.Mark(),
+            "store '" + d_->store + "', '" + d_->layer + "': unknown parameter '" + k +
+                "' (known: " + join(known) + ")");
+  }
+}
+
+// ---- Config -----------------------------------------------------------------
+
+Config::Config(std::shared_ptr<const ConfigData> data) : d_(std::move(data)) {}
+
+Config Config::parse(std::string_view yaml, std::string source) {
+  return Config(parse_config(source, std::string(yaml)));
+}
+
+Config Config::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError("cannot read config " + path + ": " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  return Config(parse_config(path, text.str()));
+}
+
+const std::string& Config::source() const { return d_->source; }
+
+std::vector<std::string> Config::store_names() const {
+  std::vector<std::string> names;
+  for (const StoreDef& s : d_->stores) names.push_back(s.name);
+  return names;
+}
+
+namespace {
+
+// Runs one factory; its InvalidArgument becomes a ConfigError at the layer.
+template <typename Fn>
+std::unique_ptr<Store> build_one(const std::string& file, const LayerEntry& e,
+                                 const std::shared_ptr<ParamsData>& data, Fn&& fn) {
+  Params params(data);
+  std::unique_ptr<Store> built;
+  try {
+    built = fn(params);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const InvalidArgument& err) {
+    fail_at(file, e.where, err.what());
+  }
+  params.check_all_used();
+  return built;
+}
+
+}  // namespace
+
+std::unique_ptr<Store> Config::open(std::string_view store,
+                                    const LayerRegistry& registry) const {
+  const StoreDef* def = nullptr;
+  for (const StoreDef& s : d_->stores) {
+    if (s.name == store) def = &s;
+  }
+  if (def == nullptr) {
+    throw NotFound("no store '" + std::string(store) + "' in " + d_->source +
+                   " (it defines: " + join(store_names()) + ")");
+  }
+  std::unique_ptr<Store> top;
+  for (auto it = def->stack.rbegin(); it != def->stack.rend(); ++it) {
+    const LayerEntry& e = *it;
+    auto data = std::make_shared<ParamsData>();
+    data->file = d_->source;
+    data->store = def->name;
+    data->layer = e.name;
+    data->node = e.params;
+    data->where = e.where;
+    if (e.engine) {
+      const EngineFactory* f = registry.engine(e.name);
+      if (f == nullptr) {
+        fail_at(d_->source, e.where,
+                "store '" + def->name + "': unknown engine '" + e.name +
+                    "' (known engines: " + layer_names(registry, true) + ")");
+      }
+      top = build_one(d_->source, e, data, [&](const Params& p) { return (*f)(p); });
+      continue;
+    }
+    const LayerFactory* f = registry.layer(e.name);
+    if (f == nullptr) {
+      fail_at(d_->source, e.where,
+              "store '" + def->name + "': unknown layer '" + e.name +
+                  "' (known layers: " + layer_names(registry, false) + ")");
+    }
+    top = build_one(d_->source, e, data,
+                    [&](const Params& p) { return (*f)(std::move(top), p); });
+  }
+  return top;
+}
+
+}  // namespace cairn

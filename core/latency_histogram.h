@@ -1,0 +1,51 @@
+// A lock-free latency histogram: log-linear buckets (8 per power of two, so
+// a reported percentile is within 6.25% of the true value) over nanoseconds.
+// record() is safe from any number of threads; snapshots are approximate
+// while records race them.
+
+#ifndef CAIRN_CORE_LATENCY_HISTOGRAM_H_
+#define CAIRN_CORE_LATENCY_HISTOGRAM_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace cairn::internal {
+
+class LatencyHistogram {
+ public:
+  static constexpr int kBuckets = 496;
+
+  void record(uint64_t nanos);
+
+  struct Summary {
+    uint64_t count = 0;
+    uint64_t mean_ns = 0;
+    uint64_t p50_ns = 0;
+    uint64_t p90_ns = 0;
+    uint64_t p99_ns = 0;
+    uint64_t p999_ns = 0;
+    uint64_t max_ns = 0;
+  };
+  Summary summary() const;
+  // The value below which a fraction `q` (0..1) of the records fall.
+  uint64_t percentile(double q) const;
+
+  static int bucket_of(uint64_t nanos);
+  // The middle of a bucket's range, the value a percentile reports.
+  static uint64_t bucket_mid(int bucket);
+
+ private:
+  std::array<std::atomic<uint64_t>, kBuckets> buckets_{};
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_{0};
+  std::atomic<uint64_t> max_{0};
+};
+
+// "850ns", "12.3µs", "4.56ms", "1.20s".
+std::string format_nanos(uint64_t nanos);
+
+}  // namespace cairn::internal
+
+#endif  // CAIRN_CORE_LATENCY_HISTOGRAM_H_

@@ -1,0 +1,58 @@
+#include "cairn/registry.h"
+
+#include <cassert>
+
+#include "engines/lmdb/lmdb_store.h"
+#include "engines/memory/memory_store.h"
+#include "layers/logging/logging_store.h"
+#include "layers/stats/stats_store.h"
+
+namespace cairn {
+
+void LayerRegistry::add_layer(std::string name, LayerFactory factory, std::string summary) {
+  assert(!layers_.contains(name) && !engines_.contains(name));
+  layers_.emplace(std::move(name), std::pair(std::move(factory), std::move(summary)));
+}
+
+void LayerRegistry::add_engine(std::string name, EngineFactory factory, std::string summary) {
+  assert(!layers_.contains(name) && !engines_.contains(name));
+  engines_.emplace(std::move(name), std::pair(std::move(factory), std::move(summary)));
+}
+
+const LayerFactory* LayerRegistry::layer(std::string_view name) const {
+  auto it = layers_.find(name);
+  return it == layers_.end() ? nullptr : &it->second.first;
+}
+
+const EngineFactory* LayerRegistry::engine(std::string_view name) const {
+  auto it = engines_.find(name);
+  return it == engines_.end() ? nullptr : &it->second.first;
+}
+
+std::vector<std::pair<std::string, std::string>> LayerRegistry::layers() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [name, entry] : layers_) out.emplace_back(name, entry.second);
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> LayerRegistry::engines() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [name, entry] : engines_) out.emplace_back(name, entry.second);
+  return out;
+}
+
+LayerRegistry& default_registry() {
+  static LayerRegistry* registry = [] {
+    auto* r = new LayerRegistry;
+    // Engines: the bottom of a stack.
+    r->add_engine("memory", make_memory_engine, "in-memory sharded hash table");
+    r->add_engine("lmdb", make_lmdb_engine, "LMDB environment on disk");
+    // Layers, in the order a stack usually lists them.
+    r->add_layer("stats", make_stats_layer, "op counts, errors and latency percentiles");
+    r->add_layer("logging", make_logging_layer, "one log line per operation (or per slow one)");
+    return r;
+  }();
+  return *registry;
+}
+
+}  // namespace cairn

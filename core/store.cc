@@ -1,0 +1,76 @@
+#include "cairn/store.h"
+
+#include "cairn/errors.h"
+
+namespace cairn {
+
+const char* to_string(PutResult r) {
+  return r == PutResult::kStored ? "stored" : "obsolete";
+}
+
+std::map<std::string, std::vector<Versioned>> Store::get_all(
+    std::span<const std::string> keys) {
+  std::map<std::string, std::vector<Versioned>> found;
+  for (const std::string& key : keys) {
+    if (found.contains(key)) continue;
+    std::vector<Versioned> versions = get(key);
+    if (!versions.empty()) found.emplace(key, std::move(versions));
+  }
+  return found;
+}
+
+std::vector<VectorClock> Store::versions(std::string_view key) {
+  std::vector<VectorClock> clocks;
+  for (Versioned& v : get(key)) clocks.push_back(std::move(v.clock));
+  return clocks;
+}
+
+std::string printable_key(std::string_view key) {
+  constexpr size_t kMaxShown = 48;
+  const std::string_view shown = key.substr(0, kMaxShown);
+  bool printable = true;
+  for (char c : shown) {
+    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') printable = false;
+  }
+  std::string out;
+  if (printable) {
+    out = "\"" + std::string(shown) + "\"";
+  } else {
+    static constexpr char kHex[] = "0123456789abcdef";
+    out = "0x";
+    for (char c : shown.substr(0, kMaxShown / 2)) {
+      out += kHex[static_cast<unsigned char>(c) >> 4];
+      out += kHex[static_cast<unsigned char>(c) & 0xf];
+    }
+    if (key.size() > kMaxShown / 2) out += "...";
+    return out;
+  }
+  if (key.size() > kMaxShown) out += "...";
+  return out;
+}
+
+void check_key(std::string_view store, std::string_view key,
+               size_t max_key_size) {
+  if (key.empty()) {
+    throw InvalidArgument("store '" + std::string(store) + "': empty key");
+  }
+  if (key.size() > max_key_size) {
+    throw InvalidArgument("store '" + std::string(store) + "': key " +
+                          printable_key(key) + " is " +
+                          std::to_string(key.size()) + " bytes; the limit is " +
+                          std::to_string(max_key_size));
+  }
+}
+
+void check_value(std::string_view store, std::string_view key,
+                 std::string_view value, size_t max_value_size) {
+  if (value.size() > max_value_size) {
+    throw InvalidArgument("store '" + std::string(store) + "': value for key " +
+                          printable_key(key) + " is " +
+                          std::to_string(value.size()) +
+                          " bytes; the limit is " +
+                          std::to_string(max_value_size));
+  }
+}
+
+}  // namespace cairn

@@ -1,0 +1,71 @@
+// MemoryStore: the in-memory engine. A sharded hash table holding, per key,
+// one allocation with the key and its encoded versions. It is both the store
+// for data that fits in RAM and the mock to put under a stack in unit tests.
+//
+// Thread-safe: gets on different shards never contend; a get and a put on one
+// shard contend only for a shared/exclusive lock held for one probe and copy.
+
+#ifndef CAIRN_ENGINES_MEMORY_MEMORY_STORE_H_
+#define CAIRN_ENGINES_MEMORY_MEMORY_STORE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "cairn/registry.h"
+#include "cairn/store.h"
+
+namespace cairn {
+
+namespace internal {
+struct MemoryState;
+}  // namespace internal
+
+struct MemoryOptions {
+  // Used in error messages and describe().
+  std::string name = "memory";
+
+  // Behaviour.
+  // Largest key accepted, in bytes; larger keys are InvalidArgument.
+  size_t max_key_size = 511;
+  // Largest value accepted, in bytes.
+  size_t max_value_size = 16 << 20;
+
+  // Performance.
+  // Number of independently locked shards, rounded up to a power of two.
+  // More shards mean less lock contention between writers and a little more
+  // fixed memory (one lock and one table each).
+  size_t shards = 64;
+};
+
+class MemoryStore final : public Store {
+ public:
+  explicit MemoryStore(MemoryOptions options = {});
+  ~MemoryStore() override;
+
+  std::vector<Versioned> get(std::string_view key) override;
+  PutResult put(std::string_view key, const Versioned& value) override;
+  bool remove(std::string_view key, const VectorClock& version) override;
+  std::unique_ptr<StoreIterator> scan() override;
+  void close() override;
+  std::string describe() const override;
+
+  // Number of keys stored. A snapshot: it may be stale as soon as it returns.
+  size_t size() const;
+
+ private:
+  void check_open() const;
+
+  MemoryOptions options_;
+  // Shared with iterators so that one outliving the store fails cleanly.
+  std::shared_ptr<internal::MemoryState> state_;
+};
+
+// The `memory` engine of config files:
+//   engine: {memory: {shards: 64, max_key_size: 511, max_value_size: 16MiB}}
+std::unique_ptr<Store> make_memory_engine(const Params& params);
+
+}  // namespace cairn
+
+#endif  // CAIRN_ENGINES_MEMORY_MEMORY_STORE_H_

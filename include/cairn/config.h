@@ -1,0 +1,58 @@
+// A cairn config file: the stores and, for each, its stack of layers from
+// top to bottom, ending with an engine:
+//
+//   stores:
+//     users:
+//       stack:
+//         - stats
+//         - logging: {slow_ms: 5}
+//         - engine: {lmdb: {path: data/users, durability: sync}}
+//
+// A Config is immutable once loaded and safe to share between threads.
+
+#ifndef CAIRN_CONFIG_H_
+#define CAIRN_CONFIG_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cairn/registry.h"
+#include "cairn/store.h"
+
+namespace cairn {
+
+namespace internal {
+struct ConfigData;
+}  // namespace internal
+
+class Config {
+ public:
+  // Reads and checks the structure of a config file. Throws IoError if it
+  // cannot be read and ConfigError (FILE:LINE:COLUMN: what was expected) if
+  // it is malformed.
+  static Config load(const std::string& path);
+  // The same for YAML text; `source` names it in errors.
+  static Config parse(std::string_view yaml, std::string source = "<config>");
+
+  // The file name or source the config came from.
+  const std::string& source() const;
+  // The stores it defines, in file order.
+  std::vector<std::string> store_names() const;
+
+  // Builds the stack of `store` bottom-up: the engine first, then each layer
+  // over it. The caller owns the result. Throws NotFound for an unknown
+  // store, ConfigError for an unknown layer or a bad parameter, and whatever
+  // an engine throws when it opens.
+  std::unique_ptr<Store> open(std::string_view store,
+                              const LayerRegistry& registry = default_registry()) const;
+
+ private:
+  explicit Config(std::shared_ptr<const internal::ConfigData> data);
+  std::shared_ptr<const internal::ConfigData> d_;
+};
+
+}  // namespace cairn
+
+#endif  // CAIRN_CONFIG_H_

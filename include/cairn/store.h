@@ -1,0 +1,109 @@
+// The one interface of cairn: a Store maps byte-string keys to one or more
+// versioned byte-string values. Engines implement it at the bottom of a
+// stack; every layer implements it by wrapping another Store.
+//
+// A Store is safe for concurrent use by multiple threads without external
+// locking, except close(), which must not race other calls.
+
+#ifndef CAIRN_STORE_H_
+#define CAIRN_STORE_H_
+
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cairn/versioned.h"
+
+namespace cairn {
+
+// The outcome of a put that did not fail.
+enum class PutResult {
+  kStored,    // the value was stored (as the only version or as a sibling)
+  kObsolete,  // a stored version is equal to or newer than the value's clock;
+              // nothing changed
+};
+
+const char* to_string(PutResult r);
+
+// A forward-only cursor over every key of a store and its versions.
+// Not thread-safe: use one iterator from one thread at a time. A scan is
+// weakly consistent: it sees every key that was present for the whole scan,
+// and may or may not see keys written or removed while it runs.
+class StoreIterator {
+ public:
+  StoreIterator() = default;
+  StoreIterator(const StoreIterator&) = delete;
+  StoreIterator& operator=(const StoreIterator&) = delete;
+  virtual ~StoreIterator() = default;
+
+  // Moves to the next key; false when there are no more. Call it once before
+  // reading the first key.
+  virtual bool next() = 0;
+  // The current key and its versions. Valid until the next call to next().
+  // REQUIRES: the last call to next() returned true.
+  virtual std::string_view key() const = 0;
+  virtual const std::vector<Versioned>& versions() const = 0;
+};
+
+class Store {
+ public:
+  Store() = default;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+  virtual ~Store() = default;
+
+  // Returns every concurrent version stored for `key`. An empty vector means
+  // the key is absent; that is not an error. The caller owns the copies.
+  virtual std::vector<Versioned> get(std::string_view key) = 0;
+
+  // get() for many keys at once. The map holds only the keys that were
+  // found; a key asked for twice appears once.
+  virtual std::map<std::string, std::vector<Versioned>> get_all(
+      std::span<const std::string> keys);
+
+  // Stores `value` under `key` by Voldemort's rules. If the value's clock is
+  // before or equal to the clock of any stored version, nothing changes and
+  // the result is kObsolete (an expected outcome, not an error). Otherwise
+  // the stored versions the new clock dominates are replaced, and those
+  // concurrent with it stay beside it as siblings.
+  virtual PutResult put(std::string_view key, const Versioned& value) = 0;
+
+  // Deletes the versions of `key` whose clocks are before or equal to
+  // `version`; concurrent and newer versions stay. Returns whether anything
+  // was deleted (false for an absent key).
+  virtual bool remove(std::string_view key, const VectorClock& version) = 0;
+
+  // The clocks of the versions get() would return, in the same order.
+  virtual std::vector<VectorClock> versions(std::string_view key);
+
+  // A cursor over every key, in no particular order. The caller owns it; it
+  // may outlive the store, but after close() its next() throws
+  // FailedPrecondition. Throws Unsupported for stores that cannot scan.
+  virtual std::unique_ptr<StoreIterator> scan() = 0;
+
+  // Releases files, connections and threads. Idempotent. Every other call
+  // after close() throws FailedPrecondition.
+  // REQUIRES: no other call on this store is in flight.
+  virtual void close() = 0;
+
+  // This layer in one line and, indented below it, what it wraps.
+  virtual std::string describe() const = 0;
+};
+
+// Checks a key and a value against a store's size limits. Engines call these
+// before touching storage. Throw InvalidArgument naming the store and key.
+void check_key(std::string_view store, std::string_view key,
+               size_t max_key_size);
+void check_value(std::string_view store, std::string_view key,
+                 std::string_view value, size_t max_value_size);
+
+// A printable rendering of a key for error messages: printable ASCII keys
+// in quotes, anything else as hex; long keys are cut with "...".
+std::string printable_key(std::string_view key);
+
+}  // namespace cairn
+
+#endif  // CAIRN_STORE_H_

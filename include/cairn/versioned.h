@@ -1,0 +1,116 @@
+// Vector clocks and versioned values: the versioning vocabulary of every Store.
+//
+// A VectorClock is a value type. Distinct objects may be used from different
+// threads freely; one object needs external synchronization only if written.
+
+#ifndef CAIRN_VERSIONED_H_
+#define CAIRN_VERSIONED_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cairn {
+
+// Identifies a node (or a client acting as one) in a vector clock.
+using NodeId = uint32_t;
+
+// How one clock relates to another. See compare().
+enum class Occurred {
+  kBefore,      // every event of the first is in the second, which has more
+  kAfter,       // the first has every event of the second, and more
+  kEqual,       // the same events (timestamps are not compared)
+  kConcurrent,  // each has an event the other lacks
+};
+
+// One node's counter in a vector clock.
+struct ClockEntry {
+  NodeId node = 0;
+  uint64_t counter = 0;  // always >= 1 inside a VectorClock
+  friend bool operator==(const ClockEntry&, const ClockEntry&) = default;
+};
+
+// A sparse vector clock (node -> counter) plus the wall-clock time, in ms
+// since the Unix epoch, of the write that last incremented it. The timestamp
+// does not take part in ordering; time-based resolvers use it.
+class VectorClock {
+ public:
+  VectorClock() = default;
+  // REQUIRES: counters >= 1. Entries may come in any order; a node listed
+  // twice keeps its larger counter.
+  VectorClock(std::initializer_list<ClockEntry> entries,
+              int64_t timestamp_ms = 0);
+
+  // The entries, sorted by node id, each counter >= 1.
+  const std::vector<ClockEntry>& entries() const { return entries_; }
+  bool empty() const { return entries_.empty(); }
+
+  // The counter for `node`, 0 when the clock has no entry for it.
+  uint64_t counter(NodeId node) const;
+  int64_t timestamp_ms() const { return timestamp_ms_; }
+  void set_timestamp_ms(int64_t ms) { timestamp_ms_ = ms; }
+
+  // Records one more event on `node` at time `now_ms`.
+  // Throws InvalidArgument if the counter would overflow.
+  void increment(NodeId node, int64_t now_ms);
+  VectorClock incremented(NodeId node, int64_t now_ms) const;
+
+  // The pointwise maximum of both clocks; the later of the two timestamps.
+  VectorClock merged(const VectorClock& other) const;
+
+  // Equality ignores the timestamp, as ordering does.
+  friend bool operator==(const VectorClock& a, const VectorClock& b) {
+    return a.entries_ == b.entries_;
+  }
+
+  // Human-readable form, e.g. "{0:3, 2:1}" (timestamp omitted). parse()
+  // reads it back, with or without the braces and spaces: "0:3,2:1".
+  std::string to_string() const;
+  // Throws InvalidArgument naming the offending text.
+  static VectorClock parse(std::string_view text);
+
+  // Byte encoding (frozen: it is stored on disk and sent on the wire):
+  //   varint  n               number of entries
+  //   n x {   varint d        node id delta: the first entry's node id, then
+  //                           (this node id - previous node id), always >= 1
+  //           varint counter  >= 1 }
+  //   varint  timestamp_ms    >= 0
+  // Varints are LEB128 (7 bits per byte, low bits first, at most 10 bytes).
+  // Equal clocks with equal timestamps encode to equal bytes.
+  // A clock of one entry with small numbers takes 3 bytes plus the timestamp
+  // (6 bytes for a current time in ms).
+  void encode_to(std::string* out) const;
+  std::string encode() const;
+  // Decodes one clock from the front of `*in` and advances it past the clock.
+  // Throws Corruption on truncated or malformed bytes.
+  static VectorClock decode_from(std::string_view* in);
+  // Decodes exactly one clock; trailing bytes are Corruption.
+  static VectorClock decode(std::string_view bytes);
+
+ private:
+  std::vector<ClockEntry> entries_;
+  int64_t timestamp_ms_ = 0;
+};
+
+// How `a` relates to `b`: kBefore means `b` has seen everything `a` has.
+Occurred compare(const VectorClock& a, const VectorClock& b);
+
+// Human-readable name of an Occurred value: "before", "after", ...
+const char* to_string(Occurred o);
+
+// A value together with the clock of the write that produced it.
+struct Versioned {
+  std::string value;
+  VectorClock clock;
+  friend bool operator==(const Versioned&, const Versioned&) = default;
+};
+
+// The current wall-clock time in ms since the Unix epoch, as stamped into
+// clocks by increment().
+int64_t now_ms();
+
+}  // namespace cairn
+
+#endif  // CAIRN_VERSIONED_H_

@@ -1,0 +1,55 @@
+// LoggingStore: writes one log line per operation (key, clock, outcome,
+// latency) through cairn's log, or only for operations slower than a
+// threshold. Failures are logged at warn and rethrown unchanged.
+//
+// Thread-safe: it keeps no state of its own.
+
+#ifndef CAIRN_LAYERS_LOGGING_LOGGING_STORE_H_
+#define CAIRN_LAYERS_LOGGING_LOGGING_STORE_H_
+
+#include <chrono>
+#include <string>
+
+#include "cairn/forwarding_store.h"
+#include "cairn/log.h"
+#include "cairn/registry.h"
+
+namespace cairn {
+
+struct LoggingOptions {
+  // Labels every line.
+  std::string name = "store";
+  // The level of the per-operation lines (failures always log at warn).
+  LogLevel level = LogLevel::kInfo;
+  // Log only operations at least this slow; zero logs every operation.
+  std::chrono::microseconds slow{0};
+};
+
+class LoggingStore final : public ForwardingStore {
+ public:
+  LoggingStore(std::unique_ptr<Store> inner, LoggingOptions options);
+
+  std::vector<Versioned> get(std::string_view key) override;
+  std::map<std::string, std::vector<Versioned>> get_all(
+      std::span<const std::string> keys) override;
+  PutResult put(std::string_view key, const Versioned& value) override;
+  bool remove(std::string_view key, const VectorClock& version) override;
+  std::vector<VectorClock> versions(std::string_view key) override;
+  std::unique_ptr<StoreIterator> scan() override;
+  void close() override;
+  std::string describe() const override;
+
+ private:
+  template <typename Fn, typename Describe>
+  auto logged(std::string_view op, std::string_view key, Fn&& fn, Describe&& outcome);
+
+  LoggingOptions options_;
+};
+
+// The `logging` layer of config files:
+//   logging: {level: debug | info, slow_ms: 0}
+std::unique_ptr<Store> make_logging_layer(std::unique_ptr<Store> inner, const Params& params);
+
+}  // namespace cairn
+
+#endif  // CAIRN_LAYERS_LOGGING_LOGGING_STORE_H_

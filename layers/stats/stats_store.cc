@@ -1,0 +1,122 @@
+#include "layers/stats/stats_store.h"
+
+#include <chrono>
+#include <cstdio>
+
+namespace cairn {
+
+const char* StatsStore::op_name(Op op) {
+  static constexpr const char* kNames[kOps] = {"get",    "get_all",  "put",
+                                               "remove", "versions", "scan"};
+  return kNames[static_cast<size_t>(op)];
+}
+
+StatsStore::StatsStore(std::unique_ptr<Store> inner, std::string name)
+    : ForwardingStore(std::move(inner)), name_(std::move(name)) {}
+
+template <typename Fn>
+auto StatsStore::timed(Op op, Fn&& fn) {
+  Counters& c = counters_[static_cast<size_t>(op)];
+  const auto start = std::chrono::steady_clock::now();
+  auto record = [&] {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    c.count.fetch_add(1, std::memory_order_relaxed);
+    c.latency.record(static_cast<uint64_t>(ns));
+  };
+  try {
+    auto result = fn(c);
+    record();
+    return result;
+  } catch (...) {
+    record();
+    c.errors.fetch_add(1, std::memory_order_relaxed);
+    throw;
+  }
+}
+
+std::vector<Versioned> StatsStore::get(std::string_view key) {
+  return timed(Op::kGet, [&](Counters& c) {
+    auto r = ForwardingStore::get(key);
+    if (!r.empty()) c.outcome.fetch_add(1, std::memory_order_relaxed);
+    return r;
+  });
+}
+
+std::map<std::string, std::vector<Versioned>> StatsStore::get_all(
+    std::span<const std::string> keys) {
+  return timed(Op::kGetAll, [&](Counters& c) {
+    auto r = ForwardingStore::get_all(keys);
+    c.outcome.fetch_add(r.size(), std::memory_order_relaxed);
+    return r;
+  });
+}
+
+PutResult StatsStore::put(std::string_view key, const Versioned& value) {
+  return timed(Op::kPut, [&](Counters& c) {
+    const PutResult r = ForwardingStore::put(key, value);
+    if (r == PutResult::kObsolete) c.outcome.fetch_add(1, std::memory_order_relaxed);
+    return r;
+  });
+}
+
+bool StatsStore::remove(std::string_view key, const VectorClock& version) {
+  return timed(Op::kRemove, [&](Counters& c) {
+    const bool removed = ForwardingStore::remove(key, version);
+    if (removed) c.outcome.fetch_add(1, std::memory_order_relaxed);
+    return removed;
+  });
+}
+
+std::vector<VectorClock> StatsStore::versions(std::string_view key) {
+  return timed(Op::kVersions, [&](Counters&) { return ForwardingStore::versions(key); });
+}
+
+std::unique_ptr<StoreIterator> StatsStore::scan() {
+  // Counts scans opened; the time is the time to open one.
+  return timed(Op::kScan, [&](Counters&) { return ForwardingStore::scan(); });
+}
+
+std::string StatsStore::describe() const { return describe_as("stats"); }
+
+StatsStore::Snapshot StatsStore::snapshot() const {
+  Snapshot s;
+  for (size_t i = 0; i < kOps; ++i) {
+    s.ops[i].count = counters_[i].count.load(std::memory_order_relaxed);
+    s.ops[i].errors = counters_[i].errors.load(std::memory_order_relaxed);
+    s.ops[i].outcome = counters_[i].outcome.load(std::memory_order_relaxed);
+    s.ops[i].latency = counters_[i].latency.summary();
+  }
+  return s;
+}
+
+std::string StatsStore::report() const {
+  using internal::format_nanos;
+  const Snapshot s = snapshot();
+  std::string out = "stats for '" + name_ + "'\n";
+  char line[200];
+  std::snprintf(line, sizeof line, "%-9s %9s %7s %8s %8s %8s %8s %8s %8s\n", "op", "count",
+                "errors", "outcome", "mean", "p50", "p99", "p999", "max");
+  out += line;
+  for (int i = 0; i < kOps; ++i) {
+    const OpStats& o = s.ops[static_cast<size_t>(i)];
+    if (o.count == 0) continue;
+    std::snprintf(line, sizeof line, "%-9s %9llu %7llu %8llu %8s %8s %8s %8s %8s\n",
+                  op_name(static_cast<Op>(i)), static_cast<unsigned long long>(o.count),
+                  static_cast<unsigned long long>(o.errors),
+                  static_cast<unsigned long long>(o.outcome),
+                  format_nanos(o.latency.mean_ns).c_str(), format_nanos(o.latency.p50_ns).c_str(),
+                  format_nanos(o.latency.p99_ns).c_str(), format_nanos(o.latency.p999_ns).c_str(),
+                  format_nanos(o.latency.max_ns).c_str());
+    out += line;
+  }
+  out += "(outcome: get/get_all keys found, put obsolete, remove deleted)\n";
+  return out;
+}
+
+std::unique_ptr<Store> make_stats_layer(std::unique_ptr<Store> inner, const Params& params) {
+  return std::make_unique<StatsStore>(std::move(inner), params.store());
+}
+
+}  // namespace cairn

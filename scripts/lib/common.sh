@@ -1,0 +1,57 @@
+# Shared by scripts/demo, scripts/test and scripts/bench: installs the Debian
+# packages cairn needs (only the missing ones, quietly when none is) and
+# configures and builds a meson build directory.
+
+set -euo pipefail
+
+CAIRN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+JOBS="${CAIRN_JOBS:-2}"
+
+# Everything builds from Debian packages; nothing is downloaded at build time.
+CAIRN_PACKAGES=(
+  g++ meson ninja-build pkg-config python3
+  liblmdb-dev libyaml-cpp-dev libabsl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+install_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# configure DIR [meson options...]: sets up DIR once; reconfigures it when
+# the options asked for differ from those it was set up with.
+configure() {
+  local dir="$1"; shift
+  local stamp="$CAIRN_ROOT/$dir/.cairn-options"
+  if [ -f "$CAIRN_ROOT/$dir/build.ninja" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$*" ]; then
+    return 0
+  fi
+  if [ -f "$CAIRN_ROOT/$dir/build.ninja" ]; then
+    meson setup --reconfigure "$CAIRN_ROOT/$dir" "$CAIRN_ROOT" "$@" >/dev/null
+  else
+    say "configuring $dir ${*:-}"
+    meson setup "$CAIRN_ROOT/$dir" "$CAIRN_ROOT" "$@" >/dev/null
+  fi
+  echo "$*" > "$stamp"
+}
+
+# build DIR [targets...]
+build() {
+  local dir="$1"; shift
+  say "building $dir"
+  ninja -C "$CAIRN_ROOT/$dir" -j "$JOBS" "$@"
+}

@@ -1,0 +1,337 @@
+// The cases of the conformance suite. Which stores run them is decided by the
+// INSTANTIATE_TEST_SUITE_P lines of the binaries that link this file.
+
+#include <algorithm>
+#include <cstdio>
+#include <iterator>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "cairn/errors.h"
+#include "tests/conformance/conformance.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn::testing {
+
+void Conformance::SetUp() { store_ = GetParam().open(dir_.path()); }
+
+void Conformance::TearDown() {
+  if (store_) store_->close();
+}
+
+void Conformance::reopen() {
+  store_->close();
+  store_.reset();
+  store_ = GetParam().open(dir_.path());
+}
+
+std::vector<std::string> Conformance::values(std::string_view key) {
+  std::vector<std::string> out;
+  for (const Versioned& v : store_->get(key)) out.push_back(v.value);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::map<std::string, std::vector<std::string>> Conformance::scan_all() {
+  std::map<std::string, std::vector<std::string>> out;
+  auto it = store_->scan();
+  while (it->next()) {
+    auto [pos, fresh] = out.try_emplace(std::string(it->key()));
+    EXPECT_TRUE(fresh) << "scan returned key " << printable_key(it->key()) << " twice";
+    for (const Versioned& v : it->versions()) pos->second.push_back(v.value);
+    std::sort(pos->second.begin(), pos->second.end());
+  }
+  return out;
+}
+
+using Values = std::vector<std::string>;
+
+TEST_P(Conformance, AbsentKeyIsEmptyNotAnError) {
+  EXPECT_TRUE(store_->get("nope").empty());
+  EXPECT_TRUE(store_->versions("nope").empty());
+  EXPECT_FALSE(store_->remove("nope", clock({{1, 1}})));
+  const std::vector<std::string> keys = {"nope", "nada"};
+  EXPECT_TRUE(store_->get_all(keys).empty());
+}
+
+TEST_P(Conformance, PutThenGetReturnsValueAndClock) {
+  const Versioned v = versioned("hello", {{1, 1}});
+  ASSERT_EQ(store_->put("k", v), PutResult::kStored);
+  const auto got = store_->get("k");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "hello");
+  EXPECT_EQ(got[0].clock, v.clock);
+  EXPECT_EQ(store_->versions("k"), std::vector<VectorClock>{v.clock});
+}
+
+TEST_P(Conformance, KeepsTheClockTimestamp) {
+  Versioned v{"t", clock({{1, 1}}, 1700000000123)};
+  ASSERT_EQ(store_->put("k", v), PutResult::kStored);
+  EXPECT_EQ(store_->get("k").at(0).clock.timestamp_ms(), 1700000000123);
+}
+
+TEST_P(Conformance, NewerClockReplacesOlder) {
+  ASSERT_EQ(store_->put("k", versioned("v1", {{1, 1}})), PutResult::kStored);
+  ASSERT_EQ(store_->put("k", versioned("v2", {{1, 2}})), PutResult::kStored);
+  ASSERT_EQ(store_->put("k", versioned("v3", {{1, 2}, {2, 1}})), PutResult::kStored);
+  const auto got = store_->get("k");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "v3");
+  EXPECT_EQ(got[0].clock, clock({{1, 2}, {2, 1}}));
+}
+
+TEST_P(Conformance, OlderClockIsObsoleteAndChangesNothing) {
+  ASSERT_EQ(store_->put("k", versioned("new", {{1, 3}})), PutResult::kStored);
+  EXPECT_EQ(store_->put("k", versioned("old", {{1, 2}})), PutResult::kObsolete);
+  EXPECT_EQ(store_->put("k", versioned("empty-clock", {})), PutResult::kObsolete);
+  EXPECT_EQ(values("k"), Values{"new"});
+}
+
+TEST_P(Conformance, IdenticalClockIsObsolete) {
+  ASSERT_EQ(store_->put("k", versioned("first", {{1, 1}, {2, 4}})), PutResult::kStored);
+  EXPECT_EQ(store_->put("k", versioned("second", {{2, 4}, {1, 1}})), PutResult::kObsolete);
+  EXPECT_EQ(values("k"), Values{"first"});
+}
+
+TEST_P(Conformance, ConcurrentPutsAreKeptAsSiblingsThenSuperseded) {
+  ASSERT_EQ(store_->put("k", versioned("a", {{1, 1}})), PutResult::kStored);
+  ASSERT_EQ(store_->put("k", versioned("b", {{2, 1}})), PutResult::kStored);
+  EXPECT_EQ(values("k"), (Values{"a", "b"}));
+  EXPECT_EQ(store_->versions("k").size(), 2u);
+  // Equal to one sibling: obsolete, both stay.
+  EXPECT_EQ(store_->put("k", versioned("c", {{2, 1}})), PutResult::kObsolete);
+  // After one sibling, concurrent with the other: replaces only the first.
+  ASSERT_EQ(store_->put("k", versioned("a2", {{1, 2}})), PutResult::kStored);
+  EXPECT_EQ(values("k"), (Values{"a2", "b"}));
+  // A successor of both replaces both.
+  ASSERT_EQ(store_->put("k", versioned("merged", {{1, 2}, {2, 1}, {3, 1}})), PutResult::kStored);
+  const auto got = store_->get("k");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "merged");
+}
+
+TEST_P(Conformance, RemoveDeletesOnlyVersionsAtOrBeforeTheClock) {
+  ASSERT_EQ(store_->put("k", versioned("a", {{1, 2}})), PutResult::kStored);
+  ASSERT_EQ(store_->put("k", versioned("b", {{2, 1}})), PutResult::kStored);
+  EXPECT_FALSE(store_->remove("k", clock({{1, 1}}))) << "older than every version";
+  EXPECT_FALSE(store_->remove("k", clock({{3, 1}}))) << "concurrent with every version";
+  EXPECT_EQ(values("k"), (Values{"a", "b"}));
+  EXPECT_TRUE(store_->remove("k", clock({{1, 2}}))) << "equal to one version";
+  EXPECT_EQ(values("k"), Values{"b"});
+  EXPECT_TRUE(store_->remove("k", clock({{2, 5}, {7, 1}}))) << "after the last version";
+  EXPECT_TRUE(store_->get("k").empty());
+  EXPECT_FALSE(store_->remove("k", clock({{2, 5}, {7, 1}}))) << "nothing left";
+}
+
+TEST_P(Conformance, RemoveForgetsTheKey) {
+  ASSERT_EQ(store_->put("k", versioned("v", {{1, 5}})), PutResult::kStored);
+  ASSERT_TRUE(store_->remove("k", clock({{1, 5}})));
+  // No tombstone is kept: a put at an older clock is a fresh write.
+  EXPECT_EQ(store_->put("k", versioned("again", {{1, 1}})), PutResult::kStored);
+  EXPECT_EQ(values("k"), Values{"again"});
+}
+
+TEST_P(Conformance, GetAllReturnsOnlyFoundKeys) {
+  ASSERT_EQ(store_->put("a", versioned("1", {{1, 1}})), PutResult::kStored);
+  ASSERT_EQ(store_->put("c", versioned("3", {{1, 1}})), PutResult::kStored);
+  ASSERT_EQ(store_->put("c", versioned("3b", {{2, 1}})), PutResult::kStored);
+  const std::vector<std::string> keys = {"a", "b", "c", "a", "d"};
+  const auto got = store_->get_all(keys);
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_EQ(got.at("a").size(), 1u);
+  EXPECT_EQ(got.at("a")[0].value, "1");
+  EXPECT_EQ(got.at("c").size(), 2u);
+  EXPECT_FALSE(got.contains("b"));
+  EXPECT_TRUE(store_->get_all({}).empty());
+}
+
+TEST_P(Conformance, EmptyValueRoundTrips) {
+  ASSERT_EQ(store_->put("k", versioned("", {{1, 1}})), PutResult::kStored);
+  const auto got = store_->get("k");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "");
+}
+
+TEST_P(Conformance, BinaryKeysWithNulAndFF) {
+  const std::string k1("\x00", 1), k2("\xff\xff", 2), k3("a\x00b\xff", 4), k4("a\x00c", 3);
+  for (const std::string& k : {k1, k2, k3, k4}) {
+    ASSERT_EQ(store_->put(k, versioned("v" + k, {{1, 1}})), PutResult::kStored);
+  }
+  for (const std::string& k : {k1, k2, k3, k4}) EXPECT_EQ(values(k), Values{"v" + k});
+  EXPECT_TRUE(store_->get(std::string("a", 1)).empty());
+  EXPECT_TRUE(store_->get(std::string("a\x00", 2)).empty()) << "a prefix is another key";
+}
+
+TEST_P(Conformance, OneMiBValue) {
+  auto rng = seeded_rng(1);
+  const std::string big = random_bytes(rng, 1 << 20);
+  ASSERT_EQ(store_->put("big", Versioned{big, clock({{1, 1}})}), PutResult::kStored);
+  const auto got = store_->get("big");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].value == big);
+  const std::vector<std::string> keys = {"big"};
+  EXPECT_TRUE(store_->get_all(keys).at("big").at(0).value == big);
+}
+
+TEST_P(Conformance, KeyAndValueSizeLimits) {
+  const StoreFactory& f = GetParam();
+  const std::string max_key(f.max_key_size, 'k'), long_key(f.max_key_size + 1, 'k');
+  EXPECT_EQ(store_->put(max_key, versioned("v", {{1, 1}})), PutResult::kStored);
+  EXPECT_EQ(values(max_key), Values{"v"});
+  EXPECT_THROW(store_->put(long_key, versioned("v", {{1, 1}})), InvalidArgument);
+  EXPECT_THROW(store_->get(long_key), InvalidArgument);
+  EXPECT_THROW(store_->remove(long_key, clock({{1, 1}})), InvalidArgument);
+  EXPECT_THROW(store_->put("", versioned("v", {{1, 1}})), InvalidArgument);
+  EXPECT_THROW(store_->get(""), InvalidArgument);
+
+  const Versioned too_big{std::string(f.max_value_size + 1, 'v'), clock({{1, 1}})};
+  EXPECT_THROW(store_->put("k", too_big), InvalidArgument);
+  EXPECT_TRUE(store_->get("k").empty()) << "a rejected put stores nothing";
+  const Versioned at_limit{std::string(f.max_value_size, 'v'), clock({{1, 1}})};
+  EXPECT_EQ(store_->put("k", at_limit), PutResult::kStored);
+}
+
+TEST_P(Conformance, EveryByteValueInKeysAndValues) {
+  std::string all;
+  for (int b = 0; b < 256; ++b) all.push_back(static_cast<char>(b));
+  for (int b = 0; b < 256; ++b) {
+    const std::string key(1, static_cast<char>(b));
+    ASSERT_EQ(store_->put(key, versioned(key + all, {{1, 1}})), PutResult::kStored);
+  }
+  // Every byte value in one key too, as far as the key limit allows.
+  const std::string long_key = all.substr(0, std::min<size_t>(256, GetParam().max_key_size));
+  ASSERT_EQ(store_->put(long_key, versioned(all, {{1, 1}})), PutResult::kStored);
+  for (int b = 0; b < 256; ++b) {
+    const std::string key(1, static_cast<char>(b));
+    ASSERT_EQ(values(key), Values{key + all}) << "byte " << b;
+  }
+  EXPECT_EQ(values(long_key), Values{all});
+  EXPECT_EQ(scan_all().size(), 257u);
+}
+
+TEST_P(Conformance, CloseIsIdempotentAndLaterCallsFail) {
+  ASSERT_EQ(store_->put("k", versioned("v", {{1, 1}})), PutResult::kStored);
+  store_->close();
+  store_->close();
+  EXPECT_THROW(store_->get("k"), FailedPrecondition);
+  EXPECT_THROW(store_->put("k", versioned("v", {{1, 2}})), FailedPrecondition);
+  EXPECT_THROW(store_->remove("k", clock({{1, 1}})), FailedPrecondition);
+  EXPECT_THROW(store_->scan(), FailedPrecondition);
+}
+
+TEST_P(Conformance, ScanOfEmptyStoreEndsAtOnce) {
+  auto it = store_->scan();
+  EXPECT_FALSE(it->next());
+  EXPECT_FALSE(it->next());
+}
+
+TEST_P(Conformance, ScanSeesExactlyWhatWasPut) {
+  auto rng = seeded_rng(2);
+  std::map<std::string, std::vector<std::string>> expected;
+  // Enough keys to cross the scan batches of the engines (512 keys); a
+  // fixed-width number keeps the random suffixes from making duplicates.
+  for (int i = 0; i < 1500; ++i) {
+    char prefix[16];
+    std::snprintf(prefix, sizeof prefix, "key-%05d", i);
+    const std::string key = prefix + random_bytes(rng, i % 7);
+    const std::string value = random_bytes(rng, static_cast<size_t>(rng() % 200));
+    ASSERT_EQ(store_->put(key, Versioned{value, clock({{1, 1}})}), PutResult::kStored);
+    expected[key] = {value};
+  }
+  // A sibling, a replaced version and removed keys.
+  auto it = expected.begin();
+  ASSERT_EQ(store_->put(it->first, versioned("sib", {{2, 1}})), PutResult::kStored);
+  it->second.push_back("sib");
+  std::sort(it->second.begin(), it->second.end());
+  ++it;
+  ASSERT_EQ(store_->put(it->first, versioned("newer", {{1, 2}})), PutResult::kStored);
+  it->second = {"newer"};
+  for (int i = 0; i < 10; ++i) {
+    ++it;
+    ASSERT_TRUE(store_->remove(it->first, clock({{1, 1}})));
+    it = std::prev(expected.erase(it));
+  }
+  EXPECT_TRUE(scan_all() == expected);
+}
+
+TEST_P(Conformance, ScanIteratorOutlivingCloseFailsCleanly) {
+  ASSERT_EQ(store_->put("k", versioned("v", {{1, 1}})), PutResult::kStored);
+  auto it = store_->scan();
+  store_->close();
+  EXPECT_THROW(it->next(), FailedPrecondition);
+}
+
+TEST_P(Conformance, RacingWritersLeaveOnlyNonDominatedVersions) {
+  // Each writer advances its own clock entry; writer t's latest version
+  // dominates all its earlier ones and is concurrent with the other's.
+  constexpr int kRounds = 300;
+  auto writer = [&](NodeId node) {
+    for (uint64_t i = 1; i <= kRounds; ++i) {
+      const Versioned v{"w" + std::to_string(node) + "-" + std::to_string(i),
+                        VectorClock({{node, i}}, static_cast<int64_t>(i))};
+      EXPECT_EQ(store_->put("hot", v), PutResult::kStored);
+    }
+  };
+  std::thread a(writer, 1), b(writer, 2);
+  a.join();
+  b.join();
+  const auto got = store_->get("hot");
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    for (size_t j = 0; j < got.size(); ++j) {
+      if (i != j) {
+        EXPECT_EQ(compare(got[i].clock, got[j].clock), Occurred::kConcurrent);
+      }
+    }
+  }
+  EXPECT_EQ(values("hot"), (Values{"w1-300", "w2-300"}));
+}
+
+TEST_P(Conformance, RacingReadModifyWritesNeverLoseAVersionSilently) {
+  // Two threads each read the versions, merge them and write a successor.
+  // A write that lost the race is obsolete or becomes a sibling; in the end
+  // no surviving version is dominated by another.
+  constexpr int kRounds = 200;
+  std::atomic<int> stored{0};
+  auto writer = [&](NodeId node) {
+    for (int i = 0; i < kRounds; ++i) {
+      VectorClock c;
+      for (const VectorClock& seen : store_->versions("rmw")) c = c.merged(seen);
+      c.increment(node, i);
+      if (store_->put("rmw", Versioned{std::to_string(node), c}) == PutResult::kStored) ++stored;
+    }
+  };
+  std::thread a(writer, 1), b(writer, 2);
+  a.join();
+  b.join();
+  const auto got = store_->get("rmw");
+  ASSERT_FALSE(got.empty());
+  EXPECT_LE(got.size(), 2u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    for (size_t j = i + 1; j < got.size(); ++j) {
+      EXPECT_EQ(compare(got[i].clock, got[j].clock), Occurred::kConcurrent);
+    }
+  }
+  // Only writer n increments entry n, and it always starts from a clock that
+  // includes its own last stored write, so no put of either is obsolete.
+  EXPECT_EQ(stored.load(), 2 * kRounds);
+}
+
+TEST_P(Conformance, ReopenKeepsDataIfPersistentOtherwiseStartsEmpty) {
+  ASSERT_EQ(store_->put("k", versioned("a", {{1, 1}})), PutResult::kStored);
+  ASSERT_EQ(store_->put("k", versioned("b", {{2, 1}})), PutResult::kStored);
+  ASSERT_EQ(store_->put("gone", versioned("x", {{1, 1}})), PutResult::kStored);
+  ASSERT_TRUE(store_->remove("gone", clock({{1, 1}})));
+  reopen();
+  if (GetParam().persistent) {
+    EXPECT_EQ(values("k"), (Values{"a", "b"}));
+    EXPECT_TRUE(store_->get("gone").empty());
+    EXPECT_EQ(scan_all().size(), 1u);
+  } else {
+    EXPECT_TRUE(store_->get("k").empty());
+    EXPECT_TRUE(scan_all().empty());
+  }
+}
+
+}  // namespace cairn::testing

@@ -1,0 +1,84 @@
+// Runs the conformance suite over every in-process store: each engine, and
+// each layer stacked over the memory engine, plus stacks built from YAML.
+
+#include "cairn/config.h"
+#include "engines/lmdb/lmdb_store.h"
+#include "engines/memory/memory_store.h"
+#include "layers/logging/logging_store.h"
+#include "layers/stats/stats_store.h"
+#include "tests/conformance/conformance.h"
+
+namespace cairn::testing {
+namespace {
+
+std::unique_ptr<Store> memory(const std::string&) {
+  return std::make_unique<MemoryStore>();
+}
+
+std::unique_ptr<Store> lmdb(const std::string& dir, LmdbOptions::Durability d, bool write_map) {
+  LmdbOptions o;
+  o.path = dir + "/lmdb";
+  o.durability = d;
+  o.write_map = write_map;
+  o.map_size = 8 << 20;  // small, so that the 16 MiB value forces the map to grow
+  return std::make_unique<LmdbStore>(o);
+}
+
+// Builds the store `s` of a YAML config whose paths are relative to `dir`.
+std::unique_ptr<Store> from_yaml(const std::string& dir, std::string yaml) {
+  for (size_t at; (at = yaml.find("$DIR")) != std::string::npos;) yaml.replace(at, 4, dir);
+  return Config::parse(yaml, "conformance.yaml").open("s");
+}
+
+const StoreFactory kStores[] = {
+    {"memory", memory, false},
+    {"memory_one_shard",
+     [](const std::string&) {
+       MemoryOptions o;
+       o.shards = 1;
+       return std::make_unique<MemoryStore>(o);
+     },
+     false},
+    {"lmdb_sync", [](const std::string& d) { return lmdb(d, LmdbOptions::Durability::kSync, false); },
+     true},
+    {"lmdb_nosync",
+     [](const std::string& d) { return lmdb(d, LmdbOptions::Durability::kNoSync, false); }, true},
+    {"lmdb_nosync_writemap",
+     [](const std::string& d) { return lmdb(d, LmdbOptions::Durability::kNoSync, true); }, true},
+    {"stats_over_memory",
+     [](const std::string& d) { return std::make_unique<StatsStore>(memory(d), "s"); }, false},
+    {"logging_over_memory",
+     [](const std::string& d) {
+       // Logs at debug, below the default threshold: the layer's work runs,
+       // the test output stays readable.
+       return std::make_unique<LoggingStore>(memory(d), LoggingOptions{"s", LogLevel::kDebug, {}});
+     },
+     false},
+    {"yaml_stats_logging_lmdb",
+     [](const std::string& d) {
+       return from_yaml(d, R"(
+stores:
+  s:
+    stack:
+      - stats
+      - logging: {level: debug}
+      - engine: {lmdb: {path: "$DIR/{store}", durability: nosync, map_size: 8MiB}}
+)");
+     },
+     true},
+    {"yaml_memory_small_limits",
+     [](const std::string& d) {
+       return from_yaml(d, R"(
+stores:
+  s:
+    stack:
+      - engine: {memory: {max_key_size: 64, max_value_size: 2MiB, shards: 4}}
+)");
+     },
+     false, 64, 2 << 20},
+};
+
+INSTANTIATE_TEST_SUITE_P(Local, Conformance, ::testing::ValuesIn(kStores), factory_name);
+
+}  // namespace
+}  // namespace cairn::testing

@@ -1,0 +1,214 @@
+#include "cairn/config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "cairn/errors.h"
+#include "cairn/forwarding_store.h"
+#include "engines/memory/memory_store.h"
+#include "layers/stats/stats_store.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn::testing {
+namespace {
+
+// Parses `yaml`, opens store `store` and returns the ConfigError it throws.
+ConfigError config_error(const std::string& yaml, const std::string& store = "s") {
+  try {
+    Config::parse(yaml, "test.yaml").open(store);
+  } catch (const ConfigError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no ConfigError for:\n" << yaml;
+  return ConfigError("", 0, 0, "");
+}
+
+void expect_error(const std::string& yaml, int line, int column, const std::string& fragment) {
+  const ConfigError e = config_error(yaml);
+  EXPECT_EQ(e.file(), "test.yaml");
+  EXPECT_EQ(e.line(), line) << e.what();
+  EXPECT_EQ(e.column(), column) << e.what();
+  EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+      << "message: " << e.what() << "\nexpected to contain: " << fragment;
+  EXPECT_EQ(std::string(e.what()).rfind("test.yaml:" + std::to_string(line) + ":" +
+                                            std::to_string(column) + ": ", 0),
+            0u)
+      << e.what();
+}
+
+TEST(ConfigTest, BuildsTheStackTopToBottom) {
+  TempDir dir;
+  const Config config = Config::parse(R"(
+stores:
+  users:
+    stack:
+      - stats
+      - logging: {slow_ms: 5}
+      - engine: {lmdb: {path: ")" + dir.path() + R"(/{store}", durability: nosync}}
+  cache:
+    stack:
+      - engine: memory
+)",
+                                      "two.yaml");
+  EXPECT_EQ(config.store_names(), (std::vector<std::string>{"users", "cache"}));
+  auto users = config.open("users");
+  const std::string d = users->describe();
+  EXPECT_EQ(d.find("stats"), 0u) << d;
+  EXPECT_NE(d.find("\n  logging (level info, ops slower than 5 ms)"), std::string::npos) << d;
+  EXPECT_NE(d.find("\n    lmdb 'users' at " + dir.path() + "/users (durability nosync"),
+            std::string::npos)
+      << d;
+  ASSERT_NE(find_layer<StatsStore>(*users), nullptr);
+  ASSERT_EQ(users->put("k", versioned("v", {{1, 1}})), PutResult::kStored);
+  EXPECT_EQ(find_layer<StatsStore>(*users)->snapshot()[StatsStore::Op::kPut].count, 1u);
+  auto cache = config.open("cache");
+  EXPECT_NE(find_layer<MemoryStore>(*cache), nullptr);
+}
+
+TEST(ConfigTest, UnknownStoreIsNotFoundAndListsTheStores) {
+  const Config config = Config::parse("stores:\n  a:\n    stack: [{engine: memory}]\n");
+  try {
+    config.open("b");
+    FAIL();
+  } catch (const NotFound& e) {
+    EXPECT_NE(std::string(e.what()).find("it defines: a"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ConfigTest, UnknownLayerNamesThePositionAndTheKnownLayers) {
+  expect_error("stores:\n  s:\n    stack:\n      - statz\n      - engine: memory\n", 4, 9,
+               "unknown layer 'statz' (known layers: logging, stats");
+}
+
+TEST(ConfigTest, UnknownEngine) {
+  expect_error("stores:\n  s:\n    stack:\n      - engine: {rocks: {}}\n", 4, 18,
+               "unknown engine 'rocks' (known engines: lmdb, memory");
+}
+
+TEST(ConfigTest, MissingRequiredParameter) {
+  expect_error("stores:\n  s:\n    stack:\n      - engine: {lmdb: {durability: sync}}\n", 4, 18,
+               "missing required parameter 'path'");
+}
+
+TEST(ConfigTest, WrongTypeForAParameter) {
+  expect_error("stores:\n  s:\n    stack:\n      - engine: {memory: {shards: lots}}\n", 4, 35,
+               "parameter 'shards': expected an integer from 1 to 65536, found 'lots'");
+  expect_error("stores:\n  s:\n    stack:\n      - engine: {memory: {shards: [1, 2]}}\n", 4, 35,
+               "expected an integer, found a list");
+}
+
+TEST(ConfigTest, BadChoice) {
+  expect_error(
+      "stores:\n  s:\n    stack:\n      - engine: {lmdb: {path: /tmp/x, durability: fast}}\n", 4,
+      51, "expected one of sync, nosync, found 'fast'");
+}
+
+TEST(ConfigTest, MisspeltParameterIsAnError) {
+  expect_error("stores:\n  s:\n    stack:\n      - logging: {levl: debug}\n      - engine: memory\n",
+               4, 19, "unknown parameter 'levl' (known: level, slow_ms)");
+}
+
+TEST(ConfigTest, EngineMustBeLast) {
+  expect_error("stores:\n  s:\n    stack:\n      - engine: memory\n      - stats\n", 4, 9,
+               "the engine must be the last entry of the stack (it is entry 1 of 2)");
+  expect_error("stores:\n  s:\n    stack:\n      - stats\n", 4, 9,
+               "the stack ends with layer 'stats'; the last entry must be an engine");
+}
+
+TEST(ConfigTest, StructuralErrors) {
+  expect_error("stores: [", 1, 1, "YAML syntax error: end of sequence flow not found");
+  expect_error("- a\n- b\n", 1, 1, "expected a map with a `stores` key, found a list");
+  expect_error("store:\n  s: {}\n", 1, 1, "unknown key 'store' (expected: stores)");
+  expect_error("stores: {}\n", 1, 9, "`stores` must map store names to stores");
+  expect_error("stores:\n  s:\n    stak: []\n", 3, 5, "unknown key 'stak' (expected: stack)");
+  expect_error("stores:\n  s:\n    stack: []\n", 3, 12, "`stack` must be a non-empty list");
+  expect_error("stores:\n  s:\n    stack:\n      - {a: 1, b: 2}\n", 4, 9, "with several keys");
+  expect_error("stores:\n  s:\n    stack:\n      - engine\n", 4, 9,
+               "an engine is written `engine: memory` or `engine: {lmdb: {path: ...}}`");
+  expect_error("stores:\n  s:\n    stack: [{engine: memory}]\n  s:\n    stack: [{engine: memory}]\n",
+               4, 3, "duplicate key 's'");
+  expect_error("stores:\n  s:\n    stack:\n      - stats: fast\n      - engine: memory\n", 4, 16,
+               "takes no lone value");
+}
+
+TEST(ConfigTest, SizesTakeBinaryUnits) {
+  auto open = [](const std::string& size) {
+    return Config::parse("stores:\n  s:\n    stack:\n      - engine: {memory: {max_value_size: " +
+                             size + "}}\n",
+                         "test.yaml")
+        .open("s");
+  };
+  auto store = open("2 KiB");
+  EXPECT_NO_THROW(store->put("k", Versioned{std::string(2048, 'x'), {}}));
+  EXPECT_THROW(store->put("k", Versioned{std::string(2049, 'x'), {}}), InvalidArgument);
+  EXPECT_NO_THROW(open("1MiB"));
+  EXPECT_NO_THROW(open("1048576"));
+  EXPECT_THROW(open("12 XB"), ConfigError);
+  EXPECT_THROW(open("2GiB"), ConfigError) << "above the 1 GiB cap";
+  EXPECT_THROW(open("-1"), ConfigError);
+}
+
+TEST(ConfigTest, EngineErrorsBecomeConfigErrorsAtTheLayer) {
+  // max_map_size below map_size is rejected by the engine's own checks.
+  expect_error(
+      "stores:\n  s:\n    stack:\n      - engine: {lmdb: {path: /tmp/x, map_size: 1GiB, "
+      "max_map_size: 2MiB}}\n",
+      4, 69, "expected a size from 1073741824");
+}
+
+TEST(ConfigTest, LoadReportsAnUnreadableFile) {
+  EXPECT_THROW(Config::load("/nonexistent/cairn.yaml"), IoError);
+  TempDir dir;
+  const std::string path = dir.sub("c.yaml");
+  std::ofstream(path) << "stores:\n  s:\n    stack:\n      - engine: {memory: {shard: 2}}\n";
+  try {
+    Config::load(path).open("s");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.file(), path);
+    EXPECT_EQ(e.line(), 4);
+  }
+}
+
+// A layer defined by a user, registered in their own registry.
+class UppercaseKeys final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::vector<Versioned> get(std::string_view key) override {
+    return ForwardingStore::get(upper(key));
+  }
+  PutResult put(std::string_view key, const Versioned& v) override {
+    return ForwardingStore::put(upper(key), v);
+  }
+  std::string describe() const override { return describe_as("uppercase"); }
+
+ private:
+  static std::string upper(std::string_view k) {
+    std::string s(k);
+    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
+  }
+};
+
+TEST(ConfigTest, UserLayersRegisterInARegistry) {
+  LayerRegistry registry;
+  registry.add_engine("memory", make_memory_engine, "memory");
+  registry.add_layer(
+      "uppercase",
+      [](std::unique_ptr<Store> inner, const Params&) {
+        return std::make_unique<UppercaseKeys>(std::move(inner));
+      },
+      "upper-cases keys");
+  const Config config =
+      Config::parse("stores:\n  s:\n    stack: [uppercase, {engine: memory}]\n", "u.yaml");
+  auto store = config.open("s", registry);
+  ASSERT_EQ(store->put("abc", versioned("v", {{1, 1}})), PutResult::kStored);
+  EXPECT_EQ(store->get("ABC").size(), 1u);
+  EXPECT_EQ(find_layer<MemoryStore>(*store)->get("ABC").size(), 1u);
+  EXPECT_TRUE(find_layer<MemoryStore>(*store)->get("abc").empty());
+  EXPECT_THROW(config.open("s"), ConfigError) << "the default registry has no 'uppercase'";
+}
+
+}  // namespace
+}  // namespace cairn::testing

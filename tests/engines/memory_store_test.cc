@@ -1,0 +1,86 @@
+#include "engines/memory/memory_store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "cairn/errors.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn::testing {
+namespace {
+
+TEST(MemoryStoreTest, ShardCountRoundsUpToAPowerOfTwo) {
+  MemoryOptions o;
+  o.shards = 3;
+  MemoryStore store(o);
+  EXPECT_NE(store.describe().find("(4 shards"), std::string::npos) << store.describe();
+}
+
+TEST(MemoryStoreTest, SizeCountsKeysNotVersions) {
+  MemoryStore store;
+  ASSERT_EQ(store.put("a", versioned("1", {{1, 1}})), PutResult::kStored);
+  ASSERT_EQ(store.put("a", versioned("2", {{2, 1}})), PutResult::kStored);
+  ASSERT_EQ(store.put("b", versioned("3", {{1, 1}})), PutResult::kStored);
+  EXPECT_EQ(store.size(), 2u);
+  ASSERT_TRUE(store.remove("b", clock({{1, 1}})));
+  EXPECT_EQ(store.size(), 1u);
+  store.close();
+  EXPECT_EQ(store.size(), 0u) << "close releases the data";
+}
+
+TEST(MemoryStoreTest, ParallelWritersAndReadersSeeConsistentValues) {
+  MemoryStore store;
+  constexpr int kThreads = 4, kKeys = 5000;
+  std::atomic<int> bad_reads{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kKeys; ++i) {
+        const std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+        EXPECT_EQ(store.put(key, versioned(key, {{1, 1}})), PutResult::kStored);
+        // Read a key of another thread: absent or exactly its value.
+        const std::string other = "t" + std::to_string((t + 1) % kThreads) + "-" + std::to_string(i);
+        const auto got = store.get(other);
+        if (!got.empty() && (got.size() != 1 || got[0].value != other)) ++bad_reads;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad_reads.load(), 0);
+  EXPECT_EQ(store.size(), static_cast<size_t>(kThreads * kKeys));
+}
+
+TEST(MemoryStoreTest, ScanDuringWritesSeesEveryKeyPresentThroughout) {
+  MemoryStore store;
+  std::set<std::string> stable;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string key = "stable-" + std::to_string(i);
+    ASSERT_EQ(store.put(key, versioned("v", {{1, 1}})), PutResult::kStored);
+    stable.insert(key);
+  }
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; !stop; ++i) {
+      const std::string key = "churn-" + std::to_string(i % 500);
+      store.put(key, versioned("x", {{1, static_cast<uint64_t>(i + 1)}}));
+      store.remove(key, clock({{1, static_cast<uint64_t>(i + 1)}}));
+    }
+  });
+  std::set<std::string> seen;
+  auto it = store.scan();
+  while (it->next()) {
+    if (it->key().starts_with("stable-")) {
+      EXPECT_TRUE(seen.insert(std::string(it->key())).second);
+      EXPECT_EQ(it->versions().size(), 1u);
+    }
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(seen, stable);
+}
+
+}  // namespace
+}  // namespace cairn::testing

@@ -1,0 +1,345 @@
+// cairn: the command-line client. Opens a store's stack from a config file
+// (or the built-in default: LMDB under ./cairn-data) and runs one command.
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cairn/config.h"
+#include "cairn/errors.h"
+#include "cairn/store.h"
+
+namespace {
+
+using namespace cairn;
+
+constexpr int kOk = 0;
+constexpr int kNotFound = 1;
+constexpr int kUsage = 2;
+constexpr int kObsolete = 3;
+constexpr int kFailed = 4;
+
+constexpr char kDefaultConfig[] = R"(stores:
+  default:
+    stack:
+      - engine: {lmdb: {path: ./cairn-data}}
+)";
+constexpr char kDefaultSource[] = "<built-in default: LMDB store 'default' under ./cairn-data>";
+
+constexpr char kMainHelp[] = R"(usage: cairn [--config FILE] [--store NAME] COMMAND [ARGS]
+
+Commands:
+  put KEY VALUE     store VALUE under KEY
+  get KEY           print the value(s) of KEY
+  delete KEY        delete KEY's versions
+  scan              print every key and value
+  stack show        print the store's assembled stack of layers
+  layers            list the layers and engines a config may name
+  help [COMMAND]    show help (also: COMMAND --help)
+
+Options (before or after the command):
+  --config FILE     the config file; without it, a built-in config with one
+                    LMDB store 'default' under ./cairn-data
+  --store NAME      the store to use; may be omitted when the config has one
+                    store, or has one named 'default'
+
+Exit status: 0 success; 1 key not found (get, delete); 2 bad usage, config
+or argument; 3 put rejected as obsolete; 4 any other failure.
+)";
+
+constexpr char kPutHelp[] = R"(usage: cairn put KEY VALUE [--clock CLOCK] [--writer ID]
+
+Stores VALUE under KEY. Without --clock, the new version succeeds every
+version now stored: their clocks are merged and the writer's entry
+incremented, so the put replaces them all. With --clock (e.g. "1:2,3:1"),
+VALUE is written at exactly that clock: a clock concurrent with the stored
+ones makes a sibling; one that is not newer is rejected as obsolete (exit 3).
+
+  --clock CLOCK     write at this vector clock, NODE:COUNTER pairs
+  --writer ID       the node id to increment without --clock (default 0)
+)";
+
+constexpr char kGetHelp[] = R"(usage: cairn get KEY [--clocks]
+
+Prints KEY's value followed by a newline. When KEY holds several concurrent
+versions (siblings), prints one line per version: its clock, a tab, and the
+value with control bytes escaped (\n, \t, \xNN). Exits 1 if KEY is absent.
+
+  --clocks          use the one-line-per-version form even for one version
+)";
+
+constexpr char kDeleteHelp[] = R"(usage: cairn delete KEY [--clock CLOCK]
+
+Deletes every version of KEY, or with --clock only the versions at or before
+CLOCK (concurrent ones stay). Exits 1 if nothing was deleted.
+)";
+
+constexpr char kScanHelp[] = R"(usage: cairn scan [--limit N] [--clocks]
+
+Prints every key and value, one line per version: key, a tab, value (control
+bytes escaped as in get), in no particular order. A summary goes to stderr.
+
+  --limit N         stop after N keys
+  --clocks          add a third column with each version's clock
+)";
+
+constexpr char kStackHelp[] = R"(usage: cairn stack show
+
+Opens the store and prints its stack, top layer first, each layer's
+settings on its line and what it wraps indented below it.
+)";
+
+constexpr char kLayersHelp[] = R"(usage: cairn layers
+
+Lists the layers and engines a config file may name, with a summary each.
+)";
+
+struct Args {
+  std::string config;
+  std::string store;
+  std::vector<std::string> positional;
+  std::optional<std::string> clock;
+  std::optional<std::string> writer;
+  std::optional<std::string> limit;
+  bool clocks = false;
+  bool help = false;
+};
+
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  auto value = [&](int& i, const std::string& flag) {
+    if (i + 1 >= argc) throw UsageError(flag + " needs a value");
+    return std::string(argv[++i]);
+  };
+  bool options_done = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (options_done || arg.empty() || arg[0] != '-' || arg == "-") {
+      a.positional.push_back(arg);
+    } else if (arg == "--") {
+      options_done = true;
+    } else if (arg == "--help" || arg == "-h") {
+      a.help = true;
+    } else if (arg == "--config") {
+      a.config = value(i, arg);
+    } else if (arg == "--store") {
+      a.store = value(i, arg);
+    } else if (arg == "--clock") {
+      a.clock = value(i, arg);
+    } else if (arg == "--writer") {
+      a.writer = value(i, arg);
+    } else if (arg == "--limit") {
+      a.limit = value(i, arg);
+    } else if (arg == "--clocks") {
+      a.clocks = true;
+    } else {
+      throw UsageError("unknown option " + arg);
+    }
+  }
+  return a;
+}
+
+const char* help_for(const std::string& command) {
+  if (command == "put") return kPutHelp;
+  if (command == "get") return kGetHelp;
+  if (command == "delete") return kDeleteHelp;
+  if (command == "scan") return kScanHelp;
+  if (command == "stack") return kStackHelp;
+  if (command == "layers") return kLayersHelp;
+  return nullptr;
+}
+
+// Escapes control bytes and backslashes so one version fits on one line.
+std::string escaped(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (unsigned char c : bytes) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+uint64_t parse_count(const std::string& flag, const std::string& text) {
+  try {
+    size_t used = 0;
+    const unsigned long long v = std::stoull(text, &used);
+    if (used == text.size() && text[0] != '-') return v;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(flag + " expects a non-negative integer, got '" + text + "'");
+}
+
+void expect_positional(const Args& a, size_t n, const char* usage) {
+  if (a.positional.size() != n) throw UsageError(std::string("expected: ") + usage);
+}
+
+std::string pick_store(const Config& config, const std::string& wanted) {
+  if (!wanted.empty()) return wanted;
+  const std::vector<std::string> names = config.store_names();
+  if (names.size() == 1) return names.front();
+  for (const std::string& n : names) {
+    if (n == "default") return n;
+  }
+  throw UsageError(config.source() + " defines several stores and none is 'default': name one with --store");
+}
+
+int cmd_put(Store& store, const std::string& name, const Args& a) {
+  expect_positional(a, 3, "cairn put KEY VALUE");
+  const std::string& key = a.positional[1];
+  Versioned v{a.positional[2], {}};
+  if (a.clock) {
+    v.clock = VectorClock::parse(*a.clock);
+    v.clock.set_timestamp_ms(now_ms());
+  } else {
+    for (const VectorClock& c : store.versions(key)) v.clock = v.clock.merged(c);
+    const NodeId writer =
+        a.writer ? static_cast<NodeId>(parse_count("--writer", *a.writer)) : 0;
+    v.clock.increment(writer, now_ms());
+  }
+  if (store.put(key, v) == PutResult::kObsolete) {
+    std::cerr << "cairn: put " << printable_key(key) << " in '" << name
+              << "' is obsolete: a stored version is at or after " << v.clock.to_string()
+              << "; nothing changed\n";
+    return kObsolete;
+  }
+  std::cout << "stored " << printable_key(key) << " at " << v.clock.to_string() << "\n";
+  return kOk;
+}
+
+int cmd_get(Store& store, const std::string& name, const Args& a) {
+  expect_positional(a, 2, "cairn get KEY");
+  const std::string& key = a.positional[1];
+  const std::vector<Versioned> versions = store.get(key);
+  if (versions.empty()) {
+    std::cerr << "cairn: key " << printable_key(key) << " not found in store '" << name << "'\n";
+    return kNotFound;
+  }
+  if (versions.size() == 1 && !a.clocks) {
+    std::cout.write(versions[0].value.data(), static_cast<std::streamsize>(versions[0].value.size()));
+    std::cout << "\n";
+    return kOk;
+  }
+  for (const Versioned& v : versions) {
+    std::cout << v.clock.to_string() << "\t" << escaped(v.value) << "\n";
+  }
+  return kOk;
+}
+
+int cmd_delete(Store& store, const std::string& name, const Args& a) {
+  expect_positional(a, 2, "cairn delete KEY");
+  const std::string& key = a.positional[1];
+  VectorClock clock;
+  if (a.clock) {
+    clock = VectorClock::parse(*a.clock);
+  } else {
+    for (const VectorClock& c : store.versions(key)) clock = clock.merged(c);
+  }
+  if (!store.remove(key, clock)) {
+    std::cerr << "cairn: nothing deleted: key " << printable_key(key)
+              << (a.clock ? " has no version at or before " + clock.to_string() : " not found")
+              << " in store '" << name << "'\n";
+    return kNotFound;
+  }
+  std::cout << "deleted " << printable_key(key) << "\n";
+  return kOk;
+}
+
+int cmd_scan(Store& store, const Args& a) {
+  expect_positional(a, 1, "cairn scan");
+  const uint64_t limit = a.limit ? parse_count("--limit", *a.limit) : UINT64_MAX;
+  uint64_t keys = 0, versions = 0;
+  auto it = store.scan();
+  while (keys < limit && it->next()) {
+    ++keys;
+    for (const Versioned& v : it->versions()) {
+      ++versions;
+      std::cout << escaped(it->key()) << "\t" << escaped(v.value);
+      if (a.clocks) std::cout << "\t" << v.clock.to_string();
+      std::cout << "\n";
+    }
+  }
+  std::cout.flush();
+  std::cerr << keys << " keys, " << versions << " versions\n";
+  return kOk;
+}
+
+int cmd_layers() {
+  const LayerRegistry& r = default_registry();
+  std::cout << "engines (the last entry of a stack):\n";
+  for (const auto& [name, summary] : r.engines()) std::printf("  %-10s %s\n", name.c_str(), summary.c_str());
+  std::cout << "layers:\n";
+  for (const auto& [name, summary] : r.layers()) std::printf("  %-10s %s\n", name.c_str(), summary.c_str());
+  return kOk;
+}
+
+int run(int argc, char** argv) {
+  const Args a = parse_args(argc, argv);
+  const std::string command = a.positional.empty() ? "" : a.positional[0];
+  if (command.empty() || command == "help") {
+    const char* text = a.positional.size() > 1 ? help_for(a.positional[1]) : kMainHelp;
+    if (text == nullptr) throw UsageError("no such command: " + a.positional[1]);
+    std::cout << text;
+    return command.empty() && !a.help ? kUsage : kOk;
+  }
+  const char* help = help_for(command);
+  if (help == nullptr) throw UsageError("unknown command '" + command + "' (see cairn --help)");
+  if (a.help) {
+    std::cout << help;
+    return kOk;
+  }
+  if (command == "layers") return cmd_layers();
+  if (command == "stack" && (a.positional.size() != 2 || a.positional[1] != "show")) {
+    throw UsageError("expected: cairn stack show");
+  }
+
+  const Config config = a.config.empty() ? Config::parse(kDefaultConfig, kDefaultSource)
+                                         : Config::load(a.config);
+  const std::string name = pick_store(config, a.store);
+  std::unique_ptr<Store> store = config.open(name);
+  if (command == "put") return cmd_put(*store, name, a);
+  if (command == "get") return cmd_get(*store, name, a);
+  if (command == "delete") return cmd_delete(*store, name, a);
+  if (command == "scan") return cmd_scan(*store, a);
+  std::cout << "store '" << name << "' from " << config.source() << ":\n" << store->describe() << "\n";
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << "cairn: " << e.what() << "\n";
+    return kUsage;
+  } catch (const cairn::InvalidArgument& e) {
+    std::cerr << "cairn: " << e.what() << "\n";
+    return kUsage;
+  } catch (const cairn::Error& e) {
+    std::cerr << "cairn: " << cairn::to_string(e.code()) << ": " << e.what() << "\n";
+    return kFailed;
+  } catch (const std::exception& e) {
+    std::cerr << "cairn: unexpected error: " << e.what() << "\n";
+    return kFailed;
+  }
+}
