@@ -9,8 +9,8 @@ ForwardingStore::ForwardingStore(std::unique_ptr<Store> inner)
   assert(inner_ != nullptr);
 }
 
-std::vector<Versioned> ForwardingStore::get(std::string_view key) {
-  return inner_->get(key);
+void ForwardingStore::get_into(std::string_view key, std::vector<Versioned>* out) {
+  inner_->get_into(key, out);
 }
 
 std::map<std::string, std::vector<Versioned>> ForwardingStore::get_all(

@@ -8,12 +8,19 @@ const char* to_string(PutResult r) {
   return r == PutResult::kStored ? "stored" : "obsolete";
 }
 
+std::vector<Versioned> Store::get(std::string_view key) {
+  std::vector<Versioned> out;
+  get_into(key, &out);
+  return out;
+}
+
 std::map<std::string, std::vector<Versioned>> Store::get_all(
     std::span<const std::string> keys) {
   std::map<std::string, std::vector<Versioned>> found;
+  std::vector<Versioned> versions;
   for (const std::string& key : keys) {
     if (found.contains(key)) continue;
-    std::vector<Versioned> versions = get(key);
+    get_into(key, &versions);
     if (!versions.empty()) found.emplace(key, std::move(versions));
   }
   return found;
@@ -49,17 +56,15 @@ std::string printable_key(std::string_view key) {
   return out;
 }
 
-void check_key(std::string_view store, std::string_view key,
-               size_t max_key_size) {
+void reject_key(std::string_view store, std::string_view key,
+                size_t max_key_size) {
   if (key.empty()) {
     throw InvalidArgument("store '" + std::string(store) + "': empty key");
   }
-  if (key.size() > max_key_size) {
-    throw InvalidArgument("store '" + std::string(store) + "': key " +
-                          printable_key(key) + " is " +
-                          std::to_string(key.size()) + " bytes; the limit is " +
-                          std::to_string(max_key_size));
-  }
+  throw InvalidArgument("store '" + std::string(store) + "': key " +
+                        printable_key(key) + " is " +
+                        std::to_string(key.size()) + " bytes; the limit is " +
+                        std::to_string(max_key_size));
 }
 
 void check_value(std::string_view store, std::string_view key,

@@ -24,8 +24,8 @@ inline void put_varint(std::string* out, uint64_t v) {
 
 // Reads a varint from the front of `*in` and advances past it. Returns false
 // (leaving `*in` unspecified) if the bytes end early or the varint is longer
-// than 10 bytes or overflows 64 bits.
-inline bool get_varint(std::string_view* in, uint64_t* v) {
+// than 10 bytes or overflows 64 bits. get_varint() is the one to call.
+inline bool get_varint_slow(std::string_view* in, uint64_t* v) {
   uint64_t result = 0;
   for (unsigned shift = 0, i = 0; i < in->size() && shift <= 63; ++i, shift += 7) {
     const uint64_t byte = static_cast<unsigned char>((*in)[i]);
@@ -38,6 +38,16 @@ inline bool get_varint(std::string_view* in, uint64_t* v) {
     }
   }
   return false;
+}
+
+inline bool get_varint(std::string_view* in, uint64_t* v) {
+  // Most varints in clocks and lengths are one byte: keep that path inline.
+  if (!in->empty() && static_cast<unsigned char>(in->front()) < 0x80) {
+    *v = static_cast<unsigned char>(in->front());
+    in->remove_prefix(1);
+    return true;
+  }
+  return get_varint_slow(in, v);
 }
 
 }  // namespace cairn::internal

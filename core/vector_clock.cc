@@ -205,35 +205,36 @@ std::string VectorClock::encode() const {
 }
 
 VectorClock VectorClock::decode_from(std::string_view* in) {
-  auto fail = [](const char* why) -> VectorClock {
-    throw Corruption(std::string("vector clock: ") + why);
-  };
+  VectorClock clock;
+  decode_from(in, &clock);
+  return clock;
+}
+
+void VectorClock::decode_from(std::string_view* in, VectorClock* out) {
+  auto fail = [](const char* why) { throw Corruption(std::string("vector clock: ") + why); };
   uint64_t n = 0;
-  if (!internal::get_varint(in, &n)) return fail("truncated entry count");
+  if (!internal::get_varint(in, &n)) fail("truncated entry count");
   // Each entry takes at least two bytes: reject absurd counts before
   // allocating for them.
-  if (n > in->size() / 2) return fail("entry count exceeds the bytes present");
-  VectorClock clock;
-  clock.entries_.reserve(n);
+  if (n > in->size() / 2) fail("entry count exceeds the bytes present");
+  // resize() rather than push_back(): reuses the capacity, no per-entry check.
+  out->entries_.resize(n);
   uint64_t node = 0;
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t delta = 0, counter = 0;
     if (!internal::get_varint(in, &delta) || !internal::get_varint(in, &counter)) {
-      return fail("truncated entry");
+      fail("truncated entry");
     }
-    if (i > 0 && delta == 0) return fail("node ids not strictly increasing");
+    if (i > 0 && delta == 0) fail("node ids not strictly increasing");
     node += delta;
-    if (node > std::numeric_limits<NodeId>::max()) return fail("node id overflows");
-    if (counter == 0) return fail("zero counter");
-    clock.entries_.push_back({static_cast<NodeId>(node), counter});
+    if (node > std::numeric_limits<NodeId>::max()) fail("node id overflows");
+    if (counter == 0) fail("zero counter");
+    out->entries_[i] = {static_cast<NodeId>(node), counter};
   }
   uint64_t ts = 0;
-  if (!internal::get_varint(in, &ts)) return fail("truncated timestamp");
-  if (ts > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-    return fail("timestamp overflows");
-  }
-  clock.timestamp_ms_ = static_cast<int64_t>(ts);
-  return clock;
+  if (!internal::get_varint(in, &ts)) fail("truncated timestamp");
+  if (ts > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) fail("timestamp overflows");
+  out->timestamp_ms_ = static_cast<int64_t>(ts);
 }
 
 VectorClock VectorClock::decode(std::string_view bytes) {

@@ -35,8 +35,9 @@ bool apply_remove(std::vector<Versioned>* stored, const VectorClock& clock);
 void encode_versions(std::span<const Versioned> versions, std::string* out);
 std::string encode_versions(std::span<const Versioned> versions);
 
-// Appends the decoded versions to `*out`. Throws Corruption saying what is
-// wrong on malformed or truncated bytes; callers add which store and key.
+// Replaces `*out` with the decoded versions, reusing its capacity. Throws
+// Corruption saying what is wrong on malformed or truncated bytes (leaving
+// `*out` unspecified); callers add which store and key.
 void decode_versions(std::string_view bytes, std::vector<Versioned>* out);
 std::vector<Versioned> decode_versions(std::string_view bytes);
 

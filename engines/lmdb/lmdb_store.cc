@@ -467,7 +467,6 @@ class LmdbIterator final : public StoreIterator {
       if (batch_.empty()) return false;
     }
     const auto& [key, data] = batch_[pos_++];
-    versions_.clear();
     try {
       internal::decode_versions(data, &versions_);
     } catch (const Corruption& e) {
@@ -545,21 +544,22 @@ LmdbStore::LmdbStore(LmdbOptions options) : options_(std::move(options)) {
 
 LmdbStore::~LmdbStore() { close(); }
 
-std::vector<Versioned> LmdbStore::get(std::string_view key) {
+void LmdbStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   check_key(options_.name, key, options_.max_key_size);
-  std::vector<Versioned> out;
   env_->read([&](MDB_txn* txn) {
     MDB_val k = as_val(key), v;
     const int rc = mdb_get(txn, env_->dbi(), &k, &v);
-    if (rc == MDB_NOTFOUND) return;
+    if (rc == MDB_NOTFOUND) {
+      out->clear();
+      return;
+    }
     if (rc != 0) throw_lmdb(rc, env_->context("get", key));
     try {
-      internal::decode_versions(as_view(v), &out);
+      internal::decode_versions(as_view(v), out);
     } catch (const Corruption& e) {
       throw Corruption(env_->context("get", key) + ": " + e.what());
     }
   });
-  return out;
 }
 
 namespace {

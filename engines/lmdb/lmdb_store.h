@@ -77,7 +77,7 @@ class LmdbStore final : public Store {
   explicit LmdbStore(LmdbOptions options);
   ~LmdbStore() override;
 
-  std::vector<Versioned> get(std::string_view key) override;
+  void get_into(std::string_view key, std::vector<Versioned>* out) override;
   PutResult put(std::string_view key, const Versioned& value) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::unique_ptr<StoreIterator> scan() override;

@@ -44,7 +44,7 @@ class MemoryStore final : public Store {
   explicit MemoryStore(MemoryOptions options = {});
   ~MemoryStore() override;
 
-  std::vector<Versioned> get(std::string_view key) override;
+  void get_into(std::string_view key, std::vector<Versioned>* out) override;
   PutResult put(std::string_view key, const Versioned& value) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::unique_ptr<StoreIterator> scan() override;

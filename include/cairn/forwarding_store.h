@@ -18,7 +18,7 @@ class ForwardingStore : public Store {
   // REQUIRES: inner != nullptr.
   explicit ForwardingStore(std::unique_ptr<Store> inner);
 
-  std::vector<Versioned> get(std::string_view key) override;
+  void get_into(std::string_view key, std::vector<Versioned>* out) override;
   std::map<std::string, std::vector<Versioned>> get_all(
       std::span<const std::string> keys) override;
   PutResult put(std::string_view key, const Versioned& value) override;

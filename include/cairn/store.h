@@ -57,7 +57,13 @@ class Store {
 
   // Returns every concurrent version stored for `key`. An empty vector means
   // the key is absent; that is not an error. The caller owns the copies.
-  virtual std::vector<Versioned> get(std::string_view key) = 0;
+  std::vector<Versioned> get(std::string_view key);
+
+  // get() into `*out`, replacing its contents but reusing the capacity of
+  // the vector, its strings and its clocks: a loop that passes the same
+  // vector allocates nothing once it has warmed up. Layers override this;
+  // get() calls it.
+  virtual void get_into(std::string_view key, std::vector<Versioned>* out) = 0;
 
   // get() for many keys at once. The map holds only the keys that were
   // found; a key asked for twice appears once.
@@ -95,8 +101,12 @@ class Store {
 
 // Checks a key and a value against a store's size limits. Engines call these
 // before touching storage. Throw InvalidArgument naming the store and key.
-void check_key(std::string_view store, std::string_view key,
-               size_t max_key_size);
+[[noreturn]] void reject_key(std::string_view store, std::string_view key,
+                             size_t max_key_size);
+inline void check_key(std::string_view store, std::string_view key,
+                      size_t max_key_size) {
+  if (key.empty() || key.size() > max_key_size) reject_key(store, key, max_key_size);
+}
 void check_value(std::string_view store, std::string_view key,
                  std::string_view value, size_t max_value_size);
 

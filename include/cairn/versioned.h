@@ -86,6 +86,8 @@ class VectorClock {
   // Decodes one clock from the front of `*in` and advances it past the clock.
   // Throws Corruption on truncated or malformed bytes.
   static VectorClock decode_from(std::string_view* in);
+  // decode_from() into `*out`, reusing its capacity.
+  static void decode_from(std::string_view* in, VectorClock* out);
   // Decodes exactly one clock; trailing bytes are Corruption.
   static VectorClock decode(std::string_view bytes);
 

@@ -35,11 +35,13 @@ auto LoggingStore::logged(std::string_view op, std::string_view key, Fn&& fn,
   }
 }
 
-std::vector<Versioned> LoggingStore::get(std::string_view key) {
-  return logged("get", key, [&] { return ForwardingStore::get(key); },
-                [](const std::vector<Versioned>& r) {
-                  return r.empty() ? std::string("absent") : std::to_string(r.size()) + " version(s)";
-                });
+void LoggingStore::get_into(std::string_view key, std::vector<Versioned>* out) {
+  logged("get", key,
+         [&] {
+           ForwardingStore::get_into(key, out);
+           return out->size();
+         },
+         [](size_t n) { return n == 0 ? std::string("absent") : std::to_string(n) + " version(s)"; });
 }
 
 std::map<std::string, std::vector<Versioned>> LoggingStore::get_all(

@@ -29,7 +29,7 @@ class LoggingStore final : public ForwardingStore {
  public:
   LoggingStore(std::unique_ptr<Store> inner, LoggingOptions options);
 
-  std::vector<Versioned> get(std::string_view key) override;
+  void get_into(std::string_view key, std::vector<Versioned>* out) override;
   std::map<std::string, std::vector<Versioned>> get_all(
       std::span<const std::string> keys) override;
   PutResult put(std::string_view key, const Versioned& value) override;

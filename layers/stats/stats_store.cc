@@ -36,11 +36,11 @@ auto StatsStore::timed(Op op, Fn&& fn) {
   }
 }
 
-std::vector<Versioned> StatsStore::get(std::string_view key) {
-  return timed(Op::kGet, [&](Counters& c) {
-    auto r = ForwardingStore::get(key);
-    if (!r.empty()) c.outcome.fetch_add(1, std::memory_order_relaxed);
-    return r;
+void StatsStore::get_into(std::string_view key, std::vector<Versioned>* out) {
+  timed(Op::kGet, [&](Counters& c) {
+    ForwardingStore::get_into(key, out);
+    if (!out->empty()) c.outcome.fetch_add(1, std::memory_order_relaxed);
+    return true;
   });
 }
 

@@ -40,7 +40,7 @@ class StatsStore final : public ForwardingStore {
   // `name` labels the report (usually the store's name).
   StatsStore(std::unique_ptr<Store> inner, std::string name);
 
-  std::vector<Versioned> get(std::string_view key) override;
+  void get_into(std::string_view key, std::vector<Versioned>* out) override;
   std::map<std::string, std::vector<Versioned>> get_all(
       std::span<const std::string> keys) override;
   PutResult put(std::string_view key, const Versioned& value) override;

@@ -175,8 +175,8 @@ TEST(ConfigTest, LoadReportsAnUnreadableFile) {
 class UppercaseKeys final : public ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
-  std::vector<Versioned> get(std::string_view key) override {
-    return ForwardingStore::get(upper(key));
+  void get_into(std::string_view key, std::vector<Versioned>* out) override {
+    ForwardingStore::get_into(upper(key), out);
   }
   PutResult put(std::string_view key, const Versioned& v) override {
     return ForwardingStore::put(upper(key), v);

@@ -82,5 +82,76 @@ TEST(MemoryStoreTest, ScanDuringWritesSeesEveryKeyPresentThroughout) {
   EXPECT_EQ(seen, stable);
 }
 
+TEST(MemoryStoreTest, LockFreeReadersNeverSeeATornOrFreedRecord) {
+  // Writers overwrite, remove and re-insert a small key set (so records are
+  // retired and tables grow and shed tombstones) while readers check that
+  // every version they see is whole: its value names its own clock and key.
+  MemoryOptions o;
+  o.shards = 2;
+  MemoryStore store(o);
+  constexpr int kKeys = 64;
+  auto key_of = [](uint64_t i) { return "key-" + std::to_string(i % kKeys); };
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0}, bad{0};
+  auto writer = [&](NodeId node) {
+    for (uint64_t i = 1; !stop; ++i) {
+      const std::string key = key_of(i * 7 + node);
+      const VectorClock c({{node, i}}, 1);
+      store.put(key, Versioned{std::to_string(node) + ":" + std::to_string(i) + ":" + key, c});
+      if (i % 5 == 0) store.remove(key, c);
+      if (i % 97 == 0) {
+        for (int k = 0; k < kKeys; ++k) store.remove(key_of(k), VectorClock({{1, i}, {2, i}}, 1));
+      }
+    }
+  };
+  auto reader = [&] {
+    std::vector<Versioned> versions;
+    for (uint64_t i = 0; !stop; ++i) {
+      const std::string key = key_of(i);
+      store.get_into(key, &versions);
+      ++reads;
+      for (const Versioned& v : versions) {
+        if (v.clock.entries().size() != 1) {
+          ++bad;
+          continue;
+        }
+        const ClockEntry e = v.clock.entries()[0];
+        if (v.value != std::to_string(e.node) + ":" + std::to_string(e.counter) + ":" + key) {
+          if (bad++ == 0) ADD_FAILURE() << "get(" << key << ") saw " << v.value << " at " << v.clock.to_string();
+        }
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(writer, 1);
+  threads.emplace_back(writer, 2);
+  threads.emplace_back(reader);
+  threads.emplace_back(reader);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_GT(reads.load(), 1000u);
+}
+
+TEST(MemoryStoreTest, ScanCopiesEveryRecordOfAGrownTable) {
+  MemoryOptions o;
+  o.shards = 1;
+  MemoryStore store(o);
+  for (int i = 0; i < 10000; ++i) {
+    ASSERT_EQ(store.put("k" + std::to_string(i), versioned(std::to_string(i), {{1, 1}})),
+              PutResult::kStored);
+  }
+  for (int i = 0; i < 10000; i += 2) ASSERT_TRUE(store.remove("k" + std::to_string(i), clock({{1, 1}})));
+  size_t n = 0;
+  auto it = store.scan();
+  while (it->next()) {
+    ++n;
+    EXPECT_EQ("k" + it->versions().at(0).value, it->key());
+  }
+  EXPECT_EQ(n, 5000u);
+  EXPECT_EQ(store.size(), 5000u);
+}
+
 }  // namespace
 }  // namespace cairn::testing

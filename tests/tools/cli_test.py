@@ -1,1 +1,166 @@
-import sys; sys.exit(0)
+"""The cairn CLI as a user drives it: real processes, real LMDB files.
+
+Usage: cli_test.py PATH_TO_CAIRN
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+CAIRN = None
+
+
+class CliTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="cairn-cli-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def run_cairn(self, *args, stdin=None):
+        return subprocess.run([CAIRN, *args], cwd=self.dir, capture_output=True,
+                              timeout=60, input=stdin)
+
+    def ok(self, *args):
+        r = self.run_cairn(*args)
+        self.assertEqual(r.returncode, 0, f"cairn {args}: {r.stderr.decode()}")
+        return r.stdout.decode()
+
+    def fails(self, code, *args):
+        r = self.run_cairn(*args)
+        self.assertEqual(r.returncode, code,
+                         f"cairn {args}: stdout={r.stdout!r} stderr={r.stderr!r}")
+        return r.stderr.decode()
+
+    def write_config(self, text, name="cairn.yaml"):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_put_get_uses_the_default_lmdb_store_under_cairn_data(self):
+        self.assertIn('stored "greeting" at {0:1}', self.ok("put", "greeting", "hello world"))
+        self.assertEqual(self.ok("get", "greeting"), "hello world\n")
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "cairn-data", "data.mdb")))
+        # A plain put succeeds every stored version.
+        self.assertIn("at {0:2}", self.ok("put", "greeting", "hi"))
+        self.assertEqual(self.ok("get", "greeting", "--clocks"), "{0:2}\thi\n")
+
+    def test_missing_key_exits_1_with_a_message(self):
+        err = self.fails(1, "get", "nope")
+        self.assertIn('key "nope" not found in store \'default\'', err)
+        self.fails(1, "delete", "nope")
+
+    def test_siblings_print_one_per_line_with_clocks(self):
+        self.ok("put", "k", "book", "--clock", "1:1")
+        self.ok("put", "k", "lamp", "--clock", "2:1")
+        self.assertEqual(self.ok("get", "k"), "{1:1}\tbook\n{2:1}\tlamp\n")
+        self.ok("put", "k", "both", "--writer", "3")
+        self.assertEqual(self.ok("get", "k", "--clocks"), "{1:1, 2:1, 3:1}\tboth\n")
+
+    def test_obsolete_put_exits_3_and_changes_nothing(self):
+        self.ok("put", "k", "new", "--clock", "1:2")
+        err = self.fails(3, "put", "k", "old", "--clock", "1:1")
+        self.assertIn("obsolete", err)
+        self.fails(3, "put", "k", "same", "--clock", "1:2")
+        self.assertEqual(self.ok("get", "k"), "new\n")
+
+    def test_delete_all_or_up_to_a_clock(self):
+        self.ok("put", "k", "a", "--clock", "1:1")
+        self.ok("put", "k", "b", "--clock", "2:1")
+        self.fails(1, "delete", "k", "--clock", "3:1")
+        self.assertIn('deleted "k"', self.ok("delete", "k", "--clock", "1:1"))
+        self.assertEqual(self.ok("get", "k"), "b\n")
+        self.ok("delete", "k")
+        self.fails(1, "get", "k")
+
+    def test_scan_prints_every_version_and_a_summary(self):
+        self.ok("put", "a", "1")
+        self.ok("put", "b", "x", "--clock", "1:1")
+        self.ok("put", "b", "y", "--clock", "2:1")
+        self.ok("put", "c", "line\nbreak\tand tab")
+        r = self.run_cairn("scan")
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(sorted(r.stdout.decode().splitlines()),
+                         ["a\t1", "b\tx", "b\ty", "c\tline\\nbreak\\tand tab"])
+        self.assertEqual(r.stderr.decode(), "3 keys, 4 versions\n")
+        r = self.run_cairn("scan", "--limit", "1", "--clocks")
+        self.assertEqual(r.stdout.decode(), "a\t1\t{0:1}\n")
+
+    def test_raw_value_bytes_round_trip_through_get(self):
+        value = "tab\there\nnewline \\ backslash"
+        self.ok("put", "k", value)
+        self.assertEqual(self.ok("get", "k"), value + "\n")
+
+    def test_bad_usage_exits_2(self):
+        self.fails(2)
+        self.fails(2, "frobnicate")
+        self.fails(2, "get")
+        self.fails(2, "get", "a", "b")
+        self.fails(2, "put", "k")
+        self.fails(2, "get", "k", "--bogus")
+        self.fails(2, "get", "k", "--config")
+        self.assertIn("bad vector clock", self.fails(2, "put", "k", "v", "--clock", "1:x"))
+        self.fails(2, "scan", "--limit", "-3")
+        self.fails(2, "stack", "build")
+
+    def test_size_limits_are_clear_errors(self):
+        err = self.fails(2, "put", "k" * 600, "v")
+        self.assertIn("is 600 bytes; the limit is 511", err)
+        self.fails(2, "get", "")
+
+    def test_every_subcommand_has_help(self):
+        for cmd in ["put", "get", "delete", "scan", "stack", "layers"]:
+            out = self.ok(cmd, "--help")
+            self.assertTrue(out.startswith("usage: cairn " + cmd), out)
+            self.assertEqual(self.ok("help", cmd), out)
+        self.assertIn("Exit status:", self.ok("--help"))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "cairn-data")),
+                         "--help opens no store")
+
+    def test_layers_lists_engines_and_layers(self):
+        out = self.ok("layers")
+        for name in ["lmdb", "memory", "stats", "logging"]:
+            self.assertIn("  " + name + " ", out)
+
+    def test_config_file_and_stack_show(self):
+        cfg = self.write_config(
+            "stores:\n"
+            "  users:\n"
+            "    stack:\n"
+            "      - stats\n"
+            "      - logging: {slow_ms: 100}\n"
+            "      - engine: {lmdb: {path: \"data/{store}\", durability: nosync}}\n"
+            "  cache:\n"
+            "    stack: [{engine: memory}]\n")
+        out = self.ok("--config", cfg, "--store", "users", "stack", "show")
+        self.assertIn("store 'users' from " + cfg, out)
+        self.assertIn("stats\n  logging (level info, ops slower than 100 ms)\n"
+                      "    lmdb 'users' at data/users (durability nosync", out)
+        self.ok("--config", cfg, "--store", "users", "put", "k", "v")
+        self.assertEqual(self.ok("get", "k", "--config", cfg, "--store", "users"), "v\n")
+        self.assertTrue(os.path.isdir(os.path.join(self.dir, "data", "users")))
+        err = self.fails(2, "--config", cfg, "get", "k")
+        self.assertIn("several stores and none is 'default'", err)
+        err = self.fails(2, "--config", cfg, "--store", "nope", "get", "k")
+        self.assertIn("no store 'nope'", err)
+
+    def test_config_errors_name_file_line_and_column(self):
+        cfg = self.write_config("stores:\n  s:\n    stack:\n      - statz\n      - engine: memory\n")
+        err = self.fails(2, "--config", cfg, "get", "k")
+        self.assertIn(cfg + ":4:9: store 's': unknown layer 'statz'", err)
+        self.assertIn("cannot read config", self.fails(4, "--config", "/nonexistent.yaml", "get", "k"))
+
+    def test_corrupt_data_file_is_reported_not_crashed_on(self):
+        os.makedirs(os.path.join(self.dir, "cairn-data"))
+        with open(os.path.join(self.dir, "cairn-data", "data.mdb"), "wb") as f:
+            f.write(b"\x5a" * 65536)
+        err = self.fails(4, "get", "k")
+        self.assertIn("Corruption", err)
+
+
+if __name__ == "__main__":
+    CAIRN = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)

@@ -335,6 +335,9 @@ int main(int argc, char** argv) {
   } catch (const cairn::InvalidArgument& e) {
     std::cerr << "cairn: " << e.what() << "\n";
     return kUsage;
+  } catch (const cairn::NotFound& e) {  // an unknown store name
+    std::cerr << "cairn: " << e.what() << "\n";
+    return kUsage;
   } catch (const cairn::Error& e) {
     std::cerr << "cairn: " << cairn::to_string(e.code()) << ": " << e.what() << "\n";
     return kFailed;

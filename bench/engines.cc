@@ -1,0 +1,340 @@
+// Engine micro-benchmarks, each beside the bare structure it is built on:
+// MemoryStore beside absl::flat_hash_map, LmdbStore beside the raw LMDB C API
+// with the same environment flags and the same transaction pattern (one read
+// transaction reset/renewed per get, one write transaction per put).
+//
+// Data: 1M keys of 16 bytes (an 8-byte hash prefix and an 8-byte index),
+// values of 100 bytes, read and overwritten in a shuffled order. Run each
+// benchmark in its own process (bench/run-engines does) so that one's memory
+// does not disturb another's, and compare ratios, not absolute times.
+
+#include <absl/container/flat_hash_map.h>
+#include <benchmark/benchmark.h>
+#include <lmdb.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/version_list.h"
+#include "engines/lmdb/lmdb_store.h"
+#include "engines/memory/memory_store.h"
+
+namespace {
+
+using namespace cairn;
+
+// CAIRN_BENCH_KEYS overrides the key count (for quick or profiled runs).
+const size_t kKeys = [] {
+  const char* env = std::getenv("CAIRN_BENCH_KEYS");
+  return env ? std::strtoull(env, nullptr, 10) : 1'000'000;
+}();
+constexpr size_t kValueSize = 100;
+
+struct Dataset {
+  std::vector<std::string> keys;  // sorted
+  std::vector<uint32_t> order;    // a shuffled permutation of key indexes
+  std::string value;
+};
+
+const Dataset& dataset() {
+  static const Dataset* d = [] {
+    auto* data = new Dataset;
+    std::mt19937_64 rng(42);
+    data->keys.reserve(kKeys);
+    for (uint64_t i = 0; i < kKeys; ++i) {
+      char key[16];
+      const uint64_t prefix = rng();
+      std::memcpy(key, &prefix, 8);
+      std::memcpy(key + 8, &i, 8);
+      data->keys.emplace_back(key, 16);
+    }
+    std::sort(data->keys.begin(), data->keys.end());
+    data->order.resize(kKeys);
+    for (uint32_t i = 0; i < kKeys; ++i) data->order[i] = i;
+    std::shuffle(data->order.begin(), data->order.end(), rng);
+    data->value.assign(kValueSize, 'v');
+    return data;
+  }();
+  return *d;
+}
+
+// The next key of a thread's walk through the shuffled order.
+struct KeyWalk {
+  explicit KeyWalk(int thread) : pos(static_cast<size_t>(thread) * 7919) {}
+  const std::string& next() {
+    const Dataset& d = dataset();
+    return d.keys[d.order[pos++ % kKeys]];
+  }
+  // next(), but the choice of key waits for `dep`, a value the previous get
+  // produced (always 0 in fact): each get then starts when the last one has
+  // finished, and the loop measures the latency of one get rather than the
+  // throughput of gets whose cache misses overlap.
+  const std::string& next_after(size_t dep) {
+    pos += dep;
+    return next();
+  }
+  size_t pos;
+};
+
+MDB_val as_val(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
+
+void check(int rc, const char* what) {
+  if (rc != 0) throw std::runtime_error(std::string(what) + ": " + mdb_strerror(rc));
+}
+
+std::string fresh_dir(const std::string& name) {
+  const char* base = std::getenv("CAIRN_BENCH_DIR");
+  const std::string dir = std::string(base ? base : "/tmp") + "/cairn-bench-" + name + "-" +
+                          std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+unsigned env_flags(bool write_map) { return MDB_NOSYNC | MDB_NOTLS | (write_map ? MDB_WRITEMAP : 0); }
+
+// Fills `dbi` of `env` with every key in one sorted, appending transaction;
+// `encode` turns the value into the stored bytes.
+template <typename Encode>
+void bulk_load(MDB_env* env, const char* db_name, Encode&& encode) {
+  const Dataset& d = dataset();
+  MDB_txn* txn;
+  check(mdb_txn_begin(env, nullptr, 0, &txn), "begin");
+  MDB_dbi dbi;
+  check(mdb_dbi_open(txn, db_name, MDB_CREATE, &dbi), "dbi");
+  for (const std::string& key : d.keys) {
+    const std::string bytes = encode(d.value);
+    MDB_val k = as_val(key), v = as_val(bytes);
+    check(mdb_put(txn, dbi, &k, &v, MDB_APPEND), "put");
+  }
+  check(mdb_txn_commit(txn), "commit");
+}
+
+// ---- absl::flat_hash_map and MemoryStore -----------------------------------
+
+absl::flat_hash_map<std::string, std::string>& flat_map() {
+  static auto* map = [] {
+    auto* m = new absl::flat_hash_map<std::string, std::string>;
+    m->reserve(kKeys);
+    for (const std::string& k : dataset().keys) m->emplace(k, dataset().value);
+    return m;
+  }();
+  return *map;
+}
+
+MemoryStore& memory_store() {
+  static auto* store = [] {
+    auto* s = new MemoryStore;
+    const Versioned v{dataset().value, VectorClock({{1, 1}}, 1)};
+    for (const std::string& k : dataset().keys) s->put(k, v);
+    return s;
+  }();
+  return *store;
+}
+
+void BM_FlatHashMapGet(benchmark::State& state) {
+  auto& map = flat_map();
+  KeyWalk walk(state.thread_index());
+  std::string out;
+  for (auto _ : state) {
+    auto it = map.find(walk.next());
+    out.assign(it->second);
+    benchmark::DoNotOptimize(out);
+  }
+}
+BENCHMARK(BM_FlatHashMapGet)->Threads(1)->Threads(2);
+
+// get_into() reusing one vector, as the map's loop reuses one string: the
+// like-for-like comparison.
+// Latency: one lookup at a time (see KeyWalk::next_after).
+void BM_FlatHashMapGetLatency(benchmark::State& state) {
+  auto& map = flat_map();
+  KeyWalk walk(0);
+  std::string out(kValueSize, 'v');
+  for (auto _ : state) {
+    auto it = map.find(walk.next_after(out.size() - kValueSize));
+    out.assign(it->second);
+    benchmark::DoNotOptimize(out);
+  }
+}
+BENCHMARK(BM_FlatHashMapGetLatency);
+
+void BM_MemoryStoreGetLatency(benchmark::State& state) {
+  auto& store = memory_store();
+  KeyWalk walk(0);
+  std::vector<Versioned> versions(1, Versioned{std::string(kValueSize, 'v'), {}});
+  for (auto _ : state) {
+    store.get_into(walk.next_after(versions[0].value.size() - kValueSize), &versions);
+    benchmark::DoNotOptimize(versions);
+  }
+}
+BENCHMARK(BM_MemoryStoreGetLatency);
+
+void BM_MemoryStoreGet(benchmark::State& state) {
+  auto& store = memory_store();
+  KeyWalk walk(state.thread_index());
+  std::vector<Versioned> versions;
+  for (auto _ : state) {
+    store.get_into(walk.next(), &versions);
+    benchmark::DoNotOptimize(versions);
+  }
+}
+BENCHMARK(BM_MemoryStoreGet)->Threads(1)->Threads(2);
+
+// get() returning a fresh vector: what the convenience costs.
+void BM_MemoryStoreGetFresh(benchmark::State& state) {
+  auto& store = memory_store();
+  KeyWalk walk(state.thread_index());
+  for (auto _ : state) {
+    auto versions = store.get(walk.next());
+    benchmark::DoNotOptimize(versions);
+  }
+}
+BENCHMARK(BM_MemoryStoreGetFresh);
+
+void BM_FlatHashMapPut(benchmark::State& state) {
+  auto& map = flat_map();
+  KeyWalk walk(0);
+  std::string value = dataset().value;
+  for (auto _ : state) {
+    value[0] = static_cast<char>(walk.pos);
+    map[walk.next()] = value;
+  }
+}
+BENCHMARK(BM_FlatHashMapPut);
+
+void BM_MemoryStorePut(benchmark::State& state) {
+  auto& store = memory_store();
+  KeyWalk walk(0);
+  uint64_t counter = 2;  // every stored clock is {1:1}: each put is newer
+  for (auto _ : state) {
+    const Versioned v{dataset().value, VectorClock({{1, counter++}}, 1)};
+    benchmark::DoNotOptimize(store.put(walk.next(), v));
+  }
+}
+BENCHMARK(BM_MemoryStorePut);
+
+// ---- raw LMDB and LmdbStore -------------------------------------------------
+
+struct RawLmdb {
+  MDB_env* env = nullptr;
+  MDB_dbi dbi = 0;
+  explicit RawLmdb(bool write_map) {
+    const std::string dir = fresh_dir(write_map ? "raw-wm" : "raw");
+    check(mdb_env_create(&env), "create");
+    mdb_env_set_mapsize(env, size_t{4} << 30);
+    mdb_env_set_maxdbs(env, 4);
+    check(mdb_env_open(env, dir.c_str(), env_flags(write_map), 0644), "open");
+    bulk_load(env, "data", [](const std::string& v) { return v; });
+    MDB_txn* txn;
+    check(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), "begin");
+    check(mdb_dbi_open(txn, "data", 0, &dbi), "dbi");
+    mdb_txn_abort(txn);
+  }
+};
+
+RawLmdb& raw_lmdb(bool write_map) {
+  static RawLmdb* plain = nullptr;
+  static RawLmdb* wm = nullptr;
+  RawLmdb*& r = write_map ? wm : plain;
+  if (r == nullptr) r = new RawLmdb(write_map);
+  return *r;
+}
+
+LmdbStore& lmdb_store(bool write_map) {
+  static LmdbStore* plain = nullptr;
+  static LmdbStore* wm = nullptr;
+  LmdbStore*& s = write_map ? wm : plain;
+  if (s != nullptr) return *s;
+  LmdbOptions o;
+  o.path = fresh_dir(write_map ? "engine-wm" : "engine");
+  o.durability = LmdbOptions::Durability::kNoSync;
+  o.write_map = write_map;
+  o.sync_interval_ms = 0;  // the raw side never syncs either
+  o.map_size = size_t{4} << 30;
+  // Create the environment, then load it as fast as the raw one: the same
+  // sorted append, with each value in the engine's version-list encoding.
+  LmdbStore(o).close();
+  MDB_env* env;
+  check(mdb_env_create(&env), "create");
+  mdb_env_set_mapsize(env, o.map_size);
+  mdb_env_set_maxdbs(env, 4);
+  check(mdb_env_open(env, o.path.c_str(), env_flags(write_map), 0644), "open");
+  const VectorClock clock({{1, 1}}, 1);
+  bulk_load(env, "cairn.data", [&](const std::string& v) {
+    const Versioned one{v, clock};
+    return internal::encode_versions(std::span(&one, 1));
+  });
+  mdb_env_close(env);
+  s = new LmdbStore(o);
+  return *s;
+}
+
+void RawLmdbGet(benchmark::State& state, bool write_map) {
+  RawLmdb& raw = raw_lmdb(write_map);
+  KeyWalk walk(state.thread_index());
+  MDB_txn* txn;
+  check(mdb_txn_begin(raw.env, nullptr, MDB_RDONLY, &txn), "begin");
+  mdb_txn_reset(txn);
+  std::string out;
+  for (auto _ : state) {
+    check(mdb_txn_renew(txn), "renew");
+    MDB_val k = as_val(walk.next()), v;
+    check(mdb_get(txn, raw.dbi, &k, &v), "get");
+    out.assign(static_cast<const char*>(v.mv_data), v.mv_size);
+    mdb_txn_reset(txn);
+    benchmark::DoNotOptimize(out);
+  }
+  mdb_txn_abort(txn);
+}
+
+void LmdbStoreGet(benchmark::State& state, bool write_map) {
+  LmdbStore& store = lmdb_store(write_map);
+  KeyWalk walk(state.thread_index());
+  std::vector<Versioned> versions;
+  for (auto _ : state) {
+    store.get_into(walk.next(), &versions);
+    benchmark::DoNotOptimize(versions);
+  }
+}
+
+void RawLmdbPut(benchmark::State& state, bool write_map) {
+  RawLmdb& raw = raw_lmdb(write_map);
+  KeyWalk walk(0);
+  std::string value = dataset().value;
+  for (auto _ : state) {
+    value[0] = static_cast<char>(walk.pos);
+    MDB_txn* txn;
+    check(mdb_txn_begin(raw.env, nullptr, 0, &txn), "begin");
+    MDB_val k = as_val(walk.next()), v = as_val(value);
+    check(mdb_put(txn, raw.dbi, &k, &v, 0), "put");
+    check(mdb_txn_commit(txn), "commit");
+  }
+}
+
+void LmdbStorePut(benchmark::State& state, bool write_map) {
+  LmdbStore& store = lmdb_store(write_map);
+  KeyWalk walk(0);
+  uint64_t counter = 2;
+  for (auto _ : state) {
+    const Versioned v{dataset().value, VectorClock({{1, counter++}}, 1)};
+    benchmark::DoNotOptimize(store.put(walk.next(), v));
+  }
+}
+
+BENCHMARK_CAPTURE(RawLmdbGet, nosync, false)->Threads(1)->Threads(2);
+BENCHMARK_CAPTURE(LmdbStoreGet, nosync, false)->Threads(1)->Threads(2);
+BENCHMARK_CAPTURE(RawLmdbPut, nosync, false);
+BENCHMARK_CAPTURE(LmdbStorePut, nosync, false);
+BENCHMARK_CAPTURE(RawLmdbPut, nosync_writemap, true);
+BENCHMARK_CAPTURE(LmdbStorePut, nosync_writemap, true);
+
+}  // namespace
+
+BENCHMARK_MAIN();
