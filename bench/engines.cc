@@ -82,6 +82,14 @@ struct KeyWalk {
   size_t pos;
 };
 
+// Every stored clock starts at {1:1}; each put takes a larger counter than
+// any before it in this process, so every put is newer than what it
+// replaces, however often the benchmark library reruns a loop.
+uint64_t next_counter() {
+  static std::atomic<uint64_t> counter{2};
+  return counter.fetch_add(1, std::memory_order_relaxed);
+}
+
 MDB_val as_val(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
 
 void check(int rc, const char* what) {
@@ -212,10 +220,9 @@ BENCHMARK(BM_FlatHashMapPut);
 void BM_MemoryStorePut(benchmark::State& state) {
   auto& store = memory_store();
   KeyWalk walk(0);
-  uint64_t counter = 2;  // every stored clock is {1:1}: each put is newer
   for (auto _ : state) {
-    const Versioned v{dataset().value, VectorClock({{1, counter++}}, 1)};
-    benchmark::DoNotOptimize(store.put(walk.next(), v));
+    const Versioned v{dataset().value, VectorClock({{1, next_counter()}}, 1)};
+    if (store.put(walk.next(), v) != PutResult::kStored) state.SkipWithError("put not stored");
   }
 }
 BENCHMARK(BM_MemoryStorePut);
@@ -239,19 +246,28 @@ struct RawLmdb {
   }
 };
 
+// Function-local statics: benchmark threads may race to the first call.
 RawLmdb& raw_lmdb(bool write_map) {
-  static RawLmdb* plain = nullptr;
-  static RawLmdb* wm = nullptr;
-  RawLmdb*& r = write_map ? wm : plain;
-  if (r == nullptr) r = new RawLmdb(write_map);
-  return *r;
+  if (write_map) {
+    static auto* wm = new RawLmdb(true);
+    return *wm;
+  }
+  static auto* plain = new RawLmdb(false);
+  return *plain;
 }
 
+LmdbStore* open_lmdb_store(bool write_map);
+
 LmdbStore& lmdb_store(bool write_map) {
-  static LmdbStore* plain = nullptr;
-  static LmdbStore* wm = nullptr;
-  LmdbStore*& s = write_map ? wm : plain;
-  if (s != nullptr) return *s;
+  if (write_map) {
+    static LmdbStore* wm = open_lmdb_store(true);
+    return *wm;
+  }
+  static LmdbStore* plain = open_lmdb_store(false);
+  return *plain;
+}
+
+LmdbStore* open_lmdb_store(bool write_map) {
   LmdbOptions o;
   o.path = fresh_dir(write_map ? "engine-wm" : "engine");
   o.durability = LmdbOptions::Durability::kNoSync;
@@ -272,8 +288,7 @@ LmdbStore& lmdb_store(bool write_map) {
     return internal::encode_versions(std::span(&one, 1));
   });
   mdb_env_close(env);
-  s = new LmdbStore(o);
-  return *s;
+  return new LmdbStore(o);
 }
 
 void RawLmdbGet(benchmark::State& state, bool write_map) {
@@ -321,10 +336,9 @@ void RawLmdbPut(benchmark::State& state, bool write_map) {
 void LmdbStorePut(benchmark::State& state, bool write_map) {
   LmdbStore& store = lmdb_store(write_map);
   KeyWalk walk(0);
-  uint64_t counter = 2;
   for (auto _ : state) {
-    const Versioned v{dataset().value, VectorClock({{1, counter++}}, 1)};
-    benchmark::DoNotOptimize(store.put(walk.next(), v));
+    const Versioned v{dataset().value, VectorClock({{1, next_counter()}}, 1)};
+    if (store.put(walk.next(), v) != PutResult::kStored) state.SkipWithError("put not stored");
   }
 }
 

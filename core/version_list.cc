@@ -12,24 +12,107 @@ namespace {
 constexpr char kVersionListFormat = 0x01;
 }  // namespace
 
-PutResult apply_put(std::vector<Versioned>* stored, const Versioned& incoming) {
-  // First pass decides; only then mutate, so an obsolete put changes nothing.
-  for (const Versioned& v : *stored) {
-    const Occurred o = compare(incoming.clock, v.clock);
-    if (o == Occurred::kBefore || o == Occurred::kEqual) return PutResult::kObsolete;
+namespace {
+
+// One stored version, parsed in place: its clock decoded (to compare), its
+// clock's bytes and its value as views into the record (to copy through).
+struct VersionRef {
+  VectorClock clock;
+  std::string_view clock_bytes;
+  std::string_view value;
+};
+
+[[noreturn]] void corrupt(std::string_view why) {
+  throw Corruption("stored versions: " + std::string(why));
+}
+
+// Parses `bytes` into `*out` (reusing its capacity); returns the count.
+size_t parse_versions(std::string_view bytes, std::vector<VersionRef>* out) {
+  if (bytes.empty()) corrupt("empty record");
+  if (bytes.front() != kVersionListFormat) {
+    corrupt("unknown format byte " + std::to_string(static_cast<unsigned char>(bytes.front())));
   }
-  std::erase_if(*stored, [&](const Versioned& v) {
-    return compare(incoming.clock, v.clock) == Occurred::kAfter;
-  });
-  stored->push_back(incoming);
+  bytes.remove_prefix(1);
+  uint64_t n = 0;
+  if (!get_varint(&bytes, &n) || n == 0) corrupt("bad version count");
+  if (n > bytes.size() / 3) corrupt("version count exceeds the bytes present");
+  if (out->size() < n) out->resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    VersionRef& r = (*out)[i];
+    const char* clock_start = bytes.data();
+    try {
+      VectorClock::decode_from(&bytes, &r.clock);
+    } catch (const Corruption& e) {
+      corrupt(e.what());
+    }
+    r.clock_bytes = {clock_start, static_cast<size_t>(bytes.data() - clock_start)};
+    uint64_t len = 0;
+    if (!get_varint(&bytes, &len) || len > bytes.size()) corrupt("truncated value");
+    r.value = bytes.substr(0, len);
+    bytes.remove_prefix(len);
+  }
+  if (!bytes.empty()) corrupt("trailing bytes");
+  return n;
+}
+
+// Reused across calls: parsing allocates only while a thread warms up.
+thread_local std::vector<VersionRef> t_refs;
+thread_local std::vector<bool> t_keep;
+
+void append_version(std::string* out, std::string_view clock_bytes, std::string_view value) {
+  out->append(clock_bytes);
+  put_varint(out, value.size());
+  out->append(value);
+}
+
+}  // namespace
+
+PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
+                            std::string* out) {
+  const size_t n = stored.empty() ? 0 : parse_versions(stored, &t_refs);
+  t_keep.assign(n, false);
+  size_t kept = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const Occurred o = compare(incoming.clock, t_refs[i].clock);
+    if (o == Occurred::kBefore || o == Occurred::kEqual) return PutResult::kObsolete;
+    if (o == Occurred::kConcurrent) {
+      t_keep[i] = true;
+      ++kept;
+    }
+  }
+  out->clear();
+  out->push_back(kVersionListFormat);
+  put_varint(out, kept + 1);
+  for (size_t i = 0; i < n; ++i) {
+    if (t_keep[i]) append_version(out, t_refs[i].clock_bytes, t_refs[i].value);
+  }
+  incoming.clock.encode_to(out);
+  put_varint(out, incoming.value.size());
+  out->append(incoming.value);
   return PutResult::kStored;
 }
 
-bool apply_remove(std::vector<Versioned>* stored, const VectorClock& clock) {
-  return std::erase_if(*stored, [&](const Versioned& v) {
-           const Occurred o = compare(v.clock, clock);
-           return o == Occurred::kBefore || o == Occurred::kEqual;
-         }) > 0;
+bool apply_remove_encoded(std::string_view stored, const VectorClock& clock,
+                          std::string* out) {
+  const size_t n = parse_versions(stored, &t_refs);
+  t_keep.assign(n, true);
+  size_t kept = n;
+  for (size_t i = 0; i < n; ++i) {
+    const Occurred o = compare(t_refs[i].clock, clock);
+    if (o == Occurred::kBefore || o == Occurred::kEqual) {
+      t_keep[i] = false;
+      --kept;
+    }
+  }
+  if (kept == n) return false;
+  out->clear();
+  if (kept == 0) return true;
+  out->push_back(kVersionListFormat);
+  put_varint(out, kept);
+  for (size_t i = 0; i < n; ++i) {
+    if (t_keep[i]) append_version(out, t_refs[i].clock_bytes, t_refs[i].value);
+  }
+  return true;
 }
 
 void encode_versions(std::span<const Versioned> versions, std::string* out) {

@@ -15,15 +15,20 @@
 
 namespace cairn::internal {
 
-// Applies a put of `incoming` to the versions of one key (Voldemort's rule):
-// if any stored clock is after or equal to the incoming clock, returns
-// kObsolete and leaves `stored` unchanged; otherwise drops the versions the
-// incoming clock dominates, appends `incoming` and returns kStored.
-PutResult apply_put(std::vector<Versioned>* stored, const Versioned& incoming);
-
+// Applies a put of `incoming` to the encoded versions of one key, by
+// Voldemort's rule: if any stored clock is after or equal to the incoming
+// clock, returns kObsolete (leaving `*out` unspecified); otherwise writes to
+// `*out` the versions the incoming clock does not dominate followed by
+// `incoming`, and returns kStored. Values pass through as bytes, never into
+// Versioned objects: this is every engine's write path. `stored` may be
+// empty (no versions). Throws Corruption if `stored` is malformed.
+PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
+                            std::string* out);
 // Removes the versions whose clock is before or equal to `clock`. Returns
-// whether anything was removed.
-bool apply_remove(std::vector<Versioned>* stored, const VectorClock& clock);
+// false if nothing was removed (leaving `*out` unspecified); otherwise `*out`
+// holds what remains, empty if nothing does.
+bool apply_remove_encoded(std::string_view stored, const VectorClock& clock,
+                          std::string* out);
 
 // Version-list encoding (frozen: engines keep it on disk):
 //   byte    format          0x01

@@ -1,7 +1,6 @@
 #include "engines/lmdb/lmdb_store.h"
 
 #include <lmdb.h>
-#include <pthread.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -15,6 +14,7 @@
 #include <thread>
 
 #include "cairn/errors.h"
+#include "core/shared_spin_lock.h"
 #include "core/version_list.h"
 
 namespace cairn {
@@ -55,30 +55,6 @@ std::string_view as_view(const MDB_val& v) {
       throw IoError(msg);
   }
 }
-
-// A reader-writer lock that prefers writers, so that growing the map (the
-// only exclusive user) is not starved by a steady stream of reads. Readers
-// never take it recursively, which writer preference requires.
-class RwGate {
- public:
-  RwGate() {
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&lock_, &attr);
-    pthread_rwlockattr_destroy(&attr);
-  }
-  ~RwGate() { pthread_rwlock_destroy(&lock_); }
-  RwGate(const RwGate&) = delete;
-  RwGate& operator=(const RwGate&) = delete;
-  void lock_shared() { pthread_rwlock_rdlock(&lock_); }
-  void unlock_shared() { pthread_rwlock_unlock(&lock_); }
-  void lock() { pthread_rwlock_wrlock(&lock_); }
-  void unlock() { pthread_rwlock_unlock(&lock_); }
-
- private:
-  pthread_rwlock_t lock_;
-};
 
 // LMDB forbids opening one environment twice in a process (its locks would
 // be released by the second close): track what is open.
@@ -130,7 +106,8 @@ class LmdbEnv : public std::enable_shared_from_this<LmdbEnv> {
     if (closed_) throw FailedPrecondition("store '" + name_ + "' is closed");
   }
   MDB_txn* thread_reader();
-  void grow(size_t seen_map_size);
+  // Doubles the map unless it changed since `seen_generation`.
+  void grow(uint64_t seen_generation);
   void adopt_map_size();
   void sync_loop(int interval_ms);
 
@@ -141,7 +118,11 @@ class LmdbEnv : public std::enable_shared_from_this<LmdbEnv> {
   MDB_env* env_ = nullptr;
   MDB_dbi dbi_ = 0;
   // Shared by every transaction; exclusive to resize the map and to close.
-  mutable RwGate gate_;
+  // Writers announce themselves, so a stream of reads cannot starve growth.
+  mutable SharedSpinLock gate_;
+  // Bumped whenever the map is resized, so that writers that all found it
+  // full grow it once between them.
+  std::atomic<uint64_t> map_generation_{0};
   bool closed_ = false;  // written under gate_ exclusively
 
   std::mutex readers_mu_;
@@ -343,7 +324,7 @@ void LmdbEnv::write(std::string_view what, std::string_view key, Body&& body) {
   for (;;) {
     std::shared_lock gate(gate_);
     check_open();
-    const size_t seen = map_size();
+    const uint64_t seen = map_generation_.load(std::memory_order_relaxed);
     MDB_txn* txn = nullptr;
     int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
     if (rc == MDB_MAP_RESIZED) {
@@ -380,11 +361,11 @@ size_t LmdbEnv::map_size() const {
   return info.me_mapsize;
 }
 
-void LmdbEnv::grow(size_t seen_map_size) {
+void LmdbEnv::grow(uint64_t seen_generation) {
   std::unique_lock gate(gate_);
   check_open();
+  if (map_generation_.load() != seen_generation) return;  // another writer grew it
   const size_t current = map_size();
-  if (current > seen_map_size) return;  // another writer grew it meanwhile
   if (current >= max_map_size_) {
     throw IoError(context("grow", {}) + ": the database filled its map of " +
                   std::to_string(current) + " bytes, which is max_map_size; raise it");
@@ -392,6 +373,7 @@ void LmdbEnv::grow(size_t seen_map_size) {
   const size_t next = std::min(current * 2, max_map_size_);
   const int rc = mdb_env_set_mapsize(env_, next);
   if (rc != 0) throw_lmdb(rc, context("grow map to " + std::to_string(next), {}));
+  map_generation_.fetch_add(1);
 }
 
 void LmdbEnv::adopt_map_size() {
@@ -399,6 +381,7 @@ void LmdbEnv::adopt_map_size() {
   check_open();
   const int rc = mdb_env_set_mapsize(env_, 0);
   if (rc != 0) throw_lmdb(rc, context("adopt map size", {}));
+  map_generation_.fetch_add(1);
 }
 
 void LmdbEnv::sync() {
@@ -562,35 +545,35 @@ void LmdbStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   });
 }
 
-namespace {
-
-// Reads the versions stored under `k` inside a write transaction.
-// Returns an LMDB code: 0 (found), MDB_NOTFOUND or an error.
-int read_versions(MDB_txn* txn, MDB_dbi dbi, MDB_val* k, std::vector<Versioned>* out) {
-  MDB_val v;
-  const int rc = mdb_get(txn, dbi, k, &v);
-  if (rc == 0) internal::decode_versions(as_view(v), out);
-  return rc;
-}
-
-}  // namespace
-
 PutResult LmdbStore::put(std::string_view key, const Versioned& value) {
   check_key(options_.name, key, options_.max_key_size);
   check_value(options_.name, key, value.value, options_.max_value_size);
   PutResult result = PutResult::kStored;
-  std::string encoded;
+  thread_local std::string encoded;
   env_->write("put", key, [&](MDB_txn* txn) {
-    MDB_val k = as_val(key);
-    std::vector<Versioned> versions;
-    int rc = read_versions(txn, env_->dbi(), &k, &versions);
+    // One cursor finds the stored versions and, for an existing key, writes
+    // in place: a single B-tree search per put, as a raw mdb_put costs.
+    MDB_cursor* cursor = nullptr;
+    int rc = mdb_cursor_open(txn, env_->dbi(), &cursor);
+    if (rc != 0) return rc;
+    struct Close {
+      MDB_cursor* c;
+      ~Close() { mdb_cursor_close(c); }
+    } closer{cursor};
+    MDB_val k = as_val(key), v;
+    rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_KEY);
     if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    result = internal::apply_put(&versions, value);
+    const bool exists = rc == 0;
+    try {
+      result = internal::apply_put_encoded(exists ? as_view(v) : std::string_view(), value,
+                                           &encoded);
+    } catch (const Corruption& e) {
+      throw Corruption(env_->context("put", key) + ": " + e.what());
+    }
     if (result == PutResult::kObsolete) return internal::LmdbEnv::kNoChange;
-    encoded.clear();
-    internal::encode_versions(versions, &encoded);
-    MDB_val v = as_val(encoded);
-    return mdb_put(txn, env_->dbi(), &k, &v, 0);
+    k = as_val(key);
+    v = as_val(encoded);
+    return mdb_cursor_put(cursor, &k, &v, exists ? MDB_CURRENT : 0);
   });
   return result;
 }
@@ -598,19 +581,20 @@ PutResult LmdbStore::put(std::string_view key, const Versioned& value) {
 bool LmdbStore::remove(std::string_view key, const VectorClock& version) {
   check_key(options_.name, key, options_.max_key_size);
   bool removed = false;
-  std::string encoded;
+  thread_local std::string encoded;
   env_->write("remove", key, [&](MDB_txn* txn) {
-    MDB_val k = as_val(key);
-    std::vector<Versioned> versions;
-    int rc = read_versions(txn, env_->dbi(), &k, &versions);
+    MDB_val k = as_val(key), v;
+    const int rc = mdb_get(txn, env_->dbi(), &k, &v);
     if (rc == MDB_NOTFOUND) return internal::LmdbEnv::kNoChange;
     if (rc != 0) return rc;
-    removed = internal::apply_remove(&versions, version);
+    try {
+      removed = internal::apply_remove_encoded(as_view(v), version, &encoded);
+    } catch (const Corruption& e) {
+      throw Corruption(env_->context("remove", key) + ": " + e.what());
+    }
     if (!removed) return internal::LmdbEnv::kNoChange;
-    if (versions.empty()) return mdb_del(txn, env_->dbi(), &k, nullptr);
-    encoded.clear();
-    internal::encode_versions(versions, &encoded);
-    MDB_val v = as_val(encoded);
+    if (encoded.empty()) return mdb_del(txn, env_->dbi(), &k, nullptr);
+    v = as_val(encoded);
     return mdb_put(txn, env_->dbi(), &k, &v, 0);
   });
   return removed;

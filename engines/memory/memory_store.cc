@@ -135,10 +135,11 @@ struct alignas(64) MemoryShard {
   }
 
   // Keeps probes short: at most half the slots used, tombstones included.
-  // Rebuilding also drops the tombstones. REQUIRES: write_mu held.
-  void grow_if_needed() {
+  // Rebuilding also drops the tombstones. Returns whether it rebuilt.
+  // REQUIRES: write_mu held.
+  bool grow_if_needed() {
     Table* t = table.load(std::memory_order_relaxed);
-    if ((live + tombstones + 1) * 2 <= t->capacity()) return;
+    if ((live + tombstones + 1) * 2 <= t->capacity()) return false;
     const size_t capacity = std::max(kMinCapacity, std::bit_ceil((live + 1) * 4));
     Table* fresh = Table::make(capacity);
     for (size_t i = 0; i < t->capacity(); ++i) {
@@ -151,6 +152,7 @@ struct alignas(64) MemoryShard {
     table.store(fresh, std::memory_order_release);
     tombstones = 0;
     retired.retire(t, Table::destroy);
+    return true;
   }
 };
 
@@ -280,28 +282,33 @@ PutResult MemoryStore::put(std::string_view key, const Versioned& value) {
   check_value(options_.name, key, value.value, options_.max_value_size);
   const uint64_t hash = hash_key(key);
   MemoryShard& shard = state_->shard_for(hash);
-  std::string encoded;
+  thread_local std::string encoded;
   std::lock_guard lock(shard.write_mu);
   check_open();  // under the lock: close() takes every shard's lock
   // Writers hold the shard's lock, so the probed slot cannot change under
   // them.
   Table* t = shard.table.load(std::memory_order_relaxed);
-  size_t i = t->find(key, hash).index;
-  const uint64_t old = t->slots[i].load(std::memory_order_relaxed);
-  if (!holds_record(old)) {
-    internal::encode_versions(std::span(&value, 1), &encoded);
-    shard.grow_if_needed();
-    t = shard.table.load(std::memory_order_relaxed);
-    i = t->find(key, hash).index;  // the empty slot may have moved with the table
-    t->slots[i].store(pack(Record::make(hash, key, encoded)), std::memory_order_release);
-    ++shard.live;
+  auto [i, old] = t->find(key, hash);
+  const std::string_view stored = holds_record(old) ? record_of(old)->data() : std::string_view();
+  try {
+    if (internal::apply_put_encoded(stored, value, &encoded) == PutResult::kObsolete) {
+      return PutResult::kObsolete;
+    }
+  } catch (const Corruption& e) {
+    rethrow_corruption(options_.name, key, e);
+  }
+  Record* fresh = Record::make(hash, key, encoded);
+  if (holds_record(old)) {
+    t->slots[i].store(pack(fresh), std::memory_order_release);
+    shard.retired.retire(record_of(old), Record::destroy);
     return PutResult::kStored;
   }
-  std::vector<Versioned> versions = internal::decode_versions(record_of(old)->data());
-  if (internal::apply_put(&versions, value) == PutResult::kObsolete) return PutResult::kObsolete;
-  internal::encode_versions(versions, &encoded);
-  t->slots[i].store(pack(Record::make(hash, key, encoded)), std::memory_order_release);
-  shard.retired.retire(record_of(old), Record::destroy);
+  if (shard.grow_if_needed()) {
+    t = shard.table.load(std::memory_order_relaxed);
+    i = t->find(key, hash).index;  // the empty slot moved with the table
+  }
+  t->slots[i].store(pack(fresh), std::memory_order_release);
+  ++shard.live;
   return PutResult::kStored;
 }
 
@@ -309,21 +316,24 @@ bool MemoryStore::remove(std::string_view key, const VectorClock& version) {
   check_key(options_.name, key, options_.max_key_size);
   const uint64_t hash = hash_key(key);
   MemoryShard& shard = state_->shard_for(hash);
+  thread_local std::string encoded;
   std::lock_guard lock(shard.write_mu);
   check_open();
   Table* t = shard.table.load(std::memory_order_relaxed);
   const auto [i, old] = t->find(key, hash);
   if (!holds_record(old)) return false;
-  std::vector<Versioned> versions = internal::decode_versions(record_of(old)->data());
-  if (!internal::apply_remove(&versions, version)) return false;
-  if (versions.empty()) {
+  try {
+    if (!internal::apply_remove_encoded(record_of(old)->data(), version, &encoded)) return false;
+  } catch (const Corruption& e) {
+    rethrow_corruption(options_.name, key, e);
+  }
+  if (encoded.empty()) {
     // A tombstone, not an empty slot: later keys of the probe stay findable.
     t->slots[i].store(kTombstone, std::memory_order_release);
     --shard.live;
     ++shard.tombstones;
   } else {
-    t->slots[i].store(pack(Record::make(hash, key, internal::encode_versions(versions))),
-                      std::memory_order_release);
+    t->slots[i].store(pack(Record::make(hash, key, encoded)), std::memory_order_release);
   }
   shard.retired.retire(record_of(old), Record::destroy);
   return true;

@@ -53,23 +53,58 @@ TEST(VersionListTest, DecodeNeverOverReadsRandomBytes) {
   RecordProperty("valid_random_inputs", decoded);
 }
 
-TEST(VersionListTest, ApplyPutRejectsWithoutChangingAnything) {
-  std::vector<Versioned> stored = {versioned("a", {{1, 2}}), versioned("b", {{2, 1}})};
+// Applies a put to `stored` through the encoded path, as engines do.
+PutResult put(std::vector<Versioned>* stored, const Versioned& v) {
+  std::string out;
+  const std::string in = stored->empty() ? std::string() : encode_versions(*stored);
+  const PutResult r = apply_put_encoded(in, v, &out);
+  if (r == PutResult::kStored) *stored = decode_versions(out);
+  return r;
+}
+
+bool remove(std::vector<Versioned>* stored, const VectorClock& c) {
+  std::string out;
+  if (!apply_remove_encoded(encode_versions(*stored), c, &out)) return false;
+  *stored = out.empty() ? std::vector<Versioned>{} : decode_versions(out);
+  return true;
+}
+
+TEST(VersionListTest, ApplyPutRejectsOrReplacesWhatItDominates) {
+  std::vector<Versioned> stored;
+  EXPECT_EQ(put(&stored, versioned("a", {{1, 2}})), PutResult::kStored) << "into nothing";
+  EXPECT_EQ(put(&stored, versioned("b", {{2, 1}})), PutResult::kStored);
   const auto before = stored;
-  EXPECT_EQ(apply_put(&stored, versioned("old", {{1, 1}})), PutResult::kObsolete);
-  EXPECT_EQ(apply_put(&stored, versioned("same", {{2, 1}})), PutResult::kObsolete);
+  EXPECT_EQ(put(&stored, versioned("old", {{1, 1}})), PutResult::kObsolete);
+  EXPECT_EQ(put(&stored, versioned("same", {{2, 1}})), PutResult::kObsolete);
   EXPECT_EQ(stored, before);
-  EXPECT_EQ(apply_put(&stored, versioned("c", {{3, 1}})), PutResult::kStored);
+  EXPECT_EQ(put(&stored, versioned("c", {{3, 1}})), PutResult::kStored);
   EXPECT_EQ(stored.size(), 3u);
-  EXPECT_EQ(apply_put(&stored, versioned("all", {{1, 2}, {2, 1}, {3, 1}})), PutResult::kStored);
+  EXPECT_EQ(put(&stored, versioned("all", {{1, 2}, {2, 1}, {3, 1}})), PutResult::kStored);
   EXPECT_EQ(stored, std::vector<Versioned>{versioned("all", {{1, 2}, {2, 1}, {3, 1}})});
+}
+
+TEST(VersionListTest, ApplyPutKeepsSiblingBytesExactly) {
+  // Kept siblings are copied through as bytes: their timestamps survive.
+  std::vector<Versioned> stored = {Versioned{"a", clock({{1, 1}}, 111)}};
+  ASSERT_EQ(put(&stored, Versioned{"b", clock({{2, 1}}, 222)}), PutResult::kStored);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[0].clock.timestamp_ms(), 111);
+  EXPECT_EQ(stored[1].clock.timestamp_ms(), 222);
 }
 
 TEST(VersionListTest, ApplyRemoveKeepsConcurrentAndNewer) {
   std::vector<Versioned> stored = {versioned("a", {{1, 2}}), versioned("b", {{2, 1}})};
-  EXPECT_FALSE(apply_remove(&stored, clock({{1, 1}})));
-  EXPECT_TRUE(apply_remove(&stored, clock({{1, 3}})));
+  EXPECT_FALSE(remove(&stored, clock({{1, 1}})));
+  EXPECT_TRUE(remove(&stored, clock({{1, 3}})));
   EXPECT_EQ(stored, std::vector<Versioned>{versioned("b", {{2, 1}})});
+  EXPECT_TRUE(remove(&stored, clock({{2, 1}})));
+  EXPECT_TRUE(stored.empty());
+}
+
+TEST(VersionListTest, ApplyOnMalformedBytesIsCorruption) {
+  std::string out;
+  EXPECT_THROW(apply_put_encoded(std::string("\x01\x05", 2), versioned("v", {}), &out), Corruption);
+  EXPECT_THROW(apply_remove_encoded(std::string("\x07", 1), clock({}), &out), Corruption);
 }
 
 }  // namespace
