@@ -5,6 +5,7 @@
 
 #include "cairn/errors.h"
 #include "cairn/versioned.h"
+#include "core/clock_codec.h"
 #include "core/varint.h"
 
 namespace cairn {
@@ -195,7 +196,7 @@ void VectorClock::encode_to(std::string* out) const {
     internal::put_varint(out, e.counter);
     prev = e.node;
   }
-  internal::put_varint(out, static_cast<uint64_t>(std::max<int64_t>(timestamp_ms_, 0)));
+  internal::put_fixed64(out, static_cast<uint64_t>(std::max<int64_t>(timestamp_ms_, 0)));
 }
 
 std::string VectorClock::encode() const {
@@ -211,30 +212,11 @@ VectorClock VectorClock::decode_from(std::string_view* in) {
 }
 
 void VectorClock::decode_from(std::string_view* in, VectorClock* out) {
-  auto fail = [](const char* why) { throw Corruption(std::string("vector clock: ") + why); };
-  uint64_t n = 0;
-  if (!internal::get_varint(in, &n)) fail("truncated entry count");
-  // Each entry takes at least two bytes: reject absurd counts before
-  // allocating for them.
-  if (n > in->size() / 2) fail("entry count exceeds the bytes present");
-  // resize() rather than push_back(): reuses the capacity, no per-entry check.
-  out->entries_.resize(n);
-  uint64_t node = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    uint64_t delta = 0, counter = 0;
-    if (!internal::get_varint(in, &delta) || !internal::get_varint(in, &counter)) {
-      fail("truncated entry");
-    }
-    if (i > 0 && delta == 0) fail("node ids not strictly increasing");
-    node += delta;
-    if (node > std::numeric_limits<NodeId>::max()) fail("node id overflows");
-    if (counter == 0) fail("zero counter");
-    out->entries_[i] = {static_cast<NodeId>(node), counter};
+  internal::ByteReader r(*in);
+  if (const char* why = internal::ClockCodec::read(&r, out)) {
+    throw Corruption(std::string("vector clock: ") + why);
   }
-  uint64_t ts = 0;
-  if (!internal::get_varint(in, &ts)) fail("truncated timestamp");
-  if (ts > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) fail("timestamp overflows");
-  out->timestamp_ms_ = static_cast<int64_t>(ts);
+  *in = r.rest();
 }
 
 VectorClock VectorClock::decode(std::string_view bytes) {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cairn/errors.h"
+#include "core/clock_codec.h"
 #include "core/varint.h"
 
 namespace cairn::internal {
@@ -26,32 +27,46 @@ struct VersionRef {
   throw Corruption("stored versions: " + std::string(why));
 }
 
+// Reads the header of a version list: the format byte and the count.
+[[gnu::always_inline]] inline size_t read_header(ByteReader* r) {
+  uint8_t format = 0;
+  if (!r->byte(&format)) corrupt("empty record");
+  if (format != kVersionListFormat) corrupt("unknown format byte " + std::to_string(format));
+  uint64_t n = 0;
+  if (!r->varint(&n) || n == 0) corrupt("bad version count");
+  // A version takes at least ten bytes (an empty clock's count and
+  // timestamp, and a value length).
+  if (n > r->remaining() / 10) corrupt("version count exceeds the bytes present");
+  return n;
+}
+
+// Reads one clock at the reader's position and moves past it.
+[[gnu::always_inline]] inline void read_clock(ByteReader* r, VectorClock* clock) {
+  if (const char* why = ClockCodec::read(r, clock)) {
+    corrupt(std::string("vector clock: ") + why);
+  }
+}
+
+[[gnu::always_inline]] inline std::string_view read_value(ByteReader* r) {
+  uint64_t len = 0;
+  std::string_view value;
+  if (!r->varint(&len) || !r->bytes(len, &value)) corrupt("truncated value");
+  return value;
+}
+
 // Parses `bytes` into `*out` (reusing its capacity); returns the count.
 size_t parse_versions(std::string_view bytes, std::vector<VersionRef>* out) {
-  if (bytes.empty()) corrupt("empty record");
-  if (bytes.front() != kVersionListFormat) {
-    corrupt("unknown format byte " + std::to_string(static_cast<unsigned char>(bytes.front())));
-  }
-  bytes.remove_prefix(1);
-  uint64_t n = 0;
-  if (!get_varint(&bytes, &n) || n == 0) corrupt("bad version count");
-  if (n > bytes.size() / 3) corrupt("version count exceeds the bytes present");
+  ByteReader r(bytes);
+  const size_t n = read_header(&r);
   if (out->size() < n) out->resize(n);
   for (size_t i = 0; i < n; ++i) {
-    VersionRef& r = (*out)[i];
-    const char* clock_start = bytes.data();
-    try {
-      VectorClock::decode_from(&bytes, &r.clock);
-    } catch (const Corruption& e) {
-      corrupt(e.what());
-    }
-    r.clock_bytes = {clock_start, static_cast<size_t>(bytes.data() - clock_start)};
-    uint64_t len = 0;
-    if (!get_varint(&bytes, &len) || len > bytes.size()) corrupt("truncated value");
-    r.value = bytes.substr(0, len);
-    bytes.remove_prefix(len);
+    VersionRef& ref = (*out)[i];
+    const char* clock_start = r.position();
+    read_clock(&r, &ref.clock);
+    ref.clock_bytes = {clock_start, static_cast<size_t>(r.position() - clock_start)};
+    ref.value = read_value(&r);
   }
-  if (!bytes.empty()) corrupt("trailing bytes");
+  if (!r.empty()) corrupt("trailing bytes");
   return n;
 }
 
@@ -132,34 +147,18 @@ std::string encode_versions(std::span<const Versioned> versions) {
 }
 
 void decode_versions(std::string_view bytes, std::vector<Versioned>* out) {
-  auto fail = [](std::string_view why) {
-    throw Corruption("stored versions: " + std::string(why));
-  };
-  if (bytes.empty()) fail("empty record");
-  if (bytes.front() != kVersionListFormat) {
-    fail("unknown format byte " + std::to_string(static_cast<unsigned char>(bytes.front())));
-  }
-  bytes.remove_prefix(1);
-  uint64_t n = 0;
-  if (!get_varint(&bytes, &n) || n == 0) fail("bad version count");
-  // A version takes at least three bytes (empty clock, timestamp, length).
-  if (n > bytes.size() / 3) fail("version count exceeds the bytes present");
-  out->resize(n);
+  ByteReader r(bytes);
+  const size_t n = read_header(&r);
+  if (out->size() != n) out->resize(n);
   for (Versioned& v : *out) {
-    try {
-      VectorClock::decode_from(&bytes, &v.clock);
-    } catch (const Corruption& e) {
-      fail(e.what());
-    }
-    uint64_t len = 0;
-    if (!get_varint(&bytes, &len) || len > bytes.size()) fail("truncated value");
+    read_clock(&r, &v.clock);
+    const std::string_view value = read_value(&r);
     // resize + memcpy: a no-op resize when the size repeats, where assign()
     // always takes string's general replace path (~90 instructions).
-    v.value.resize(len);
-    if (len != 0) std::memcpy(v.value.data(), bytes.data(), len);
-    bytes.remove_prefix(len);
+    v.value.resize(value.size());
+    if (!value.empty()) std::memcpy(v.value.data(), value.data(), value.size());
   }
-  if (!bytes.empty()) fail("trailing bytes");
+  if (!r.empty()) corrupt("trailing bytes");
 }
 
 std::vector<Versioned> decode_versions(std::string_view bytes) {

@@ -81,11 +81,11 @@ TEST(VectorClockTest, MergedTakesPointwiseMaxAndLaterTimestamp) {
 }
 
 TEST(VectorClockTest, EncodingMatchesTheDocumentedBytes) {
-  // {1:1, 5:300} at 2 ms: count 2; node 1, counter 1; delta 4, counter 300
-  // (0xac 0x02 in LEB128); timestamp 2.
-  const std::string bytes = clock({{1, 1}, {5, 300}}, 2).encode();
-  EXPECT_EQ(bytes, std::string("\x02\x01\x01\x04\xac\x02\x02", 7));
-  EXPECT_EQ(VectorClock().encode(), std::string("\x00\x00", 2));
+  // {1:1, 5:300} at 0x0102 ms: count 2; node 1, counter 1; delta 4, counter
+  // 300 (0xac 0x02 in LEB128); the timestamp in 8 little-endian bytes.
+  const std::string bytes = clock({{1, 1}, {5, 300}}, 0x0102).encode();
+  EXPECT_EQ(bytes, std::string("\x02\x01\x01\x04\xac\x02\x02\x01\0\0\0\0\0\0", 14));
+  EXPECT_EQ(VectorClock().encode(), std::string(9, '\0'));
 }
 
 TEST(VectorClockTest, EncodingRoundTripsRandomClocks) {
@@ -117,15 +117,16 @@ TEST(VectorClockTest, DecodeRejectsEveryTruncation) {
 
 TEST(VectorClockTest, DecodeRejectsMalformedEntries) {
   using S = std::string;
-  EXPECT_THROW(VectorClock::decode(S("\x01\x01\x00\x00", 4)), Corruption) << "zero counter";
-  EXPECT_THROW(VectorClock::decode(S("\x02\x01\x01\x00\x01\x00", 6)), Corruption)
+  const S ts(8, '\0');
+  EXPECT_THROW(VectorClock::decode(S("\x01\x01\x00", 3) + ts), Corruption) << "zero counter";
+  EXPECT_THROW(VectorClock::decode(S("\x02\x01\x01\x00\x01", 5) + ts), Corruption)
       << "repeated node (delta 0)";
   EXPECT_THROW(VectorClock::decode(S("\x02\xff\xff\xff\xff\x0f\x01\x01\x01\x00", 10)), Corruption)
       << "node id past 2^32";
   EXPECT_THROW(VectorClock::decode(S("\xff\xff\xff\xff\x0f", 5)), Corruption)
       << "count larger than the bytes";
   EXPECT_THROW(VectorClock::decode(S(11, '\xff')), Corruption) << "varint too long";
-  EXPECT_THROW(VectorClock::decode(S("\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11)), Corruption)
+  EXPECT_THROW(VectorClock::decode(S("\x00", 1) + S(8, '\xff')), Corruption)
       << "timestamp past int64";
 }
 

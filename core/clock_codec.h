@@ -1,0 +1,49 @@
+// Decoding a vector clock in place from a ByteReader: the one
+// implementation behind VectorClock::decode_from() and the engines' read
+// path, kept free of exceptions so that it stays a few dozen instructions.
+
+#ifndef CAIRN_CORE_CLOCK_CODEC_H_
+#define CAIRN_CORE_CLOCK_CODEC_H_
+
+#include <limits>
+
+#include "cairn/versioned.h"
+#include "core/varint.h"
+
+namespace cairn::internal {
+
+struct ClockCodec {
+  // Reads one clock (see VectorClock::encode_to) into `*out`, reusing its
+  // capacity. Returns nullptr, or what is wrong (leaving `*out` and the
+  // reader unspecified).
+  static const char* read(ByteReader* r, VectorClock* out) {
+    uint64_t n = 0;
+    if (!r->varint(&n)) return "truncated entry count";
+    // Each entry takes at least two bytes: reject absurd counts before
+    // allocating for them.
+    if (n > r->remaining() / 2) return "entry count exceeds the bytes present";
+    std::vector<ClockEntry>& entries = out->entries_;
+    if (entries.size() != n) entries.resize(n);
+    uint64_t node = 0;
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t delta = 0, counter = 0;
+      if (!r->varint(&delta) || !r->varint(&counter)) return "truncated entry";
+      if (i > 0 && delta == 0) return "node ids not strictly increasing";
+      node += delta;
+      if (node > std::numeric_limits<NodeId>::max()) return "node id overflows";
+      if (counter == 0) return "zero counter";
+      entries[i] = {static_cast<NodeId>(node), counter};
+    }
+    uint64_t ts = 0;
+    if (!r->fixed64(&ts)) return "truncated timestamp";
+    if (ts > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return "timestamp overflows";
+    }
+    out->timestamp_ms_ = static_cast<int64_t>(ts);
+    return nullptr;
+  }
+};
+
+}  // namespace cairn::internal
+
+#endif  // CAIRN_CORE_CLOCK_CODEC_H_
