@@ -1,7 +1,6 @@
 #include "layers/stats/stats_store.h"
 
 #include <chrono>
-#include <cstdio>
 
 namespace cairn {
 
@@ -91,25 +90,42 @@ StatsStore::Snapshot StatsStore::snapshot() const {
   return s;
 }
 
+namespace {
+
+// Right-aligns `cell` in `width` columns, counting UTF-8 characters (the
+// "µ" of µs is two bytes but one column).
+void pad(std::string* out, const std::string& cell, size_t width) {
+  size_t columns = 0;
+  for (unsigned char c : cell) columns += (c & 0xc0) != 0x80;
+  out->append(columns < width ? width - columns : 1, ' ');
+  out->append(cell);
+}
+
+}  // namespace
+
 std::string StatsStore::report() const {
   using internal::format_nanos;
   const Snapshot s = snapshot();
   std::string out = "stats for '" + name_ + "'\n";
-  char line[200];
-  std::snprintf(line, sizeof line, "%-9s %9s %7s %8s %8s %8s %8s %8s %8s\n", "op", "count",
-                "errors", "outcome", "mean", "p50", "p99", "p999", "max");
-  out += line;
+  out += "op       ";
+  for (const char* h : {"count", "errors", "outcome", "mean", "p50", "p99", "p999", "max"}) {
+    pad(&out, h, 9);
+  }
+  out += "\n";
   for (int i = 0; i < kOps; ++i) {
     const OpStats& o = s.ops[static_cast<size_t>(i)];
     if (o.count == 0) continue;
-    std::snprintf(line, sizeof line, "%-9s %9llu %7llu %8llu %8s %8s %8s %8s %8s\n",
-                  op_name(static_cast<Op>(i)), static_cast<unsigned long long>(o.count),
-                  static_cast<unsigned long long>(o.errors),
-                  static_cast<unsigned long long>(o.outcome),
-                  format_nanos(o.latency.mean_ns).c_str(), format_nanos(o.latency.p50_ns).c_str(),
-                  format_nanos(o.latency.p99_ns).c_str(), format_nanos(o.latency.p999_ns).c_str(),
-                  format_nanos(o.latency.max_ns).c_str());
-    out += line;
+    std::string name = op_name(static_cast<Op>(i));
+    name.resize(9, ' ');
+    out += name;
+    pad(&out, std::to_string(o.count), 9);
+    pad(&out, std::to_string(o.errors), 9);
+    pad(&out, std::to_string(o.outcome), 9);
+    for (uint64_t ns : {o.latency.mean_ns, o.latency.p50_ns, o.latency.p99_ns,
+                        o.latency.p999_ns, o.latency.max_ns}) {
+      pad(&out, format_nanos(ns), 9);
+    }
+    out += "\n";
   }
   out += "(outcome: get/get_all keys found, put obsolete, remove deleted)\n";
   return out;
