@@ -29,8 +29,10 @@ struct ClockCodec {
       uint64_t delta = 0, counter = 0;
       if (!r->varint(&delta) || !r->varint(&counter)) return "truncated entry";
       if (i > 0 && delta == 0) return "node ids not strictly increasing";
+      // Checked before adding: a huge delta would wrap 64 bits and decode
+      // to a smaller node id, out of order.
+      if (delta > std::numeric_limits<NodeId>::max() - node) return "node id overflows";
       node += delta;
-      if (node > std::numeric_limits<NodeId>::max()) return "node id overflows";
       if (counter == 0) return "zero counter";
       entries[i] = {static_cast<NodeId>(node), counter};
     }

@@ -5,9 +5,8 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
+#include <cstdio>
 #include <set>
-#include <sstream>
 
 #include "cairn/errors.h"
 
@@ -75,10 +74,14 @@ const char* kind_of(const YAML::Node& n) {
   }
 }
 
-// Rejects duplicate keys, which yaml-cpp accepts silently.
+// Rejects duplicate keys, which yaml-cpp accepts silently, and keys that are
+// not plain names (a list or map used as a key).
 void check_unique_keys(const std::string& file, const YAML::Node& map) {
   std::set<std::string> seen;
   for (const auto& kv : map) {
+    if (!kv.first.IsScalar()) {
+      fail_at(file, kv.first.Mark(), std::string("expected a name as key, found ") + kind_of(kv.first));
+    }
     const std::string key = kv.first.Scalar();
     if (!seen.insert(key).second) {
       fail_at(file, kv.first.Mark(), "duplicate key '" + key + "'");
@@ -140,16 +143,18 @@ StoreDef parse_store(const std::string& file, const std::string& name,
   check_unique_keys(file, def);
   StoreDef store{name, {}};
   YAML::Node stack;
+  bool has_stack = false;
   for (const auto& kv : def) {
     const std::string k = kv.first.Scalar();
     if (k == "stack") {
       stack = kv.second;
+      has_stack = true;
     } else {
       fail_at(file, kv.first.Mark(),
               "store '" + name + "': unknown key '" + k + "' (expected: stack)");
     }
   }
-  if (!stack) fail_at(file, key.Mark(), "store '" + name + "': missing `stack` list");
+  if (!has_stack) fail_at(file, key.Mark(), "store '" + name + "': missing `stack` list");
   if (!stack.IsSequence() || stack.size() == 0) {
     fail_at(file, stack.Mark(),
             "store '" + name + "': `stack` must be a non-empty list of layers ending "
@@ -188,12 +193,14 @@ std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::s
   auto data = std::make_shared<ConfigData>();
   data->source = source;
   YAML::Node stores;
+  bool has_stores = false;
   for (const auto& kv : root) {
     const std::string k = kv.first.Scalar();
     if (k != "stores") fail_at(source, kv.first.Mark(), "unknown key '" + k + "' (expected: stores)");
     stores = kv.second;
+    has_stores = true;
   }
-  if (!stores) fail_at(source, root.Mark(), "missing `stores` map");
+  if (!has_stores) fail_at(source, root.Mark(), "missing `stores` map");
   if (!stores.IsMap() || stores.size() == 0) {
     fail_at(source, stores.Mark(),
             std::string("`stores` must map store names to stores, found ") + kind_of(stores));
@@ -243,12 +250,20 @@ std::optional<std::string> Params::scalar() const {
 }
 
 void Params::fail(std::string_view key, const std::string& what) const {
-  const YAML::Node n = lookup(*d_, key);
+  // Point at the value, or at the key when the value is missing (yaml-cpp
+  // marks an implicit null at whatever token follows it).
+  YAML::Mark where = d_->where;
+  if (d_->node.IsMap()) {
+    for (const auto& kv : d_->node) {
+      if (kv.first.Scalar() != key) continue;
+      where = kv.second.IsNull() ? kv.first.Mark() : kv.second.Mark();
+    }
+  }
   const std::string prefix = "store '" + d_->store + "', " +
                              (d_->layer.empty() ? "" : "'" + d_->layer + "'") +
                              (key.empty() ? "" : " parameter '" + std::string(key) + "'") +
                              ": ";
-  fail_at(d_->file, n.IsDefined() ? n.Mark() : d_->where, prefix + what);
+  fail_at(d_->file, where, prefix + what);
 }
 
 namespace {
@@ -258,7 +273,9 @@ std::optional<std::string> scalar_param(const Params& p, const ParamsData& d,
                                         std::string_view key, const char* expected) {
   d.used.emplace(key);
   const YAML::Node n = lookup(d, key);
-  if (!n.IsDefined() || n.IsNull()) return std::nullopt;
+  if (!n.IsDefined()) return std::nullopt;
+  // `key:` with nothing after it is a mistake, not a request for the
+  // default: say so rather than guess.
   if (!n.IsScalar()) p.fail(key, std::string("expected ") + expected + ", found " + kind_of(n));
   return n.Scalar();
 }
@@ -366,11 +383,16 @@ Config Config::parse(std::string_view yaml, std::string source) {
 }
 
 Config Config::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot read config " + path + ": " + std::strerror(errno));
-  std::stringstream text;
-  text << in.rdbuf();
-  return Config(parse_config(path, text.str()));
+  // stdio rather than ifstream: fopen's errno says why it failed.
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) throw IoError("cannot read config " + path + ": " + std::strerror(errno));
+  std::string text;
+  char buf[8192];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) throw IoError("cannot read config " + path + ": read error");
+  return Config(parse_config(path, text));
 }
 
 const std::string& Config::source() const { return d_->source; }

@@ -39,7 +39,9 @@ class SharedSpinLock {
   void lock() {
     for (int spins = 0;; ++spins) {
       uint32_t s = state_.load(std::memory_order_relaxed);
-      // Free but for other writers' announcements: take it.
+      // Free but for announcements: take it, clearing them (a writer still
+      // waiting announces again on its next turn; a stale announcement
+      // would block readers for good).
       if ((s & ~kWriterWaiting) == 0 &&
           state_.compare_exchange_weak(s, kWriter, std::memory_order_acquire)) {
         return;
@@ -50,7 +52,7 @@ class SharedSpinLock {
     }
   }
 
-  // Keeps other writers' announcements: they are still waiting.
+  // Keeps announcements made while it was held: those writers still wait.
   void unlock() { state_.fetch_and(~kWriter, std::memory_order_release); }
 
  private:

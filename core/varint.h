@@ -81,7 +81,9 @@ class ByteReader {
   }
 
  private:
-  bool varint_slow(uint64_t* v) {
+  // Out of line: multi-byte varints are rare on the read path, and inlining
+  // this loop into every caller crowds the common case.
+  [[gnu::noinline, gnu::cold]] bool varint_slow(uint64_t* v) {
     uint64_t result = 0;
     for (unsigned shift = 0; p_ != end_ && shift <= 63; shift += 7) {
       const uint64_t b = *p_++;

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cairn/errors.h"
+#include "cairn/log.h"
 #include "core/shared_spin_lock.h"
 #include "core/version_list.h"
 
@@ -57,9 +58,16 @@ std::string_view as_view(const MDB_val& v) {
 }
 
 // LMDB forbids opening one environment twice in a process (its locks would
-// be released by the second close): track what is open.
-std::mutex g_open_mu;
-std::set<std::string> g_open_paths;
+// be released by the second close): track what is open. Never destroyed, so
+// a store closed during static destruction still finds it.
+struct OpenPaths {
+  std::mutex mu;
+  std::set<std::string> paths;
+};
+OpenPaths& open_paths() {
+  static OpenPaths* p = new OpenPaths;
+  return *p;
+}
 
 std::atomic<uint64_t> g_next_env_id{1};
 
@@ -72,7 +80,7 @@ namespace internal {
 class LmdbEnv : public std::enable_shared_from_this<LmdbEnv> {
  public:
   LmdbEnv(const LmdbOptions& options);
-  ~LmdbEnv() { close(); }
+  ~LmdbEnv();
 
   // Runs `body` in a reused read transaction of this thread.
   // body(MDB_txn*) -> void. Throws FailedPrecondition once closed.
@@ -87,8 +95,11 @@ class LmdbEnv : public std::enable_shared_from_this<LmdbEnv> {
   void write(std::string_view what, std::string_view key, Body&& body);
 
   void sync();
+  // Throws IoError if the final flush fails; the environment is closed
+  // either way.
   void close();
   size_t map_size() const;
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
   MDB_dbi dbi() const { return dbi_; }
   const std::string& name() const { return name_; }
   std::string context(std::string_view op, std::string_view key) const {
@@ -103,9 +114,13 @@ class LmdbEnv : public std::enable_shared_from_this<LmdbEnv> {
  private:
   void open_databases();
   void check_open() const {
-    if (closed_) throw FailedPrecondition("store '" + name_ + "' is closed");
+    if (closed()) throw FailedPrecondition("store '" + name_ + "' is closed");
   }
+  // This thread's read transaction, reset; nullptr if another process grew
+  // the map (adopt it and retry). REQUIRES: gate_ held shared.
   MDB_txn* thread_reader();
+  // REQUIRES: gate_ held (either way).
+  size_t map_size_locked() const;
   // Doubles the map unless it changed since `seen_generation`.
   void grow(uint64_t seen_generation);
   void adopt_map_size();
@@ -113,6 +128,7 @@ class LmdbEnv : public std::enable_shared_from_this<LmdbEnv> {
 
   const std::string name_;
   const std::string path_;
+  std::string canonical_path_;  // the key in open_paths()
   const size_t max_map_size_;
   const uint64_t id_ = g_next_env_id.fetch_add(1);
   MDB_env* env_ = nullptr;
@@ -123,7 +139,8 @@ class LmdbEnv : public std::enable_shared_from_this<LmdbEnv> {
   // Bumped whenever the map is resized, so that writers that all found it
   // full grow it once between them.
   std::atomic<uint64_t> map_generation_{0};
-  bool closed_ = false;  // written under gate_ exclusively
+  // Set under gate_ exclusively and readers_mu_; read anywhere.
+  std::atomic<bool> closed_{false};
 
   std::mutex readers_mu_;
   std::vector<MDB_txn*> idle_readers_;  // reset, owned by no thread
@@ -164,11 +181,14 @@ LmdbEnv::LmdbEnv(const LmdbOptions& o)
   std::error_code ec;
   std::filesystem::create_directories(path_, ec);
   if (ec) throw IoError(context("create directory", {}) + ": " + ec.message());
-  const std::string canonical = std::filesystem::canonical(path_, ec).string();
+  // Kept for close(): recomputing it then could give another answer (a
+  // relative path after chdir, a moved directory).
+  canonical_path_ = std::filesystem::canonical(path_, ec).string();
   if (ec) throw IoError(context("resolve path", {}) + ": " + ec.message());
   {
-    std::lock_guard lock(g_open_mu);
-    if (!g_open_paths.insert(canonical).second) {
+    OpenPaths& open = open_paths();
+    std::lock_guard lock(open.mu);
+    if (!open.paths.insert(canonical_path_).second) {
       throw FailedPrecondition(context("open", {}) +
                                ": this process has the environment open already");
     }
@@ -176,12 +196,14 @@ LmdbEnv::LmdbEnv(const LmdbOptions& o)
   try {
     int rc = mdb_env_create(&env_);
     if (rc != 0) throw_lmdb(rc, context("create environment", {}));
-    mdb_env_set_maxreaders(env_, o.max_readers);
-    mdb_env_set_maxdbs(env_, 4);
-    mdb_env_set_mapsize(env_, o.map_size);
-    // NOTLS ties reader slots to transactions rather than threads, so a
-    // thread may hold a scan batch and a get at once, and a cached read
-    // transaction may move between threads.
+    if ((rc = mdb_env_set_maxreaders(env_, o.max_readers)) != 0 ||
+        (rc = mdb_env_set_maxdbs(env_, 4)) != 0 ||
+        (rc = mdb_env_set_mapsize(env_, o.map_size)) != 0) {
+      throw_lmdb(rc, context("configure environment", {}));
+    }
+    // NOTLS ties reader slots to transactions rather than threads, so that a
+    // thread's cached read transaction can pass to another thread when the
+    // first exits.
     unsigned flags = MDB_NOTLS;
     if (o.durability == LmdbOptions::Durability::kNoSync) flags |= MDB_NOSYNC;
     if (o.write_map) flags |= MDB_WRITEMAP;
@@ -199,8 +221,9 @@ LmdbEnv::LmdbEnv(const LmdbOptions& o)
     if (env_ != nullptr) mdb_env_close(env_);
     env_ = nullptr;
     closed_ = true;
-    std::lock_guard lock(g_open_mu);
-    g_open_paths.erase(canonical);
+    OpenPaths& open = open_paths();
+    std::lock_guard lock(open.mu);
+    open.paths.erase(canonical_path_);
     throw;
   }
   if (o.durability == LmdbOptions::Durability::kNoSync && o.sync_interval_ms > 0) {
@@ -213,8 +236,9 @@ void LmdbEnv::open_databases() {
   // on first touch of a missing page: check before any read.
   MDB_envinfo info;
   MDB_stat stat;
-  mdb_env_info(env_, &info);
-  mdb_env_stat(env_, &stat);
+  int rc = mdb_env_info(env_, &info);
+  if (rc == 0) rc = mdb_env_stat(env_, &stat);
+  if (rc != 0) throw_lmdb(rc, context("read environment info", {}));
   struct stat st;
   const std::string file = path_ + "/data.mdb";
   if (::stat(file.c_str(), &st) == 0) {
@@ -227,7 +251,7 @@ void LmdbEnv::open_databases() {
   }
 
   MDB_txn* txn = nullptr;
-  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   if (rc != 0) throw_lmdb(rc, context("begin", {}));
   auto fail = [&](int code, const std::string& what) {
     mdb_txn_abort(txn);
@@ -241,7 +265,7 @@ void LmdbEnv::open_databases() {
     MDB_dbi main_db;
     if ((rc = mdb_dbi_open(txn, nullptr, 0, &main_db)) != 0) fail(rc, "open main db");
     MDB_stat main_stat;
-    mdb_stat(txn, main_db, &main_stat);
+    if ((rc = mdb_stat(txn, main_db, &main_stat)) != 0) fail(rc, "stat main db");
     if (main_stat.ms_entries != 0) {
       mdb_txn_abort(txn);
       throw Corruption(context("open", {}) +
@@ -255,6 +279,7 @@ void LmdbEnv::open_databases() {
   } else {
     MDB_val k = as_val(kFormatKey), v;
     rc = mdb_get(txn, meta, &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND) fail(rc, "read format");
     if (rc != 0 || as_view(v) != kFormat) {
       const std::string found = rc == 0 ? std::string(as_view(v)) : "none";
       mdb_txn_abort(txn);
@@ -281,7 +306,8 @@ MDB_txn* LmdbEnv::thread_reader() {
     }
   }
   if (txn == nullptr) {
-    int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+    const int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+    if (rc == MDB_MAP_RESIZED) return nullptr;
     if (rc != 0) throw_lmdb(rc, context("begin read", {}));
     mdb_txn_reset(txn);
     std::lock_guard lock(readers_mu_);
@@ -303,7 +329,7 @@ void LmdbEnv::read(Body&& body) {
     std::shared_lock gate(gate_);
     check_open();
     MDB_txn* txn = thread_reader();
-    int rc = mdb_txn_renew(txn);
+    const int rc = txn == nullptr ? MDB_MAP_RESIZED : mdb_txn_renew(txn);
     if (rc == MDB_MAP_RESIZED) {  // another process grew the map
       gate.unlock();
       adopt_map_size();
@@ -356,8 +382,15 @@ void LmdbEnv::write(std::string_view what, std::string_view key, Body&& body) {
 }
 
 size_t LmdbEnv::map_size() const {
+  std::shared_lock gate(gate_);
+  check_open();
+  return map_size_locked();
+}
+
+size_t LmdbEnv::map_size_locked() const {
   MDB_envinfo info;
-  mdb_env_info(env_, &info);
+  const int rc = mdb_env_info(env_, &info);
+  if (rc != 0) throw_lmdb(rc, context("read map size", {}));
   return info.me_mapsize;
 }
 
@@ -365,7 +398,7 @@ void LmdbEnv::grow(uint64_t seen_generation) {
   std::unique_lock gate(gate_);
   check_open();
   if (map_generation_.load() != seen_generation) return;  // another writer grew it
-  const size_t current = map_size();
+  const size_t current = map_size_locked();
   if (current >= max_map_size_) {
     throw IoError(context("grow", {}) + ": the database filled its map of " +
                   std::to_string(current) + " bytes, which is max_map_size; raise it");
@@ -398,8 +431,12 @@ void LmdbEnv::sync_loop(int interval_ms) {
     lock.unlock();
     try {
       sync();
-    } catch (const Error&) {
-      // Reported again by the next sync or by close(); nothing to do here.
+    } catch (const FailedPrecondition&) {
+      return;  // closed under us
+    } catch (const Error& e) {
+      // Nobody waits on this thread: say so, and keep trying. close()
+      // flushes once more and reports its own outcome.
+      log(LogLevel::kError, std::string("background sync failed: ") + e.what());
     }
     lock.lock();
   }
@@ -415,7 +452,7 @@ void LmdbEnv::close() {
     sync_thread_.join();
   }
   std::unique_lock gate(gate_);
-  if (closed_) return;
+  if (closed()) return;
   {
     std::lock_guard lock(readers_mu_);
     closed_ = true;
@@ -423,14 +460,26 @@ void LmdbEnv::close() {
     all_readers_.clear();
     idle_readers_.clear();
   }
-  mdb_env_sync(env_, 1);
+  // Flushes what nosync mode left in the page cache. A failure is reported
+  // after the environment is closed: there is nothing left to retry with.
+  const int rc = mdb_env_sync(env_, 1);
   mdb_dbi_close(env_, dbi_);
   mdb_env_close(env_);
   env_ = nullptr;
-  std::error_code ec;
-  const std::string canonical = std::filesystem::canonical(path_, ec).string();
-  std::lock_guard lock(g_open_mu);
-  g_open_paths.erase(canonical);
+  {
+    OpenPaths& open = open_paths();
+    std::lock_guard lock(open.mu);
+    open.paths.erase(canonical_path_);
+  }
+  if (rc != 0) throw_lmdb(rc, context("final sync", {}));
+}
+
+LmdbEnv::~LmdbEnv() {
+  try {
+    close();
+  } catch (const Error& e) {
+    log(LogLevel::kError, e.what());
+  }
 }
 
 }  // namespace internal
@@ -444,6 +493,7 @@ class LmdbIterator final : public StoreIterator {
   explicit LmdbIterator(std::shared_ptr<internal::LmdbEnv> env) : env_(std::move(env)) {}
 
   bool next() override {
+    if (env_->closed()) throw FailedPrecondition("store '" + env_->name() + "' is closed");
     if (pos_ >= batch_.size()) {
       if (done_) return false;
       load();
@@ -525,7 +575,13 @@ LmdbStore::LmdbStore(LmdbOptions options) : options_(std::move(options)) {
   env_ = std::make_shared<internal::LmdbEnv>(options_);
 }
 
-LmdbStore::~LmdbStore() { close(); }
+LmdbStore::~LmdbStore() {
+  try {
+    close();
+  } catch (const Error& e) {
+    log(LogLevel::kError, e.what());  // a destructor cannot throw; say it
+  }
+}
 
 void LmdbStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   check_key(options_.name, key, options_.max_key_size);

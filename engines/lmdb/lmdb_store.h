@@ -54,9 +54,9 @@ struct LmdbOptions {
   // reads, so a generous start avoids pauses. Reserves address space only.
   size_t map_size = size_t{256} << 20;
   size_t max_map_size = size_t{1} << 40;
-  // Reader slots in the lock table: one per thread that has read from the
-  // store, plus one per scan batch in flight. Raise it for servers with many
-  // threads; reads beyond it fail with Unavailable.
+  // Reader slots in the lock table: one per live thread that has read from
+  // the store (a thread gives its slot back when it exits). Raise it for
+  // servers with many threads; reads beyond it fail with Unavailable.
   unsigned max_readers = 256;
   // Write through a writable memory map (MDB_WRITEMAP). With kNoSync this
   // makes a small write ~6x cheaper (~3.7 µs instead of ~22 µs here), but a
@@ -81,7 +81,9 @@ class LmdbStore final : public Store {
   PutResult put(std::string_view key, const Versioned& value) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::unique_ptr<StoreIterator> scan() override;
-  // Flushes to disk (a no-op cost in kSync mode), then closes the environment.
+  // Flushes to disk (nothing left to flush in kSync mode), then closes the
+  // environment. Throws IoError if that last flush fails; the store is
+  // closed either way.
   void close() override;
   std::string describe() const override;
 

@@ -27,7 +27,7 @@ class EpochGuard {
   EpochGuard& operator=(const EpochGuard&) = delete;
 
  private:
-  bool outermost_;
+  bool outermost_ = false;
 };
 
 // Waits until every reader that was inside an EpochGuard when this was
@@ -47,9 +47,14 @@ class RetireList {
   // Frees everything. REQUIRES: no reader can still reach any of it.
   ~RetireList() { free_all(); }
 
-  // Frees `p` with `deleter` once the readers active now have left.
+  // Makes room for one retire(), so that retire() cannot fail after the
+  // caller has published a replacement.
+  void reserve();
+  // Frees `p` with `deleter` once the readers active now have left. `bytes`
+  // is its size: the list reclaims once 64 items or 4 MiB wait, so large
+  // values do not pile up. Does not throw after reserve().
   // REQUIRES: `p` is already unreachable for new readers.
-  void retire(void* p, Deleter deleter);
+  void retire(void* p, Deleter deleter, size_t bytes);
   // Frees what no active reader can hold. Called by retire() as the list
   // grows; call it to release memory sooner.
   void reclaim();
@@ -63,8 +68,12 @@ class RetireList {
     void* ptr;
     Deleter deleter;
   };
+  static constexpr size_t kReclaimItems = 64;
+  static constexpr size_t kReclaimBytes = size_t{4} << 20;
   std::vector<Item> items_;
-  size_t reclaim_at_ = 64;
+  size_t bytes_ = 0;  // retired since the last reclaim
+  size_t reclaim_items_ = kReclaimItems;
+  size_t reclaim_bytes_ = kReclaimBytes;
 };
 
 }  // namespace cairn::internal

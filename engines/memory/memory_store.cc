@@ -51,6 +51,7 @@ struct Record {
     if (!data.empty()) std::memcpy(bytes + key.size(), data.data(), data.size());
     return r;
   }
+  size_t bytes() const { return sizeof(Record) + key_size + data_size; }
   static void destroy(void* r) { ::operator delete(r); }
 };
 
@@ -83,6 +84,7 @@ struct Table {
   }
   static void destroy(void* t) { ::operator delete(t); }
   size_t capacity() const { return mask + 1; }
+  size_t bytes() const { return sizeof(Table) + mask * sizeof(std::atomic<uint64_t>); }
 
   // `key`'s slot and what it held when probed, or the empty slot that ends
   // the probe. Readers must use `value`: loading the slot again could see
@@ -98,7 +100,10 @@ struct Table {
       if (s == kEmpty) return {i, s};
       if (holds_record(s) && (s >> kTagShift) == tag) {
         const Record* r = record_of(s);
-        if (r->hash == hash && r->key() == key) return {i, s};
+        if (r->hash == hash && r->key_size == key.size() &&
+            std::memcmp(r + 1, key.data(), key.size()) == 0) {
+          return {i, s};
+        }
       }
     }
   }
@@ -117,21 +122,21 @@ struct alignas(64) MemoryShard {
   size_t tombstones = 0;  // guarded by write_mu
   RetireList retired;     // guarded by write_mu
 
-  // Frees every record and the table. REQUIRES: no reader or writer left.
-  void clear() {
+  // Frees every record, the table and what waits for reclamation, leaving
+  // an empty table if `reset`. REQUIRES: no reader or writer left.
+  void clear(bool reset) {
     Table* t = table.load(std::memory_order_relaxed);
     for (size_t i = 0; i < t->capacity(); ++i) {
       const uint64_t s = t->slots[i].load(std::memory_order_relaxed);
       if (holds_record(s)) Record::destroy(record_of(s));
     }
     Table::destroy(t);
-    table.store(Table::make(kMinCapacity), std::memory_order_relaxed);
+    table.store(reset ? Table::make(kMinCapacity) : nullptr, std::memory_order_relaxed);
     retired.free_all();
     live = tombstones = 0;
   }
   ~MemoryShard() {
-    clear();
-    Table::destroy(table.load(std::memory_order_relaxed));
+    if (table.load(std::memory_order_relaxed) != nullptr) clear(false);
   }
 
   // Keeps probes short: at most half the slots used, tombstones included.
@@ -149,9 +154,10 @@ struct alignas(64) MemoryShard {
       while (fresh->slots[j].load(std::memory_order_relaxed) != kEmpty) j = (j + 1) & fresh->mask;
       fresh->slots[j].store(s, std::memory_order_relaxed);
     }
+    retired.reserve();
     table.store(fresh, std::memory_order_release);
     tombstones = 0;
-    retired.retire(t, Table::destroy);
+    retired.retire(t, Table::destroy, t->bytes());
     return true;
   }
 };
@@ -201,6 +207,7 @@ class MemoryIterator final : public StoreIterator {
       : state_(std::move(state)) {}
 
   bool next() override {
+    check_open();
     while (pos_ >= batch_.size()) {
       if (shard_ == state_->count) return false;
       load(state_->shards[shard_++]);
@@ -218,14 +225,17 @@ class MemoryIterator final : public StoreIterator {
   const std::vector<Versioned>& versions() const override { return versions_; }
 
  private:
+  void check_open() const {
+    if (state_->closed.load(std::memory_order_acquire)) {
+      throw FailedPrecondition("store '" + state_->name + "' is closed");
+    }
+  }
+
   void load(const MemoryShard& shard) {
     batch_.clear();
     pos_ = 0;
     internal::EpochGuard guard;
-    // Checked inside the guard: close() frees only after readers leave.
-    if (state_->closed.load(std::memory_order_acquire)) {
-      throw FailedPrecondition("store '" + state_->name + "' is closed");
-    }
+    check_open();  // again inside the guard: close() frees after readers leave
     const Table* t = shard.table.load(std::memory_order_acquire);
     for (size_t i = 0; i < t->capacity(); ++i) {
       const uint64_t s = t->slots[i].load(std::memory_order_acquire);
@@ -297,18 +307,26 @@ PutResult MemoryStore::put(std::string_view key, const Versioned& value) {
   } catch (const Corruption& e) {
     rethrow_corruption(options_.name, key, e);
   }
-  Record* fresh = Record::make(hash, key, encoded);
-  if (holds_record(old)) {
-    t->slots[i].store(pack(fresh), std::memory_order_release);
-    shard.retired.retire(record_of(old), Record::destroy);
-    return PutResult::kStored;
+  // Records keep their size in 32 bits: refuse siblings that outgrow it.
+  if (encoded.size() > UINT32_MAX) {
+    throw InvalidArgument("store '" + options_.name + "': the versions of key " +
+                          printable_key(key) + " would total " + std::to_string(encoded.size()) +
+                          " bytes; the memory engine holds at most 4 GiB per key");
   }
-  if (shard.grow_if_needed()) {
+  // Everything that can throw happens before the new record is published:
+  // a put that fails changes nothing and leaks nothing.
+  if (!holds_record(old) && shard.grow_if_needed()) {
     t = shard.table.load(std::memory_order_relaxed);
     i = t->find(key, hash).index;  // the empty slot moved with the table
   }
+  shard.retired.reserve();
+  Record* fresh = Record::make(hash, key, encoded);
   t->slots[i].store(pack(fresh), std::memory_order_release);
-  ++shard.live;
+  if (holds_record(old)) {
+    shard.retired.retire(record_of(old), Record::destroy, record_of(old)->bytes());
+  } else {
+    ++shard.live;
+  }
   return PutResult::kStored;
 }
 
@@ -327,6 +345,7 @@ bool MemoryStore::remove(std::string_view key, const VectorClock& version) {
   } catch (const Corruption& e) {
     rethrow_corruption(options_.name, key, e);
   }
+  shard.retired.reserve();
   if (encoded.empty()) {
     // A tombstone, not an empty slot: later keys of the probe stay findable.
     t->slots[i].store(kTombstone, std::memory_order_release);
@@ -335,7 +354,7 @@ bool MemoryStore::remove(std::string_view key, const VectorClock& version) {
   } else {
     t->slots[i].store(pack(Record::make(hash, key, encoded)), std::memory_order_release);
   }
-  shard.retired.retire(record_of(old), Record::destroy);
+  shard.retired.retire(record_of(old), Record::destroy, record_of(old)->bytes());
   return true;
 }
 
@@ -353,7 +372,7 @@ void MemoryStore::close() {
   for (size_t i = 0; i < state_->count; ++i) {
     MemoryShard& shard = state_->shards[i];
     std::lock_guard lock(shard.write_mu);
-    shard.clear();
+    shard.clear(true);
   }
 }
 

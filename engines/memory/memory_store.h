@@ -2,8 +2,8 @@
 // one allocation with the key and its encoded versions. It is both the store
 // for data that fits in RAM and the mock to put under a stack in unit tests.
 //
-// Thread-safe: gets on different shards never contend; a get and a put on one
-// shard contend only for a shared/exclusive lock held for one probe and copy.
+// Thread-safe. Gets take no lock and never wait for writers; writers wait
+// only for other writers of the same shard.
 
 #ifndef CAIRN_ENGINES_MEMORY_MEMORY_STORE_H_
 #define CAIRN_ENGINES_MEMORY_MEMORY_STORE_H_

@@ -32,20 +32,18 @@ install_packages() {
   fi
 }
 
-# configure DIR [meson options...]: sets up DIR once; reconfigures it when
-# the options asked for differ from those it was set up with.
+# configure DIR [meson options...]: sets up DIR once. When the options asked
+# for differ from those it was set up with, it starts DIR afresh (meson 1.0's
+# --reconfigure does not apply changed compiler arguments).
 configure() {
   local dir="$1"; shift
   local stamp="$CAIRN_ROOT/$dir/.cairn-options"
   if [ -f "$CAIRN_ROOT/$dir/build.ninja" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$*" ]; then
     return 0
   fi
-  if [ -f "$CAIRN_ROOT/$dir/build.ninja" ]; then
-    meson setup --reconfigure "$CAIRN_ROOT/$dir" "$CAIRN_ROOT" "$@" >/dev/null
-  else
-    say "configuring $dir ${*:-}"
-    meson setup "$CAIRN_ROOT/$dir" "$CAIRN_ROOT" "$@" >/dev/null
-  fi
+  rm -rf "${CAIRN_ROOT:?}/$dir"
+  say "configuring $dir ${*:-}"
+  meson setup "$CAIRN_ROOT/$dir" "$CAIRN_ROOT" "$@" >/dev/null
   echo "$*" > "$stamp"
 }
 

@@ -262,6 +262,16 @@ TEST_P(Conformance, ScanIteratorOutlivingCloseFailsCleanly) {
   EXPECT_THROW(it->next(), FailedPrecondition);
 }
 
+TEST_P(Conformance, ScanStopsAtCloseEvenWithKeysBuffered) {
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(store_->put("k" + std::to_string(i), versioned("v", {{1, 1}})), PutResult::kStored);
+  }
+  auto it = store_->scan();
+  ASSERT_TRUE(it->next());
+  store_->close();
+  EXPECT_THROW(it->next(), FailedPrecondition) << "no key is served after close";
+}
+
 TEST_P(Conformance, RacingWritersLeaveOnlyNonDominatedVersions) {
   // Each writer advances its own clock entry; writer t's latest version
   // dominates all its earlier ones and is concurrent with the other's.

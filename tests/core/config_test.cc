@@ -149,12 +149,28 @@ TEST(ConfigTest, SizesTakeBinaryUnits) {
   EXPECT_THROW(open("-1"), ConfigError);
 }
 
-TEST(ConfigTest, EngineErrorsBecomeConfigErrorsAtTheLayer) {
-  // max_map_size below map_size is rejected by the engine's own checks.
+TEST(ConfigTest, RangeChecksSeeEarlierParameters) {
+  // max_map_size's lower bound is the map_size given before it.
   expect_error(
       "stores:\n  s:\n    stack:\n      - engine: {lmdb: {path: /tmp/x, map_size: 1GiB, "
       "max_map_size: 2MiB}}\n",
       4, 69, "expected a size from 1073741824");
+}
+
+TEST(ConfigTest, EngineErrorsBecomeConfigErrorsAtTheLayer) {
+  // The empty path passes the parser; LmdbStore's constructor rejects it
+  // with InvalidArgument, which the builder places at the engine's entry.
+  expect_error("stores:\n  s:\n    stack:\n      - engine: {lmdb: {path: \"\"}}\n", 4, 18,
+               "lmdb 's': empty path");
+}
+
+TEST(ConfigTest, MissingPiecesPointAtTheirParent) {
+  expect_error("stores:\n  s: {}\n", 2, 3, "store 's': missing `stack` list");
+  expect_error("{}\n", 1, 1, "missing `stores` map");
+  expect_error("stores:\n  s:\n    stack:\n      - engine: {memory: {shards: }}\n", 4, 27,
+               "parameter 'shards': expected an integer, found nothing");
+  expect_error("stores:\n  [a]: {stack: [{engine: memory}]}\n", 2, 3,
+               "expected a name as key, found a list");
 }
 
 TEST(ConfigTest, LoadReportsAnUnreadableFile) {

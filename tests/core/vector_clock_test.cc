@@ -121,8 +121,16 @@ TEST(VectorClockTest, DecodeRejectsMalformedEntries) {
   EXPECT_THROW(VectorClock::decode(S("\x01\x01\x00", 3) + ts), Corruption) << "zero counter";
   EXPECT_THROW(VectorClock::decode(S("\x02\x01\x01\x00\x01", 5) + ts), Corruption)
       << "repeated node (delta 0)";
-  EXPECT_THROW(VectorClock::decode(S("\x02\xff\xff\xff\xff\x0f\x01\x01\x01\x00", 10)), Corruption)
+  // Otherwise valid clocks whose second node id passes 2^32 - 1: by a small
+  // delta, and by a delta that would wrap 64 bits back to node 2.
+  EXPECT_THROW(VectorClock::decode(S("\x02\xff\xff\xff\xff\x0f\x01\x01\x01", 9) + ts), Corruption)
       << "node id past 2^32";
+  EXPECT_THROW(VectorClock::decode(S("\x02\x05\x01\xfd\xff\xff\xff\xff\xff\xff\xff\xff\x01\x01", 14) + ts),
+               Corruption)
+      << "delta wrapping 64 bits";
+  // The same shapes within range decode, so the throws above are the checks.
+  EXPECT_EQ(VectorClock::decode(S("\x02\xfe\xff\xff\xff\x0f\x01\x01\x01", 9) + ts),
+            clock({{0xfffffffe, 1}, {0xffffffff, 1}}));
   EXPECT_THROW(VectorClock::decode(S("\xff\xff\xff\xff\x0f", 5)), Corruption)
       << "count larger than the bytes";
   EXPECT_THROW(VectorClock::decode(S(11, '\xff')), Corruption) << "varint too long";

@@ -30,8 +30,13 @@ TEST(VersionListTest, DecodeRejectsEveryTruncationAndBadHeaders) {
   wrong_format[0] = '\x02';
   EXPECT_THROW(decode_versions(wrong_format), Corruption);
   EXPECT_THROW(decode_versions(std::string("\x01\x00", 2)), Corruption) << "zero versions";
-  EXPECT_THROW(decode_versions(std::string("\x01\x05\x00\x00\x7f", 5)), Corruption)
+  // One version whose clock is fine but whose value length runs past the
+  // end (the count check passes: 1 version, 11 bytes follow).
+  const std::string clock_bytes = clock({}, 7).encode();
+  EXPECT_THROW(decode_versions(std::string("\x01\x01", 2) + clock_bytes + "\x7f" + "x"), Corruption)
       << "value length past the end";
+  EXPECT_EQ(decode_versions(std::string("\x01\x01", 2) + clock_bytes + "\x01" + "x").at(0).value, "x")
+      << "the same record with a true length decodes";
 }
 
 TEST(VersionListTest, DecodeNeverOverReadsRandomBytes) {

@@ -37,7 +37,7 @@ TEST(EpochTest, RetiredMemoryWaitsForReadersActiveAtTheUnlink) {
   RetireList list;
   ParkedReader reader;
   int item;
-  list.retire(&item, count_free);
+  list.retire(&item, count_free, sizeof item);
   list.reclaim();
   list.reclaim();
   EXPECT_EQ(g_freed.load(), 0) << "a reader that may hold it is still inside";
@@ -50,12 +50,26 @@ TEST(EpochTest, RetiredMemoryWaitsForReadersActiveAtTheUnlink) {
 TEST(EpochTest, ReadersArrivingLaterDoNotHoldOlderItems) {
   g_freed = 0;
   RetireList list;
+  auto early = std::make_unique<ParkedReader>();
   int item;
-  list.retire(&item, count_free);
-  list.reclaim();  // advances the epoch past the item's
-  ParkedReader late;
+  list.retire(&item, count_free, sizeof item);
+  list.reclaim();  // advances the epoch; the early reader still holds it
+  EXPECT_EQ(g_freed.load(), 0);
+  ParkedReader late;  // announces the advanced epoch
+  early.reset();
   list.reclaim();
   EXPECT_EQ(g_freed.load(), 1) << "the late reader cannot have seen it";
+}
+
+TEST(EpochTest, LargeItemsTriggerReclaimBeforeTheItemCount) {
+  g_freed = 0;
+  RetireList list;
+  int a, b;
+  list.retire(&a, count_free, 1 << 20);
+  EXPECT_EQ(g_freed.load(), 0);
+  list.retire(&b, count_free, 4 << 20);  // 5 MiB waiting: reclaim now
+  EXPECT_EQ(g_freed.load(), 2);
+  EXPECT_EQ(list.size(), 0u);
 }
 
 TEST(EpochTest, NestedGuardsLeaveOnlyAtTheOutermost) {
@@ -70,7 +84,7 @@ TEST(EpochTest, NestedGuardsLeaveOnlyAtTheOutermost) {
   });
   while (!inner_done) std::this_thread::yield();
   int item;
-  list.retire(&item, count_free);
+  list.retire(&item, count_free, sizeof item);
   list.reclaim();
   EXPECT_EQ(g_freed.load(), 0) << "the outer guard still protects";
   release = true;
@@ -98,8 +112,8 @@ TEST(EpochTest, DestroyingTheListFreesEverything) {
   {
     RetireList list;
     int a, b;
-    list.retire(&a, count_free);
-    list.retire(&b, count_free);
+    list.retire(&a, count_free, sizeof a);
+    list.retire(&b, count_free, sizeof b);
   }
   EXPECT_EQ(g_freed.load(), 2);
 }
