@@ -5,7 +5,9 @@
 #ifndef CAIRN_CORE_CLOCK_CODEC_H_
 #define CAIRN_CORE_CLOCK_CODEC_H_
 
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "cairn/versioned.h"
 #include "core/varint.h"
@@ -43,6 +45,16 @@ struct ClockCodec {
     }
     out->timestamp_ms_ = static_cast<int64_t>(ts);
     return nullptr;
+  }
+
+  // Sets `*out` from `n` entries laid out as ClockEntry objects (e.g. copied
+  // byte for byte into an engine's own record), reusing its capacity.
+  // REQUIRES: the entries form a valid clock (sorted, counters >= 1).
+  static void assign(VectorClock* out, const void* entries, size_t n, int64_t timestamp) {
+    static_assert(std::is_trivially_copyable_v<ClockEntry>);
+    if (out->entries_.size() != n) out->entries_.resize(n);
+    if (n != 0) std::memcpy(out->entries_.data(), entries, n * sizeof(ClockEntry));
+    out->timestamp_ms_ = timestamp;
   }
 };
 

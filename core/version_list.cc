@@ -15,14 +15,6 @@ constexpr char kVersionListFormat = 0x01;
 
 namespace {
 
-// One stored version, parsed in place: its clock decoded (to compare), its
-// clock's bytes and its value as views into the record (to copy through).
-struct VersionRef {
-  VectorClock clock;
-  std::string_view clock_bytes;
-  std::string_view value;
-};
-
 [[noreturn]] void corrupt(std::string_view why) {
   throw Corruption("stored versions: " + std::string(why));
 }
@@ -54,53 +46,80 @@ struct VersionRef {
   return value;
 }
 
-// Parses `bytes` into `*out` (reusing its capacity); returns the count.
-size_t parse_versions(std::string_view bytes, std::vector<VersionRef>* out) {
-  ByteReader r(bytes);
-  const size_t n = read_header(&r);
-  if (out->size() < n) out->resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    VersionRef& ref = (*out)[i];
-    const char* clock_start = r.position();
-    read_clock(&r, &ref.clock);
-    ref.clock_bytes = {clock_start, static_cast<size_t>(r.position() - clock_start)};
-    ref.value = read_value(&r);
+// A parsed version list: each version's clock (to apply the rules) and its
+// whole encoding (clock, length, value: copied through when kept). Reused
+// per thread, so parsing allocates only while a thread warms up.
+struct Parsed {
+  std::vector<VectorClock> clocks;
+  std::vector<std::string_view> encodings;
+  std::vector<char> keep;
+  size_t n = 0;
+
+  void parse(std::string_view bytes) {
+    n = 0;
+    if (bytes.empty()) return;
+    ByteReader r(bytes);
+    n = read_header(&r);
+    if (clocks.size() < n) clocks.resize(n);
+    if (encodings.size() < n) encodings.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const char* start = r.position();
+      read_clock(&r, &clocks[i]);
+      read_value(&r);
+      encodings[i] = {start, static_cast<size_t>(r.position() - start)};
+    }
+    if (!r.empty()) corrupt("trailing bytes");
   }
-  if (!r.empty()) corrupt("trailing bytes");
-  return n;
-}
+  std::span<const VectorClock> stored() const { return {clocks.data(), n}; }
 
-// Reused across calls: parsing allocates only while a thread warms up.
-thread_local std::vector<VersionRef> t_refs;
-thread_local std::vector<bool> t_keep;
+  // Writes the kept versions, then `extra` versions' worth of count.
+  void write_kept(size_t kept, size_t extra, std::string* out) const {
+    out->clear();
+    out->push_back(kVersionListFormat);
+    put_varint(out, kept + extra);
+    for (size_t i = 0; i < n; ++i) {
+      if (keep[i]) out->append(encodings[i]);
+    }
+  }
+};
 
-void append_version(std::string* out, std::string_view clock_bytes, std::string_view value) {
-  out->append(clock_bytes);
-  put_varint(out, value.size());
-  out->append(value);
-}
+thread_local Parsed t_parsed;
 
 }  // namespace
 
-PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
-                            std::string* out) {
-  const size_t n = stored.empty() ? 0 : parse_versions(stored, &t_refs);
-  t_keep.assign(n, false);
-  size_t kept = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const Occurred o = compare(incoming.clock, t_refs[i].clock);
+PutResult put_rule(std::span<const VectorClock> stored, const VectorClock& incoming,
+                   std::vector<char>* keep) {
+  keep->assign(stored.size(), 0);
+  for (size_t i = 0; i < stored.size(); ++i) {
+    const Occurred o = compare(incoming, stored[i]);
     if (o == Occurred::kBefore || o == Occurred::kEqual) return PutResult::kObsolete;
-    if (o == Occurred::kConcurrent) {
-      t_keep[i] = true;
-      ++kept;
+    (*keep)[i] = o == Occurred::kConcurrent;
+  }
+  return PutResult::kStored;
+}
+
+size_t remove_rule(std::span<const VectorClock> stored, const VectorClock& clock,
+                   std::vector<char>* keep) {
+  keep->assign(stored.size(), 1);
+  size_t kept = stored.size();
+  for (size_t i = 0; i < stored.size(); ++i) {
+    const Occurred o = compare(stored[i], clock);
+    if (o == Occurred::kBefore || o == Occurred::kEqual) {
+      (*keep)[i] = 0;
+      --kept;
     }
   }
-  out->clear();
-  out->push_back(kVersionListFormat);
-  put_varint(out, kept + 1);
-  for (size_t i = 0; i < n; ++i) {
-    if (t_keep[i]) append_version(out, t_refs[i].clock_bytes, t_refs[i].value);
+  return kept;
+}
+
+PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
+                            std::string* out) {
+  Parsed& p = t_parsed;
+  p.parse(stored);
+  if (put_rule(p.stored(), incoming.clock, &p.keep) == PutResult::kObsolete) {
+    return PutResult::kObsolete;
   }
+  p.write_kept(static_cast<size_t>(std::count(p.keep.begin(), p.keep.end(), 1)), 1, out);
   incoming.clock.encode_to(out);
   put_varint(out, incoming.value.size());
   out->append(incoming.value);
@@ -109,24 +128,12 @@ PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
 
 bool apply_remove_encoded(std::string_view stored, const VectorClock& clock,
                           std::string* out) {
-  const size_t n = parse_versions(stored, &t_refs);
-  t_keep.assign(n, true);
-  size_t kept = n;
-  for (size_t i = 0; i < n; ++i) {
-    const Occurred o = compare(t_refs[i].clock, clock);
-    if (o == Occurred::kBefore || o == Occurred::kEqual) {
-      t_keep[i] = false;
-      --kept;
-    }
-  }
-  if (kept == n) return false;
+  Parsed& p = t_parsed;
+  p.parse(stored);
+  const size_t kept = remove_rule(p.stored(), clock, &p.keep);
+  if (kept == p.n) return false;
   out->clear();
-  if (kept == 0) return true;
-  out->push_back(kVersionListFormat);
-  put_varint(out, kept);
-  for (size_t i = 0; i < n; ++i) {
-    if (t_keep[i]) append_version(out, t_refs[i].clock_bytes, t_refs[i].value);
-  }
+  if (kept > 0) p.write_kept(kept, 0, out);
   return true;
 }
 

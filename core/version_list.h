@@ -15,6 +15,17 @@
 
 namespace cairn::internal {
 
+// The rules themselves, whatever the storage format. put_rule: kObsolete if
+// `incoming` is before or equal to any stored clock; otherwise kStored,
+// with (*keep)[i] set for the stored versions to keep (those concurrent with
+// `incoming`; it replaces the ones it dominates).
+PutResult put_rule(std::span<const VectorClock> stored, const VectorClock& incoming,
+                   std::vector<char>* keep);
+// remove_rule: (*keep)[i] cleared for the versions at or before `clock`;
+// returns how many are kept.
+size_t remove_rule(std::span<const VectorClock> stored, const VectorClock& clock,
+                   std::vector<char>* keep);
+
 // Applies a put of `incoming` to the encoded versions of one key, by
 // Voldemort's rule: if any stored clock is after or equal to the incoming
 // clock, returns kObsolete (leaving `*out` unspecified); otherwise writes to
