@@ -59,9 +59,10 @@ struct LmdbOptions {
   // servers with many threads; reads beyond it fail with Unavailable.
   unsigned max_readers = 256;
   // Write through a writable memory map (MDB_WRITEMAP). With kNoSync this
-  // makes a small write ~6x cheaper (~3.7 µs instead of ~22 µs here), but a
-  // power cut may then corrupt the database, not just roll it back. Off by
-  // default; the file's size on disk becomes the map size (sparse).
+  // about halves the cost of a small write (bench/engines: 1.8 µs against
+  // 3.8 µs), but a power cut may then corrupt the database, not just roll it
+  // back. Off by default; the file's size on disk becomes the map size
+  // (sparse).
   bool write_map = false;
   // With kNoSync: how often a background thread flushes to disk, bounding
   // what a power cut can lose. 0 flushes only on sync() and close().
