@@ -31,9 +31,18 @@ struct LayerEntry {
   YAML::Mark where;
 };
 
+// A store's `key:` or `value:` serializer: a name, or a map with `type:`.
+struct SerializerSpec {
+  std::string type = "identity";
+  YAML::Node params;  // the map form's node ("type" excluded when read)
+  YAML::Mark where;
+  bool given = false;
+};
+
 struct StoreDef {
   std::string name;
   std::vector<LayerEntry> stack;  // top to bottom; the last is the engine
+  SerializerSpec key, value;
 };
 
 struct ConfigData {
@@ -48,6 +57,7 @@ namespace {
 using internal::ConfigData;
 using internal::LayerEntry;
 using internal::ParamsData;
+using internal::SerializerSpec;
 using internal::StoreDef;
 
 [[noreturn]] void fail_at(const std::string& file, const YAML::Mark& mark,
@@ -134,6 +144,34 @@ LayerEntry parse_entry(const std::string& file, const std::string& store,
   return e;
 }
 
+SerializerSpec parse_serializer(const std::string& file, const std::string& store,
+                                const std::string& which, const YAML::Node& key,
+                                const YAML::Node& spec) {
+  SerializerSpec s;
+  s.given = true;
+  s.where = key.Mark();
+  if (spec.IsScalar()) {
+    s.type = spec.Scalar();
+    s.where = spec.Mark();
+    return s;
+  }
+  if (spec.IsMap()) {
+    check_unique_keys(file, spec);
+    const YAML::Node type = spec["type"];
+    if (!type || !type.IsScalar()) {
+      fail_at(file, spec.Mark(),
+              "store '" + store + "': `" + which + "` needs `type:` (e.g. `type: json`)");
+    }
+    s.type = type.Scalar();
+    s.where = type.Mark();
+    s.params = spec;
+    return s;
+  }
+  fail_at(file, spec.IsNull() ? key.Mark() : spec.Mark(),
+          "store '" + store + "': `" + which +
+              "` is a serializer name (identity, string, int64, ...) or a map with `type:`");
+}
+
 StoreDef parse_store(const std::string& file, const std::string& name,
                      const YAML::Node& key, const YAML::Node& def) {
   if (!def.IsMap()) {
@@ -141,7 +179,7 @@ StoreDef parse_store(const std::string& file, const std::string& name,
             "store '" + name + "': expected a map with a `stack` list, found " + kind_of(def));
   }
   check_unique_keys(file, def);
-  StoreDef store{name, {}};
+  StoreDef store{name, {}, {}, {}};
   YAML::Node stack;
   bool has_stack = false;
   for (const auto& kv : def) {
@@ -149,9 +187,11 @@ StoreDef parse_store(const std::string& file, const std::string& name,
     if (k == "stack") {
       stack = kv.second;
       has_stack = true;
+    } else if (k == "key" || k == "value") {
+      (k == "key" ? store.key : store.value) = parse_serializer(file, name, k, kv.first, kv.second);
     } else {
       fail_at(file, kv.first.Mark(),
-              "store '" + name + "': unknown key '" + k + "' (expected: stack)");
+              "store '" + name + "': unknown key '" + k + "' (expected: key, value, stack)");
     }
   }
   if (!has_stack) fail_at(file, key.Mark(), "store '" + name + "': missing `stack` list");
@@ -338,6 +378,34 @@ uint64_t Params::get_bytes(std::string_view key, uint64_t fallback, uint64_t min
   return n << shift;
 }
 
+namespace {
+
+Json yaml_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      Json::Object o;
+      for (const auto& kv : n) o.emplace(kv.first.Scalar(), yaml_to_json(kv.second));
+      return Json(std::move(o));
+    }
+    case YAML::NodeType::Sequence: {
+      Json::Array a;
+      for (const auto& e : n) a.push_back(yaml_to_json(e));
+      return Json(std::move(a));
+    }
+    case YAML::NodeType::Scalar: return Json(n.Scalar());
+    default: return Json();
+  }
+}
+
+}  // namespace
+
+Json Params::get_json(std::string_view key) const {
+  d_->used.emplace(key);
+  const YAML::Node n = lookup(*d_, key);
+  if (!n.IsDefined() || n.IsNull()) fail("", "missing required parameter '" + std::string(key) + "'");
+  return yaml_to_json(n);
+}
+
 std::string Params::get_choice(std::string_view key,
                                std::initializer_list<std::string_view> choices,
                                std::string_view fallback) const {
@@ -424,16 +492,61 @@ std::unique_ptr<Store> build_one(const std::string& file, const LayerEntry& e,
 
 }  // namespace
 
+namespace {
+
+const StoreDef& find_store(const ConfigData& d, std::string_view store) {
+  for (const StoreDef& s : d.stores) {
+    if (s.name == store) return s;
+  }
+  std::vector<std::string> names;
+  for (const StoreDef& s : d.stores) names.push_back(s.name);
+  throw NotFound("no store '" + std::string(store) + "' in " + d.source + " (it defines: " +
+                 join(names) + ")");
+}
+
+std::shared_ptr<const AnySerializer> build_serializer(const ConfigData& d, const StoreDef& def,
+                                                      const char* which,
+                                                      const SerializerSpec& spec,
+                                                      const LayerRegistry& registry) {
+  const SerializerFactory* f = registry.serializer(spec.type);
+  if (f == nullptr) {
+    std::vector<std::string> known;
+    for (const auto& [name, summary] : registry.serializers()) known.push_back(name);
+    fail_at(d.source, spec.where,
+            "store '" + def.name + "': unknown " + which + " serializer '" + spec.type +
+                "' (known: " + join(known) + ")");
+  }
+  auto data = std::make_shared<ParamsData>();
+  data->file = d.source;
+  data->store = def.name;
+  data->layer = spec.type;
+  data->node = spec.params;
+  data->where = spec.where;
+  data->used.insert("type");
+  Params params(data);
+  std::shared_ptr<const AnySerializer> built;
+  try {
+    built = (*f)(params);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const InvalidArgument& err) {
+    fail_at(d.source, spec.where, err.what());
+  }
+  params.check_all_used();
+  return built;
+}
+
+}  // namespace
+
+StoreSerializers Config::serializers(std::string_view store, const LayerRegistry& registry) const {
+  const StoreDef& def = find_store(*d_, store);
+  return {build_serializer(*d_, def, "key", def.key, registry),
+          build_serializer(*d_, def, "value", def.value, registry)};
+}
+
 std::unique_ptr<Store> Config::open(std::string_view store,
                                     const LayerRegistry& registry) const {
-  const StoreDef* def = nullptr;
-  for (const StoreDef& s : d_->stores) {
-    if (s.name == store) def = &s;
-  }
-  if (def == nullptr) {
-    throw NotFound("no store '" + std::string(store) + "' in " + d_->source +
-                   " (it defines: " + join(store_names()) + ")");
-  }
+  const StoreDef* def = &find_store(*d_, store);
   std::unique_ptr<Store> top;
   for (auto it = def->stack.rbegin(); it != def->stack.rend(); ++it) {
     const LayerEntry& e = *it;

@@ -14,6 +14,7 @@ const char* to_string(ErrorCode code) {
     case ErrorCode::kInsufficientReplicas: return "InsufficientReplicas";
     case ErrorCode::kUnsupported: return "Unsupported";
     case ErrorCode::kInternal: return "Internal";
+    case ErrorCode::kObsoleteVersion: return "ObsoleteVersion";
   }
   return "Unknown";
 }
@@ -38,6 +39,7 @@ void throw_error(ErrorCode code, const std::string& message) {
     case ErrorCode::kInsufficientReplicas: throw InsufficientReplicas(message);
     case ErrorCode::kUnsupported: throw Unsupported(message);
     case ErrorCode::kInternal: throw Internal(message);
+    case ErrorCode::kObsoleteVersion: throw ObsoleteVersion(message);
   }
   throw Internal("unknown error code " + std::to_string(static_cast<int>(code)) +
                  ": " + message);

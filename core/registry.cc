@@ -4,8 +4,10 @@
 
 #include "engines/lmdb/lmdb_store.h"
 #include "engines/memory/memory_store.h"
+#include "layers/compression/compression_store.h"
 #include "layers/logging/logging_store.h"
 #include "layers/stats/stats_store.h"
+#include "layers/versioning/resolving_store.h"
 
 namespace cairn {
 
@@ -17,6 +19,23 @@ void LayerRegistry::add_layer(std::string name, LayerFactory factory, std::strin
 void LayerRegistry::add_engine(std::string name, EngineFactory factory, std::string summary) {
   assert(!layers_.contains(name) && !engines_.contains(name));
   engines_.emplace(std::move(name), std::pair(std::move(factory), std::move(summary)));
+}
+
+void LayerRegistry::add_serializer(std::string name, SerializerFactory factory,
+                                   std::string summary) {
+  assert(!serializers_.contains(name));
+  serializers_.emplace(std::move(name), std::pair(std::move(factory), std::move(summary)));
+}
+
+const SerializerFactory* LayerRegistry::serializer(std::string_view name) const {
+  auto it = serializers_.find(name);
+  return it == serializers_.end() ? nullptr : &it->second.first;
+}
+
+std::vector<std::pair<std::string, std::string>> LayerRegistry::serializers() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [name, entry] : serializers_) out.emplace_back(name, entry.second);
+  return out;
 }
 
 const LayerFactory* LayerRegistry::layer(std::string_view name) const {
@@ -48,8 +67,17 @@ LayerRegistry& default_registry() {
     r->add_engine("memory", make_memory_engine, "in-memory sharded hash table");
     r->add_engine("lmdb", make_lmdb_engine, "LMDB environment on disk");
     // Layers, in the order a stack usually lists them.
+    r->add_layer("resolve", make_resolving_layer, "settles concurrent versions on read");
     r->add_layer("stats", make_stats_layer, "op counts, errors and latency percentiles");
     r->add_layer("logging", make_logging_layer, "one log line per operation (or per slow one)");
+    r->add_layer("compress", make_compression_layer, "compresses values (zstd, lz4, snappy, gzip)");
+    // Serializers, named by a store's `key:` and `value:`.
+    r->add_serializer("identity", make_identity_serializer, "bytes as they are");
+    r->add_serializer("string", make_string_serializer, "UTF-8 text");
+    for (const char* name : {"int8", "int16", "int32", "int64"}) {
+      r->add_serializer(name, make_int_serializer, "big-endian fixed-width integer");
+    }
+    r->add_serializer("json", make_json_serializer, "schema'd binary JSON (Voldemort's format)");
     return r;
   }();
   return *registry;

@@ -1,8 +1,11 @@
-// A cairn config file: the stores and, for each, its stack of layers from
-// top to bottom, ending with an engine:
+// A cairn config file: the stores and, for each, its key and value
+// serializers and its stack of layers from top to bottom, ending with an
+// engine:
 //
 //   stores:
 //     users:
+//       key: string
+//       value: {type: json, schema: {name: string, id: int32}}
 //       stack:
 //         - stats
 //         - logging: {slow_ms: 5}
@@ -27,6 +30,13 @@ namespace internal {
 struct ConfigData;
 }  // namespace internal
 
+// A store's serializers: how its keys and values become bytes. Both default
+// to identity (bytes as they are).
+struct StoreSerializers {
+  std::shared_ptr<const AnySerializer> key;
+  std::shared_ptr<const AnySerializer> value;
+};
+
 class Config {
  public:
   // Reads and checks the structure of a config file. Throws IoError if it
@@ -47,6 +57,13 @@ class Config {
   // an engine throws when it opens.
   std::unique_ptr<Store> open(std::string_view store,
                               const LayerRegistry& registry = default_registry()) const;
+
+  // The serializers named by the store's `key:` and `value:` entries, e.g.
+  //   key: string
+  //   value: {type: json, schema: {name: string, id: int32}}
+  // Throws NotFound for an unknown store and ConfigError for a bad entry.
+  StoreSerializers serializers(std::string_view store,
+                               const LayerRegistry& registry = default_registry()) const;
 
  private:
   explicit Config(std::shared_ptr<const internal::ConfigData> data);

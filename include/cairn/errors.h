@@ -28,6 +28,8 @@ enum class ErrorCode {
   kInsufficientReplicas = 8,  // fewer replicas answered than the quorum needs
   kUnsupported = 9,         // the store cannot do this operation
   kInternal = 10,           // a bug in cairn; please report it
+  kObsoleteVersion = 11,    // a write lost a race and was not applied, even
+                            // after retrying (the typed client's update)
 };
 
 // "InvalidArgument", "Corruption", ...
@@ -60,6 +62,7 @@ CAIRN_DEFINE_ERROR(Timeout);
 CAIRN_DEFINE_ERROR(InsufficientReplicas);
 CAIRN_DEFINE_ERROR(Unsupported);
 CAIRN_DEFINE_ERROR(Internal);
+CAIRN_DEFINE_ERROR(ObsoleteVersion);
 
 #undef CAIRN_DEFINE_ERROR
 

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "cairn/json.h"
+#include "cairn/serializer.h"
 #include "cairn/store.h"
 
 namespace cairn {
@@ -53,6 +55,9 @@ class Params {
   // A size in bytes: an integer, or a number with KiB, MiB, GiB or TiB.
   uint64_t get_bytes(std::string_view key, uint64_t fallback, uint64_t min,
                      uint64_t max) const;
+  // A parameter's YAML as a JSON value (maps become objects, lists arrays,
+  // scalars strings); throws ConfigError if it is absent.
+  Json get_json(std::string_view key) const;
   // One of `choices`, compared exactly.
   std::string get_choice(std::string_view key,
                          std::initializer_list<std::string_view> choices,
@@ -74,6 +79,8 @@ using LayerFactory =
     std::function<std::unique_ptr<Store>(std::unique_ptr<Store> inner, const Params&)>;
 // Builds an engine: the bottom of a stack.
 using EngineFactory = std::function<std::unique_ptr<Store>(const Params&)>;
+// Builds the serializer named by a store's `key:` or `value:`.
+using SerializerFactory = std::function<std::shared_ptr<const AnySerializer>(const Params&)>;
 
 class LayerRegistry {
  public:
@@ -85,19 +92,29 @@ class LayerRegistry {
   // REQUIRES: `name` is not registered yet as a layer (or engine).
   void add_layer(std::string name, LayerFactory factory, std::string summary);
   void add_engine(std::string name, EngineFactory factory, std::string summary);
+  void add_serializer(std::string name, SerializerFactory factory, std::string summary);
 
   // nullptr when no such name is registered. Borrowed from the registry.
   const LayerFactory* layer(std::string_view name) const;
   const EngineFactory* engine(std::string_view name) const;
+  const SerializerFactory* serializer(std::string_view name) const;
 
   // Names with their summaries, sorted by name.
   std::vector<std::pair<std::string, std::string>> layers() const;
   std::vector<std::pair<std::string, std::string>> engines() const;
+  std::vector<std::pair<std::string, std::string>> serializers() const;
 
  private:
   std::map<std::string, std::pair<LayerFactory, std::string>, std::less<>> layers_;
   std::map<std::string, std::pair<EngineFactory, std::string>, std::less<>> engines_;
+  std::map<std::string, std::pair<SerializerFactory, std::string>, std::less<>> serializers_;
 };
+
+// Built-in serializers (serializers/): their config factories.
+std::shared_ptr<const AnySerializer> make_identity_serializer(const Params& params);
+std::shared_ptr<const AnySerializer> make_string_serializer(const Params& params);
+std::shared_ptr<const AnySerializer> make_int_serializer(const Params& params);
+std::shared_ptr<const AnySerializer> make_json_serializer(const Params& params);
 
 // The registry with every built-in layer and engine. Add your own to it
 // before opening stacks that name them.

@@ -78,7 +78,7 @@ TEST(ConfigTest, UnknownStoreIsNotFoundAndListsTheStores) {
 
 TEST(ConfigTest, UnknownLayerNamesThePositionAndTheKnownLayers) {
   expect_error("stores:\n  s:\n    stack:\n      - statz\n      - engine: memory\n", 4, 9,
-               "unknown layer 'statz' (known layers: logging, stats");
+               "unknown layer 'statz' (known layers: compress, logging, resolve, stats");
 }
 
 TEST(ConfigTest, UnknownEngine) {
@@ -121,7 +121,7 @@ TEST(ConfigTest, StructuralErrors) {
   expect_error("- a\n- b\n", 1, 1, "expected a map with a `stores` key, found a list");
   expect_error("store:\n  s: {}\n", 1, 1, "unknown key 'store' (expected: stores)");
   expect_error("stores: {}\n", 1, 9, "`stores` must map store names to stores");
-  expect_error("stores:\n  s:\n    stak: []\n", 3, 5, "unknown key 'stak' (expected: stack)");
+  expect_error("stores:\n  s:\n    stak: []\n", 3, 5, "unknown key 'stak' (expected: key, value, stack)");
   expect_error("stores:\n  s:\n    stack: []\n", 3, 12, "`stack` must be a non-empty list");
   expect_error("stores:\n  s:\n    stack:\n      - {a: 1, b: 2}\n", 4, 9, "with several keys");
   expect_error("stores:\n  s:\n    stack:\n      - engine\n", 4, 9,

@@ -1,0 +1,211 @@
+// cairn::Client<K, V>: the typed face of a store. It serializes keys and
+// values with the store's serializers and adds what applications need on
+// top of the byte-level Store: writes that succeed what they read, an
+// optimistic conditional put, and update(), the single-key transaction.
+//
+//   auto users = cairn::open_client<std::string, cairn::Json>("cairn.yaml", "users");
+//   users.put("alice", cairn::Json::object({{"name", "Alice"}, {"id", 7}}));
+//   users.update("visits", [](std::optional<int64_t> n) { return n.value_or(0) + 1; });
+//
+// A Client is safe for concurrent use by multiple threads; copies share
+// the same stack, which is closed when the last copy goes away.
+
+#ifndef CAIRN_CLIENT_H_
+#define CAIRN_CLIENT_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cairn/config.h"
+#include "cairn/errors.h"
+#include "cairn/serializer.h"
+#include "cairn/store.h"
+
+namespace cairn {
+
+struct ClientOptions {
+  // The node id this client's writes increment in a key's vector clock.
+  // Writers sharing an id see each other's racing writes as conflicts (the
+  // loser's write is obsolete, and update() retries it), which is what makes
+  // update() and put_if() exact. Writers with different ids that race leave
+  // siblings instead. Embedded stores use one id for every writer; in a
+  // cluster the routing layer's home node increments.
+  NodeId node_id = 0;
+  // How many times put() and update() try a write that comes back obsolete
+  // (another writer got there first) before giving up with ObsoleteVersion.
+  int max_tries = 16;
+};
+
+// A value with the clock of the write that produced it.
+template <typename V>
+struct VersionedValue {
+  V value;
+  VectorClock clock;
+};
+
+template <typename K, typename V>
+class Client {
+ public:
+  // REQUIRES: non-null arguments.
+  Client(std::shared_ptr<Store> store, std::shared_ptr<const Serializer<K>> keys,
+         std::shared_ptr<const Serializer<V>> values, ClientOptions options = {})
+      : store_(std::move(store)),
+        keys_(std::move(keys)),
+        values_(std::move(values)),
+        options_(options) {}
+
+  // The value of `key`, or nullopt if absent. If the stack leaves several
+  // concurrent versions (no resolver settles them), throws
+  // FailedPrecondition saying so: read them with get_versions() and write a
+  // merge with put_if().
+  std::optional<V> get(const K& key) const {
+    std::vector<VersionedValue<V>> versions = get_versions(key);
+    if (versions.empty()) return std::nullopt;
+    if (versions.size() > 1) {
+      throw FailedPrecondition(std::to_string(versions.size()) +
+                               " concurrent versions of the key: read them with get_versions() "
+                               "or add a resolver to the stack (`resolve: ...`)");
+    }
+    return std::move(versions[0].value);
+  }
+
+  // Every version of `key` (siblings when writes were concurrent).
+  std::vector<VersionedValue<V>> get_versions(const K& key) const {
+    std::vector<VersionedValue<V>> out;
+    for (Versioned& v : store_->get(keys_->to_bytes(key))) {
+      out.push_back({values_->read(v.value), std::move(v.clock)});
+    }
+    return out;
+  }
+
+  // Writes `value` as a successor of every version stored now (so it
+  // replaces them all) and returns its clock. A racing writer with the same
+  // node id makes the write obsolete; it is retried, up to max_tries.
+  VectorClock put(const K& key, const V& value) {
+    const std::string k = keys_->to_bytes(key);
+    const std::string v = values_->to_bytes(value);
+    for (int attempt = 0; attempt < options_.max_tries; ++attempt) {
+      VectorClock clock = successor(k);
+      if (store_->put(k, Versioned{v, clock}) == PutResult::kStored) return clock;
+    }
+    throw ObsoleteVersion("put lost " + std::to_string(options_.max_tries) +
+                          " races in a row for the same key");
+  }
+
+  // Writes `value` as the successor of `version` (a clock from get_versions,
+  // or a merge of several). Returns false, writing nothing, if `version` is
+  // stale: a version not at or before it is stored (another write came
+  // after the read).
+  bool put_if(const K& key, const V& value, const VectorClock& version) {
+    const std::string k = keys_->to_bytes(key);
+    for (const VectorClock& c : store_->versions(k)) {
+      const Occurred o = compare(c, version);
+      if (o != Occurred::kBefore && o != Occurred::kEqual) return false;
+    }
+    Versioned v{values_->to_bytes(value), version.incremented(options_.node_id, now_ms())};
+    return store_->put(k, v) == PutResult::kStored;
+  }
+
+  // Deletes every version stored now. Returns false if the key was absent.
+  bool remove(const K& key) {
+    const std::string k = keys_->to_bytes(key);
+    const std::vector<VectorClock> clocks = store_->versions(k);
+    if (clocks.empty()) return false;
+    VectorClock all;
+    for (const VectorClock& c : clocks) all = all.merged(c);
+    return store_->remove(k, all);
+  }
+
+  // The single-key transaction: reads `key`, calls fn(current) with its value
+  // (nullopt if absent) and writes what fn returns as the successor of what
+  // it read. If another writer got there first the write is obsolete, and
+  // update() reads again and calls fn again, up to max_tries, then throws
+  // ObsoleteVersion. fn may run more than once, so it should only compute.
+  // Siblings are a conflict fn cannot see: FailedPrecondition, as in get().
+  template <typename Fn>
+  V update(const K& key, Fn&& fn) {
+    const std::string k = keys_->to_bytes(key);
+    for (int attempt = 0; attempt < options_.max_tries; ++attempt) {
+      std::vector<Versioned> stored = store_->get(k);
+      if (stored.size() > 1) {
+        throw FailedPrecondition("update: " + std::to_string(stored.size()) +
+                                 " concurrent versions of the key; resolve them first");
+      }
+      std::optional<V> current;
+      VectorClock clock;
+      if (!stored.empty()) {
+        current = values_->read(stored[0].value);
+        clock = std::move(stored[0].clock);
+      }
+      V next = fn(std::as_const(current));
+      clock.increment(options_.node_id, now_ms());
+      if (store_->put(k, Versioned{values_->to_bytes(next), clock}) == PutResult::kStored) {
+        return next;
+      }
+    }
+    throw ObsoleteVersion("update lost " + std::to_string(options_.max_tries) +
+                          " races in a row for the same key");
+  }
+
+  // The stack under this client. Borrowed; valid while any copy lives.
+  Store& store() const { return *store_; }
+  const Serializer<K>& key_serializer() const { return *keys_; }
+  const Serializer<V>& value_serializer() const { return *values_; }
+
+ private:
+  // The clock a write that supersedes every stored version carries.
+  VectorClock successor(const std::string& key) const {
+    VectorClock clock;
+    for (const VectorClock& c : store_->versions(key)) clock = clock.merged(c);
+    clock.increment(options_.node_id, now_ms());
+    return clock;
+  }
+
+  std::shared_ptr<Store> store_;
+  std::shared_ptr<const Serializer<K>> keys_;
+  std::shared_ptr<const Serializer<V>> values_;
+  ClientOptions options_;
+};
+
+namespace internal {
+
+template <typename T>
+std::shared_ptr<const Serializer<T>> typed(std::shared_ptr<const AnySerializer> s,
+                                           std::string_view store, const char* which) {
+  auto typed = std::dynamic_pointer_cast<const Serializer<T>>(s);
+  if (typed == nullptr) {
+    throw InvalidArgument("store '" + std::string(store) + "': its " + which + " serializer is " +
+                          s->describe() + ", which does not make the client's " + which +
+                          " type (check Client<K, V> against the config)");
+  }
+  return typed;
+}
+
+}  // namespace internal
+
+// Opens store `store` of `config` with its configured serializers. Throws
+// InvalidArgument if they do not produce K and V (e.g. Client<std::string,
+// std::string> over a json store), and whatever opening the stack throws.
+template <typename K, typename V>
+Client<K, V> open_client(const Config& config, std::string_view store,
+                         ClientOptions options = {}) {
+  StoreSerializers s = config.serializers(store);
+  auto keys = internal::typed<K>(s.key, store, "key");
+  auto values = internal::typed<V>(s.value, store, "value");
+  return Client<K, V>(std::shared_ptr<Store>(config.open(store)), std::move(keys),
+                      std::move(values), options);
+}
+
+template <typename K, typename V>
+Client<K, V> open_client(const std::string& config_path, std::string_view store,
+                         ClientOptions options = {}) {
+  return open_client<K, V>(Config::load(config_path), store, options);
+}
+
+}  // namespace cairn
+
+#endif  // CAIRN_CLIENT_H_

@@ -1,0 +1,107 @@
+#include "layers/compression/compression_store.h"
+
+#include "cairn/errors.h"
+
+namespace cairn {
+
+CompressionStore::CompressionStore(std::unique_ptr<Store> inner, CompressionOptions options)
+    : ForwardingStore(std::move(inner)), options_(std::move(options)) {}
+
+void CompressionStore::decode(std::string_view key, std::vector<Versioned>* versions) const {
+  thread_local std::string plain;
+  for (Versioned& v : *versions) {
+    try {
+      internal::decode_value(v.value, options_.max_value_size, &plain);
+    } catch (const Corruption& e) {
+      throw Corruption("store '" + options_.name + "' key " + printable_key(key) + ": " + e.what());
+    }
+    v.value.swap(plain);
+  }
+}
+
+void CompressionStore::get_into(std::string_view key, std::vector<Versioned>* out) {
+  ForwardingStore::get_into(key, out);
+  decode(key, out);
+}
+
+std::map<std::string, std::vector<Versioned>> CompressionStore::get_all(
+    std::span<const std::string> keys) {
+  auto found = ForwardingStore::get_all(keys);
+  for (auto& [key, versions] : found) decode(key, &versions);
+  return found;
+}
+
+PutResult CompressionStore::put(std::string_view key, const Versioned& value) {
+  // The limit is on the value the caller sees: compression must not let a
+  // value through that a get could not return.
+  check_value(options_.name, key, value.value, options_.max_value_size);
+  Versioned stored{std::string(), value.clock};
+  internal::encode_value(options_.codec, options_.level, options_.min_size, value.value,
+                         &stored.value);
+  return ForwardingStore::put(key, stored);
+}
+
+namespace {
+
+class DecompressingIterator final : public StoreIterator {
+ public:
+  DecompressingIterator(std::unique_ptr<StoreIterator> inner, std::string name, size_t max_size)
+      : inner_(std::move(inner)), name_(std::move(name)), max_size_(max_size) {}
+  bool next() override {
+    if (!inner_->next()) return false;
+    versions_ = inner_->versions();
+    std::string plain;
+    for (Versioned& v : versions_) {
+      try {
+        internal::decode_value(v.value, max_size_, &plain);
+      } catch (const Corruption& e) {
+        throw Corruption("store '" + name_ + "' key " + printable_key(inner_->key()) + ": " +
+                         e.what());
+      }
+      v.value.swap(plain);
+    }
+    return true;
+  }
+  std::string_view key() const override { return inner_->key(); }
+  const std::vector<Versioned>& versions() const override { return versions_; }
+
+ private:
+  std::unique_ptr<StoreIterator> inner_;
+  std::string name_;
+  size_t max_size_;
+  std::vector<Versioned> versions_;
+};
+
+}  // namespace
+
+std::unique_ptr<StoreIterator> CompressionStore::scan() {
+  return std::make_unique<DecompressingIterator>(ForwardingStore::scan(), options_.name,
+                                                 options_.max_value_size);
+}
+
+std::string CompressionStore::describe() const {
+  std::string line = std::string("compress (") + internal::to_string(options_.codec);
+  if (options_.codec != internal::Codec::kSnappy && options_.codec != internal::Codec::kRaw) {
+    line += " level " + std::to_string(options_.level);
+  }
+  line += ", values from " + std::to_string(options_.min_size) + " B)";
+  return describe_as(line);
+}
+
+std::unique_ptr<Store> make_compression_layer(std::unique_ptr<Store> inner, const Params& p) {
+  CompressionOptions o;
+  o.name = p.store();
+  // `compress: zstd` names just the codec; the map form may say more.
+  const std::optional<std::string> lone = p.scalar();
+  const std::string name = lone ? *lone : p.get_choice("codec", {"zstd", "lz4", "snappy", "gzip"}, "zstd");
+  if (!internal::codec_from_string(name, &o.codec) || o.codec == internal::Codec::kRaw) {
+    p.fail("", "unknown codec '" + name + "' (expected zstd, lz4, snappy or gzip)");
+  }
+  o.level = static_cast<int>(p.get_int("level", internal::default_level(o.codec),
+                                       internal::min_level(o.codec), internal::max_level(o.codec)));
+  o.min_size = p.get_bytes("min_size", o.min_size, 0, uint64_t{1} << 30);
+  o.max_value_size = p.get_bytes("max_value_size", o.max_value_size, 0, uint64_t{1} << 30);
+  return std::make_unique<CompressionStore>(std::move(inner), std::move(o));
+}
+
+}  // namespace cairn

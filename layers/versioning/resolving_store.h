@@ -1,0 +1,60 @@
+// ResolvingStore: settles the concurrent versions a read returns (get,
+// get_all, scan; versions() passes through untouched, as in Voldemort, so
+// writers can still supersede every sibling). It belongs at the top of a
+// client's stack, above compression, so a custom merge sees plain values.
+//
+//   vector-clock  drop versions another version dominates; keep concurrent
+//                 siblings for the application (replicas can return both)
+//   timestamp     last write wins by the clock's timestamp; ties go to the
+//                 larger clock bytes, then the larger value, so every reader
+//                 picks the same one
+//   custom        an application's merge (cairn/resolver.h)
+//
+// timestamp and custom return one version whose clock is the merge of all
+// the siblings' clocks: the resolved value has seen them all, so a write
+// built on it replaces them all.
+//
+// Thread-safe: it keeps no state but its strategy.
+
+#ifndef CAIRN_LAYERS_VERSIONING_RESOLVING_STORE_H_
+#define CAIRN_LAYERS_VERSIONING_RESOLVING_STORE_H_
+
+#include <string>
+
+#include "cairn/forwarding_store.h"
+#include "cairn/registry.h"
+#include "cairn/resolver.h"
+
+namespace cairn {
+
+class ResolvingStore final : public ForwardingStore {
+ public:
+  enum class Strategy { kVectorClock, kTimestamp, kCustom };
+
+  // REQUIRES: `merge` is set for kCustom.
+  ResolvingStore(std::unique_ptr<Store> inner, Strategy strategy, std::string merge_name = "",
+                 MergeFunction merge = nullptr);
+
+  void get_into(std::string_view key, std::vector<Versioned>* out) override;
+  std::map<std::string, std::vector<Versioned>> get_all(
+      std::span<const std::string> keys) override;
+  std::unique_ptr<StoreIterator> scan() override;
+  std::string describe() const override;
+
+  // Applies the strategy to one key's versions, in place.
+  void resolve(std::vector<Versioned>* versions) const;
+
+ private:
+  Strategy strategy_;
+  std::string merge_name_;
+  MergeFunction merge_;
+};
+
+// The `resolve` layer of config files:
+//   resolve: vector-clock | timestamp
+//   resolve: {custom: NAME}      (NAME registered with register_merge)
+std::unique_ptr<Store> make_resolving_layer(std::unique_ptr<Store> inner, const Params& params);
+
+}  // namespace cairn
+
+#endif  // CAIRN_LAYERS_VERSIONING_RESOLVING_STORE_H_
