@@ -33,7 +33,10 @@ void drop_dominated(std::vector<Versioned>* versions) {
   }
   size_t kept = 0;
   for (size_t i = 0; i < versions->size(); ++i) {
-    if (!dominated[i]) (*versions)[kept++] = std::move((*versions)[i]);
+    if (dominated[i]) continue;
+    // Never move an element onto itself: a self-moved string is emptied.
+    if (kept != i) (*versions)[kept] = std::move((*versions)[i]);
+    ++kept;
   }
   versions->resize(kept);
 }

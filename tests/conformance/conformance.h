@@ -27,6 +27,10 @@ struct StoreFactory {
   bool persistent = false;
   size_t max_key_size = 511;
   size_t max_value_size = 16 << 20;
+  // The store settles siblings on read (a `resolve` layer that returns one
+  // version, the merge of their clocks, whose value is one of theirs).
+  // Sibling cases then check that settling instead of the sibling set.
+  bool resolves = false;
 };
 
 // gtest prints a parameter with this; the default dumps its bytes.
@@ -47,6 +51,12 @@ class Conformance : public ::testing::TestWithParam<StoreFactory> {
   std::vector<std::string> values(std::string_view key);
   // Everything a scan returns: key -> sorted values.
   std::map<std::string, std::vector<std::string>> scan_all();
+  // Checks that `key` holds exactly the versions with these values: as
+  // siblings, or for a resolving store, as one of them (and versions() still
+  // lists one clock each).
+  void expect_siblings(std::string_view key, const std::vector<std::string>& sorted_values);
+  // Checks a scan against key -> sorted sibling values, the same way.
+  void expect_scan(const std::map<std::string, std::vector<std::string>>& expected);
 
   TempDir dir_;
   std::unique_ptr<Store> store_;

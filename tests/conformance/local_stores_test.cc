@@ -4,8 +4,10 @@
 #include "cairn/config.h"
 #include "engines/lmdb/lmdb_store.h"
 #include "engines/memory/memory_store.h"
+#include "layers/compression/compression_store.h"
 #include "layers/logging/logging_store.h"
 #include "layers/stats/stats_store.h"
+#include "layers/versioning/resolving_store.h"
 #include "tests/conformance/conformance.h"
 
 namespace cairn::testing {
@@ -28,6 +30,33 @@ std::unique_ptr<Store> lmdb(const std::string& dir, LmdbOptions::Durability d, b
 std::unique_ptr<Store> from_yaml(const std::string& dir, std::string yaml) {
   for (size_t at; (at = yaml.find("$DIR")) != std::string::npos;) yaml.replace(at, 4, dir);
   return Config::parse(yaml, "conformance.yaml").open("s");
+}
+
+std::unique_ptr<Store> compressed(const std::string& dir, internal::Codec codec) {
+  CompressionOptions o;
+  o.name = "s";
+  o.codec = codec;
+  o.level = internal::default_level(codec);
+  return std::make_unique<CompressionStore>(memory(dir), o);
+}
+
+std::unique_ptr<Store> resolving(const std::string& dir, ResolvingStore::Strategy strategy) {
+  // A merge that keeps one of the siblings (the greatest value): what the
+  // conformance checks of a resolving store can recognise.
+  static const bool registered = [] {
+    register_merge("conformance-max", [](std::span<const Versioned> siblings) {
+      std::string best;
+      for (const Versioned& v : siblings) best = std::max(best, v.value);
+      return best;
+    });
+    return true;
+  }();
+  (void)registered;
+  if (strategy != ResolvingStore::Strategy::kCustom) {
+    return std::make_unique<ResolvingStore>(memory(dir), strategy);
+  }
+  return from_yaml(dir, "stores:\n  s:\n    stack: [{resolve: {custom: conformance-max}}, "
+                        "{engine: memory}]\n");
 }
 
 const StoreFactory kStores[] = {
@@ -76,6 +105,40 @@ stores:
 )");
      },
      false, 64, 2 << 20},
+    {"compress_zstd_over_memory",
+     [](const std::string& d) { return compressed(d, internal::Codec::kZstd); }, false},
+    {"compress_lz4_over_memory",
+     [](const std::string& d) { return compressed(d, internal::Codec::kLz4); }, false},
+    {"compress_snappy_over_memory",
+     [](const std::string& d) { return compressed(d, internal::Codec::kSnappy); }, false},
+    {"compress_gzip_over_memory",
+     [](const std::string& d) { return compressed(d, internal::Codec::kGzip); }, false},
+    {"resolve_vector_clock_over_memory",
+     [](const std::string& d) { return resolving(d, ResolvingStore::Strategy::kVectorClock); },
+     false},
+    {"resolve_timestamp_over_memory",
+     [](const std::string& d) { return resolving(d, ResolvingStore::Strategy::kTimestamp); },
+     false, 511, 16 << 20, /*resolves=*/true},
+    {"resolve_custom_over_memory",
+     [](const std::string& d) { return resolving(d, ResolvingStore::Strategy::kCustom); }, false,
+     511, 16 << 20, /*resolves=*/true},
+    {"yaml_client_stack_lmdb",
+     [](const std::string& d) {
+       // What a client's stack of issue 3 looks like: resolution over
+       // compression (every value compressed) over a persistent engine.
+       return from_yaml(d, R"(
+stores:
+  s:
+    key: identity
+    value: identity
+    stack:
+      - resolve: vector-clock
+      - compress: {codec: lz4, level: 9, min_size: 0}
+      - stats
+      - engine: {lmdb: {path: "$DIR/{store}", durability: nosync, map_size: 8MiB}}
+)");
+     },
+     true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Local, Conformance, ::testing::ValuesIn(kStores), factory_name);
