@@ -122,7 +122,8 @@ class CliTest(unittest.TestCase):
 
     def test_layers_lists_engines_and_layers(self):
         out = self.ok("layers")
-        for name in ["lmdb", "memory", "stats", "logging"]:
+        for name in ["lmdb", "memory", "stats", "logging", "compress", "resolve", "json",
+                     "string", "int64", "identity"]:
             self.assertIn("  " + name + " ", out)
 
     def test_config_file_and_stack_show(self):
@@ -160,6 +161,53 @@ class CliTest(unittest.TestCase):
         err = self.fails(4, "get", "k")
         self.assertIn("Corruption", err)
 
+
+    def users_yaml(self):
+        return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                            "examples", "configs", "users.yaml")
+
+    def test_json_store_round_trips_and_refuses_schema_breaks(self):
+        cfg = self.users_yaml()
+        alice = '{"name":"Alice","id":7,"emails":["a@x.org"]}'
+        self.ok("--config", cfg, "--store", "users", "put", "alice", alice)
+        self.assertEqual(self.ok("--config", cfg, "--store", "users", "get", "alice"),
+                         '{"emails":["a@x.org"],"id":7,"name":"Alice"}\n')
+        err = self.fails(2, "--config", cfg, "--store", "users", "put", "bob",
+                         '{"name":"Bob","id":"seven","emails":[]}')
+        self.assertIn("field id: expected int32, found string", err)
+        err = self.fails(2, "--config", cfg, "put", "bob", '{"name":"Bob","id":1,"emial":[]}')
+        self.assertIn("field emial: unknown field", err)
+        self.assertIn("JSON at offset", self.fails(2, "--config", cfg, "put", "bob", "{nope"))
+        self.fails(1, "--config", cfg, "get", "bob")
+        out = self.ok("--config", cfg, "stack", "show")
+        self.assertIn("key:   string (UTF-8)", out)
+        self.assertIn('value: json {"emails":["string"],"id":"int32","name":"string"}', out)
+        self.assertIn("compress (zstd level 3", out)
+        # On disk the value is compressed binary JSON, not the text.
+        with open(os.path.join(self.dir, "cairn-data", "users", "data.mdb"), "rb") as f:
+            self.assertNotIn(b'"name"', f.read())
+
+    def test_string_and_integer_stores(self):
+        cfg = self.write_config(
+            "stores:\n"
+            "  s:\n    key: int64\n    value: string\n    stack: [{engine: {lmdb: {path: s}}}]\n")
+        self.ok("--config", cfg, "put", "42", "h\u00e9llo")
+        self.assertEqual(self.ok("--config", cfg, "get", "42"), "h\u00e9llo\n")
+        self.assertIn("is not an integer", self.fails(2, "--config", cfg, "get", "forty-two"))
+        self.ok("--config", cfg, "put", "-7", "minus")
+        out = self.run_cairn("--config", cfg, "scan").stdout.decode()
+        self.assertEqual(sorted(out.splitlines()), ["-7\tminus", "42\th\u00e9llo"])
+
+    def test_hex_for_identity_stores(self):
+        self.ok("put", "--hex", "00ff", "0a0b0c")
+        self.assertEqual(self.ok("get", "--hex", "00ff"), "0a0b0c\n")
+        # Without --hex the value comes out as the raw bytes.
+        self.assertEqual(self.run_cairn("--hex", "get", "00FF").stdout, b"0a0b0c\n")
+        self.assertIn("00ff\t0a0b0c", self.run_cairn("scan", "--hex").stdout.decode())
+        self.ok("put", "726177", "--hex", "410042")  # key "raw"
+        self.assertEqual(self.run_cairn("get", "raw").stdout, b"A\x00B\n")
+        self.assertIn("not hexadecimal", self.fails(2, "get", "--hex", "zz"))
+        self.assertIn("odd number", self.fails(2, "get", "--hex", "abc"))
 
 if __name__ == "__main__":
     CAIRN = os.path.abspath(sys.argv.pop(1))

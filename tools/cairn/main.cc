@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cairn/client.h"
 #include "cairn/config.h"
 #include "cairn/errors.h"
 #include "cairn/store.h"
@@ -45,6 +46,12 @@ Options (before or after the command):
                     LMDB store 'default' under ./cairn-data
   --store NAME      the store to use; may be omitted when the config has one
                     store, or has one named 'default'
+  --hex             read and print identity keys and values as hexadecimal
+                    (without it, raw bytes)
+
+Keys and values are read and printed in the store's formats, named by its
+`key:` and `value:` in the config: JSON text for json, text for string,
+decimal for int8..int64, raw bytes (or hex) for identity, the default.
 
 Exit status: 0 success; 1 key not found (get, delete); 2 bad usage, config
 or argument; 3 put rejected as obsolete; 4 any other failure.
@@ -52,9 +59,11 @@ or argument; 3 put rejected as obsolete; 4 any other failure.
 
 constexpr char kPutHelp[] = R"(usage: cairn put KEY VALUE [--clock CLOCK] [--writer ID]
 
-Stores VALUE under KEY. Without --clock, the new version succeeds every
-version now stored: their clocks are merged and the writer's entry
-incremented, so the put replaces them all. With --clock (e.g. "1:2,3:1"),
+Stores VALUE under KEY, both read in the store's formats: for a json
+store VALUE is JSON text checked against the schema (a mismatch exits 2
+naming the field). Without --clock, the new version succeeds every version
+now stored: their clocks are merged and the writer's entry incremented, so
+the put replaces them all. With --clock (e.g. "1:2,3:1"),
 VALUE is written at exactly that clock: a clock concurrent with the stored
 ones makes a sibling; one that is not newer is rejected as obsolete (exit 3).
 
@@ -64,9 +73,11 @@ ones makes a sibling; one that is not newer is rejected as obsolete (exit 3).
 
 constexpr char kGetHelp[] = R"(usage: cairn get KEY [--clocks]
 
-Prints KEY's value followed by a newline. When KEY holds several concurrent
-versions (siblings), prints one line per version: its clock, a tab, and the
-value with control bytes escaped (\n, \t, \xNN). Exits 1 if KEY is absent.
+Prints KEY's value in the store's format (JSON text, text, a number, or
+raw bytes — hex with --hex) followed by a newline. When KEY holds several
+concurrent versions (siblings), prints one line per version: its clock, a
+tab, and the value with control bytes escaped (\n, \t, \xNN). Exits 1 if
+KEY is absent.
 
   --clocks          use the one-line-per-version form even for one version
 )";
@@ -105,6 +116,7 @@ struct Args {
   std::optional<std::string> writer;
   std::optional<std::string> limit;
   bool clocks = false;
+  bool hex = false;
   bool help = false;
 };
 
@@ -122,7 +134,9 @@ Args parse_args(int argc, char** argv) {
   bool options_done = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (options_done || arg.empty() || arg[0] != '-' || arg == "-") {
+    // A negative number is a value (an int64 key, say), not an option.
+    const bool negative_number = arg.size() > 1 && arg[0] == '-' && arg[1] >= '0' && arg[1] <= '9';
+    if (options_done || arg.empty() || arg[0] != '-' || arg == "-" || negative_number) {
       a.positional.push_back(arg);
     } else if (arg == "--") {
       options_done = true;
@@ -140,6 +154,8 @@ Args parse_args(int argc, char** argv) {
       a.limit = value(i, arg);
     } else if (arg == "--clocks") {
       a.clocks = true;
+    } else if (arg == "--hex") {
+      a.hex = true;
     } else {
       throw UsageError("unknown option " + arg);
     }
@@ -203,77 +219,123 @@ std::string pick_store(const Config& config, const std::string& wanted) {
   throw UsageError(config.source() + " defines several stores and none is 'default': name one with --store");
 }
 
-int cmd_put(Store& store, const std::string& name, const Args& a) {
+// The store being worked on: its stack, its serializers, and a byte-level
+// Client for writes that succeed what is stored.
+struct Target {
+  std::string name;
+  std::shared_ptr<Store> store;
+  StoreSerializers serializers;
+  Client<std::string, std::string> bytes;
+  bool hex;  // --hex: identity keys and values as hex, in and out
+};
+
+bool is_identity(const AnySerializer& s) { return &s == identity_serializer().get(); }
+
+std::string to_hex(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += kHex[c >> 4];
+    out += kHex[c & 0xf];
+  }
+  return out;
+}
+
+std::string from_hex(std::string_view text) {
+  auto nibble = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    throw InvalidArgument("--hex: '" + std::string(text) + "' is not hexadecimal");
+  };
+  if (text.size() % 2 != 0) throw InvalidArgument("--hex: odd number of hex digits");
+  std::string out;
+  for (size_t i = 0; i < text.size(); i += 2) {
+    out.push_back(static_cast<char>(nibble(text[i]) * 16 + nibble(text[i + 1])));
+  }
+  return out;
+}
+
+// Text typed on the command line -> bytes, by the store's serializer.
+std::string parse(const Target& t, const AnySerializer& s, std::string_view text) {
+  if (t.hex && is_identity(s)) return from_hex(text);
+  return s.parse_text(text);
+}
+
+// Bytes -> text for the terminal, by the store's serializer.
+std::string format(const Target& t, const AnySerializer& s, std::string_view bytes) {
+  if (t.hex && is_identity(s)) return to_hex(bytes);
+  return s.format_text(bytes);
+}
+
+int cmd_put(Target& t, const Args& a) {
   expect_positional(a, 3, "cairn put KEY VALUE");
-  const std::string& key = a.positional[1];
-  Versioned v{a.positional[2], {}};
-  if (a.clock) {
-    v.clock = VectorClock::parse(*a.clock);
-    v.clock.set_timestamp_ms(now_ms());
-  } else {
-    for (const VectorClock& c : store.versions(key)) v.clock = v.clock.merged(c);
-    const NodeId writer =
-        a.writer ? static_cast<NodeId>(parse_count("--writer", *a.writer)) : 0;
-    v.clock.increment(writer, now_ms());
-  }
-  if (store.put(key, v) == PutResult::kObsolete) {
-    std::cerr << "cairn: put " << printable_key(key) << " in '" << name
-              << "' is obsolete: a stored version is at or after " << v.clock.to_string()
-              << "; nothing changed\n";
-    return kObsolete;
-  }
-  std::cout << "stored " << printable_key(key) << " at " << v.clock.to_string() << "\n";
-  return kOk;
-}
-
-int cmd_get(Store& store, const std::string& name, const Args& a) {
-  expect_positional(a, 2, "cairn get KEY");
-  const std::string& key = a.positional[1];
-  const std::vector<Versioned> versions = store.get(key);
-  if (versions.empty()) {
-    std::cerr << "cairn: key " << printable_key(key) << " not found in store '" << name << "'\n";
-    return kNotFound;
-  }
-  if (versions.size() == 1 && !a.clocks) {
-    std::cout.write(versions[0].value.data(), static_cast<std::streamsize>(versions[0].value.size()));
-    std::cout << "\n";
-    return kOk;
-  }
-  for (const Versioned& v : versions) {
-    std::cout << v.clock.to_string() << "\t" << escaped(v.value) << "\n";
-  }
-  return kOk;
-}
-
-int cmd_delete(Store& store, const std::string& name, const Args& a) {
-  expect_positional(a, 2, "cairn delete KEY");
-  const std::string& key = a.positional[1];
+  const std::string key = parse(t, *t.serializers.key, a.positional[1]);
+  const std::string value = parse(t, *t.serializers.value, a.positional[2]);
   VectorClock clock;
   if (a.clock) {
     clock = VectorClock::parse(*a.clock);
+    clock.set_timestamp_ms(now_ms());
+    if (t.store->put(key, Versioned{value, clock}) == PutResult::kObsolete) {
+      std::cerr << "cairn: put " << a.positional[1] << " in '" << t.name
+                << "' is obsolete: a stored version is at or after " << clock.to_string()
+                << "; nothing changed\n";
+      return kObsolete;
+    }
   } else {
-    for (const VectorClock& c : store.versions(key)) clock = clock.merged(c);
+    clock = t.bytes.put(key, value);
   }
-  if (!store.remove(key, clock)) {
-    std::cerr << "cairn: nothing deleted: key " << printable_key(key)
-              << (a.clock ? " has no version at or before " + clock.to_string() : " not found")
-              << " in store '" << name << "'\n";
-    return kNotFound;
-  }
-  std::cout << "deleted " << printable_key(key) << "\n";
+  std::cout << "stored " << printable_key(a.positional[1]) << " at " << clock.to_string() << "\n";
   return kOk;
 }
 
-int cmd_scan(Store& store, const Args& a) {
+int cmd_get(Target& t, const Args& a) {
+  expect_positional(a, 2, "cairn get KEY");
+  const std::string key = parse(t, *t.serializers.key, a.positional[1]);
+  const std::vector<Versioned> versions = t.store->get(key);
+  if (versions.empty()) {
+    std::cerr << "cairn: key " << printable_key(a.positional[1]) << " not found in store '"
+              << t.name << "'\n";
+    return kNotFound;
+  }
+  if (versions.size() == 1 && !a.clocks) {
+    std::cout << format(t, *t.serializers.value, versions[0].value) << "\n";
+    return kOk;
+  }
+  for (const Versioned& v : versions) {
+    std::cout << v.clock.to_string() << "\t" << escaped(format(t, *t.serializers.value, v.value))
+              << "\n";
+  }
+  return kOk;
+}
+
+int cmd_delete(Target& t, const Args& a) {
+  expect_positional(a, 2, "cairn delete KEY");
+  const std::string key = parse(t, *t.serializers.key, a.positional[1]);
+  const bool deleted = a.clock ? t.store->remove(key, VectorClock::parse(*a.clock))
+                               : t.bytes.remove(key);
+  if (!deleted) {
+    std::cerr << "cairn: nothing deleted: key " << printable_key(a.positional[1])
+              << (a.clock ? " has no version at or before " + VectorClock::parse(*a.clock).to_string()
+                          : " not found")
+              << " in store '" << t.name << "'\n";
+    return kNotFound;
+  }
+  std::cout << "deleted " << printable_key(a.positional[1]) << "\n";
+  return kOk;
+}
+
+int cmd_scan(Target& t, const Args& a) {
   expect_positional(a, 1, "cairn scan");
   const uint64_t limit = a.limit ? parse_count("--limit", *a.limit) : UINT64_MAX;
   uint64_t keys = 0, versions = 0;
-  auto it = store.scan();
+  auto it = t.store->scan();
   while (keys < limit && it->next()) {
     ++keys;
+    const std::string key = escaped(format(t, *t.serializers.key, it->key()));
     for (const Versioned& v : it->versions()) {
       ++versions;
-      std::cout << escaped(it->key()) << "\t" << escaped(v.value);
+      std::cout << key << "\t" << escaped(format(t, *t.serializers.value, v.value));
       if (a.clocks) std::cout << "\t" << v.clock.to_string();
       std::cout << "\n";
     }
@@ -283,12 +345,24 @@ int cmd_scan(Store& store, const Args& a) {
   return kOk;
 }
 
+int cmd_stack_show(const Target& t, const Config& config) {
+  std::cout << "store '" << t.name << "' from " << config.source() << ":\n"
+            << "key:   " << t.serializers.key->describe() << "\n"
+            << "value: " << t.serializers.value->describe() << "\n"
+            << t.store->describe() << "\n";
+  return kOk;
+}
+
 int cmd_layers() {
   const LayerRegistry& r = default_registry();
   std::cout << "engines (the last entry of a stack):\n";
   for (const auto& [name, summary] : r.engines()) std::printf("  %-10s %s\n", name.c_str(), summary.c_str());
   std::cout << "layers:\n";
   for (const auto& [name, summary] : r.layers()) std::printf("  %-10s %s\n", name.c_str(), summary.c_str());
+  std::cout << "serializers (a store's key: and value:):\n";
+  for (const auto& [name, summary] : r.serializers()) {
+    std::printf("  %-10s %s\n", name.c_str(), summary.c_str());
+  }
   return kOk;
 }
 
@@ -315,13 +389,21 @@ int run(int argc, char** argv) {
   const Config config = a.config.empty() ? Config::parse(kDefaultConfig, kDefaultSource)
                                          : Config::load(a.config);
   const std::string name = pick_store(config, a.store);
-  std::unique_ptr<Store> store = config.open(name);
-  if (command == "put") return cmd_put(*store, name, a);
-  if (command == "get") return cmd_get(*store, name, a);
-  if (command == "delete") return cmd_delete(*store, name, a);
-  if (command == "scan") return cmd_scan(*store, a);
-  std::cout << "store '" << name << "' from " << config.source() << ":\n" << store->describe() << "\n";
-  return kOk;
+  ClientOptions options;
+  options.node_id = a.writer ? static_cast<NodeId>(parse_count("--writer", *a.writer)) : 0;
+  // Serializers first: a bad `value:` entry is reported before any engine
+  // opens (and creates its files).
+  StoreSerializers serializers = config.serializers(name);
+  std::shared_ptr<Store> store = config.open(name);
+  Target t{name, store, serializers,
+           Client<std::string, std::string>(store, identity_serializer(), identity_serializer(),
+                                            options),
+           a.hex};
+  if (command == "put") return cmd_put(t, a);
+  if (command == "get") return cmd_get(t, a);
+  if (command == "delete") return cmd_delete(t, a);
+  if (command == "scan") return cmd_scan(t, a);
+  return cmd_stack_show(t, config);
 }
 
 }  // namespace
@@ -338,6 +420,9 @@ int main(int argc, char** argv) {
   } catch (const cairn::NotFound& e) {  // an unknown store name
     std::cerr << "cairn: " << e.what() << "\n";
     return kUsage;
+  } catch (const cairn::ObsoleteVersion& e) {
+    std::cerr << "cairn: " << e.what() << "\n";
+    return kObsolete;
   } catch (const cairn::Error& e) {
     std::cerr << "cairn: " << cairn::to_string(e.code()) << ": " << e.what() << "\n";
     return kFailed;
