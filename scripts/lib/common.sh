@@ -11,6 +11,7 @@ JOBS="${CAIRN_JOBS:-2}"
 CAIRN_PACKAGES=(
   g++ meson ninja-build pkg-config python3
   liblmdb-dev libyaml-cpp-dev libabsl-dev
+  libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 
