@@ -78,6 +78,7 @@ LayerRegistry& default_registry() {
       r->add_serializer(name, make_int_serializer, "big-endian fixed-width integer");
     }
     r->add_serializer("json", make_json_serializer, "schema'd binary JSON (Voldemort's format)");
+    r->add_serializer("protobuf", make_protobuf_serializer, "a protobuf message, wire-encoded");
     return r;
   }();
   return *registry;

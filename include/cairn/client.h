@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -173,10 +174,19 @@ class Client {
 
 namespace internal {
 
+// The fallback of the adapt_serializer customization point: no adaptation.
+// cairn/protobuf.h adds one for protobuf message types.
+template <typename T>
+std::shared_ptr<const Serializer<T>> adapt_serializer(SerializerTag, std::type_identity<T>,
+                                                      const AnySerializer&) {
+  return nullptr;
+}
+
 template <typename T>
 std::shared_ptr<const Serializer<T>> typed(std::shared_ptr<const AnySerializer> s,
                                            std::string_view store, const char* which) {
   auto typed = std::dynamic_pointer_cast<const Serializer<T>>(s);
+  if (typed == nullptr) typed = adapt_serializer(SerializerTag{}, std::type_identity<T>{}, *s);
   if (typed == nullptr) {
     throw InvalidArgument("store '" + std::string(store) + "': its " + which + " serializer is " +
                           s->describe() + ", which does not make the client's " + which +

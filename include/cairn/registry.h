@@ -115,6 +115,7 @@ std::shared_ptr<const AnySerializer> make_identity_serializer(const Params& para
 std::shared_ptr<const AnySerializer> make_string_serializer(const Params& params);
 std::shared_ptr<const AnySerializer> make_int_serializer(const Params& params);
 std::shared_ptr<const AnySerializer> make_json_serializer(const Params& params);
+std::shared_ptr<const AnySerializer> make_protobuf_serializer(const Params& params);
 
 // The registry with every built-in layer and engine. Add your own to it
 // before opening stacks that name them.

@@ -59,6 +59,11 @@ class Serializer : public AnySerializer {
   std::type_index type() const final { return typeid(T); }
 };
 
+namespace internal {
+// Selects the adapt_serializer customization point (see cairn/client.h).
+struct SerializerTag {};
+}  // namespace internal
+
 // The built-in serializers, also reachable from configs by these names.
 // `identity`: bytes as they are (std::string). Text form: the raw bytes.
 std::shared_ptr<const Serializer<std::string>> identity_serializer();
