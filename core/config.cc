@@ -36,7 +36,6 @@ struct SerializerSpec {
   std::string type = "identity";
   YAML::Node params;  // the map form's node ("type" excluded when read)
   YAML::Mark where;
-  bool given = false;
 };
 
 struct StoreDef {
@@ -148,7 +147,6 @@ SerializerSpec parse_serializer(const std::string& file, const std::string& stor
                                 const std::string& which, const YAML::Node& key,
                                 const YAML::Node& spec) {
   SerializerSpec s;
-  s.given = true;
   s.where = key.Mark();
   if (spec.IsScalar()) {
     s.type = spec.Scalar();
@@ -380,16 +378,19 @@ uint64_t Params::get_bytes(std::string_view key, uint64_t fallback, uint64_t min
 
 namespace {
 
-Json yaml_to_json(const YAML::Node& n) {
+// Converts YAML to JSON, with the checks JSON text would get: duplicate
+// keys and keys that are not names are errors, not silently dropped.
+Json yaml_to_json(const std::string& file, const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Map: {
+      check_unique_keys(file, n);
       Json::Object o;
-      for (const auto& kv : n) o.emplace(kv.first.Scalar(), yaml_to_json(kv.second));
+      for (const auto& kv : n) o.emplace(kv.first.Scalar(), yaml_to_json(file, kv.second));
       return Json(std::move(o));
     }
     case YAML::NodeType::Sequence: {
       Json::Array a;
-      for (const auto& e : n) a.push_back(yaml_to_json(e));
+      for (const auto& e : n) a.push_back(yaml_to_json(file, e));
       return Json(std::move(a));
     }
     case YAML::NodeType::Scalar: return Json(n.Scalar());
@@ -403,7 +404,7 @@ Json Params::get_json(std::string_view key) const {
   d_->used.emplace(key);
   const YAML::Node n = lookup(*d_, key);
   if (!n.IsDefined() || n.IsNull()) fail("", "missing required parameter '" + std::string(key) + "'");
-  return yaml_to_json(n);
+  return yaml_to_json(d_->file, n);
 }
 
 std::string Params::get_choice(std::string_view key,

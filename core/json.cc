@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cairn/errors.h"
 #include "core/utf8.h"
@@ -323,7 +324,15 @@ class Parser {
     }
     double d = 0;
     auto [p, ec] = std::from_chars(first, last, d);
-    if (ec != std::errc() && ec != std::errc::result_out_of_range) fail("bad number");
+    if (ec == std::errc::result_out_of_range) {
+      // from_chars leaves `d` untouched here; strtod says which way it went.
+      const std::string copy(first, last);
+      d = std::strtod(copy.c_str(), nullptr);
+      if (std::isinf(d)) fail("number out of the range of a double");
+      // An underflow: the nearest double (a denormal, or zero) is right.
+    } else if (ec != std::errc()) {
+      fail("bad number");
+    }
     return Json(d);
   }
 

@@ -218,7 +218,10 @@ bool parse_iso_date(std::string_view s, int64_t* ms) {
     at += 4;
   }
   if (at + 1 != s.size() || s[at] != 'Z') return false;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return false;
+  static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || h > 23 || mi > 59 || sec > 59) return false;
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo == 2 && d == 29 && !leap) return false;
   const int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
   *ms = ((days * 24 + h) * 60 + mi) * 60000 + int64_t{sec} * 1000 + milli;
   return true;
@@ -599,12 +602,12 @@ std::shared_ptr<const JsonSerializer> JsonSerializer::make(const std::vector<Jso
   for (size_t v = 0; v < schemas.size(); ++v) {
     const std::string version = schemas.size() > 1 ? " version " + std::to_string(v) : "";
     Json s = schemas[v];
-    // Schema text given as a string: "{\"name\":\"string\"}".
-    if (s.is_string() && !s.as_string().empty() &&
-        (s.as_string()[0] == '{' || s.as_string()[0] == '[' || s.as_string()[0] == '"')) {
-      s = Json::parse(s.as_string());
-    }
     try {
+      // Schema text given as a string: "{\"name\":\"string\"}".
+      if (s.is_string() && !s.as_string().empty() &&
+          (s.as_string()[0] == '{' || s.as_string()[0] == '[' || s.as_string()[0] == '"')) {
+        s = Json::parse(s.as_string());
+      }
       impl->schemas.push_back(parse_type(s, "", 0));
     } catch (const InvalidArgument& e) {
       throw InvalidArgument(std::string(e.what()) + version);

@@ -6,6 +6,8 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
@@ -44,8 +46,17 @@ class DynamicProtobufSerializer final : public Serializer<std::string> {
     std::unique_ptr<pb::Message> m(prototype_->New());
     const auto status = pb::util::JsonStringToMessage(pb::StringPiece(text.data(), text.size()), m.get());
     if (!status.ok()) throw InvalidArgument(describe() + ": " + status.ToString());
+    if (!m->IsInitialized()) {
+      throw InvalidArgument(describe() + ": required fields missing: " + m->InitializationErrorString());
+    }
+    // Deterministic, as ProtobufSerializer: equal messages, equal bytes.
     std::string out;
-    if (!m->SerializeToString(&out)) throw InvalidArgument(describe() + ": cannot serialize");
+    {
+      pb::io::StringOutputStream stream(&out);
+      pb::io::CodedOutputStream coded(&stream);
+      coded.SetSerializationDeterministic(true);
+      m->SerializePartialToCodedStream(&coded);
+    }
     return out;
   }
   std::string format_text(std::string_view bytes) const override {

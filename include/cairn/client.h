@@ -5,10 +5,17 @@
 //
 //   auto users = cairn::open_client<std::string, cairn::Json>("cairn.yaml", "users");
 //   users.put("alice", cairn::Json::object({{"name", "Alice"}, {"id", 7}}));
-//   users.update("visits", [](std::optional<int64_t> n) { return n.value_or(0) + 1; });
+//   auto visits = cairn::open_client<std::string, int64_t>("cairn.yaml", "visits");
+//   visits.update("home", [](std::optional<int64_t> n) { return n.value_or(0) + 1; });
 //
 // A Client is safe for concurrent use by multiple threads; copies share
 // the same stack, which is closed when the last copy goes away.
+//
+// Exactness has one limit: engines keep no tombstones, so remove() resets a
+// key's clock. A clock read before a remove can then look newer than a
+// write made after it: put_if() with such a clock, or an update() racing a
+// remove, may overwrite that write. Avoid removing keys that are updated
+// concurrently (write a deleted marker as the value instead).
 
 #ifndef CAIRN_CLIENT_H_
 #define CAIRN_CLIENT_H_
@@ -98,9 +105,9 @@ class Client {
   }
 
   // Writes `value` as the successor of `version` (a clock from get_versions,
-  // or a merge of several). Returns false, writing nothing, if `version` is
-  // stale: a version not at or before it is stored (another write came
-  // after the read).
+  // or a merge of several). Returns false, writing nothing, unless every
+  // stored version is at or before `version`: a write that came after the
+  // read, or a sibling `version` does not include, makes it stale.
   bool put_if(const K& key, const V& value, const VectorClock& version) {
     const std::string k = keys_->to_bytes(key);
     for (const VectorClock& c : store_->versions(k)) {
@@ -182,9 +189,24 @@ std::shared_ptr<const Serializer<T>> adapt_serializer(SerializerTag, std::type_i
   return nullptr;
 }
 
+// A protobuf message type, recognised without protobuf's headers.
+template <typename T>
+concept LooksLikeProtobuf = requires {
+  T::descriptor();
+  T::default_instance();
+};
+
 template <typename T>
 std::shared_ptr<const Serializer<T>> typed(std::shared_ptr<const AnySerializer> s,
                                            std::string_view store, const char* which) {
+#ifndef CAIRN_PROTOBUF_H_
+  // Without cairn/protobuf.h this would compile to a client that can never
+  // open (and, next to a file that includes it, break the one-definition
+  // rule): refuse at compile time instead.
+  static_assert(!LooksLikeProtobuf<T>,
+                "include cairn/protobuf.h before cairn/client.h to open a client of a protobuf "
+                "message type");
+#endif
   auto typed = std::dynamic_pointer_cast<const Serializer<T>>(s);
   if (typed == nullptr) typed = adapt_serializer(SerializerTag{}, std::type_identity<T>{}, *s);
   if (typed == nullptr) {

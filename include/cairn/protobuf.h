@@ -7,11 +7,15 @@
 //   auto users = cairn::open_client<std::string, my::User>("cairn.yaml", "users");
 //
 // with, in the config, `value: {type: protobuf, message: my.User}`. Include
-// this header before calling open_client with a message type. Thread-safe.
+// this header before cairn/client.h wherever a client of a message type is
+// opened (cairn/client.h refuses to compile such a client otherwise).
+// Thread-safe.
 
 #ifndef CAIRN_PROTOBUF_H_
 #define CAIRN_PROTOBUF_H_
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/util/json_util.h>
 
@@ -34,11 +38,19 @@ class ProtobufSerializer final : public Serializer<M> {
   std::string describe() const override {
     return "protobuf " + M::descriptor()->full_name();
   }
+  // Deterministic serialization (map entries sorted): equal messages make
+  // equal bytes, which keys depend on.
   void write(const M& value, std::string* out) const override {
     out->clear();
-    if (!value.SerializeToString(out)) {
+    if (!value.IsInitialized()) {
       throw InvalidArgument("protobuf " + M::descriptor()->full_name() +
-                            ": cannot serialize (required fields missing?)");
+                            ": required fields missing: " + value.InitializationErrorString());
+    }
+    google::protobuf::io::StringOutputStream stream(out);
+    {
+      google::protobuf::io::CodedOutputStream coded(&stream);  // flushes on destruction
+      coded.SetSerializationDeterministic(true);
+      value.SerializePartialToCodedStream(&coded);
     }
   }
   M read(std::string_view bytes) const override {

@@ -198,6 +198,10 @@ void decode_value(std::string_view stored, size_t max_size, std::string* out) {
   }
   const auto codec = static_cast<Codec>(tag);
   if (codec == Codec::kRaw) {
+    if (r.remaining() > max_size) {
+      throw Corruption("compressed value: " + std::to_string(r.remaining()) +
+                       " raw bytes, above the limit of " + std::to_string(max_size));
+    }
     out->assign(r.rest());
     return;
   }

@@ -5,7 +5,9 @@
 namespace cairn {
 
 CompressionStore::CompressionStore(std::unique_ptr<Store> inner, CompressionOptions options)
-    : ForwardingStore(std::move(inner)), options_(std::move(options)) {}
+    : ForwardingStore(std::move(inner)), options_(std::move(options)) {
+  if (options_.level < 0) options_.level = internal::default_level(options_.codec);
+}
 
 void CompressionStore::decode(std::string_view key, std::vector<Versioned>* versions) const {
   thread_local std::string plain;

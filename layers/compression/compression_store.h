@@ -25,13 +25,17 @@ struct CompressionOptions {
   internal::Codec codec = internal::Codec::kZstd;
   // Codec-specific: zstd 1-22 (3), gzip 0-9 (6), lz4 0 fast or 1-12 HC (0);
   // snappy has none. Higher levels save more bytes and cost more time.
-  int level = 3;
+  // -1: the codec's default.
+  int level = -1;
   // Values shorter than this are stored raw: below a few dozen bytes,
   // codecs rarely save enough to pay for the time.
   size_t min_size = 64;
   // The largest value (uncompressed) accepted on put and produced on get:
-  // a corrupt header claiming more is Corruption, not an allocation.
-  size_t max_value_size = 16 << 20;
+  // a corrupt header claiming more is Corruption, not an allocation. Keep it
+  // at least 16 bytes under the value limit of the store below: a value that
+  // does not shrink is stored with a header byte, a compressed one with a
+  // header and its length. The default is the engines' 16 MiB less 16.
+  size_t max_value_size = (16 << 20) - 16;
 };
 
 class CompressionStore final : public ForwardingStore {

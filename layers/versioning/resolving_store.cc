@@ -72,7 +72,7 @@ ResolvingStore::ResolvingStore(std::unique_ptr<Store> inner, Strategy strategy,
       merge_name_(std::move(merge_name)),
       merge_(std::move(merge)) {}
 
-void ResolvingStore::resolve(std::vector<Versioned>* versions) const {
+void ResolvingStore::resolve(std::string_view key, std::vector<Versioned>* versions) const {
   drop_dominated(versions);
   if (versions->size() < 2 || strategy_ == Strategy::kVectorClock) return;
   VectorClock clock = merged_clock(*versions);
@@ -82,7 +82,14 @@ void ResolvingStore::resolve(std::vector<Versioned>* versions) const {
     result.value = std::move(winner->value);
     clock.set_timestamp_ms(winner->clock.timestamp_ms());
   } else {
-    result.value = merge_(*versions);
+    try {
+      result.value = merge_(*versions);
+    } catch (const std::exception& e) {
+      // The merge met values it cannot read: a data problem, not the
+      // caller's. Say which key and which merge.
+      throw Corruption("resolve: merge '" + merge_name_ + "' failed on the siblings of key " +
+                       printable_key(key) + ": " + e.what());
+    }
   }
   result.clock = std::move(clock);
   versions->assign(1, std::move(result));
@@ -90,13 +97,13 @@ void ResolvingStore::resolve(std::vector<Versioned>* versions) const {
 
 void ResolvingStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   ForwardingStore::get_into(key, out);
-  resolve(out);
+  resolve(key, out);
 }
 
 std::map<std::string, std::vector<Versioned>> ResolvingStore::get_all(
     std::span<const std::string> keys) {
   auto found = ForwardingStore::get_all(keys);
-  for (auto& [key, versions] : found) resolve(&versions);
+  for (auto& [key, versions] : found) resolve(key, &versions);
   return found;
 }
 
@@ -109,7 +116,7 @@ class ResolvingIterator final : public StoreIterator {
   bool next() override {
     if (!inner_->next()) return false;
     versions_ = inner_->versions();
-    owner_->resolve(&versions_);
+    owner_->resolve(inner_->key(), &versions_);
     return true;
   }
   std::string_view key() const override { return inner_->key(); }
@@ -117,7 +124,8 @@ class ResolvingIterator final : public StoreIterator {
 
  private:
   std::unique_ptr<StoreIterator> inner_;
-  // The strategy's owner: the iterator must not outlive the store.
+  // The strategy's owner. Safe to hold past close(): a closed store's
+  // iterators throw in inner_->next() before this is used.
   const ResolvingStore* owner_;
   std::vector<Versioned> versions_;
 };
@@ -147,6 +155,10 @@ std::unique_ptr<Store> make_resolving_layer(std::unique_ptr<Store> inner, const 
     }
     p.fail("", "unknown strategy '" + *lone +
                    "' (expected vector-clock, timestamp or {custom: NAME})");
+  }
+  if (!p.has("custom")) {
+    p.fail("", "resolve needs a strategy: `resolve: vector-clock`, `resolve: timestamp` or "
+               "`resolve: {custom: NAME}`");
   }
   const std::string name = p.get_string("custom");
   MergeFunction merge;

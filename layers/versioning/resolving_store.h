@@ -12,7 +12,10 @@
 //
 // timestamp and custom return one version whose clock is the merge of all
 // the siblings' clocks: the resolved value has seen them all, so a write
-// built on it replaces them all.
+// built on it replaces them all. With timestamp, writes that raced as
+// siblings are settled by dropping all but the latest: last write wins, by
+// design, so read-modify-writes (Client::update) by writers with different
+// node ids can lose updates; writers sharing a node id conflict instead.
 //
 // Thread-safe: it keeps no state but its strategy.
 
@@ -41,8 +44,9 @@ class ResolvingStore final : public ForwardingStore {
   std::unique_ptr<StoreIterator> scan() override;
   std::string describe() const override;
 
-  // Applies the strategy to one key's versions, in place.
-  void resolve(std::vector<Versioned>* versions) const;
+  // Applies the strategy to one key's versions, in place. Throws
+  // Corruption, naming the key, if a custom merge throws.
+  void resolve(std::string_view key, std::vector<Versioned>* versions) const;
 
  private:
   Strategy strategy_;

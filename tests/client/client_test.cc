@@ -127,8 +127,9 @@ void race_counter(Client<std::string, int64_t> counter, int threads, int increme
   }
   for (auto& t : pool) t.join();
   EXPECT_EQ(counter.get("n"), int64_t{threads} * increments) << "no lost update";
-  EXPECT_GE(calls.load(), threads * increments) << "racing updates were retried";
   EXPECT_EQ(counter.get_versions("n").size(), 1u) << "no siblings: racers conflicted";
+  // How many writes lost a race and were retried: how hard the test pushed.
+  ::testing::Test::RecordProperty("retried_updates", calls.load() - threads * increments);
 }
 
 TEST_F(ClientTest, EightThreadsIncrementingOneCounterFindTheExactTotal) {

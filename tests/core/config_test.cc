@@ -187,6 +187,64 @@ TEST(ConfigTest, LoadReportsAnUnreadableFile) {
   }
 }
 
+// The ConfigError that building the serializers of store "s" throws.
+ConfigError serializer_error(const std::string& yaml) {
+  try {
+    Config::parse(yaml, "test.yaml").serializers("s");
+  } catch (const ConfigError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no ConfigError for:\n" << yaml;
+  return ConfigError("", 0, 0, "");
+}
+
+void expect_serializer_error(const std::string& yaml, int line, int column,
+                             const std::string& fragment) {
+  const ConfigError e = serializer_error(yaml);
+  EXPECT_EQ(e.line(), line) << e.what();
+  EXPECT_EQ(e.column(), column) << e.what();
+  EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+}
+
+TEST(ConfigTest, KeyAndValueSerializers) {
+  const Config config = Config::parse(R"(
+stores:
+  s:
+    key: int32
+    value:
+      type: json
+      schemas:
+        - {name: string}
+        - '{"name": "string", "id": "int32"}'
+    stack: [{engine: memory}]
+  t:
+    stack: [{engine: memory}]
+)",
+                                      "ser.yaml");
+  const StoreSerializers s = config.serializers("s");
+  EXPECT_EQ(s.key->describe(), "int32 (big-endian, 4 bytes)");
+  EXPECT_EQ(s.value->describe(), R"(json {"id":"int32","name":"string"} (version 1 of 2))");
+  EXPECT_EQ(config.serializers("t").value->describe(), "identity (raw bytes)");
+  EXPECT_THROW(config.serializers("u"), NotFound);
+}
+
+TEST(ConfigTest, SerializerErrorsPointAtTheEntry) {
+  const std::string head = "stores:\n  s:\n    stack: [{engine: memory}]\n";
+  expect_serializer_error(head + "    value: jsn\n", 4, 12, "unknown value serializer 'jsn' (known: identity, int16");
+  expect_serializer_error(head + "    key: {schema: int8}\n", 4, 10, "`key` needs `type:`");
+  expect_serializer_error(head + "    key: [string]\n", 4, 10, "`key` is a serializer name");
+  expect_serializer_error(head + "    value: {type: json}\n", 4, 19,
+                          "takes `schema: S` or `schemas: [S0, S1, ...]`");
+  expect_serializer_error(head + "    value: {type: json, schema: {id: int33}}\n", 4, 33,
+                          "unknown type 'int33'");
+  expect_serializer_error(head + "    value: {type: json, schema: {id: int32, id: string}}\n", 4,
+                          45, "duplicate key 'id'");
+  expect_serializer_error(head + "    value: {type: string, charset: latin1}\n", 4, 27,
+                          "unknown parameter 'charset'");
+  expect_serializer_error(head + "    value: {type: json, schemas: ['{\"a\": 1']}\n", 4, 34,
+                          "JSON at offset");
+}
+
 // A layer defined by a user, registered in their own registry.
 class UppercaseKeys final : public ForwardingStore {
  public:

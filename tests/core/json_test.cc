@@ -44,6 +44,15 @@ TEST(JsonTest, DumpAndParseRoundTrip) {
 TEST(JsonTest, IntegersTooLargeBecomeDoubles) {
   EXPECT_EQ(Json::parse("9223372036854775807").as_int(), INT64_MAX);
   EXPECT_EQ(Json::parse("9223372036854775808").type(), Json::Type::kDouble);
+  EXPECT_EQ(Json::parse("9223372036854775808").as_double(), 9223372036854775808.0);
+}
+
+TEST(JsonTest, NumbersBeyondADoubleAreRefusedNotZeroed) {
+  EXPECT_THROW(Json::parse("1e400"), InvalidArgument);
+  EXPECT_THROW(Json::parse("-1e400"), InvalidArgument);
+  EXPECT_THROW(Json::parse(std::string(400, '9')), InvalidArgument);
+  EXPECT_EQ(Json::parse("1e-400").as_double(), 0.0) << "an underflow rounds to zero";
+  EXPECT_GT(Json::parse("4e-320").as_double(), 0.0) << "denormals survive";
 }
 
 TEST(JsonTest, ErrorsNameTheOffset) {

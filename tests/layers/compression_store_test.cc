@@ -106,17 +106,48 @@ TEST(CompressionFormatTest, LengthClaimsAreCheckedBeforeAllocating) {
   EXPECT_THROW(internal::decode_value("\x02", 100, &out), Corruption) << "no length";
 }
 
+// Forwards to a store it does not own, so two layers can share one engine.
+class Borrowed final : public Store {
+ public:
+  explicit Borrowed(Store* s) : s_(s) {}
+  void get_into(std::string_view k, std::vector<Versioned>* out) override { s_->get_into(k, out); }
+  PutResult put(std::string_view k, const Versioned& v) override { return s_->put(k, v); }
+  bool remove(std::string_view k, const VectorClock& c) override { return s_->remove(k, c); }
+  std::unique_ptr<StoreIterator> scan() override { return s_->scan(); }
+  void close() override {}
+  std::string describe() const override { return "borrowed"; }
+
+ private:
+  Store* s_;
+};
+
 TEST(CompressionFormatTest, ValuesWrittenWithOneCodecReadUnderAnother) {
-  auto shared = std::make_shared<MemoryStore>();
-  // Write with gzip through one layer, read through a zstd layer over the
-  // same data: the codec byte says how each value was written.
-  std::string stored;
-  internal::encode_value(Codec::kGzip, 6, 0, compressible(500), &stored);
-  std::string back;
-  internal::decode_value(stored, 1 << 20, &back);
-  EXPECT_EQ(back, compressible(500));
+  MemoryStore shared;
+  auto layer = [&](Codec c) {
+    CompressionOptions o;
+    o.codec = c;
+    o.min_size = 0;
+    return CompressionStore(std::make_unique<Borrowed>(&shared), o);
+  };
+  auto gzip = layer(Codec::kGzip);
+  ASSERT_EQ(gzip.put("old", Versioned{compressible(500), clock({{1, 1}})}), PutResult::kStored);
+  const std::string stored = shared.get("old").at(0).value;
   EXPECT_EQ(stored[0], static_cast<char>(Codec::kGzip));
   EXPECT_EQ(stored.substr(3, 2), "\x1f\x8b") << "a real gzip stream after the header";
+  // The store switched to zstd: old gzip values still read, new ones are zstd.
+  auto zstd = layer(Codec::kZstd);
+  EXPECT_EQ(zstd.get("old").at(0).value, compressible(500));
+  ASSERT_EQ(zstd.put("new", Versioned{compressible(600), clock({{1, 1}})}), PutResult::kStored);
+  EXPECT_EQ(shared.get("new").at(0).value[0], static_cast<char>(Codec::kZstd));
+  EXPECT_EQ(gzip.get("new").at(0).value, compressible(600));
+}
+
+TEST(CompressionFormatTest, RawValuesAreCheckedAgainstTheLimitToo) {
+  std::string out;
+  EXPECT_THROW(internal::decode_value(std::string(1, '\0') + std::string(101, 'x'), 100, &out),
+               Corruption);
+  internal::decode_value(std::string(1, '\0') + std::string(100, 'x'), 100, &out);
+  EXPECT_EQ(out.size(), 100u);
 }
 
 TEST(CompressionConfigTest, LayerFromYaml) {

@@ -111,7 +111,27 @@ TEST(ResolvingStoreTest, SetUnionMergeFromConfig) {
   EXPECT_EQ(store->versions("cart").size(), 1u);
 }
 
+TEST(ResolvingStoreTest, AFailingMergeIsCorruptionNamingKeyAndMerge) {
+  try {
+    resolve(ResolvingStore::Strategy::kCustom, {versioned("x", {{1, 1}}), versioned("y", {{2, 1}})},
+            "strict", [](std::span<const Versioned>) -> std::string {
+              throw InvalidArgument("not JSON");
+            });
+    FAIL();
+  } catch (const Corruption& e) {
+    EXPECT_NE(std::string(e.what()).find("merge 'strict' failed on the siblings of key \"k\": not JSON"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(ResolvingStoreTest, ConfigErrors) {
+  try {
+    Config::parse("stores:\n  s:\n    stack: [resolve, {engine: memory}]\n", "r.yaml").open("s");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("resolve needs a strategy"), std::string::npos) << e.what();
+  }
   EXPECT_THROW(Config::parse("stores:\n  s:\n    stack: [{resolve: newest}, {engine: memory}]\n")
                    .open("s"),
                ConfigError);

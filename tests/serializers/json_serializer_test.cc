@@ -217,6 +217,11 @@ TEST(JsonSerializerTest, TextFormUsesIsoDatesAndBase64Bytes) {
   EXPECT_EQ(s->format_text(bytes), R"({"at":"2026-11-22T10:00:00.250Z","blob":"AP8=","n":3})");
   EXPECT_EQ(s->read(s->parse_text(R"({"at": 0, "blob": "", "n": null})")).find("at")->as_int(), 0);
   EXPECT_THROW(s->parse_text(R"({"at": "yesterday", "blob": "", "n": 1})"), InvalidArgument);
+  EXPECT_THROW(s->parse_text(R"({"at": "2026-02-31T00:00:00Z", "blob": "", "n": 1})"), InvalidArgument)
+      << "no 31st of February";
+  EXPECT_THROW(s->parse_text(R"({"at": "2025-02-29T00:00:00Z", "blob": "", "n": 1})"), InvalidArgument)
+      << "2025 is not a leap year";
+  EXPECT_NO_THROW(s->parse_text(R"({"at": "2024-02-29T23:59:59Z", "blob": "", "n": 1})"));
   EXPECT_THROW(s->parse_text(R"({"at": 0, "blob": "!!", "n": 1})"), InvalidArgument);
   EXPECT_THROW(s->parse_text(R"({"at": 0, "blob": "", "n": 1)"), InvalidArgument) << "bad JSON text";
 }
