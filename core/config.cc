@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <charconv>
 #include <cstdio>
 #include <set>
 
@@ -17,6 +18,7 @@ namespace internal {
 struct ParamsData {
   std::string file;
   std::string store;
+  std::string node_id;  // the node a node stack is built for; empty otherwise
   std::string layer;
   YAML::Node node;   // a map, a scalar, or null when the layer has no value
   YAML::Mark where;  // the layer's entry in the stack
@@ -38,14 +40,21 @@ struct SerializerSpec {
   YAML::Mark where;
 };
 
+// A stack, top to bottom; the last entry is the engine.
+using Stack = std::vector<LayerEntry>;
+
 struct StoreDef {
   std::string name;
-  std::vector<LayerEntry> stack;  // top to bottom; the last is the engine
+  Stack stack;   // embedded: `stack:`
+  Stack node;    // what each node of a cluster runs: `node:`
+  Stack client;  // what a client runs to reach the cluster: `client:`
   SerializerSpec key, value;
+  YAML::Mark where;
 };
 
 struct ConfigData {
   std::string source;
+  std::vector<NodeInfo> nodes;
   std::vector<StoreDef> stores;
 };
 
@@ -57,6 +66,7 @@ using internal::ConfigData;
 using internal::LayerEntry;
 using internal::ParamsData;
 using internal::SerializerSpec;
+using internal::Stack;
 using internal::StoreDef;
 
 [[noreturn]] void fail_at(const std::string& file, const YAML::Mark& mark,
@@ -170,34 +180,14 @@ SerializerSpec parse_serializer(const std::string& file, const std::string& stor
               "` is a serializer name (identity, string, int64, ...) or a map with `type:`");
 }
 
-StoreDef parse_store(const std::string& file, const std::string& name,
-                     const YAML::Node& key, const YAML::Node& def) {
-  if (!def.IsMap()) {
-    fail_at(file, def.IsNull() ? key.Mark() : def.Mark(),
-            "store '" + name + "': expected a map with a `stack` list, found " + kind_of(def));
-  }
-  check_unique_keys(file, def);
-  StoreDef store{name, {}, {}, {}};
-  YAML::Node stack;
-  bool has_stack = false;
-  for (const auto& kv : def) {
-    const std::string k = kv.first.Scalar();
-    if (k == "stack") {
-      stack = kv.second;
-      has_stack = true;
-    } else if (k == "key" || k == "value") {
-      (k == "key" ? store.key : store.value) = parse_serializer(file, name, k, kv.first, kv.second);
-    } else {
-      fail_at(file, kv.first.Mark(),
-              "store '" + name + "': unknown key '" + k + "' (expected: key, value, stack)");
-    }
-  }
-  if (!has_stack) fail_at(file, key.Mark(), "store '" + name + "': missing `stack` list");
+Stack parse_stack(const std::string& file, const std::string& name, const std::string& which,
+                  const YAML::Node& stack) {
   if (!stack.IsSequence() || stack.size() == 0) {
     fail_at(file, stack.Mark(),
-            "store '" + name + "': `stack` must be a non-empty list of layers ending "
+            "store '" + name + "': `" + which + "` must be a non-empty list of layers ending "
             "with an engine, found " + kind_of(stack));
   }
+  Stack out;
   for (size_t i = 0; i < stack.size(); ++i) {
     LayerEntry e = parse_entry(file, name, stack[i]);
     const bool last = i + 1 == stack.size();
@@ -211,9 +201,93 @@ StoreDef parse_store(const std::string& file, const std::string& name,
               "store '" + name + "': the stack ends with layer '" + e.name +
                   "'; the last entry must be an engine, e.g. `- engine: memory`");
     }
-    store.stack.push_back(std::move(e));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+StoreDef parse_store(const std::string& file, const std::string& name,
+                     const YAML::Node& key, const YAML::Node& def) {
+  if (!def.IsMap()) {
+    fail_at(file, def.IsNull() ? key.Mark() : def.Mark(),
+            "store '" + name + "': expected a map with a `stack` list, found " + kind_of(def));
+  }
+  check_unique_keys(file, def);
+  StoreDef store;
+  store.name = name;
+  store.where = key.Mark();
+  for (const auto& kv : def) {
+    const std::string k = kv.first.Scalar();
+    if (k == "stack") {
+      store.stack = parse_stack(file, name, k, kv.second);
+    } else if (k == "node") {
+      store.node = parse_stack(file, name, k, kv.second);
+    } else if (k == "client") {
+      store.client = parse_stack(file, name, k, kv.second);
+    } else if (k == "key" || k == "value") {
+      (k == "key" ? store.key : store.value) = parse_serializer(file, name, k, kv.first, kv.second);
+    } else {
+      fail_at(file, kv.first.Mark(),
+              "store '" + name + "': unknown key '" + k +
+                  "' (expected: key, value, stack, node, client)");
+    }
+  }
+  if (store.stack.empty() && store.node.empty() && store.client.empty()) {
+    fail_at(file, key.Mark(),
+            "store '" + name + "': missing `stack` list (or `node:` and `client:` stacks)");
   }
   return store;
+}
+
+std::vector<NodeInfo> parse_cluster(const std::string& file, const YAML::Node& cluster) {
+  if (!cluster.IsMap()) {
+    fail_at(file, cluster.Mark(), std::string("`cluster` must be a map with `nodes`, found ") +
+                                      kind_of(cluster));
+  }
+  check_unique_keys(file, cluster);
+  std::vector<NodeInfo> nodes;
+  for (const auto& kv : cluster) {
+    const std::string k = kv.first.Scalar();
+    if (k != "nodes") fail_at(file, kv.first.Mark(), "cluster: unknown key '" + k + "' (expected: nodes)");
+    const YAML::Node& list = kv.second;
+    if (!list.IsSequence() || list.size() == 0) {
+      fail_at(file, list.Mark(), "cluster: `nodes` must be a non-empty list of {id, address}");
+    }
+    for (const auto& n : list) {
+      if (!n.IsMap()) fail_at(file, n.Mark(), "cluster: a node is a map {id: N, address: host:port}");
+      check_unique_keys(file, n);
+      NodeInfo info;
+      bool has_id = false, has_address = false;
+      for (const auto& f : n) {
+        const std::string fk = f.first.Scalar();
+        if (fk == "id") {
+          int64_t id = -1;
+          const std::string text = f.second.IsScalar() ? f.second.Scalar() : "";
+          auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+          if (ec != std::errc() || p != text.data() + text.size() || id < 0 || id > 65535) {
+            fail_at(file, f.second.Mark(), "cluster: a node id is an integer from 0 to 65535");
+          }
+          info.id = static_cast<NodeId>(id);
+          has_id = true;
+        } else if (fk == "address") {
+          info.address = f.second.IsScalar() ? f.second.Scalar() : "";
+          if (info.address.rfind(':') == std::string::npos) {
+            fail_at(file, f.second.Mark(), "cluster: a node address is host:port");
+          }
+          has_address = true;
+        } else {
+          fail_at(file, f.first.Mark(), "cluster: unknown node key '" + fk + "' (expected: id, address)");
+        }
+      }
+      if (!has_id || !has_address) fail_at(file, n.Mark(), "cluster: a node needs `id` and `address`");
+      for (const NodeInfo& other : nodes) {
+        if (other.id == info.id) fail_at(file, n.Mark(), "cluster: node id " + std::to_string(info.id) + " appears twice");
+        if (other.address == info.address) fail_at(file, n.Mark(), "cluster: address " + info.address + " appears twice");
+      }
+      nodes.push_back(std::move(info));
+    }
+  }
+  return nodes;
 }
 
 std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::string& text) {
@@ -234,7 +308,13 @@ std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::s
   bool has_stores = false;
   for (const auto& kv : root) {
     const std::string k = kv.first.Scalar();
-    if (k != "stores") fail_at(source, kv.first.Mark(), "unknown key '" + k + "' (expected: stores)");
+    if (k == "cluster") {
+      data->nodes = parse_cluster(source, kv.second);
+      continue;
+    }
+    if (k != "stores") {
+      fail_at(source, kv.first.Mark(), "unknown key '" + k + "' (expected: cluster, stores)");
+    }
     stores = kv.second;
     has_stores = true;
   }
@@ -269,8 +349,14 @@ YAML::Node lookup(const ParamsData& d, std::string_view key) {
   return YAML::Node(YAML::NodeType::Undefined);
 }
 
-std::string expand(std::string s, const std::string& store) {
-  for (size_t at; (at = s.find("{store}")) != std::string::npos;) s.replace(at, 7, store);
+std::string expand(std::string s, const ParamsData& d) {
+  for (size_t at; (at = s.find("{store}")) != std::string::npos;) s.replace(at, 7, d.store);
+  for (size_t at; (at = s.find("{node}")) != std::string::npos;) {
+    if (d.node_id.empty()) {
+      throw InvalidArgument("'{node}' is only known in a node's stack (`node:`), served by cairn-server");
+    }
+    s.replace(at, 6, d.node_id);
+  }
   return s;
 }
 
@@ -284,7 +370,7 @@ bool Params::has(std::string_view key) const {
 std::optional<std::string> Params::scalar() const {
   d_->scalar_used = true;
   if (!d_->node.IsScalar()) return std::nullopt;
-  return expand(d_->node.Scalar(), d_->store);
+  return expand(d_->node.Scalar(), *d_);
 }
 
 void Params::fail(std::string_view key, const std::string& what) const {
@@ -323,12 +409,12 @@ std::optional<std::string> scalar_param(const Params& p, const ParamsData& d,
 std::string Params::get_string(std::string_view key) const {
   auto v = scalar_param(*this, *d_, key, "a string");
   if (!v) fail("", "missing required parameter '" + std::string(key) + "'");
-  return expand(*v, d_->store);
+  return expand(*v, *d_);
 }
 
 std::string Params::get_string(std::string_view key, std::string_view fallback) const {
   auto v = scalar_param(*this, *d_, key, "a string");
-  return expand(v ? *v : std::string(fallback), d_->store);
+  return expand(v ? *v : std::string(fallback), *d_);
 }
 
 int64_t Params::get_int(std::string_view key, int64_t fallback, int64_t min,
@@ -545,38 +631,66 @@ StoreSerializers Config::serializers(std::string_view store, const LayerRegistry
           build_serializer(*d_, def, "value", def.value, registry)};
 }
 
-std::unique_ptr<Store> Config::open(std::string_view store,
-                                    const LayerRegistry& registry) const {
-  const StoreDef* def = &find_store(*d_, store);
+namespace {
+
+std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, const Stack& stack,
+                                   const std::string& node, const LayerRegistry& registry) {
   std::unique_ptr<Store> top;
-  for (auto it = def->stack.rbegin(); it != def->stack.rend(); ++it) {
+  for (auto it = stack.rbegin(); it != stack.rend(); ++it) {
     const LayerEntry& e = *it;
     auto data = std::make_shared<ParamsData>();
-    data->file = d_->source;
-    data->store = def->name;
+    data->file = d.source;
+    data->store = def.name;
+    data->node_id = node;
     data->layer = e.name;
     data->node = e.params;
     data->where = e.where;
     if (e.engine) {
       const EngineFactory* f = registry.engine(e.name);
       if (f == nullptr) {
-        fail_at(d_->source, e.where,
-                "store '" + def->name + "': unknown engine '" + e.name +
+        fail_at(d.source, e.where,
+                "store '" + def.name + "': unknown engine '" + e.name +
                     "' (known engines: " + layer_names(registry, true) + ")");
       }
-      top = build_one(d_->source, e, data, [&](const Params& p) { return (*f)(p); });
+      top = build_one(d.source, e, data, [&](const Params& p) { return (*f)(p); });
       continue;
     }
     const LayerFactory* f = registry.layer(e.name);
     if (f == nullptr) {
-      fail_at(d_->source, e.where,
-              "store '" + def->name + "': unknown layer '" + e.name +
+      fail_at(d.source, e.where,
+              "store '" + def.name + "': unknown layer '" + e.name +
                   "' (known layers: " + layer_names(registry, false) + ")");
     }
-    top = build_one(d_->source, e, data,
-                    [&](const Params& p) { return (*f)(std::move(top), p); });
+    top = build_one(d.source, e, data, [&](const Params& p) { return (*f)(std::move(top), p); });
   }
   return top;
 }
+
+}  // namespace
+
+std::unique_ptr<Store> Config::open(std::string_view store,
+                                    const LayerRegistry& registry) const {
+  const StoreDef& def = find_store(*d_, store);
+  const Stack& stack = !def.client.empty() ? def.client : def.stack;
+  if (stack.empty()) {
+    fail_at(d_->source, def.where,
+            "store '" + def.name + "' has only a `node:` stack: clients need `client:` (or "
+            "`stack:` for an embedded store), or reach a server with cairn --server");
+  }
+  return build_stack(*d_, def, stack, "", registry);
+}
+
+std::unique_ptr<Store> Config::open_node(std::string_view store, NodeId node,
+                                         const LayerRegistry& registry) const {
+  const StoreDef& def = find_store(*d_, store);
+  const Stack& stack = !def.node.empty() ? def.node : def.stack;
+  if (stack.empty()) {
+    fail_at(d_->source, def.where,
+            "store '" + def.name + "' has no `node:` (or `stack:`) for a server to run");
+  }
+  return build_stack(*d_, def, stack, std::to_string(node), registry);
+}
+
+const std::vector<NodeInfo>& Config::nodes() const { return d_->nodes; }
 
 }  // namespace cairn

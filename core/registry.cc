@@ -5,6 +5,7 @@
 #include "engines/lmdb/lmdb_store.h"
 #include "engines/memory/memory_store.h"
 #include "layers/compression/compression_store.h"
+#include "layers/grpc/grpc_store.h"
 #include "layers/logging/logging_store.h"
 #include "layers/stats/stats_store.h"
 #include "layers/versioning/resolving_store.h"
@@ -66,6 +67,7 @@ LayerRegistry& default_registry() {
     // Engines: the bottom of a stack.
     r->add_engine("memory", make_memory_engine, "in-memory sharded hash table");
     r->add_engine("lmdb", make_lmdb_engine, "LMDB environment on disk");
+    r->add_engine("grpc", make_grpc_engine, "a cairn server over the network (the client's leaf)");
     // Layers, in the order a stack usually lists them.
     r->add_layer("resolve", make_resolving_layer, "settles concurrent versions on read");
     r->add_layer("stats", make_stats_layer, "op counts, errors and latency percentiles");

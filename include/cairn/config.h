@@ -30,6 +30,12 @@ namespace internal {
 struct ConfigData;
 }  // namespace internal
 
+// A node of the cluster a config describes.
+struct NodeInfo {
+  NodeId id = 0;
+  std::string address;  // host:port
+};
+
 // A store's serializers: how its keys and values become bytes. Both default
 // to identity (bytes as they are).
 struct StoreSerializers {
@@ -51,12 +57,20 @@ class Config {
   // The stores it defines, in file order.
   std::vector<std::string> store_names() const;
 
-  // Builds the stack of `store` bottom-up: the engine first, then each layer
-  // over it. The caller owns the result. Throws NotFound for an unknown
-  // store, ConfigError for an unknown layer or a bad parameter, and whatever
-  // an engine throws when it opens.
+  // Builds the stack a client of `store` runs — its `client:` stack, or its
+  // `stack:` for an embedded store — bottom-up: the engine first, then each
+  // layer over it. The caller owns the result. Throws NotFound for an
+  // unknown store, ConfigError for an unknown layer or a bad parameter, and
+  // whatever an engine throws when it opens.
   std::unique_ptr<Store> open(std::string_view store,
                               const LayerRegistry& registry = default_registry()) const;
+  // The stack node `node` serves for `store`: its `node:` stack, or its
+  // `stack:`. "{node}" in parameters expands to the node's id.
+  std::unique_ptr<Store> open_node(std::string_view store, NodeId node,
+                                   const LayerRegistry& registry = default_registry()) const;
+
+  // The `cluster: nodes:` entries, in file order (empty without a cluster).
+  const std::vector<NodeInfo>& nodes() const;
 
   // The serializers named by the store's `key:` and `value:` entries, e.g.
   //   key: string

@@ -12,7 +12,7 @@ CAIRN_PACKAGES=(
   g++ meson ninja-build pkg-config python3
   liblmdb-dev libyaml-cpp-dev libabsl-dev
   libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev
-  libprotobuf-dev protobuf-compiler
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

@@ -83,7 +83,7 @@ TEST(ConfigTest, UnknownLayerNamesThePositionAndTheKnownLayers) {
 
 TEST(ConfigTest, UnknownEngine) {
   expect_error("stores:\n  s:\n    stack:\n      - engine: {rocks: {}}\n", 4, 18,
-               "unknown engine 'rocks' (known engines: lmdb, memory");
+               "unknown engine 'rocks' (known engines: grpc, lmdb, memory");
 }
 
 TEST(ConfigTest, MissingRequiredParameter) {
@@ -119,9 +119,9 @@ TEST(ConfigTest, EngineMustBeLast) {
 TEST(ConfigTest, StructuralErrors) {
   expect_error("stores: [", 1, 1, "YAML syntax error: end of sequence flow not found");
   expect_error("- a\n- b\n", 1, 1, "expected a map with a `stores` key, found a list");
-  expect_error("store:\n  s: {}\n", 1, 1, "unknown key 'store' (expected: stores)");
+  expect_error("store:\n  s: {}\n", 1, 1, "unknown key 'store' (expected: cluster, stores)");
   expect_error("stores: {}\n", 1, 9, "`stores` must map store names to stores");
-  expect_error("stores:\n  s:\n    stak: []\n", 3, 5, "unknown key 'stak' (expected: key, value, stack)");
+  expect_error("stores:\n  s:\n    stak: []\n", 3, 5, "unknown key 'stak' (expected: key, value, stack, node, client)");
   expect_error("stores:\n  s:\n    stack: []\n", 3, 12, "`stack` must be a non-empty list");
   expect_error("stores:\n  s:\n    stack:\n      - {a: 1, b: 2}\n", 4, 9, "with several keys");
   expect_error("stores:\n  s:\n    stack:\n      - engine\n", 4, 9,
@@ -243,6 +243,45 @@ TEST(ConfigTest, SerializerErrorsPointAtTheEntry) {
                           "unknown parameter 'charset'");
   expect_serializer_error(head + "    value: {type: json, schemas: ['{\"a\": 1']}\n", 4, 34,
                           "JSON at offset");
+}
+
+TEST(ConfigTest, ClusterNodesAndNodeStacks) {
+  TempDir dir;
+  const Config config = Config::parse(R"(
+cluster:
+  nodes:
+    - {id: 0, address: 127.0.0.1:7071}
+    - {id: 1, address: 127.0.0.1:7072}
+stores:
+  users:
+    node:
+      - stats
+      - engine: {lmdb: {path: ")" + dir.path() + R"(/{node}/{store}", durability: nosync}}
+    client:
+      - engine: {memory: {shards: 2}}
+)",
+                                      "cluster.yaml");
+  ASSERT_EQ(config.nodes().size(), 2u);
+  EXPECT_EQ(config.nodes()[1].id, 1u);
+  EXPECT_EQ(config.nodes()[1].address, "127.0.0.1:7072");
+  auto node1 = config.open_node("users", 1);
+  EXPECT_NE(node1->describe().find(dir.path() + "/1/users"), std::string::npos) << node1->describe();
+  EXPECT_NE(config.open("users")->describe().find("memory 'users' (2 shards"), std::string::npos)
+      << "clients get the client stack";
+}
+
+TEST(ConfigTest, ClusterAndStackErrors) {
+  expect_error("cluster:\n  nodes:\n    - {id: 0, address: a:1}\n    - {id: 0, address: b:1}\n"
+               "stores:\n  s: {stack: [{engine: memory}]}\n",
+               4, 7, "node id 0 appears twice");
+  expect_error("cluster:\n  nodes: [{id: x, address: a:1}]\nstores:\n  s: {stack: [{engine: memory}]}\n",
+               2, 16, "a node id is an integer");
+  expect_error("cluster:\n  nodes: [{id: 1, address: nowhere}]\nstores:\n  s: {stack: [{engine: memory}]}\n",
+               2, 28, "a node address is host:port");
+  expect_error("stores:\n  s:\n    node: [{engine: memory}]\n", 2, 3,
+               "has only a `node:` stack");
+  expect_error("stores:\n  s:\n    stack: [{engine: {lmdb: {path: \"d/{node}\"}}}]\n", 3, 23,
+               "'{node}' is only known in a node's stack");
 }
 
 // A layer defined by a user, registered in their own registry.

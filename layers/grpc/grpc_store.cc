@@ -1,0 +1,377 @@
+#include "layers/grpc/grpc_store.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cairn/errors.h"
+#include "layers/grpc/cairn.grpc.pb.h"
+#include "layers/grpc/wire.h"
+
+namespace cairn {
+
+namespace {
+
+std::string read_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(std::string("cannot read the TLS ") + what + " " + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string join(const std::vector<std::string>& parts, const char* sep) {
+  std::string out;
+  for (const std::string& p : parts) out += (out.empty() ? "" : sep) + p;
+  return out;
+}
+
+}  // namespace
+
+struct GrpcStore::Impl {
+  GrpcOptions options;
+  std::string where;  // for messages: "grpc 127.0.0.1:7070 store 'default'"
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<rpc::Store::Stub> stub;
+  std::atomic<bool> closed{false};
+
+  // Callback calls in flight. The store waits for them before it goes, so
+  // a callback never drops the last reference to the channel (a gRPC
+  // deadlock, #37198) and never touches a destroyed store.
+  std::mutex inflight_mu;
+  std::condition_variable inflight_cv;
+  int inflight = 0;  // guarded by inflight_mu
+
+  void start_async() {
+    std::lock_guard lock(inflight_mu);
+    ++inflight;
+  }
+  // The last thing a callback does: notifying under the lock means the
+  // waiter cannot destroy the condition variable before we are done.
+  void end_async() {
+    std::lock_guard lock(inflight_mu);
+    --inflight;
+    inflight_cv.notify_all();
+  }
+  void wait_async() {
+    std::unique_lock lock(inflight_mu);
+    inflight_cv.wait(lock, [this] { return inflight == 0; });
+  }
+
+  void check_open() const {
+    if (closed.load(std::memory_order_relaxed)) {
+      throw FailedPrecondition(where + ": store is closed");
+    }
+  }
+
+  void prepare(grpc::ClientContext* ctx, std::chrono::milliseconds timeout) const {
+    ctx->set_deadline(std::chrono::system_clock::now() + timeout);
+  }
+
+  // Runs a blocking call with retries on UNAVAILABLE (if `retry`), and
+  // rethrows a failure as the cairn error it carries.
+  template <typename Call>
+  void call(const char* what, bool retry, Call&& attempt) const {
+    check_open();
+    std::chrono::milliseconds backoff = options.backoff;
+    for (int i = 0;; ++i) {
+      grpc::ClientContext ctx;
+      prepare(&ctx, options.timeout);
+      const grpc::Status status = attempt(&ctx);
+      if (status.ok()) return;
+      if (retry && status.error_code() == grpc::StatusCode::UNAVAILABLE && i < options.retries) {
+        std::this_thread::sleep_for(backoff);
+        backoff *= 2;
+        continue;
+      }
+      internal::throw_status(status, where + ": " + what);
+    }
+  }
+};
+
+GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
+  impl_->options = std::move(options);
+  const GrpcOptions& o = impl_->options;
+  if (o.targets.empty()) throw InvalidArgument("grpc: no targets");
+  impl_->where = "grpc " + join(o.targets, ",") + " store '" + o.store + "'";
+
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_size));
+  args.SetMaxSendMessageSize(static_cast<int>(o.max_message_size));
+  // Keep idle connections warm, so the first call after a pause does not
+  // pay for a reconnect.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  std::string target = o.targets.front();
+  if (o.targets.size() > 1) {
+    args.SetLoadBalancingPolicyName("round_robin");
+    target = "ipv4:" + join(o.targets, ",");
+  }
+  if (!o.tls_server_name.empty()) args.SetSslTargetNameOverride(o.tls_server_name);
+
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (o.tls_ca.empty() && o.tls_cert.empty()) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    if (!o.tls_ca.empty()) ssl.pem_root_certs = read_file(o.tls_ca, "CA");
+    if (!o.tls_cert.empty()) {
+      ssl.pem_cert_chain = read_file(o.tls_cert, "certificate");
+      ssl.pem_private_key = read_file(o.tls_key, "key");
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  impl_->channel = grpc::CreateCustomChannel(target, creds, args);
+  impl_->stub = rpc::Store::NewStub(impl_->channel);
+}
+
+GrpcStore::~GrpcStore() {
+  close();
+  impl_->wait_async();
+}
+
+void GrpcStore::get_into(std::string_view key, std::vector<Versioned>* out) {
+  rpc::GetRequest req;
+  req.set_store(impl_->options.store);
+  req.set_key(std::string(key));
+  rpc::GetResponse resp;
+  impl_->call("get", true, [&](grpc::ClientContext* ctx) {
+    resp.Clear();
+    return impl_->stub->Get(ctx, req, &resp);
+  });
+  out->clear();
+  for (const rpc::Version& v : resp.versions()) out->push_back(internal::from_wire(v));
+}
+
+std::map<std::string, std::vector<Versioned>> GrpcStore::get_all(
+    std::span<const std::string> keys) {
+  rpc::GetAllRequest req;
+  req.set_store(impl_->options.store);
+  for (const std::string& k : keys) req.add_keys(k);
+  rpc::GetAllResponse resp;
+  impl_->call("get_all", true, [&](grpc::ClientContext* ctx) {
+    resp.Clear();
+    return impl_->stub->GetAll(ctx, req, &resp);
+  });
+  std::map<std::string, std::vector<Versioned>> out;
+  for (const rpc::KeyVersions& kv : resp.found()) {
+    std::vector<Versioned>& versions = out[kv.key()];
+    for (const rpc::Version& v : kv.versions()) versions.push_back(internal::from_wire(v));
+  }
+  return out;
+}
+
+PutResult GrpcStore::put(std::string_view key, const Versioned& value) {
+  rpc::PutRequest req;
+  req.set_store(impl_->options.store);
+  req.set_key(std::string(key));
+  internal::to_wire(value, req.mutable_version());
+  rpc::PutResponse resp;
+  impl_->call("put", impl_->options.retry_writes, [&](grpc::ClientContext* ctx) {
+    return impl_->stub->Put(ctx, req, &resp);
+  });
+  return resp.obsolete() ? PutResult::kObsolete : PutResult::kStored;
+}
+
+bool GrpcStore::remove(std::string_view key, const VectorClock& version) {
+  rpc::DeleteRequest req;
+  req.set_store(impl_->options.store);
+  req.set_key(std::string(key));
+  internal::to_wire(version, req.mutable_clock());
+  rpc::DeleteResponse resp;
+  impl_->call("delete", impl_->options.retry_writes, [&](grpc::ClientContext* ctx) {
+    return impl_->stub->Delete(ctx, req, &resp);
+  });
+  return resp.deleted();
+}
+
+std::vector<VectorClock> GrpcStore::versions(std::string_view key) {
+  rpc::GetRequest req;
+  req.set_store(impl_->options.store);
+  req.set_key(std::string(key));
+  rpc::GetVersionsResponse resp;
+  impl_->call("get_versions", true, [&](grpc::ClientContext* ctx) {
+    resp.Clear();
+    return impl_->stub->GetVersions(ctx, req, &resp);
+  });
+  std::vector<VectorClock> out;
+  for (const rpc::Clock& c : resp.clocks()) out.push_back(internal::from_wire(c));
+  return out;
+}
+
+namespace {
+
+// Reads a server's Scan stream. Holds the store's state, so it may outlive
+// the store; after close() it fails like every iterator.
+class GrpcIterator final : public StoreIterator {
+ public:
+  explicit GrpcIterator(std::shared_ptr<GrpcStore::Impl> impl) : impl_(std::move(impl)) {
+    rpc::ScanRequest req;
+    req.set_store(impl_->options.store);
+    impl_->prepare(&ctx_, impl_->options.scan_timeout);
+    reader_ = impl_->stub->Scan(&ctx_, req);
+  }
+  ~GrpcIterator() override {
+    if (!done_) ctx_.TryCancel();  // stop the server's stream early
+    if (reader_) reader_->Finish();
+  }
+
+  bool next() override {
+    impl_->check_open();
+    if (done_) return false;
+    if (!reader_->Read(&msg_)) {
+      done_ = true;
+      const grpc::Status status = reader_->Finish();
+      reader_.reset();
+      if (!status.ok()) internal::throw_status(status, impl_->where + ": scan");
+      return false;
+    }
+    versions_.clear();
+    for (const rpc::Version& v : msg_.versions()) versions_.push_back(internal::from_wire(v));
+    return true;
+  }
+  std::string_view key() const override { return msg_.key(); }
+  const std::vector<Versioned>& versions() const override { return versions_; }
+
+ private:
+  std::shared_ptr<GrpcStore::Impl> impl_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<rpc::KeyVersions>> reader_;
+  rpc::KeyVersions msg_;
+  std::vector<Versioned> versions_;
+  bool done_ = false;
+};
+
+// One callback call in flight: owns its context, request and response, and
+// deletes itself after the user's callback — the last thing it touches.
+template <typename Req, typename Resp>
+struct AsyncCall {
+  grpc::ClientContext ctx;
+  Req req;
+  Resp resp;
+};
+
+}  // namespace
+
+std::unique_ptr<StoreIterator> GrpcStore::scan() {
+  impl_->check_open();
+  return std::make_unique<GrpcIterator>(impl_);
+}
+
+void GrpcStore::async_get(std::string_view key,
+                          std::function<void(std::vector<Versioned>, std::exception_ptr)> done) {
+  impl_->check_open();
+  auto* call = new AsyncCall<rpc::GetRequest, rpc::GetResponse>;
+  call->req.set_store(impl_->options.store);
+  call->req.set_key(std::string(key));
+  impl_->prepare(&call->ctx, impl_->options.timeout);
+  impl_->start_async();
+  impl_->stub->async()->Get(&call->ctx, &call->req, &call->resp,
+                            [call, impl = impl_.get(), done = std::move(done)](grpc::Status status) {
+                              std::vector<Versioned> out;
+                              std::exception_ptr error;
+                              try {
+                                if (!status.ok()) internal::throw_status(status, impl->where + ": get");
+                                for (const rpc::Version& v : call->resp.versions()) {
+                                  out.push_back(internal::from_wire(v));
+                                }
+                              } catch (...) {
+                                error = std::current_exception();
+                              }
+                              delete call;
+                              done(std::move(out), error);
+                              impl->end_async();
+                            });
+}
+
+void GrpcStore::async_put(std::string_view key, const Versioned& value,
+                          std::function<void(PutResult, std::exception_ptr)> done) {
+  impl_->check_open();
+  auto* call = new AsyncCall<rpc::PutRequest, rpc::PutResponse>;
+  call->req.set_store(impl_->options.store);
+  call->req.set_key(std::string(key));
+  internal::to_wire(value, call->req.mutable_version());
+  impl_->prepare(&call->ctx, impl_->options.timeout);
+  impl_->start_async();
+  impl_->stub->async()->Put(&call->ctx, &call->req, &call->resp,
+                            [call, impl = impl_.get(), done = std::move(done)](grpc::Status status) {
+                              PutResult result = PutResult::kStored;
+                              std::exception_ptr error;
+                              try {
+                                if (!status.ok()) internal::throw_status(status, impl->where + ": put");
+                                if (call->resp.obsolete()) result = PutResult::kObsolete;
+                              } catch (...) {
+                                error = std::current_exception();
+                              }
+                              delete call;
+                              done(result, error);
+                              impl->end_async();
+                            });
+}
+
+void GrpcStore::async_remove(std::string_view key, const VectorClock& version,
+                             std::function<void(bool, std::exception_ptr)> done) {
+  impl_->check_open();
+  auto* call = new AsyncCall<rpc::DeleteRequest, rpc::DeleteResponse>;
+  call->req.set_store(impl_->options.store);
+  call->req.set_key(std::string(key));
+  internal::to_wire(version, call->req.mutable_clock());
+  impl_->prepare(&call->ctx, impl_->options.timeout);
+  impl_->start_async();
+  impl_->stub->async()->Delete(&call->ctx, &call->req, &call->resp,
+                               [call, impl = impl_.get(), done = std::move(done)](grpc::Status status) {
+                                 bool deleted = false;
+                                 std::exception_ptr error;
+                                 try {
+                                   if (!status.ok()) {
+                                     internal::throw_status(status, impl->where + ": delete");
+                                   }
+                                   deleted = call->resp.deleted();
+                                 } catch (...) {
+                                   error = std::current_exception();
+                                 }
+                                 delete call;
+                                 done(deleted, error);
+                                 impl->end_async();
+                               });
+}
+
+void GrpcStore::close() { impl_->closed.store(true); }
+
+std::string GrpcStore::describe() const {
+  return impl_->where + " (timeout " + std::to_string(impl_->options.timeout.count()) +
+         " ms, " + std::to_string(impl_->options.retries) + " retries" +
+         (impl_->options.targets.size() > 1 ? ", round-robin" : "") +
+         (impl_->options.tls_ca.empty() ? "" : ", TLS") + ")";
+}
+
+std::unique_ptr<Store> make_grpc_engine(const Params& p) {
+  GrpcOptions o;
+  o.store = p.get_string("store", p.store());
+  const Json targets = p.get_json("targets");
+  if (targets.is_string()) {
+    o.targets.push_back(targets.as_string());
+  } else if (targets.is_array()) {
+    for (const Json& t : targets.as_array()) {
+      if (!t.is_string()) p.fail("targets", "expected host:port strings");
+      o.targets.push_back(t.as_string());
+    }
+  }
+  if (o.targets.empty()) p.fail("targets", "expected host:port or a list of them");
+  o.timeout = std::chrono::milliseconds(p.get_int("timeout_ms", o.timeout.count(), 1, 3600000));
+  o.retries = static_cast<int>(p.get_int("retries", o.retries, 0, 100));
+  o.backoff = std::chrono::milliseconds(p.get_int("backoff_ms", o.backoff.count(), 0, 60000));
+  o.retry_writes = p.get_bool("retry_writes", o.retry_writes);
+  o.max_message_size = p.get_bytes("max_message_size", o.max_message_size, 1 << 20, 1u << 31);
+  o.tls_ca = p.get_string("tls_ca", "");
+  o.tls_cert = p.get_string("tls_cert", "");
+  o.tls_key = p.get_string("tls_key", "");
+  o.tls_server_name = p.get_string("tls_server_name", "");
+  return std::make_unique<GrpcStore>(std::move(o));
+}
+
+}  // namespace cairn

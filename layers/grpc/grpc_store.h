@@ -1,0 +1,94 @@
+// GrpcStore: a Store whose calls go to a cairn server. One channel per
+// target list, shared by every thread; a deadline on every call; reads
+// retried with backoff when the server is unavailable (writes only if told:
+// a retried put may already have been applied). Several targets are
+// balanced with gRPC's round_robin policy: the load-balanced entry point of
+// a server-routed cluster.
+//
+// Besides the blocking Store calls it offers callback-based ones, so the
+// routing layer can fan out to many replicas without a thread each.
+//
+// Thread-safe.
+
+#ifndef CAIRN_LAYERS_GRPC_GRPC_STORE_H_
+#define CAIRN_LAYERS_GRPC_GRPC_STORE_H_
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cairn/registry.h"
+#include "cairn/store.h"
+
+namespace cairn {
+
+struct GrpcOptions {
+  // The store's name on the servers.
+  std::string store = "default";
+  // host:port of each server. Several are balanced round-robin; they must
+  // then be IPv4 literals (ipv4:a,b,c) or a single DNS name.
+  std::vector<std::string> targets;
+  // Deadline of each call (each attempt).
+  std::chrono::milliseconds timeout{5000};
+  // Attempts after the first for a call that fails with UNAVAILABLE, with
+  // backoff doubling from `backoff`. Reads only, unless retry_writes.
+  int retries = 2;
+  std::chrono::milliseconds backoff{50};
+  bool retry_writes = false;
+  // Deadline of a whole scan.
+  std::chrono::milliseconds scan_timeout{std::chrono::minutes(10)};
+  // Largest message received; raise it with the values you store.
+  size_t max_message_size = 64 << 20;
+  // TLS: the CA that signed the servers' certificates; with a certificate
+  // and key too, the client presents them (mutual TLS). Empty: plaintext.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  // The name to check servers' certificates against, when it is not the
+  // target's host (e.g. tests with a certificate issued to "localhost").
+  std::string tls_server_name;
+};
+
+class GrpcStore final : public Store {
+ public:
+  // Creates the channel; connects lazily. Throws InvalidArgument for bad
+  // options, IoError for unreadable TLS files.
+  explicit GrpcStore(GrpcOptions options);
+  ~GrpcStore() override;
+
+  void get_into(std::string_view key, std::vector<Versioned>* out) override;
+  std::map<std::string, std::vector<Versioned>> get_all(
+      std::span<const std::string> keys) override;
+  PutResult put(std::string_view key, const Versioned& value) override;
+  bool remove(std::string_view key, const VectorClock& version) override;
+  std::vector<VectorClock> versions(std::string_view key) override;
+  std::unique_ptr<StoreIterator> scan() override;
+  void close() override;
+  std::string describe() const override;
+
+  // The non-blocking path: the callback runs once, on a gRPC thread, with
+  // the result or the error (as an exception_ptr holding a cairn::Error).
+  // It must not block. No retries: the caller fans out and decides.
+  void async_get(std::string_view key,
+                 std::function<void(std::vector<Versioned>, std::exception_ptr)> done);
+  void async_put(std::string_view key, const Versioned& value,
+                 std::function<void(PutResult, std::exception_ptr)> done);
+  void async_remove(std::string_view key, const VectorClock& version,
+                    std::function<void(bool, std::exception_ptr)> done);
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// The `grpc` layer of config files, the network leaf of a client's stack:
+//   grpc: {targets: [127.0.0.1:7070], timeout_ms: 5000, retries: 2}
+std::unique_ptr<Store> make_grpc_engine(const Params& params);
+
+}  // namespace cairn
+
+#endif  // CAIRN_LAYERS_GRPC_GRPC_STORE_H_

@@ -1,0 +1,74 @@
+// StoreServer: serves stores over gRPC (the Store and Admin services of
+// cairn.proto, gRPC's standard health service and server reflection) with
+// gRPC's callback API. Engine work that may block — writes (an fsync),
+// scans — runs on a pool of cairn's own threads, never on gRPC's; reads run
+// inline.
+//
+// Thread-safe. The server owns the stores it serves and closes them after
+// it has stopped.
+
+#ifndef CAIRN_LAYERS_GRPC_SERVER_H_
+#define CAIRN_LAYERS_GRPC_SERVER_H_
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "cairn/serializer.h"
+#include "cairn/store.h"
+
+namespace cairn {
+
+struct ServerOptions {
+  // host:port to listen on; port 0 lets the OS choose (see port()).
+  // Binds loopback unless told otherwise.
+  std::string listen = "127.0.0.1:0";
+  // Largest request or response, in bytes. Raise it with the stores' value
+  // limits: a get_all of many large values travels as one message.
+  size_t max_message_size = 64 << 20;
+  // Threads for engine work that may block (writes, scans).
+  int worker_threads = 4;
+  // TLS: a server certificate and key (PEM files); with a CA file as well,
+  // clients must present a certificate that CA signed (mutual TLS). All
+  // empty: plaintext.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+};
+
+// A store to serve, with its serializers (reported by the Admin service).
+struct ServedStore {
+  std::shared_ptr<Store> store;
+  std::shared_ptr<const AnySerializer> key;
+  std::shared_ptr<const AnySerializer> value;
+};
+
+class StoreServer {
+ public:
+  // Starts serving. Throws Unavailable if the address cannot be bound,
+  // IoError if a TLS file cannot be read.
+  StoreServer(ServerOptions options, std::map<std::string, ServedStore> stores);
+  // shutdown() with a one-second grace.
+  ~StoreServer();
+  StoreServer(const StoreServer&) = delete;
+  StoreServer& operator=(const StoreServer&) = delete;
+
+  // The port the server listens on (the chosen one if the options said 0).
+  int port() const;
+  // Stops accepting calls, lets in-flight ones finish for up to `grace`
+  // (then cancels them), runs the queued engine work, and closes the
+  // stores. Idempotent.
+  void shutdown(std::chrono::milliseconds grace);
+  // Blocks until shutdown() has run (from another thread or a signal).
+  void wait();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cairn
+
+#endif  // CAIRN_LAYERS_GRPC_SERVER_H_
