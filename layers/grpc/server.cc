@@ -30,6 +30,40 @@ struct Served {
 
 using StoreMap = std::map<std::string, std::unique_ptr<Served>, std::less<>>;
 
+// Counts the calls in flight, and refuses new ones once draining. gRPC's own
+// Shutdown(deadline) waits for every client connection to go away, idle
+// ones included, until the deadline: draining ourselves lets a server with
+// idle clients stop as soon as its last call has finished.
+class Drain {
+ public:
+  // False (and the call must be refused) once draining.
+  bool enter() {
+    std::lock_guard lock(mu_);
+    if (draining_) return false;
+    ++inflight_;
+    return true;
+  }
+  void leave() {
+    std::lock_guard lock(mu_);
+    if (--inflight_ == 0) cv_.notify_all();
+  }
+  // Refuses new calls, then waits up to `grace` for those in flight.
+  void drain(std::chrono::milliseconds grace) {
+    std::unique_lock lock(mu_);
+    draining_ = true;
+    cv_.wait_for(lock, grace, [this] { return inflight_ == 0; });
+  }
+  static grpc::Status refused() {
+    return internal::to_status(Unavailable("the server is shutting down"));
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int inflight_ = 0;
+  bool draining_ = false;
+};
+
 // The store a request names; NotFound (NOT_FOUND on the wire) if none.
 Store& lookup(const StoreMap& stores, const std::string& name) {
   auto it = stores.find(name);
@@ -83,8 +117,10 @@ void do_get_versions(const StoreMap& stores, const rpc::GetRequest& req,
 // one at a time (gRPC allows one write in flight).
 class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
  public:
-  ScanReactor(const StoreMap& stores, internal::Executor& executor, const rpc::ScanRequest& req)
-      : executor_(executor), limit_(req.limit()) {
+  // REQUIRES: drain.enter() succeeded for this call; OnDone leaves.
+  ScanReactor(const StoreMap& stores, internal::Executor& executor, Drain& drain,
+              const rpc::ScanRequest& req)
+      : executor_(executor), drain_(drain), limit_(req.limit()) {
     executor_.submit([this, &stores, store = req.store()] {
       const grpc::Status st = status_of([&] { it_ = lookup(stores, store).scan(); });
       if (!st.ok()) return finish(st);
@@ -96,7 +132,10 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
     if (!ok) return finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
     executor_.submit([this] { next(); });
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    drain_.leave();
+    delete this;
+  }
 
  private:
   // Runs on the worker pool.
@@ -121,6 +160,7 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
   }
 
   internal::Executor& executor_;
+  Drain& drain_;
   const uint64_t limit_;
   uint64_t sent_ = 0;
   std::unique_ptr<StoreIterator> it_;
@@ -136,8 +176,9 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
 // has half-closed and every request has been answered.
 class StreamReactor final : public grpc::ServerBidiReactor<rpc::StreamRequest, rpc::StreamResponse> {
  public:
-  StreamReactor(const StoreMap& stores, internal::Executor& executor)
-      : stores_(stores), executor_(executor) {
+  // REQUIRES: drain.enter() succeeded for this call; OnDone leaves.
+  StreamReactor(const StoreMap& stores, internal::Executor& executor, Drain& drain)
+      : stores_(stores), executor_(executor), drain_(drain) {
     StartRead(&request_);
   }
 
@@ -179,7 +220,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<rpc::StreamRequest, r
     cancelled_ = true;
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    drain_.leave();
+    delete this;
+  }
 
  private:
   rpc::StreamResponse answer(const rpc::StreamRequest& req) {
@@ -237,6 +281,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<rpc::StreamRequest, r
 
   const StoreMap& stores_;
   internal::Executor& executor_;
+  Drain& drain_;
   rpc::StreamRequest request_;  // the read in flight
 
   std::mutex mu_;
@@ -253,8 +298,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<rpc::StreamRequest, r
 
 class StoreService final : public rpc::Store::CallbackService {
  public:
-  StoreService(const StoreMap& stores, internal::Executor& executor)
-      : stores_(stores), executor_(executor) {}
+  StoreService(const StoreMap& stores, internal::Executor& executor, Drain& drain)
+      : stores_(stores), executor_(executor), drain_(drain) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const rpc::GetRequest* req,
                                 rpc::GetResponse* resp) override {
@@ -279,18 +324,34 @@ class StoreService final : public rpc::Store::CallbackService {
   }
   grpc::ServerWriteReactor<rpc::KeyVersions>* Scan(grpc::CallbackServerContext*,
                                                    const rpc::ScanRequest* req) override {
-    return new ScanReactor(stores_, executor_, *req);
+    if (!drain_.enter()) return new Refused<grpc::ServerWriteReactor<rpc::KeyVersions>>();
+    return new ScanReactor(stores_, executor_, drain_, *req);
   }
   grpc::ServerBidiReactor<rpc::StreamRequest, rpc::StreamResponse>* Stream(
       grpc::CallbackServerContext*) override {
-    return new StreamReactor(stores_, executor_);
+    if (!drain_.enter()) {
+      return new Refused<grpc::ServerBidiReactor<rpc::StreamRequest, rpc::StreamResponse>>();
+    }
+    return new StreamReactor(stores_, executor_, drain_);
   }
 
  private:
+  // A streaming call refused while draining: finishes at once.
+  template <typename Reactor>
+  struct Refused final : Reactor {
+    Refused() { this->Finish(Drain::refused()); }
+    void OnDone() override { delete this; }
+  };
+
   template <typename Fn>
   grpc::ServerUnaryReactor* inline_call(grpc::CallbackServerContext* ctx, Fn&& fn) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (!drain_.enter()) {
+      reactor->Finish(Drain::refused());
+      return reactor;
+    }
     reactor->Finish(status_of(fn));
+    drain_.leave();
     return reactor;
   }
 
@@ -299,12 +360,20 @@ class StoreService final : public rpc::Store::CallbackService {
   template <typename Fn>
   grpc::ServerUnaryReactor* worker_call(grpc::CallbackServerContext* ctx, Fn fn) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    executor_.submit([reactor, fn = std::move(fn)] { reactor->Finish(status_of(fn)); });
+    if (!drain_.enter()) {
+      reactor->Finish(Drain::refused());
+      return reactor;
+    }
+    executor_.submit([this, reactor, fn = std::move(fn)] {
+      reactor->Finish(status_of(fn));
+      drain_.leave();
+    });
     return reactor;
   }
 
   const StoreMap& stores_;
   internal::Executor& executor_;
+  Drain& drain_;
 };
 
 class AdminService final : public rpc::Admin::CallbackService {
@@ -374,6 +443,7 @@ struct StoreServer::Impl {
   ServerOptions options;
   StoreMap stores;
   std::unique_ptr<internal::Executor> executor;
+  Drain drain;
   std::unique_ptr<StoreService> store_service;
   std::unique_ptr<AdminService> admin_service;
   std::unique_ptr<grpc::Server> server;
@@ -394,7 +464,7 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
     impl_->stores.emplace(name, std::move(served));
   }
   impl_->executor = std::make_unique<internal::Executor>(impl_->options.worker_threads);
-  impl_->store_service = std::make_unique<StoreService>(impl_->stores, *impl_->executor);
+  impl_->store_service = std::make_unique<StoreService>(impl_->stores, *impl_->executor, impl_->drain);
   impl_->admin_service = std::make_unique<AdminService>(impl_->stores);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -428,10 +498,13 @@ void StoreServer::shutdown(std::chrono::milliseconds grace) {
     if (impl_->stopping) return;
     impl_->stopping = true;
   }
-  // In-flight calls get `grace` to finish; then gRPC cancels them. Work
-  // already queued on the pool runs to completion (destroying the executor
-  // joins it) before the stores close underneath it.
-  impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
+  // New calls are refused (UNAVAILABLE: clients retry elsewhere) while
+  // those in flight get `grace` to finish; then gRPC stops, cancelling what
+  // is left and dropping idle connections. Work already queued on the pool
+  // runs to completion (destroying the executor joins it) before the stores
+  // close underneath it.
+  impl_->drain.drain(grace);
+  impl_->server->Shutdown(std::chrono::system_clock::now());
   impl_->server->Wait();
   impl_->executor.reset();
   for (auto& [name, s] : impl_->stores) s->store.store->close();

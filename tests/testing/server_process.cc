@@ -1,0 +1,110 @@
+#include "tests/testing/server_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace cairn::testing {
+
+std::string server_binary() {
+  const char* path = std::getenv("CAIRN_SERVER");
+  if (path == nullptr || *path == '\0') {
+    throw std::runtime_error("CAIRN_SERVER is not set (the test runner sets it)");
+  }
+  return path;
+}
+
+namespace {
+
+// Waits up to `timeout` for the child to exit; returns its status, or -1.
+int wait_for(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (std::chrono::steady_clock::now() > until) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace
+
+ServerProcess::ServerProcess(const std::string& config, int node, int port,
+                             std::vector<std::string> extra) {
+  static int counter = 0;
+  const std::string tag = std::to_string(::getpid()) + "-" + std::to_string(++counter);
+  const std::string port_file = config + ".port-" + tag;
+  log_path_ = config + ".log-" + tag;
+  ::unlink(port_file.c_str());
+
+  std::vector<std::string> args = {server_binary(), "--config", config, "--node",
+                                   std::to_string(node), "--listen",
+                                   "127.0.0.1:" + std::to_string(port), "--port-file", port_file,
+                                   "--grace-ms", "2000"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + args[0] + ": " + std::strerror(rc));
+
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    std::ifstream in(port_file);
+    if (in >> port_) break;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("cairn-server exited before serving:\n" + log());
+    }
+    if (std::chrono::steady_clock::now() > until) {
+      stop(SIGKILL);
+      throw std::runtime_error("cairn-server did not report a port in 20 s:\n" + log());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::unlink(port_file.c_str());
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) stop(SIGTERM);
+}
+
+int ServerProcess::stop(int signal) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, signal);
+  int status = wait_for(pid_, std::chrono::seconds(10));
+  if (status < 0) {
+    ::kill(pid_, SIGKILL);
+    status = wait_for(pid_, std::chrono::seconds(10));
+  }
+  pid_ = -1;
+  return status;
+}
+
+std::string ServerProcess::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace cairn::testing

@@ -1,0 +1,190 @@
+// cairn-server: serves every store of a config over gRPC, each with the
+// node's `node:` stack (or its `stack:`).
+
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "cairn/config.h"
+#include "cairn/errors.h"
+#include "cairn/log.h"
+#include "layers/grpc/server.h"
+
+namespace {
+
+using namespace cairn;
+
+constexpr char kHelp[] = R"(usage: cairn-server --config FILE [--node ID] [--listen ADDR:PORT] [options]
+
+Serves every store of the config over gRPC (the Store and Admin services of
+layers/grpc/cairn.proto, plus gRPC health and reflection), each store with
+the node's `node:` stack, or its `stack:`. "{node}" in the config's
+parameters expands to the node id, so one config describes every node.
+
+  --config FILE          the config (required)
+  --node ID              this node's id in the config's cluster (default 0)
+  --listen ADDR:PORT     where to listen; default: the node's address in the
+                         config. Port 0 picks a free port (see --port-file).
+                         Binds only the address given: 127.0.0.1 unless told
+  --port-file FILE       write the port listened on to FILE once serving
+  --workers N            threads for engine work that may block (default 4)
+  --max-message-size B   largest request or response in bytes (default 64 MiB)
+  --tls-cert FILE        serve TLS with this certificate (PEM) ...
+  --tls-key FILE         ... and this private key (PEM)
+  --tls-ca FILE          require clients to present a certificate this CA
+                         signed (mutual TLS)
+  --grace-ms N           on SIGTERM or SIGINT, let in-flight calls finish for
+                         up to N ms before cancelling them (default 5000)
+
+On SIGTERM or SIGINT the server stops accepting calls, drains in-flight ones,
+and closes its engines cleanly (LMDB flushed), then exits 0. Exit status: 2
+for bad usage or config, 1 for a failure to serve.
+)";
+
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Args {
+  std::string config;
+  NodeId node = 0;
+  std::string listen;
+  std::string port_file;
+  ServerOptions server;
+  int grace_ms = 5000;
+};
+
+uint64_t number(const std::string& flag, const std::string& text) {
+  try {
+    size_t used = 0;
+    const unsigned long long v = std::stoull(text, &used);
+    if (used == text.size() && text[0] != '-') return v;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(flag + " expects a non-negative integer, got '" + text + "'");
+}
+
+std::optional<Args> parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kHelp;
+      return std::nullopt;
+    } else if (arg == "--config") {
+      a.config = value();
+    } else if (arg == "--node") {
+      a.node = static_cast<NodeId>(number(arg, value()));
+    } else if (arg == "--listen") {
+      a.listen = value();
+    } else if (arg == "--port-file") {
+      a.port_file = value();
+    } else if (arg == "--workers") {
+      a.server.worker_threads = static_cast<int>(number(arg, value()));
+    } else if (arg == "--max-message-size") {
+      a.server.max_message_size = number(arg, value());
+    } else if (arg == "--tls-cert") {
+      a.server.tls_cert = value();
+    } else if (arg == "--tls-key") {
+      a.server.tls_key = value();
+    } else if (arg == "--tls-ca") {
+      a.server.tls_ca = value();
+    } else if (arg == "--grace-ms") {
+      a.grace_ms = static_cast<int>(number(arg, value()));
+    } else {
+      throw UsageError("unknown argument " + arg + " (see --help)");
+    }
+  }
+  if (a.config.empty()) throw UsageError("--config is required (see --help)");
+  return a;
+}
+
+int serve(const Args& a) {
+  // Signals go to the waiting thread below, not to gRPC's threads: block
+  // them before any thread starts, so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const Config config = Config::load(a.config);
+  ServerOptions options = a.server;
+  options.listen = a.listen;
+  if (options.listen.empty()) {
+    for (const NodeInfo& n : config.nodes()) {
+      if (n.id == a.node) options.listen = n.address;
+    }
+    if (options.listen.empty()) {
+      throw UsageError("no --listen, and node " + std::to_string(a.node) + " has no address in " +
+                       a.config + "'s cluster section");
+    }
+  }
+  std::map<std::string, ServedStore> stores;
+  std::string served;
+  for (const std::string& name : config.store_names()) {
+    const StoreSerializers s = config.serializers(name);
+    ServedStore store{std::shared_ptr<Store>(config.open_node(name, a.node)), s.key, s.value};
+    std::string stack = store.store->describe();
+    stack = stack.substr(0, stack.find('\n'));
+    served += (served.empty() ? "" : "; ") + name + " (" + stack + ")";
+    stores.emplace(name, std::move(store));
+  }
+  StoreServer server(options, std::move(stores));
+  const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " listening on " + host +
+                           ":" + std::to_string(server.port()) +
+                           (options.tls_cert.empty() ? "" : " (TLS)") + ", serving " + served);
+  if (!a.port_file.empty()) {
+    // Written whole under a temporary name, then renamed: a reader never
+    // sees a partial port.
+    const std::string tmp = a.port_file + ".tmp";
+    std::ofstream(tmp) << server.port() << "\n";
+    std::rename(tmp.c_str(), a.port_file.c_str());
+  }
+  std::thread stopper([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    log(LogLevel::kInfo, std::string("cairn-server node ") + std::to_string(a.node) + ": " +
+                             (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", draining");
+    server.shutdown(std::chrono::milliseconds(a.grace_ms));
+  });
+  server.wait();
+  stopper.join();
+  log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " stopped; stores closed");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const std::optional<Args> a = parse(argc, argv);
+    return a ? serve(*a) : 0;
+  } catch (const UsageError& e) {
+    std::cerr << "cairn-server: " << e.what() << "\n";
+    return 2;
+  } catch (const cairn::InvalidArgument& e) {
+    std::cerr << "cairn-server: " << e.what() << "\n";
+    return 2;
+  } catch (const cairn::NotFound& e) {
+    std::cerr << "cairn-server: " << e.what() << "\n";
+    return 2;
+  } catch (const cairn::Error& e) {
+    std::cerr << "cairn-server: " << cairn::to_string(e.code()) << ": " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "cairn-server: " << e.what() << "\n";
+    return 1;
+  }
+}
