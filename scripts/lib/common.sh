@@ -13,6 +13,7 @@ CAIRN_PACKAGES=(
   liblmdb-dev libyaml-cpp-dev libabsl-dev
   libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+  python3-grpcio python3-protobuf openssl
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

@@ -7,9 +7,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
-CAIRN = None
+CAIRN = SERVER = None
 
 
 class CliTest(unittest.TestCase):
@@ -213,6 +214,46 @@ class CliTest(unittest.TestCase):
         self.assertIn("not hexadecimal", self.fails(2, "get", "--hex", "zz"))
         self.assertIn("odd number", self.fails(2, "get", "--hex", "abc"))
 
+    def test_server_mode(self):
+        cfg = self.write_config(
+            "cluster:\n  nodes: [{id: 4, address: 127.0.0.1:0}]\n"
+            "stores:\n"
+            "  users:\n"
+            "    key: string\n"
+            "    value: {type: json, schema: {name: string}}\n"
+            "    node: [{engine: {lmdb: {path: \"n{node}/{store}\"}}}]\n")
+        port_file = os.path.join(self.dir, "port")
+        server = subprocess.Popen([SERVER, "--config", cfg, "--node", "4", "--port-file", port_file],
+                                  cwd=self.dir, stderr=subprocess.PIPE)
+        try:
+            for _ in range(2000):
+                if os.path.exists(port_file):
+                    break
+                time.sleep(0.01)
+            with open(port_file) as f:
+                addr = "127.0.0.1:" + f.read().strip()
+            # With --config, values use the store's formats over the wire too.
+            self.ok("--server", addr, "--config", cfg, "--store", "users", "put", "ada",
+                    '{"name":"Ada"}')
+            self.assertEqual(self.ok("--server", addr, "--config", cfg, "--store", "users",
+                                     "get", "ada"), '{"name":"Ada"}\n')
+            self.assertIn("field nmae: unknown field",
+                          self.fails(2, "--server", addr, "--config", cfg, "--store", "users",
+                                     "put", "bo", '{"nmae":"Bo"}'))
+            self.assertIn("no store 'default' on this server",
+                          self.fails(2, "--server", addr, "get", "k"))
+            out = self.ok("--server", addr, "--store", "users", "stack", "show")
+            self.assertIn("grpc " + addr + " store 'users'", out)
+            self.assertTrue(os.path.isdir(os.path.join(self.dir, "n4", "users")),
+                            "{node} expanded to the node id")
+        finally:
+            server.terminate()
+            self.assertEqual(server.wait(timeout=20), 0, server.stderr.read())
+        err = self.fails(4, "--server", addr, "get", "k")
+        self.assertIn("Unavailable", err)
+
+
 if __name__ == "__main__":
     CAIRN = os.path.abspath(sys.argv.pop(1))
+    SERVER = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)

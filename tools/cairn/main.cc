@@ -12,6 +12,7 @@
 #include "cairn/config.h"
 #include "cairn/errors.h"
 #include "cairn/store.h"
+#include "layers/grpc/grpc_store.h"
 
 namespace {
 
@@ -46,6 +47,9 @@ Options (before or after the command):
                     LMDB store 'default' under ./cairn-data
   --store NAME      the store to use; may be omitted when the config has one
                     store, or has one named 'default'
+  --server ADDRS    reach a cairn-server at HOST:PORT (several, comma-
+                    separated, are balanced round-robin) instead of opening
+                    a stack; with --config too, its serializers apply
   --hex             read and print identity keys and values as hexadecimal
                     (without it, raw bytes)
 
@@ -111,6 +115,7 @@ Lists the layers and engines a config file may name, with a summary each.
 struct Args {
   std::string config;
   std::string store;
+  std::string server;
   std::vector<std::string> positional;
   std::optional<std::string> clock;
   std::optional<std::string> writer;
@@ -146,6 +151,8 @@ Args parse_args(int argc, char** argv) {
       a.config = value(i, arg);
     } else if (arg == "--store") {
       a.store = value(i, arg);
+    } else if (arg == "--server") {
+      a.server = value(i, arg);
     } else if (arg == "--clock") {
       a.clock = value(i, arg);
     } else if (arg == "--writer") {
@@ -386,11 +393,40 @@ int run(int argc, char** argv) {
     throw UsageError("expected: cairn stack show");
   }
 
+  ClientOptions options;
+  options.node_id = a.writer ? static_cast<NodeId>(parse_count("--writer", *a.writer)) : 0;
+  if (!a.server.empty()) {
+    // A server's store, in the formats the config (if any) gives it.
+    const std::string name = a.store.empty() ? "default" : a.store;
+    StoreSerializers serializers{identity_serializer(), identity_serializer()};
+    if (!a.config.empty()) serializers = Config::load(a.config).serializers(name);
+    GrpcOptions grpc;
+    grpc.store = name;
+    for (size_t start = 0; start <= a.server.size();) {
+      size_t end = a.server.find(',', start);
+      if (end == std::string::npos) end = a.server.size();
+      if (end > start) grpc.targets.push_back(a.server.substr(start, end - start));
+      start = end + 1;
+    }
+    std::shared_ptr<Store> store = std::make_shared<GrpcStore>(grpc);
+    Target t{name, store, serializers,
+             Client<std::string, std::string>(store, identity_serializer(), identity_serializer(),
+                                              options),
+             a.hex};
+    if (command == "put") return cmd_put(t, a);
+    if (command == "get") return cmd_get(t, a);
+    if (command == "delete") return cmd_delete(t, a);
+    if (command == "scan") return cmd_scan(t, a);
+    std::cout << "store '" << name << "' on " << a.server << ":\n"
+              << "key:   " << serializers.key->describe() << "\n"
+              << "value: " << serializers.value->describe() << "\n"
+              << store->describe() << "\n";
+    return kOk;
+  }
+
   const Config config = a.config.empty() ? Config::parse(kDefaultConfig, kDefaultSource)
                                          : Config::load(a.config);
   const std::string name = pick_store(config, a.store);
-  ClientOptions options;
-  options.node_id = a.writer ? static_cast<NodeId>(parse_count("--writer", *a.writer)) : 0;
   // Serializers first: a bad `value:` entry is reported before any engine
   // opens (and creates its files).
   StoreSerializers serializers = config.serializers(name);

@@ -1,0 +1,361 @@
+// The network layer beyond the conformance suite: errors crossing the wire,
+// limits, the callback path, the Stream RPC, round-robin over several
+// servers with one killed, a graceful stop under load, and TLS.
+
+#include <signal.h>
+
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "cairn/errors.h"
+#include "engines/memory/memory_store.h"
+#include "layers/grpc/cairn.grpc.pb.h"
+#include "layers/grpc/grpc_store.h"
+#include "layers/grpc/server.h"
+#include "tests/testing/server_process.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn::testing {
+namespace {
+
+// An in-process server over loopback TCP, serving memory stores.
+class InProcess {
+ public:
+  explicit InProcess(ServerOptions o = {}, std::vector<std::string> stores = {"s"}) {
+    std::map<std::string, ServedStore> served;
+    for (const std::string& name : stores) {
+      MemoryOptions m;
+      m.name = name;
+      served[name] = {std::make_shared<MemoryStore>(m), nullptr, nullptr};
+    }
+    server_ = std::make_unique<StoreServer>(o, std::move(served));
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+  StoreServer& server() { return *server_; }
+
+  std::unique_ptr<GrpcStore> client(const std::string& store = "s") const {
+    GrpcOptions o;
+    o.store = store;
+    o.targets = {address()};
+    return std::make_unique<GrpcStore>(o);
+  }
+
+ private:
+  std::unique_ptr<StoreServer> server_;
+};
+
+TEST(GrpcTest, ErrorsSurfaceAsTheSameType) {
+  InProcess server;
+  auto c = server.client();
+  EXPECT_THROW(c->get(std::string(600, 'k')), InvalidArgument) << "the engine's limit, from afar";
+  EXPECT_THROW(c->put("", versioned("v", {{1, 1}})), InvalidArgument);
+  try {
+    server.client("nope")->get("k");
+    FAIL();
+  } catch (const NotFound& e) {
+    EXPECT_NE(std::string(e.what()).find("no store 'nope' on this server (it serves: s)"),
+              std::string::npos)
+        << e.what();
+  }
+  c->close();
+  EXPECT_THROW(c->get("k"), FailedPrecondition);
+}
+
+TEST(GrpcTest, AnUnreachableServerIsUnavailableAfterRetries) {
+  GrpcOptions o;
+  o.targets = {"127.0.0.1:1"};  // nothing listens there
+  o.retries = 2;
+  o.backoff = std::chrono::milliseconds(10);
+  GrpcStore c(o);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(c.get("k"), Unavailable);
+  EXPECT_THROW(c.put("k", versioned("v", {{1, 1}})), Unavailable) << "writes are not retried";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST(GrpcTest, MessagesOverTheLimitAreInvalidArgument) {
+  ServerOptions so;
+  so.max_message_size = 1 << 20;
+  InProcess server(so);
+  auto c = server.client();
+  EXPECT_THROW(c->put("big", Versioned{std::string(2 << 20, 'x'), clock({{1, 1}})}),
+               InvalidArgument);
+  EXPECT_TRUE(c->get("big").empty()) << "nothing was stored";
+  EXPECT_EQ(c->put("ok", Versioned{std::string(512 << 10, 'x'), clock({{1, 1}})}), PutResult::kStored);
+}
+
+TEST(GrpcTest, ScanStreamsEveryKey) {
+  InProcess server;
+  auto c = server.client();
+  for (int i = 0; i < 2000; ++i) c->put("k" + std::to_string(i), versioned("v", {{1, 1}}));
+  size_t n = 0;
+  auto it = c->scan();
+  while (it->next()) {
+    ++n;
+    EXPECT_EQ(it->versions().size(), 1u);
+  }
+  EXPECT_EQ(n, 2000u);
+  auto early = c->scan();
+  ASSERT_TRUE(early->next());
+  early.reset();  // abandoning a scan cancels the server's stream
+  EXPECT_EQ(c->get("k1").size(), 1u);
+}
+
+TEST(GrpcTest, CallbackCallsFanOutWithoutAThreadEach) {
+  InProcess server;
+  auto c = server.client();
+  constexpr int kCalls = 500;
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0, failures = 0;
+  auto finished = [&](bool ok) {
+    std::lock_guard lock(mu);
+    if (!ok) ++failures;
+    if (++done == kCalls) cv.notify_all();
+  };
+  for (int i = 0; i < kCalls; ++i) {
+    c->async_put("k" + std::to_string(i), versioned("v" + std::to_string(i), {{1, 1}}),
+                 [&](PutResult r, std::exception_ptr e) { finished(!e && r == PutResult::kStored); });
+  }
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done == kCalls; });
+  }
+  EXPECT_EQ(failures, 0);
+  done = 0;
+  std::atomic<int> right{0};
+  for (int i = 0; i < kCalls; ++i) {
+    c->async_get("k" + std::to_string(i), [&, i](std::vector<Versioned> v, std::exception_ptr e) {
+      if (!e && v.size() == 1 && v[0].value == "v" + std::to_string(i)) ++right;
+      finished(!e);
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done == kCalls; });
+  }
+  EXPECT_EQ(right.load(), kCalls);
+  // Errors arrive as exceptions of the same types.
+  std::exception_ptr error;
+  std::atomic<bool> got{false};
+  c->async_get("", [&](std::vector<Versioned>, std::exception_ptr e) {
+    error = e;
+    got = true;
+  });
+  c.reset();  // waits for the call in flight
+  ASSERT_TRUE(got.load());
+  EXPECT_THROW(std::rethrow_exception(error), InvalidArgument);
+}
+
+TEST(GrpcTest, StreamPipelinesTaggedRequests) {
+  InProcess server;
+  auto channel = grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials());
+  auto stub = rpc::Store::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = stub->Stream(&ctx);
+  constexpr int kRequests = 1000;
+  for (int i = 0; i < kRequests; ++i) {
+    rpc::StreamRequest req;
+    req.set_id(static_cast<uint64_t>(i));
+    if (i % 2 == 0) {
+      rpc::PutRequest* put = req.mutable_put();
+      put->set_store(i % 10 == 0 ? "missing" : "s");
+      put->set_key("k" + std::to_string(i));
+      put->mutable_version()->set_value("v");
+      put->mutable_version()->mutable_clock()->add_entries()->set_counter(1);
+    } else {
+      req.mutable_get()->set_store("s");
+      req.mutable_get()->set_key("k" + std::to_string(i - 1));
+    }
+    ASSERT_TRUE(stream->Write(req, grpc::WriteOptions().set_buffer_hint()));
+  }
+  stream->WritesDone();
+  std::vector<bool> answered(kRequests, false);
+  int errors = 0;
+  rpc::StreamResponse resp;
+  while (stream->Read(&resp)) {
+    ASSERT_LT(resp.id(), static_cast<uint64_t>(kRequests));
+    EXPECT_FALSE(answered[resp.id()]) << "answered twice";
+    answered[resp.id()] = true;
+    if (resp.has_error()) {
+      ++errors;
+      EXPECT_EQ(resp.error().code(), rpc::NOT_FOUND);
+      EXPECT_EQ(resp.id() % 10, 0u) << "only the puts to the missing store fail";
+    }
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(std::count(answered.begin(), answered.end(), true), kRequests);
+  EXPECT_EQ(errors, kRequests / 10);
+}
+
+TEST(GrpcTest, ShutdownWithIdleClientsIsPrompt) {
+  InProcess server;
+  auto c = server.client();
+  c->put("k", versioned("v", {{1, 1}}));
+  const auto start = std::chrono::steady_clock::now();
+  server.server().shutdown(std::chrono::seconds(5));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2))
+      << "an idle connection does not hold a stop for the whole grace";
+}
+
+// ---- Real processes -----------------------------------------------------------
+
+// Writes a config serving store `s` from `engine`, returns its path.
+std::string write_config(const TempDir& dir, const std::string& name, const std::string& engine) {
+  const std::string path = dir.sub(name);
+  std::ofstream(path) << "stores:\n  s:\n    node: [stats, {engine: " << engine << "}]\n";
+  return path;
+}
+
+int64_t calls_served(const std::string& address) {
+  auto stub = rpc::Admin::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  rpc::StatsRequest req;
+  rpc::StatsResponse resp;
+  const grpc::Status st = stub->Stats(&ctx, req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_NE(resp.reports().at("s").find("\nget"), std::string::npos) << "the stats layer's report";
+  return static_cast<int64_t>(resp.calls().at("s"));
+}
+
+TEST(GrpcProcessTest, RoundRobinSpreadsReadsAndSurvivesAKilledServer) {
+  TempDir dir;
+  const std::string config = write_config(dir, "rr.yaml", "memory");
+  std::vector<std::unique_ptr<ServerProcess>> servers;
+  GrpcOptions o;
+  o.store = "s";
+  o.retries = 5;
+  o.backoff = std::chrono::milliseconds(20);
+  for (int i = 0; i < 3; ++i) {
+    servers.push_back(std::make_unique<ServerProcess>(config));
+    o.targets.push_back(servers.back()->address());
+    // Each server has its own memory store: give every one the key.
+    GrpcOptions one = o;
+    one.targets = {servers.back()->address()};
+    GrpcStore(one).put("k", versioned("v", {{1, 1}}));
+  }
+  GrpcStore rr(o);
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(rr.get("k").at(0).value, "v");
+  for (auto& s : servers) {
+    EXPECT_GT(calls_served(s->address()), 50) << "round-robin reached " << s->address();
+  }
+  EXPECT_EQ(servers[1]->stop(SIGKILL), 128 + SIGKILL);
+  int failures = 0;
+  for (int i = 0; i < 300; ++i) {
+    try {
+      EXPECT_EQ(rr.get("k").at(0).value, "v");
+    } catch (const Unavailable&) {
+      ++failures;
+    }
+  }
+  EXPECT_EQ(failures, 0) << "reads keep being served by the two left";
+}
+
+TEST(GrpcProcessTest, SigtermDrainsAndLmdbSurvivesARestart) {
+  TempDir dir;
+  const std::string config =
+      write_config(dir, "lmdb.yaml", "{lmdb: {path: \"" + dir.sub("data") + "\", durability: nosync}}");
+  auto server = std::make_unique<ServerProcess>(config);
+  GrpcOptions o;
+  o.store = "s";
+  o.targets = {server->address()};
+  o.retries = 0;
+  GrpcStore c(o);
+  std::atomic<bool> stop{false};
+  std::atomic<int> acknowledged{0};
+  std::thread writer([&] {
+    for (int i = 0; !stop; ++i) {
+      try {
+        c.put("k" + std::to_string(i), versioned("v" + std::to_string(i), {{1, 1}}));
+        acknowledged = i + 1;
+      } catch (const Error&) {
+        return;  // the server went away: later writes were never acknowledged
+      }
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(server->stop(SIGTERM), 0) << server->log();
+  stop = true;
+  writer.join();
+  ASSERT_GT(acknowledged.load(), 10);
+  ServerProcess again(config);
+  o.targets = {again.address()};
+  GrpcStore after(o);
+  for (int i = 0; i < acknowledged.load(); ++i) {
+    ASSERT_EQ(after.get("k" + std::to_string(i)).at(0).value, "v" + std::to_string(i))
+        << "acknowledged write " << i << " of " << acknowledged.load();
+  }
+}
+
+// ---- TLS ------------------------------------------------------------------------
+
+void run(const std::string& command) {
+  ASSERT_EQ(std::system((command + " >/dev/null 2>&1").c_str()), 0) << command;
+}
+
+// A CA, a server certificate for 127.0.0.1 and localhost, and a client
+// certificate, made with the openssl command.
+void make_certificates(const TempDir& dir) {
+  const std::string d = dir.path();
+  run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=cairn-test-ca -keyout " + d +
+      "/ca.key -out " + d + "/ca.pem");
+  std::ofstream(d + "/san.ext") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+  for (const std::string who : {"server", "client"}) {
+    run("openssl req -newkey rsa:2048 -nodes -subj /CN=" + who + " -keyout " + d + "/" + who +
+        ".key -out " + d + "/" + who + ".csr");
+    run("openssl x509 -req -days 2 -in " + d + "/" + who + ".csr -CA " + d + "/ca.pem -CAkey " + d +
+        "/ca.key -CAcreateserial -extfile " + d + "/san.ext -out " + d + "/" + who + ".pem");
+  }
+}
+
+TEST(GrpcProcessTest, MutualTlsRefusesClientsWithoutTheRightCertificate) {
+  TempDir dir;
+  make_certificates(dir);
+  const std::string d = dir.path();
+  const std::string config = write_config(dir, "tls.yaml", "memory");
+  ServerProcess server(config, 0, 0,
+                       {"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key", "--tls-ca",
+                        d + "/ca.pem"});
+  GrpcOptions o;
+  o.store = "s";
+  o.targets = {server.address()};
+  o.retries = 0;
+  o.timeout = std::chrono::seconds(5);
+  o.tls_ca = d + "/ca.pem";
+  o.tls_cert = d + "/client.pem";
+  o.tls_key = d + "/client.key";
+  GrpcStore trusted(o);
+  ASSERT_EQ(trusted.put("k", versioned("v", {{1, 1}})), PutResult::kStored);
+  EXPECT_EQ(trusted.get("k").at(0).value, "v");
+
+  GrpcOptions no_cert = o;
+  no_cert.tls_cert.clear();
+  no_cert.tls_key.clear();
+  EXPECT_THROW(GrpcStore(no_cert).get("k"), Unavailable) << "no client certificate";
+
+  GrpcOptions plaintext = o;
+  plaintext.tls_ca.clear();
+  plaintext.tls_cert.clear();
+  plaintext.tls_key.clear();
+  EXPECT_THROW(GrpcStore(plaintext).get("k"), Unavailable) << "plaintext to a TLS server";
+
+  // A certificate from another CA is refused too.
+  TempDir other;
+  make_certificates(other);
+  GrpcOptions stranger = o;
+  stranger.tls_cert = other.path() + "/client.pem";
+  stranger.tls_key = other.path() + "/client.key";
+  EXPECT_THROW(GrpcStore(stranger).get("k"), Unavailable);
+}
+
+}  // namespace
+}  // namespace cairn::testing
