@@ -49,9 +49,11 @@ stores:
   const auto read = users.get_versions("alice").at(0);
   cairn::Json changed = read.value;
   changed["emails"].as_array().push_back("alice@example.org");
-  std::cout << "put_if with the version read: " << users.put_if("alice", changed, read.clock) << "\n";
+  const auto written = users.put_if("alice", changed, read.clock);
+  std::cout << "put_if with the version read: "
+            << (written ? "written at " + written->to_string() : "stale") << "\n";
   std::cout << "put_if with the same, now stale, version: "
-            << users.put_if("alice", changed, read.clock) << "\n";
+            << (users.put_if("alice", changed, read.clock) ? "written" : "stale") << "\n";
 
   // update(): read, apply, write, retry when another writer got there first.
   cairn::ClientOptions options;

@@ -105,17 +105,19 @@ class Client {
   }
 
   // Writes `value` as the successor of `version` (a clock from get_versions,
-  // or a merge of several). Returns false, writing nothing, unless every
-  // stored version is at or before `version`: a write that came after the
-  // read, or a sibling `version` does not include, makes it stale.
-  bool put_if(const K& key, const V& value, const VectorClock& version) {
+  // or a merge of several) and returns the clock written. Returns nullopt,
+  // writing nothing, unless every stored version is at or before `version`:
+  // a write that came after the read, or a sibling `version` does not
+  // include, makes it stale.
+  std::optional<VectorClock> put_if(const K& key, const V& value, const VectorClock& version) {
     const std::string k = keys_->to_bytes(key);
     for (const VectorClock& c : store_->versions(k)) {
       const Occurred o = compare(c, version);
-      if (o != Occurred::kBefore && o != Occurred::kEqual) return false;
+      if (o != Occurred::kBefore && o != Occurred::kEqual) return std::nullopt;
     }
     Versioned v{values_->to_bytes(value), version.incremented(options_.node_id, now_ms())};
-    return store_->put(k, v) == PutResult::kStored;
+    if (store_->put(k, v) != PutResult::kStored) return std::nullopt;
+    return std::move(v.clock);
   }
 
   // Deletes every version stored now. Returns false if the key was absent.

@@ -515,6 +515,12 @@ void StoreServer::shutdown(std::chrono::milliseconds grace) {
   impl_->cv.notify_all();
 }
 
+std::map<std::string, uint64_t> StoreServer::calls() const {
+  std::map<std::string, uint64_t> out;
+  for (const auto& [name, s] : impl_->stores) out[name] = s->calls.load(std::memory_order_relaxed);
+  return out;
+}
+
 void StoreServer::wait() {
   std::unique_lock lock(impl_->mu);
   impl_->cv.wait(lock, [this] { return impl_->stopped; });

@@ -15,8 +15,7 @@
 #include <memory>
 #include <string>
 
-#include "cairn/serializer.h"
-#include "cairn/store.h"
+#include "layers/serving.h"
 
 namespace cairn {
 
@@ -37,13 +36,6 @@ struct ServerOptions {
   std::string tls_ca;
 };
 
-// A store to serve, with its serializers (reported by the Admin service).
-struct ServedStore {
-  std::shared_ptr<Store> store;
-  std::shared_ptr<const AnySerializer> key;
-  std::shared_ptr<const AnySerializer> value;
-};
-
 class StoreServer {
  public:
   // Starts serving. Throws Unavailable if the address cannot be bound,
@@ -62,6 +54,9 @@ class StoreServer {
   void shutdown(std::chrono::milliseconds grace);
   // Blocks until shutdown() has run (from another thread or a signal).
   void wait();
+  // Calls served per store since the server started (the Admin Stats
+  // service reports the same).
+  std::map<std::string, uint64_t> calls() const;
 
   struct Impl;
 

@@ -13,7 +13,7 @@ CAIRN_PACKAGES=(
   liblmdb-dev libyaml-cpp-dev libabsl-dev
   libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-  python3-grpcio python3-protobuf openssl
+  python3-grpcio python3-protobuf openssl libboost1.74-dev curl
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

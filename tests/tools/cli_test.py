@@ -252,6 +252,79 @@ class CliTest(unittest.TestCase):
         err = self.fails(4, "--server", addr, "get", "k")
         self.assertIn("Unavailable", err)
 
+    def start_server(self, cfg, *extra):
+        """Starts cairn-server on free ports; returns (process, grpc, http)."""
+        port_file = os.path.join(self.dir, "port")
+        http_file = os.path.join(self.dir, "http-port")
+        for f in (port_file, http_file):
+            if os.path.exists(f):
+                os.unlink(f)
+        server = subprocess.Popen([SERVER, "--config", cfg, "--port-file", port_file,
+                                   "--http", "127.0.0.1:0", "--http-port-file", http_file]
+                                  + list(extra), cwd=self.dir, stderr=subprocess.PIPE)
+        for _ in range(2000):
+            if os.path.exists(http_file) or server.poll() is not None:
+                break
+            time.sleep(0.01)
+        with open(port_file) as f, open(http_file) as h:
+            return server, "127.0.0.1:" + f.read().strip(), "127.0.0.1:" + h.read().strip()
+
+    def curl(self, *args):
+        r = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}"] + list(args),
+                           capture_output=True, check=True)
+        body, _, code = r.stdout.rpartition(b"\n")
+        return int(code), body
+
+    def test_server_http(self):
+        cfg = self.write_config(
+            "cluster:\n  nodes: [{id: 0, address: 127.0.0.1:0}]\n"
+            "stores:\n"
+            "  users:\n"
+            "    key: string\n"
+            "    value: {type: json, schema: {name: string}}\n"
+            "    stack: [stats, {engine: {lmdb: {path: users}}}]\n")
+        server, addr, http = self.start_server(cfg)
+        try:
+            url = "http://" + http + "/stores/users/keys/ada%20l"
+            self.assertEqual(self.curl("-X", "PUT", "--data-binary", '{"name":"Ada"}', url),
+                             (204, b""))
+            # One store, two protocols: the CLI reads over gRPC what curl wrote.
+            self.assertEqual(self.ok("--server", addr, "--config", cfg, "--store", "users",
+                                     "get", "ada l"), '{"name":"Ada"}\n')
+            code, metrics = self.curl("http://" + http + "/metrics")
+            self.assertEqual(code, 200)
+            self.assertIn(b'cairn_grpc_calls_total{store="users"} 1\n', metrics)
+            self.assertIn(b'cairn_store_operations_total{store="users",op="put"} 1\n', metrics)
+        finally:
+            server.terminate()
+            self.assertEqual(server.wait(timeout=20), 0)
+        log = server.stderr.read().decode()
+        self.assertIn("HTTP on 127.0.0.1:" + http.split(":")[1], log)
+        self.assertIn("stopped; stores closed", log)
+
+        # Restarted on the same data: what HTTP wrote is still there.
+        server, addr, http = self.start_server(cfg)
+        try:
+            self.assertEqual(self.curl("http://" + http + "/stores/users/keys/ada%20l"),
+                             (200, b'{"name":"Ada"}'))
+        finally:
+            server.terminate()
+            self.assertEqual(server.wait(timeout=20), 0)
+
+    def test_server_usage_errors(self):
+        cfg = self.write_config("stores:\n  default:\n    stack: [{engine: memory}]\n")
+        for args, says in [
+                (["--listen", "127.0.0.1:0", "--http", "nowhere"], "is not HOST:PORT"),
+                (["--listen", "127.0.0.1:0", "--http", "example.org:80"], "is not an IP address"),
+                (["--http-port-file", "f"], "--http-port-file needs --http"),
+                (["--listen", "127.0.0.1:0", "--bogus"], "unknown argument --bogus"),
+                ([], "no --listen, and node 0 has no address"),
+        ]:
+            r = subprocess.run([SERVER, "--config", cfg] + args, cwd=self.dir,
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(says, r.stderr, args)
+
 
 if __name__ == "__main__":
     CAIRN = os.path.abspath(sys.argv.pop(1))

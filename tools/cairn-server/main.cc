@@ -3,7 +3,9 @@
 
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -14,12 +16,14 @@
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "layers/grpc/server.h"
+#include "layers/http/http_server.h"
 
 namespace {
 
 using namespace cairn;
 
-constexpr char kHelp[] = R"(usage: cairn-server --config FILE [--node ID] [--listen ADDR:PORT] [options]
+constexpr char kHelp[] = R"(usage: cairn-server --config FILE [--node ID] [--listen ADDR:PORT] [--http ADDR:PORT]
+                    [options]
 
 Serves every store of the config over gRPC (the Store and Admin services of
 layers/grpc/cairn.proto, plus gRPC health and reflection), each store with
@@ -32,6 +36,11 @@ parameters expands to the node id, so one config describes every node.
                          config. Port 0 picks a free port (see --port-file).
                          Binds only the address given: 127.0.0.1 unless told
   --port-file FILE       write the port listened on to FILE once serving
+  --http ADDR:PORT       also serve HTTP/1.1 there: GET/PUT/DELETE
+                         /stores/STORE/keys/KEY, /stores, /metrics, /health
+                         (see the README). Off by default
+  --http-port-file FILE  write the HTTP port to FILE once serving
+  --http-threads N       threads serving HTTP connections (default 2)
   --workers N            threads for engine work that may block (default 4)
   --max-message-size B   largest request or response in bytes (default 64 MiB)
   --tls-cert FILE        serve TLS with this certificate (PEM) ...
@@ -41,7 +50,8 @@ parameters expands to the node id, so one config describes every node.
   --grace-ms N           on SIGTERM or SIGINT, let in-flight calls finish for
                          up to N ms before cancelling them (default 5000)
 
-On SIGTERM or SIGINT the server stops accepting calls, drains in-flight ones,
+On SIGTERM or SIGINT the server stops accepting calls (HTTP first, then
+gRPC), drains in-flight ones,
 and closes its engines cleanly (LMDB flushed), then exits 0. Exit status: 2
 for bad usage or config, 1 for a failure to serve.
 )";
@@ -56,6 +66,9 @@ struct Args {
   NodeId node = 0;
   std::string listen;
   std::string port_file;
+  std::string http;
+  std::string http_port_file;
+  int http_threads = 2;
   ServerOptions server;
   int grace_ms = 5000;
 };
@@ -89,6 +102,12 @@ std::optional<Args> parse(int argc, char** argv) {
       a.listen = value();
     } else if (arg == "--port-file") {
       a.port_file = value();
+    } else if (arg == "--http") {
+      a.http = value();
+    } else if (arg == "--http-port-file") {
+      a.http_port_file = value();
+    } else if (arg == "--http-threads") {
+      a.http_threads = static_cast<int>(number(arg, value()));
     } else if (arg == "--workers") {
       a.server.worker_threads = static_cast<int>(number(arg, value()));
     } else if (arg == "--max-message-size") {
@@ -106,7 +125,20 @@ std::optional<Args> parse(int argc, char** argv) {
     }
   }
   if (a.config.empty()) throw UsageError("--config is required (see --help)");
+  if (!a.http_port_file.empty() && a.http.empty()) {
+    throw UsageError("--http-port-file needs --http");
+  }
   return a;
+}
+
+// Written whole under a temporary name, then renamed: a reader never sees a
+// partial port.
+void write_port(const std::string& file, int port) {
+  const std::string tmp = file + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  if (std::rename(tmp.c_str(), file.c_str()) != 0) {
+    throw IoError("cannot write the port to " + file + ": " + std::strerror(errno));
+  }
 }
 
 int serve(const Args& a) {
@@ -135,28 +167,54 @@ int serve(const Args& a) {
   for (const std::string& name : config.store_names()) {
     const StoreSerializers s = config.serializers(name);
     ServedStore store{std::shared_ptr<Store>(config.open_node(name, a.node)), s.key, s.value};
-    std::string stack = store.store->describe();
-    stack = stack.substr(0, stack.find('\n'));
+    // The stack on one line: "stats > lmdb 'users' at ...".
+    std::string stack;
+    for (const char c : store.store->describe()) {
+      if (c == '\n') {
+        stack += " > ";
+      } else if (c != ' ' || !stack.ends_with("> ")) {
+        stack += c;
+      }
+    }
     served += (served.empty() ? "" : "; ") + name + " (" + stack + ")";
     stores.emplace(name, std::move(store));
   }
+  const ServedStores http_stores = stores;
   StoreServer server(options, std::move(stores));
+  std::optional<HttpServer> http;
+  if (!a.http.empty()) {
+    HttpOptions h;
+    h.listen = a.http;
+    h.threads = a.http_threads;
+    h.node_id = a.node;
+    h.max_body = options.max_message_size;
+    h.extra_metrics = [&server] {
+      std::string out =
+          "# HELP cairn_grpc_calls_total gRPC calls served, by store.\n"
+          "# TYPE cairn_grpc_calls_total counter\n";
+      for (const auto& [name, n] : server.calls()) {
+        out += "cairn_grpc_calls_total{store=\"" + name + "\"} " + std::to_string(n) + "\n";
+      }
+      return out;
+    };
+    http.emplace(std::move(h), http_stores);
+  }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  const std::string http_note =
+      http ? ", HTTP on " + a.http.substr(0, a.http.rfind(':')) + ":" + std::to_string(http->port())
+           : "";
   log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " listening on " + host +
                            ":" + std::to_string(server.port()) +
-                           (options.tls_cert.empty() ? "" : " (TLS)") + ", serving " + served);
-  if (!a.port_file.empty()) {
-    // Written whole under a temporary name, then renamed: a reader never
-    // sees a partial port.
-    const std::string tmp = a.port_file + ".tmp";
-    std::ofstream(tmp) << server.port() << "\n";
-    std::rename(tmp.c_str(), a.port_file.c_str());
-  }
+                           (options.tls_cert.empty() ? "" : " (TLS)") + http_note + ", serving " +
+                           served);
+  if (!a.port_file.empty()) write_port(a.port_file, server.port());
+  if (http && !a.http_port_file.empty()) write_port(a.http_port_file, http->port());
   std::thread stopper([&] {
     int sig = 0;
     sigwait(&signals, &sig);
     log(LogLevel::kInfo, std::string("cairn-server node ") + std::to_string(a.node) + ": " +
                              (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", draining");
+    if (http) http->shutdown(std::chrono::milliseconds(a.grace_ms));
     server.shutdown(std::chrono::milliseconds(a.grace_ms));
   });
   server.wait();

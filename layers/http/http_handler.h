@@ -1,0 +1,87 @@
+// HttpHandler: what the HTTP front does with a request, apart from the
+// connection carrying it (see http_server.h for the resources). Kept free of
+// Beast so it is cheap to compile and to test.
+//
+// Thread-safe: requests may be handled concurrently.
+
+#ifndef CAIRN_LAYERS_HTTP_HTTP_HANDLER_H_
+#define CAIRN_LAYERS_HTTP_HTTP_HANDLER_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cairn/client.h"
+#include "cairn/versioned.h"
+#include "layers/serving.h"
+
+namespace cairn::internal {
+
+struct HttpRequest {
+  std::string method;  // "GET", "PUT", ...
+  std::string target;  // path and query, percent-encoded
+  std::string clock;   // the X-Cairn-Clock header; empty if absent
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::vector<std::pair<std::string, std::string>> headers;  // beyond the content type
+  std::string body;
+};
+
+// The header that carries vector clocks, both ways.
+inline constexpr char kClockHeader[] = "X-Cairn-Clock";
+// On an error response: the cairn error kind ("InvalidArgument", ...).
+inline constexpr char kErrorHeader[] = "X-Cairn-Error";
+
+class HttpHandler {
+ public:
+  // `node_id`: what PUTs increment. `extra_metrics`: appended to /metrics;
+  // may be empty.
+  HttpHandler(const ServedStores& stores, NodeId node_id,
+              std::function<std::string()> extra_metrics);
+
+  HttpResponse handle(const HttpRequest& request);
+
+  // Counts a response for /metrics; handle() counts its own, the server
+  // counts those it makes itself (a request it could not parse).
+  void count(int status);
+  // From now on /health says 503.
+  void set_draining() { draining_.store(true, std::memory_order_relaxed); }
+
+ private:
+  // A store with a byte-level client for writes that succeed what is
+  // stored (as the CLI's).
+  struct Served {
+    ServedStore store;
+    mutable Client<std::string, std::string> bytes;
+  };
+
+  HttpResponse route(const HttpRequest& request);
+  HttpResponse get_key(const Served& s, const std::string& key);
+  HttpResponse put_key(const Served& s, const std::string& key, const HttpRequest& request);
+  HttpResponse delete_key(const Served& s, const std::string& key, const HttpRequest& request);
+  HttpResponse list_stores() const;
+  HttpResponse metrics() const;
+
+  std::map<std::string, Served> stores_;
+  std::function<std::string()> extra_metrics_;
+  std::atomic<bool> draining_{false};
+  std::array<std::atomic<uint64_t>, 600> responses_{};  // by status code
+};
+
+// "a%2Fb" -> "a/b". Throws InvalidArgument for a '%' not followed by two
+// hex digits.
+std::string percent_decode(std::string_view text);
+
+}  // namespace cairn::internal
+
+#endif  // CAIRN_LAYERS_HTTP_HTTP_HANDLER_H_

@@ -1,0 +1,300 @@
+#include "layers/http/http_server.h"
+
+// With -fsanitize=address, GCC 12 reports a boost::optional inside Beast's
+// parser as maybe-uninitialized (a known false positive of the middle end,
+// which ignores that the header is a system header).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cairn/errors.h"
+#include "cairn/log.h"
+#include "layers/http/http_handler.h"
+
+namespace cairn {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using internal::HttpHandler;
+using internal::HttpRequest;
+using internal::HttpResponse;
+
+class Session;
+
+// "host:port" or "[v6]:port" -> an endpoint.
+tcp::endpoint parse_endpoint(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon + 1 == listen.size()) {
+    throw InvalidArgument("HTTP listen address '" + listen + "' is not HOST:PORT");
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned long port = 0;
+  try {
+    size_t used = 0;
+    port = std::stoul(listen.substr(colon + 1), &used);
+    if (used != listen.size() - colon - 1 || port > 65535) throw std::out_of_range("port");
+  } catch (const std::exception&) {
+    throw InvalidArgument("HTTP listen address '" + listen + "': the port is not 0..65535");
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  boost::system::error_code ec;
+  const asio::ip::address address = asio::ip::make_address(host, ec);
+  if (ec) {
+    throw InvalidArgument("HTTP listen address '" + listen + "': '" + host +
+                          "' is not an IP address");
+  }
+  return tcp::endpoint(address, static_cast<unsigned short>(port));
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(HttpOptions o, const ServedStores& stores)
+      : options(std::move(o)),
+        handler(stores, options.node_id, options.extra_metrics),
+        acceptor(asio::make_strand(io)) {}
+
+  void accept();
+
+  // Declared before io: handlers still queued when io is destroyed hold
+  // sessions, whose destructors use these.
+  HttpOptions options;
+  HttpHandler handler;
+  std::mutex mu;
+  std::condition_variable cv;
+  // Live connections, so shutdown can close the idle ones.
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;  // guarded by mu
+  bool draining = false;                                          // guarded by mu
+
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+  int port = 0;
+};
+
+namespace {
+
+// One connection: reads a request, answers it, and repeats while the client
+// keeps the connection alive. Its handlers run on its strand, one at a time.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer::Impl* server)
+      : stream_(std::move(socket)), server_(server) {}
+
+  ~Session() {
+    std::lock_guard lock(server_->mu);
+    server_->sessions.erase(this);
+    if (server_->sessions.empty()) server_->cv.notify_all();
+  }
+
+  void start() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
+  }
+
+  // On shutdown: a connection waiting for its next request is closed now;
+  // one in the middle of a request finishes it, then closes.
+  void drain() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ignored;
+      if (!self->busy_) self->stream_.socket().close(ignored);
+    });
+  }
+
+ private:
+  bool draining() {
+    std::lock_guard lock(server_->mu);
+    return server_->draining;
+  }
+
+  void read_header() {
+    if (draining()) return close();
+    busy_ = false;
+    parser_.emplace();
+    parser_->body_limit(server_->options.max_body);
+    stream_.expires_after(server_->options.idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              self->on_header(ec);
+                            });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return on_error(ec);
+    busy_ = true;
+    // curl and others wait for "100 Continue" before sending a large body.
+    const auto expect = parser_->get()[http::field::expect];
+    if (beast::iequals(expect, "100-continue")) {
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                      parser_->get().version());
+      http::async_write(stream_, *cont,
+                        [self = shared_from_this(), cont](beast::error_code e, size_t) {
+                          if (e) return self->close();
+                          self->read_body();
+                        });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) return self->on_error(ec);
+                       self->respond();
+                     });
+  }
+
+  void on_error(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == beast::error::timeout || ec.category() != http::make_error_code(http::error::bad_target).category()) {
+      return close();  // the client left, went quiet, or we are shutting down
+    }
+    // The request itself is wrong: say so, then close (the rest of the
+    // stream cannot be trusted).
+    HttpResponse r;
+    r.content_type = "text/plain; charset=utf-8";
+    if (ec == http::error::body_limit) {
+      r.status = 413;
+      r.body = "the request body is larger than the server's limit of " +
+               std::to_string(server_->options.max_body) + " bytes\n";
+    } else if (ec == http::error::header_limit) {
+      r.status = 431;
+      r.body = "the request header is too large\n";
+    } else {
+      r.status = 400;
+      r.body = "malformed HTTP request: " + ec.message() + "\n";
+    }
+    server_->handler.count(r.status);
+    send(r, 11, /*keep_alive=*/false);
+  }
+
+  void respond() {
+    const auto& req = parser_->get();
+    HttpRequest request;
+    request.method = std::string(req.method_string());
+    request.target = std::string(req.target());
+    request.clock = std::string(req[internal::kClockHeader]);
+    request.body = req.body();
+    const HttpResponse r = server_->handler.handle(request);
+    send(r, req.version(), req.keep_alive() && !draining());
+  }
+
+  void send(const HttpResponse& r, unsigned version, bool keep_alive) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(r.status), version);
+    res->set(http::field::server, "cairn");
+    if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res->set(name, value);
+    res->body() = r.body;
+    res->keep_alive(keep_alive);
+    res->prepare_payload();
+    stream_.expires_after(server_->options.idle_timeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                        if (ec || !res->keep_alive()) return self->close();
+                        self->read_header();
+                      });
+  }
+
+  void close() {
+    busy_ = false;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  HttpServer::Impl* server_;
+  bool busy_ = false;  // on the strand: a request is being read or answered
+};
+
+}  // namespace
+
+void HttpServer::Impl::accept() {
+  acceptor.async_accept(
+      asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+        if (!ec) {
+          auto session = std::make_shared<Session>(std::move(socket), this);
+          {
+            std::lock_guard lock(mu);
+            sessions.emplace(session.get(), session);
+          }
+          session->start();
+        } else {
+          log(LogLevel::kWarn, "HTTP accept: " + ec.message());
+        }
+        accept();
+      });
+}
+
+HttpServer::HttpServer(HttpOptions options, ServedStores stores)
+    : impl_(std::make_unique<Impl>(std::move(options), stores)) {
+  const tcp::endpoint endpoint = parse_endpoint(impl_->options.listen);
+  beast::error_code ec;
+  impl_->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(endpoint, ec);
+  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw Unavailable("HTTP: cannot listen on " + impl_->options.listen + ": " + ec.message());
+  }
+  impl_->port = impl_->acceptor.local_endpoint().port();
+  impl_->accept();
+  const int n = std::max(1, impl_->options.threads);
+  for (int i = 0; i < n; ++i) impl_->threads.emplace_back([io = &impl_->io] { io->run(); });
+}
+
+HttpServer::~HttpServer() { shutdown(std::chrono::seconds(1)); }
+
+int HttpServer::port() const { return impl_->port; }
+
+void HttpServer::shutdown(std::chrono::milliseconds grace) {
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->draining) return;
+    impl_->draining = true;
+    for (auto& [ptr, weak] : impl_->sessions) {
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+  }
+  impl_->handler.set_draining();
+  asio::post(impl_->acceptor.get_executor(), [impl = impl_.get()] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+  });
+  for (auto& s : live) s->drain();
+  live.clear();
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->cv.wait_for(lock, grace, [this] { return impl_->sessions.empty(); });
+  }
+  // What is left did not finish within the grace: cut it off.
+  impl_->io.stop();
+  for (std::thread& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+}  // namespace cairn

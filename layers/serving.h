@@ -1,0 +1,27 @@
+// What a server front serves: named stores with their serializers. The gRPC
+// server and the HTTP front take the same map; the serializers tell them
+// (and the clients they describe stores to) how keys and values are encoded.
+
+#ifndef CAIRN_LAYERS_SERVING_H_
+#define CAIRN_LAYERS_SERVING_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "cairn/serializer.h"
+#include "cairn/store.h"
+
+namespace cairn {
+
+struct ServedStore {
+  std::shared_ptr<Store> store;
+  std::shared_ptr<const AnySerializer> key;
+  std::shared_ptr<const AnySerializer> value;
+};
+
+using ServedStores = std::map<std::string, ServedStore>;
+
+}  // namespace cairn
+
+#endif  // CAIRN_LAYERS_SERVING_H_
