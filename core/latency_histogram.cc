@@ -30,6 +30,19 @@ void LatencyHistogram::record(uint64_t nanos) {
   }
 }
 
+void LatencyHistogram::merge_from(const LatencyHistogram& other) {
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    buckets_[i].fetch_add(other.buckets_[i].load(std::memory_order_relaxed),
+                          std::memory_order_relaxed);
+  }
+  count_.fetch_add(other.count_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  sum_.fetch_add(other.sum_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  const uint64_t m = other.max_.load(std::memory_order_relaxed);
+  uint64_t prev = max_.load(std::memory_order_relaxed);
+  while (m > prev && !max_.compare_exchange_weak(prev, m, std::memory_order_relaxed)) {
+  }
+}
+
 uint64_t LatencyHistogram::percentile(double q) const {
   uint64_t total = 0;
   for (const auto& b : buckets_) total += b.load(std::memory_order_relaxed);

@@ -18,6 +18,8 @@ class LatencyHistogram {
   static constexpr int kBuckets = 496;
 
   void record(uint64_t nanos);
+  // Adds every record of `other` (e.g. per-thread histograms into one).
+  void merge_from(const LatencyHistogram& other);
 
   struct Summary {
     uint64_t count = 0;

@@ -106,6 +106,9 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
   // Keep idle connections warm, so the first call after a pause does not
   // pay for a reconnect.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  // Each GrpcStore has connections of its own: gRPC would otherwise share
+  // one TCP connection among every channel of the process to a server.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   std::string target = o.targets.front();
   if (o.targets.size() > 1) {
     args.SetLoadBalancingPolicyName("round_robin");

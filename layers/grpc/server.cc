@@ -170,11 +170,13 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
 
 // ---- Stream: pipelined requests on one bidi call -----------------------------
 
-// Reads requests one at a time (one read in flight), runs each — reads
-// inline, writes on the worker pool — and writes responses as they are
-// ready, one write in flight with the rest queued. Finishes once the client
-// has half-closed and every request has been answered.
-class StreamReactor final : public grpc::ServerBidiReactor<rpc::StreamRequest, rpc::StreamResponse> {
+// Reads batches of requests one at a time (one read in flight), runs each
+// request — reads inline, a batch's writes together on the worker pool —
+// and writes responses as they are ready: one write in flight, and the
+// responses that pile up meanwhile go out together in the next. Finishes
+// once the client has half-closed and every request has been answered.
+class StreamReactor final
+    : public grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses> {
  public:
   // REQUIRES: drain.enter() succeeded for this call; OnDone leaves.
   StreamReactor(const StoreMap& stores, internal::Executor& executor, Drain& drain)
@@ -189,17 +191,32 @@ class StreamReactor final : public grpc::ServerBidiReactor<rpc::StreamRequest, r
       maybe_finish();
       return;
     }
+    rpc::StreamRequests batch = std::move(request_);
     {
       std::lock_guard lock(mu_);
-      ++pending_;
+      pending_ += batch.requests_size();
     }
-    rpc::StreamRequest req = std::move(request_);
-    const bool blocks = req.has_put() || req.has_delete_();
-    StartRead(&request_);  // the next read may start: `req` is our own copy
-    if (blocks) {
-      executor_.submit([this, req = std::move(req)] { respond(answer(req)); });
-    } else {
-      respond(answer(req));
+    std::vector<rpc::StreamResponse> answered;
+    auto writes = std::make_shared<std::vector<rpc::StreamRequest>>();
+    for (rpc::StreamRequest& req : *batch.mutable_requests()) {
+      if (req.has_put() || req.has_delete_()) {
+        writes->push_back(std::move(req));
+      } else {
+        answered.push_back(answer(req));
+      }
+    }
+    if (!answered.empty()) respond(std::move(answered));
+    // The next read starts after the responses: gRPC then sends the flow
+    // control update the read announces in the same write as them, one
+    // sendmsg instead of two.
+    StartRead(&request_);
+    if (!writes->empty()) {
+      executor_.submit([this, writes] {
+        std::vector<rpc::StreamResponse> done;
+        done.reserve(writes->size());
+        for (const rpc::StreamRequest& req : *writes) done.push_back(answer(req));
+        respond(std::move(done));
+      });
     }
   }
 
@@ -249,20 +266,27 @@ class StreamReactor final : public grpc::ServerBidiReactor<rpc::StreamRequest, r
     return resp;
   }
 
-  void respond(rpc::StreamResponse resp) {
+  void respond(std::vector<rpc::StreamResponse> responses) {
     std::lock_guard lock(mu_);
-    --pending_;
+    pending_ -= static_cast<int>(responses.size());
     if (!cancelled_) {
-      queue_.push_back(std::move(resp));
+      for (rpc::StreamResponse& r : responses) queue_.push_back(std::move(r));
       if (!writing_) start_write();
     }
     maybe_finish();
   }
 
-  // REQUIRES: mu_ held, !writing_, !queue_.empty().
+  // REQUIRES: mu_ held, !writing_, !queue_.empty(). Sends what is queued,
+  // up to kBatchBytes (at least one response, whatever its size).
   void start_write() {
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
+    static constexpr size_t kBatchBytes = 1 << 20;
+    current_.Clear();
+    size_t bytes = 0;
+    while (!queue_.empty() && (current_.responses_size() == 0 || bytes < kBatchBytes)) {
+      bytes += queue_.front().ByteSizeLong();
+      *current_.add_responses() = std::move(queue_.front());
+      queue_.pop_front();
+    }
     writing_ = true;
     StartWrite(&current_);
   }
@@ -282,11 +306,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<rpc::StreamRequest, r
   const StoreMap& stores_;
   internal::Executor& executor_;
   Drain& drain_;
-  rpc::StreamRequest request_;  // the read in flight
+  rpc::StreamRequests request_;  // the read in flight
 
   std::mutex mu_;
   std::deque<rpc::StreamResponse> queue_;  // guarded by mu_
-  rpc::StreamResponse current_;            // the write in flight; guarded by mu_
+  rpc::StreamResponses current_;           // the write in flight; guarded by mu_
   int pending_ = 0;                        // requests being answered
   bool writing_ = false;
   bool reads_done_ = false;
@@ -327,10 +351,10 @@ class StoreService final : public rpc::Store::CallbackService {
     if (!drain_.enter()) return new Refused<grpc::ServerWriteReactor<rpc::KeyVersions>>();
     return new ScanReactor(stores_, executor_, drain_, *req);
   }
-  grpc::ServerBidiReactor<rpc::StreamRequest, rpc::StreamResponse>* Stream(
+  grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>* Stream(
       grpc::CallbackServerContext*) override {
     if (!drain_.enter()) {
-      return new Refused<grpc::ServerBidiReactor<rpc::StreamRequest, rpc::StreamResponse>>();
+      return new Refused<grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>>();
     }
     return new StreamReactor(stores_, executor_, drain_);
   }
@@ -473,6 +497,7 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
   builder.AddListeningPort(impl_->options.listen, credentials(impl_->options), &impl_->port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(impl_->options.max_message_size));
   builder.SetMaxSendMessageSize(static_cast<int>(impl_->options.max_message_size));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   builder.RegisterService(impl_->store_service.get());
   builder.RegisterService(impl_->admin_service.get());
   impl_->server = builder.BuildAndStart();

@@ -14,7 +14,7 @@ CAIRN_PACKAGES=(
   libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   python3-grpcio python3-protobuf openssl libboost1.74-dev curl
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev libmemcached-dev
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -32,6 +32,22 @@ TEST(LatencyHistogramTest, PercentilesAreWithinTheBucketError) {
   EXPECT_NEAR(static_cast<double>(s.p999_ns), 999000, 999000 * 0.0625);
 }
 
+TEST(LatencyHistogramTest, MergingEqualsRecordingInOne) {
+  LatencyHistogram a, b, both;
+  for (uint64_t v = 1; v <= 1000; ++v) {
+    (v % 3 == 0 ? a : b).record(v * 100);
+    both.record(v * 100);
+  }
+  a.merge_from(b);
+  const auto merged = a.summary();
+  const auto expected = both.summary();
+  EXPECT_EQ(merged.count, expected.count);
+  EXPECT_EQ(merged.mean_ns, expected.mean_ns);
+  EXPECT_EQ(merged.p50_ns, expected.p50_ns);
+  EXPECT_EQ(merged.p999_ns, expected.p999_ns);
+  EXPECT_EQ(merged.max_ns, 100000u);
+}
+
 TEST(LatencyHistogramTest, EmptyIsAllZeros) {
   const auto s = LatencyHistogram().summary();
   EXPECT_EQ(s.count, 0u);

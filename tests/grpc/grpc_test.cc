@@ -162,33 +162,41 @@ TEST(GrpcTest, StreamPipelinesTaggedRequests) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   auto stream = stub->Stream(&ctx);
   constexpr int kRequests = 1000;
-  for (int i = 0; i < kRequests; ++i) {
-    rpc::StreamRequest req;
-    req.set_id(static_cast<uint64_t>(i));
+  // In batches of 1, 2, 3, ... requests.
+  rpc::StreamRequests batch;
+  for (int i = 0, size = 1; i < kRequests; ++i) {
+    rpc::StreamRequest* req = batch.add_requests();
+    req->set_id(static_cast<uint64_t>(i));
     if (i % 2 == 0) {
-      rpc::PutRequest* put = req.mutable_put();
+      rpc::PutRequest* put = req->mutable_put();
       put->set_store(i % 10 == 0 ? "missing" : "s");
       put->set_key("k" + std::to_string(i));
       put->mutable_version()->set_value("v");
       put->mutable_version()->mutable_clock()->add_entries()->set_counter(1);
     } else {
-      req.mutable_get()->set_store("s");
-      req.mutable_get()->set_key("k" + std::to_string(i - 1));
+      req->mutable_get()->set_store("s");
+      req->mutable_get()->set_key("k" + std::to_string(i - 1));
     }
-    ASSERT_TRUE(stream->Write(req, grpc::WriteOptions().set_buffer_hint()));
+    if (batch.requests_size() == size || i == kRequests - 1) {
+      ASSERT_TRUE(stream->Write(batch, grpc::WriteOptions().set_buffer_hint()));
+      batch.Clear();
+      ++size;
+    }
   }
   stream->WritesDone();
   std::vector<bool> answered(kRequests, false);
   int errors = 0;
-  rpc::StreamResponse resp;
-  while (stream->Read(&resp)) {
-    ASSERT_LT(resp.id(), static_cast<uint64_t>(kRequests));
-    EXPECT_FALSE(answered[resp.id()]) << "answered twice";
-    answered[resp.id()] = true;
-    if (resp.has_error()) {
-      ++errors;
-      EXPECT_EQ(resp.error().code(), rpc::NOT_FOUND);
-      EXPECT_EQ(resp.id() % 10, 0u) << "only the puts to the missing store fail";
+  rpc::StreamResponses resps;
+  while (stream->Read(&resps)) {
+    for (const rpc::StreamResponse& resp : resps.responses()) {
+      ASSERT_LT(resp.id(), static_cast<uint64_t>(kRequests));
+      EXPECT_FALSE(answered[resp.id()]) << "answered twice";
+      answered[resp.id()] = true;
+      if (resp.has_error()) {
+        ++errors;
+        EXPECT_EQ(resp.error().code(), rpc::NOT_FOUND);
+        EXPECT_EQ(resp.id() % 10, 0u) << "only the puts to the missing store fail";
+      }
     }
   }
   EXPECT_TRUE(stream->Finish().ok());

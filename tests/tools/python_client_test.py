@@ -82,6 +82,32 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("the limit is 511", e.exception.details())
 
+    def test_stream_batches(self):
+        import cairn_pb2 as pb
+        store = self.stub()
+        clock = pb.Clock(entries=[pb.ClockEntry(node=1, counter=1)])
+        batches = [
+            pb.StreamRequests(requests=[
+                pb.StreamRequest(id=1, put=pb.PutRequest(
+                    store="users", key=b"s1", version=pb.Version(value=b"one", clock=clock))),
+                pb.StreamRequest(id=2, put=pb.PutRequest(
+                    store="nope", key=b"s2", version=pb.Version(value=b"two", clock=clock))),
+            ]),
+            pb.StreamRequests(requests=[
+                pb.StreamRequest(id=3, get=pb.GetRequest(store="users", key=b"absent")),
+            ]),
+        ]
+        answers = {}
+        for batch in store.Stream(iter(batches), timeout=10):
+            for r in batch.responses:
+                self.assertNotIn(r.id, answers, "each request is answered once")
+                answers[r.id] = r
+        self.assertEqual(sorted(answers), [1, 2, 3])
+        self.assertFalse(answers[1].put.obsolete)
+        self.assertEqual(answers[2].error.code, pb.NOT_FOUND)
+        self.assertIn("no store 'nope'", answers[2].error.message)
+        self.assertEqual(len(answers[3].get.versions), 0)
+
     def test_admin_lists_the_stores(self):
         import grpc
         import cairn_pb2 as pb
