@@ -55,6 +55,7 @@ struct StoreDef {
 struct ConfigData {
   std::string source;
   std::vector<NodeInfo> nodes;
+  ServerTls tls;  // `cluster: tls:`, {node} not yet expanded
   std::vector<StoreDef> stores;
 };
 
@@ -239,16 +240,52 @@ StoreDef parse_store(const std::string& file, const std::string& name,
   return store;
 }
 
-std::vector<NodeInfo> parse_cluster(const std::string& file, const YAML::Node& cluster) {
+// `tls: {cert: FILE, key: FILE, ca: FILE}`: cert and key together; ca
+// optional (it makes the TLS mutual).
+ServerTls parse_tls(const std::string& file, const YAML::Node& tls) {
+  if (!tls.IsMap()) {
+    fail_at(file, tls.Mark(), std::string("cluster: `tls` must be a map {cert, key, ca}, found ") +
+                                  kind_of(tls));
+  }
+  check_unique_keys(file, tls);
+  ServerTls out;
+  for (const auto& kv : tls) {
+    const std::string k = kv.first.Scalar();
+    if (!kv.second.IsScalar() || kv.second.Scalar().empty()) {
+      fail_at(file, kv.second.Mark(), "cluster: tls `" + k + "` must be a file name");
+    }
+    if (k == "cert") {
+      out.cert = kv.second.Scalar();
+    } else if (k == "key") {
+      out.key = kv.second.Scalar();
+    } else if (k == "ca") {
+      out.ca = kv.second.Scalar();
+    } else {
+      fail_at(file, kv.first.Mark(), "cluster: unknown tls key '" + k + "' (expected: cert, key, ca)");
+    }
+  }
+  if (out.cert.empty() != out.key.empty() || out.cert.empty()) {
+    fail_at(file, tls.Mark(), "cluster: tls needs both `cert` and `key` (and optionally `ca`)");
+  }
+  return out;
+}
+
+void parse_cluster(const std::string& file, const YAML::Node& cluster, ConfigData* data) {
   if (!cluster.IsMap()) {
     fail_at(file, cluster.Mark(), std::string("`cluster` must be a map with `nodes`, found ") +
                                       kind_of(cluster));
   }
   check_unique_keys(file, cluster);
-  std::vector<NodeInfo> nodes;
+  std::vector<NodeInfo>& nodes = data->nodes;
   for (const auto& kv : cluster) {
     const std::string k = kv.first.Scalar();
-    if (k != "nodes") fail_at(file, kv.first.Mark(), "cluster: unknown key '" + k + "' (expected: nodes)");
+    if (k == "tls") {
+      data->tls = parse_tls(file, kv.second);
+      continue;
+    }
+    if (k != "nodes") {
+      fail_at(file, kv.first.Mark(), "cluster: unknown key '" + k + "' (expected: nodes, tls)");
+    }
     const YAML::Node& list = kv.second;
     if (!list.IsSequence() || list.size() == 0) {
       fail_at(file, list.Mark(), "cluster: `nodes` must be a non-empty list of {id, address}");
@@ -287,7 +324,6 @@ std::vector<NodeInfo> parse_cluster(const std::string& file, const YAML::Node& c
       nodes.push_back(std::move(info));
     }
   }
-  return nodes;
 }
 
 std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::string& text) {
@@ -309,7 +345,7 @@ std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::s
   for (const auto& kv : root) {
     const std::string k = kv.first.Scalar();
     if (k == "cluster") {
-      data->nodes = parse_cluster(source, kv.second);
+      parse_cluster(source, kv.second, data.get());
       continue;
     }
     if (k != "stores") {
@@ -692,5 +728,15 @@ std::unique_ptr<Store> Config::open_node(std::string_view store, NodeId node,
 }
 
 const std::vector<NodeInfo>& Config::nodes() const { return d_->nodes; }
+
+ServerTls Config::server_tls(NodeId node) const {
+  auto at = [&](std::string s) {
+    for (size_t i; (i = s.find("{node}")) != std::string::npos;) {
+      s.replace(i, 6, std::to_string(node));
+    }
+    return s;
+  };
+  return ServerTls{at(d_->tls.cert), at(d_->tls.key), at(d_->tls.ca)};
+}
 
 }  // namespace cairn

@@ -36,6 +36,8 @@ void ForwardingStore::close() { inner_->close(); }
 
 std::string ForwardingStore::describe() const { return inner_->describe(); }
 
+bool ForwardingStore::writes_may_block() const { return inner_->writes_may_block(); }
+
 std::string ForwardingStore::describe_as(std::string_view line) const {
   std::string out(line);
   const std::string inner = inner_->describe();

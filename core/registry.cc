@@ -5,6 +5,7 @@
 #include "engines/lmdb/lmdb_store.h"
 #include "engines/memory/memory_store.h"
 #include "layers/compression/compression_store.h"
+#include "layers/faults/fault_store.h"
 #include "layers/grpc/grpc_store.h"
 #include "layers/logging/logging_store.h"
 #include "layers/stats/stats_store.h"
@@ -73,6 +74,7 @@ LayerRegistry& default_registry() {
     r->add_layer("stats", make_stats_layer, "op counts, errors and latency percentiles");
     r->add_layer("logging", make_logging_layer, "one log line per operation (or per slow one)");
     r->add_layer("compress", make_compression_layer, "compresses values (zstd, lz4, snappy, gzip)");
+    r->add_layer("faults", make_faults_layer, "injects delays and failures (for tests)");
     // Serializers, named by a store's `key:` and `value:`.
     r->add_serializer("identity", make_identity_serializer, "bytes as they are");
     r->add_serializer("string", make_string_serializer, "UTF-8 text");

@@ -36,6 +36,15 @@ struct NodeInfo {
   std::string address;  // host:port
 };
 
+// TLS for the servers of a cluster (`cluster: tls: {cert, key, ca}`): PEM
+// files; with a CA, servers require clients to present a certificate it
+// signed (mutual TLS). All empty: plaintext.
+struct ServerTls {
+  std::string cert;
+  std::string key;
+  std::string ca;
+};
+
 // A store's serializers: how its keys and values become bytes. Both default
 // to identity (bytes as they are).
 struct StoreSerializers {
@@ -71,6 +80,9 @@ class Config {
 
   // The `cluster: nodes:` entries, in file order (empty without a cluster).
   const std::vector<NodeInfo>& nodes() const;
+  // The cluster's TLS files for node `node` ("{node}" in them expands to
+  // its id: one certificate per node); all empty without `cluster: tls:`.
+  ServerTls server_tls(NodeId node) const;
 
   // The serializers named by the store's `key:` and `value:` entries, e.g.
   //   key: string

@@ -27,6 +27,7 @@ class ForwardingStore : public Store {
   std::unique_ptr<StoreIterator> scan() override;
   void close() override;
   std::string describe() const override;
+  bool writes_may_block() const override;
 
   // The wrapped store. Owned by this layer; valid until it is destroyed.
   Store& inner() const { return *inner_; }

@@ -97,6 +97,12 @@ class Store {
 
   // This layer in one line and, indented below it, what it wraps.
   virtual std::string describe() const = 0;
+
+  // Whether a write (put, remove) may wait on something slow: a disk, a
+  // lock held across I/O, the network. Servers run writes that may block
+  // on a worker pool, and the others inline. True unless a store knows
+  // better (the memory engine does).
+  virtual bool writes_may_block() const { return true; }
 };
 
 // Checks a key and a value against a store's size limits. Engines call these

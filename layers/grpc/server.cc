@@ -25,6 +25,7 @@ using internal::status_of;
 
 struct Served {
   ServedStore store;
+  bool inline_writes = false;  // the stack's writes never block: no pool hop
   std::atomic<uint64_t> calls{0};
 };
 
@@ -171,7 +172,8 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
 // ---- Stream: pipelined requests on one bidi call -----------------------------
 
 // Reads batches of requests one at a time (one read in flight), runs each
-// request — reads inline, a batch's writes together on the worker pool —
+// request — reads inline, a batch's writes together on the worker pool
+// (inline too when the store's writes never block) —
 // and writes responses as they are ready: one write in flight, and the
 // responses that pile up meanwhile go out together in the next. Finishes
 // once the client has half-closed and every request has been answered.
@@ -179,8 +181,9 @@ class StreamReactor final
     : public grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses> {
  public:
   // REQUIRES: drain.enter() succeeded for this call; OnDone leaves.
-  StreamReactor(const StoreMap& stores, internal::Executor& executor, Drain& drain)
-      : stores_(stores), executor_(executor), drain_(drain) {
+  StreamReactor(const StoreMap& stores, internal::Executor& executor, Drain& drain,
+                std::chrono::milliseconds request_timeout)
+      : stores_(stores), executor_(executor), drain_(drain), request_timeout_(request_timeout) {
     StartRead(&request_);
   }
 
@@ -200,10 +203,14 @@ class StreamReactor final
     auto writes = std::make_shared<std::vector<rpc::StreamRequest>>();
     for (rpc::StreamRequest& req : *batch.mutable_requests()) {
       if (req.has_put() || req.has_delete_()) {
-        writes->push_back(std::move(req));
-      } else {
-        answered.push_back(answer(req));
+        const std::string& store = req.has_put() ? req.put().store() : req.delete_().store();
+        auto it = stores_.find(store);
+        if (it == stores_.end() || !it->second->inline_writes) {
+          writes->push_back(std::move(req));
+          continue;
+        }
       }
+      answered.push_back(answer(req));
     }
     if (!answered.empty()) respond(std::move(answered));
     // The next read starts after the responses: gRPC then sends the flow
@@ -211,10 +218,23 @@ class StreamReactor final
     // sendmsg instead of two.
     StartRead(&request_);
     if (!writes->empty()) {
-      executor_.submit([this, writes] {
+      const auto deadline = std::chrono::steady_clock::now() + request_timeout_;
+      executor_.submit([this, writes, deadline] {
+        // As for unary writes: too long in the queue, answered unrun.
+        const bool late = std::chrono::steady_clock::now() > deadline;
         std::vector<rpc::StreamResponse> done;
         done.reserve(writes->size());
-        for (const rpc::StreamRequest& req : *writes) done.push_back(answer(req));
+        for (const rpc::StreamRequest& req : *writes) {
+          if (!late) {
+            done.push_back(answer(req));
+            continue;
+          }
+          rpc::StreamResponse& r = done.emplace_back();
+          r.set_id(req.id());
+          r.mutable_error()->set_code(rpc::TIMEOUT);
+          r.mutable_error()->set_message("the write waited for a worker past the server's "
+                                         "request timeout; it was not run");
+        }
         respond(std::move(done));
       });
     }
@@ -306,6 +326,7 @@ class StreamReactor final
   const StoreMap& stores_;
   internal::Executor& executor_;
   Drain& drain_;
+  const std::chrono::milliseconds request_timeout_;
   rpc::StreamRequests request_;  // the read in flight
 
   std::mutex mu_;
@@ -322,8 +343,9 @@ class StreamReactor final
 
 class StoreService final : public rpc::Store::CallbackService {
  public:
-  StoreService(const StoreMap& stores, internal::Executor& executor, Drain& drain)
-      : stores_(stores), executor_(executor), drain_(drain) {}
+  StoreService(const StoreMap& stores, internal::Executor& executor, Drain& drain,
+               std::chrono::milliseconds request_timeout)
+      : stores_(stores), executor_(executor), drain_(drain), request_timeout_(request_timeout) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const rpc::GetRequest* req,
                                 rpc::GetResponse* resp) override {
@@ -340,10 +362,14 @@ class StoreService final : public rpc::Store::CallbackService {
   }
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const rpc::PutRequest* req,
                                 rpc::PutResponse* resp) override {
+    if (inline_writes(req->store())) return inline_call(ctx, [&] { do_put(stores_, *req, resp); });
     return worker_call(ctx, [this, req, resp] { do_put(stores_, *req, resp); });
   }
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const rpc::DeleteRequest* req,
                                    rpc::DeleteResponse* resp) override {
+    if (inline_writes(req->store())) {
+      return inline_call(ctx, [&] { do_delete(stores_, *req, resp); });
+    }
     return worker_call(ctx, [this, req, resp] { do_delete(stores_, *req, resp); });
   }
   grpc::ServerWriteReactor<rpc::KeyVersions>* Scan(grpc::CallbackServerContext*,
@@ -356,10 +382,15 @@ class StoreService final : public rpc::Store::CallbackService {
     if (!drain_.enter()) {
       return new Refused<grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>>();
     }
-    return new StreamReactor(stores_, executor_, drain_);
+    return new StreamReactor(stores_, executor_, drain_, request_timeout_);
   }
 
  private:
+  bool inline_writes(const std::string& store) const {
+    auto it = stores_.find(store);
+    return it != stores_.end() && it->second->inline_writes;
+  }
+
   // A streaming call refused while draining: finishes at once.
   template <typename Reactor>
   struct Refused final : Reactor {
@@ -388,8 +419,23 @@ class StoreService final : public rpc::Store::CallbackService {
       reactor->Finish(Drain::refused());
       return reactor;
     }
-    executor_.submit([this, reactor, fn = std::move(fn)] {
-      reactor->Finish(status_of(fn));
+    // A call still waiting for a worker past its deadline (the client's,
+    // or request_timeout after it arrived if that is sooner) is answered
+    // DEADLINE_EXCEEDED and not run: under overload the pool does not
+    // spend itself on calls whose callers have given up.
+    const auto arrived = std::chrono::system_clock::now();
+    const auto deadline = std::min(ctx->deadline(), arrived + request_timeout_);
+    executor_.submit([this, reactor, arrived, deadline, fn = std::move(fn)] {
+      const auto now = std::chrono::system_clock::now();
+      if (now > deadline) {
+        const auto waited =
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - arrived).count();
+        reactor->Finish(internal::to_status(
+            Timeout("the call waited " + std::to_string(waited) +
+                    " ms for a worker, past its deadline; it was not run")));
+      } else {
+        reactor->Finish(status_of(fn));
+      }
       drain_.leave();
     });
     return reactor;
@@ -398,6 +444,7 @@ class StoreService final : public rpc::Store::CallbackService {
   const StoreMap& stores_;
   internal::Executor& executor_;
   Drain& drain_;
+  const std::chrono::milliseconds request_timeout_;
 };
 
 class AdminService final : public rpc::Admin::CallbackService {
@@ -485,10 +532,12 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
   for (auto& [name, s] : stores) {
     auto served = std::make_unique<Served>();
     served->store = std::move(s);
+    served->inline_writes = !served->store.store->writes_may_block();
     impl_->stores.emplace(name, std::move(served));
   }
   impl_->executor = std::make_unique<internal::Executor>(impl_->options.worker_threads);
-  impl_->store_service = std::make_unique<StoreService>(impl_->stores, *impl_->executor, impl_->drain);
+  impl_->store_service = std::make_unique<StoreService>(impl_->stores, *impl_->executor, impl_->drain,
+                                                         impl_->options.request_timeout);
   impl_->admin_service = std::make_unique<AdminService>(impl_->stores);
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -1,8 +1,9 @@
 // StoreServer: serves stores over gRPC (the Store and Admin services of
 // cairn.proto, gRPC's standard health service and server reflection) with
 // gRPC's callback API. Engine work that may block — writes (an fsync),
-// scans — runs on a pool of cairn's own threads, never on gRPC's; reads run
-// inline.
+// scans — runs on a pool of cairn's own threads, never on gRPC's; reads,
+// and the writes of stores whose writes never block (the memory engine),
+// run inline.
 //
 // Thread-safe. The server owns the stores it serves and closes them after
 // it has stopped.
@@ -28,6 +29,10 @@ struct ServerOptions {
   size_t max_message_size = 64 << 20;
   // Threads for engine work that may block (writes, scans).
   int worker_threads = 4;
+  // A write still waiting for a worker this long after it arrived (or
+  // after the client's deadline, if sooner) fails with DEADLINE_EXCEEDED
+  // instead of running.
+  std::chrono::milliseconds request_timeout{30000};
   // TLS: a server certificate and key (PEM files); with a CA file as well,
   // clients must present a certificate that CA signed (mutual TLS). All
   // empty: plaintext.

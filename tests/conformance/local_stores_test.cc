@@ -5,6 +5,7 @@
 #include "engines/lmdb/lmdb_store.h"
 #include "engines/memory/memory_store.h"
 #include "layers/compression/compression_store.h"
+#include "layers/faults/fault_store.h"
 #include "layers/logging/logging_store.h"
 #include "layers/stats/stats_store.h"
 #include "layers/versioning/resolving_store.h"
@@ -78,6 +79,12 @@ const StoreFactory kStores[] = {
      [](const std::string& d) { return lmdb(d, LmdbOptions::Durability::kNoSync, true); }, true},
     {"stats_over_memory",
      [](const std::string& d) { return std::make_unique<StatsStore>(memory(d), "s"); }, false},
+    {"faults_over_memory",  // no faults set: a pure pass-through
+     [](const std::string& d) {
+       return std::make_unique<FaultStore>(memory(d), FaultStore::kAll, std::chrono::milliseconds(0),
+                                           FaultStore::Failure::kNone);
+     },
+     false},
     {"logging_over_memory",
      [](const std::string& d) {
        // Logs at debug, below the default threshold: the layer's work runs,

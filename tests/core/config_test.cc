@@ -78,7 +78,7 @@ TEST(ConfigTest, UnknownStoreIsNotFoundAndListsTheStores) {
 
 TEST(ConfigTest, UnknownLayerNamesThePositionAndTheKnownLayers) {
   expect_error("stores:\n  s:\n    stack:\n      - statz\n      - engine: memory\n", 4, 9,
-               "unknown layer 'statz' (known layers: compress, logging, resolve, stats");
+               "unknown layer 'statz' (known layers: compress, faults, logging, resolve, stats");
 }
 
 TEST(ConfigTest, UnknownEngine) {
@@ -270,6 +270,20 @@ stores:
       << "clients get the client stack";
 }
 
+TEST(ConfigTest, ClusterTlsExpandsTheNodeId) {
+  const Config c = Config::parse(
+      "cluster:\n"
+      "  nodes: [{id: 3, address: 127.0.0.1:7073}]\n"
+      "  tls: {cert: \"certs/node{node}.pem\", key: \"certs/node{node}.key\", ca: certs/ca.pem}\n"
+      "stores:\n  s: {stack: [{engine: memory}]}\n");
+  const ServerTls tls = c.server_tls(3);
+  EXPECT_EQ(tls.cert, "certs/node3.pem");
+  EXPECT_EQ(tls.key, "certs/node3.key");
+  EXPECT_EQ(tls.ca, "certs/ca.pem");
+  const ServerTls none = Config::parse("stores:\n  s: {stack: [{engine: memory}]}\n").server_tls(0);
+  EXPECT_TRUE(none.cert.empty() && none.key.empty() && none.ca.empty());
+}
+
 TEST(ConfigTest, ClusterAndStackErrors) {
   expect_error("cluster:\n  nodes:\n    - {id: 0, address: a:1}\n    - {id: 0, address: b:1}\n"
                "stores:\n  s: {stack: [{engine: memory}]}\n",
@@ -280,6 +294,12 @@ TEST(ConfigTest, ClusterAndStackErrors) {
                2, 28, "a node address is host:port");
   expect_error("stores:\n  s:\n    node: [{engine: memory}]\n", 2, 3,
                "has only a `node:` stack");
+  const std::string s = "stores:\n  s: {stack: [{engine: memory}]}\n";
+  expect_error("cluster:\n  tls: {cert: c.pem}\n" + s, 2, 8, "tls needs both `cert` and `key`");
+  expect_error("cluster:\n  tls: {cert: c.pem, key: k.pem, cafile: x}\n" + s, 2, 34,
+               "unknown tls key 'cafile' (expected: cert, key, ca)");
+  expect_error("cluster:\n  tls: yes\n" + s, 2, 8, "`tls` must be a map");
+  expect_error("cluster:\n  peers: []\n" + s, 2, 3, "unknown key 'peers' (expected: nodes, tls)");
   expect_error("stores:\n  s:\n    stack: [{engine: {lmdb: {path: \"d/{node}\"}}}]\n", 3, 23,
                "'{node}' is only known in a node's stack");
 }

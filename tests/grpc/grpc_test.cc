@@ -304,6 +304,33 @@ TEST(GrpcProcessTest, SigtermDrainsAndLmdbSurvivesARestart) {
   }
 }
 
+TEST(GrpcProcessTest, WritesQueuedPastTheirDeadlineAreNotRun) {
+  TempDir dir;
+  // One worker, and puts that take 400 ms: a second put waits in the queue.
+  const std::string config = dir.sub("slow.yaml");
+  std::ofstream(config) << "stores:\n  s:\n    node:\n"
+                           "      - faults: {delay_ms: 400, ops: put}\n"
+                           "      - engine: memory\n";
+  ServerProcess server(config, 0, 0, {"--workers", "1"});
+  GrpcOptions o;
+  o.store = "s";
+  o.targets = {server.address()};
+  o.retries = 0;
+  GrpcStore patient(o);
+  o.timeout = std::chrono::milliseconds(150);
+  GrpcStore hasty(o);
+  patient.get("warm-up");
+  hasty.get("warm-up");
+
+  std::thread first([&] { EXPECT_EQ(patient.put("a", versioned("1", {{1, 1}})), PutResult::kStored); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // "a" holds the worker
+  EXPECT_THROW(hasty.put("b", versioned("2", {{1, 1}})), Timeout);
+  first.join();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // time for "b" to run, if it would
+  EXPECT_EQ(patient.get("a").size(), 1u);
+  EXPECT_TRUE(patient.get("b").empty()) << "the server dropped the write its caller gave up on";
+}
+
 // ---- TLS ------------------------------------------------------------------------
 
 void run(const std::string& command) {
@@ -329,10 +356,15 @@ TEST(GrpcProcessTest, MutualTlsRefusesClientsWithoutTheRightCertificate) {
   TempDir dir;
   make_certificates(dir);
   const std::string d = dir.path();
-  const std::string config = write_config(dir, "tls.yaml", "memory");
-  ServerProcess server(config, 0, 0,
-                       {"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key", "--tls-ca",
-                        d + "/ca.pem"});
+  // The TLS files come from the config ({node} expands to the node id).
+  std::ofstream(d + "/tls.yaml") << "cluster:\n"
+                                    "  nodes: [{id: 0, address: 127.0.0.1:0}]\n"
+                                    "  tls:\n"
+                                    "    cert: " << d << "/server.pem\n"
+                                    "    key: " << d << "/server.key\n"
+                                    "    ca: " << d << "/ca.pem\n"
+                                    "stores:\n  s:\n    node: [{engine: memory}]\n";
+  ServerProcess server(d + "/tls.yaml");
   GrpcOptions o;
   o.store = "s";
   o.targets = {server.address()};
@@ -363,6 +395,26 @@ TEST(GrpcProcessTest, MutualTlsRefusesClientsWithoutTheRightCertificate) {
   stranger.tls_cert = other.path() + "/client.pem";
   stranger.tls_key = other.path() + "/client.key";
   EXPECT_THROW(GrpcStore(stranger).get("k"), Unavailable);
+}
+
+TEST(GrpcProcessTest, OneWayTlsFromFlags) {
+  TempDir dir;
+  make_certificates(dir);
+  const std::string d = dir.path();
+  ServerProcess server(write_config(dir, "c.yaml", "memory"), 0, 0,
+                       {"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key"});
+  GrpcOptions o;
+  o.store = "s";
+  o.targets = {server.address()};
+  o.retries = 0;
+  o.tls_ca = d + "/ca.pem";  // checks the server; presents nothing
+  GrpcStore client(o);
+  ASSERT_EQ(client.put("k", versioned("v", {{1, 1}})), PutResult::kStored);
+  GrpcOptions wrong_ca = o;
+  TempDir other;
+  make_certificates(other);
+  wrong_ca.tls_ca = other.path() + "/ca.pem";
+  EXPECT_THROW(GrpcStore(wrong_ca).get("k"), Unavailable) << "a server the client cannot verify";
 }
 
 }  // namespace

@@ -43,10 +43,14 @@ parameters expands to the node id, so one config describes every node.
   --http-threads N       threads serving HTTP connections (default 2)
   --workers N            threads for engine work that may block (default 4)
   --max-message-size B   largest request or response in bytes (default 64 MiB)
+  --request-timeout-ms N a write still queued for a worker N ms after it
+                         arrived, or past the client's deadline if sooner,
+                         fails with DEADLINE_EXCEEDED unrun (default 30000)
   --tls-cert FILE        serve TLS with this certificate (PEM) ...
   --tls-key FILE         ... and this private key (PEM)
   --tls-ca FILE          require clients to present a certificate this CA
-                         signed (mutual TLS)
+                         signed (mutual TLS). The --tls flags replace the
+                         config's `cluster: tls: {cert, key, ca}`
   --grace-ms N           on SIGTERM or SIGINT, let in-flight calls finish for
                          up to N ms before cancelling them (default 5000)
 
@@ -110,6 +114,8 @@ std::optional<Args> parse(int argc, char** argv) {
       a.http_threads = static_cast<int>(number(arg, value()));
     } else if (arg == "--workers") {
       a.server.worker_threads = static_cast<int>(number(arg, value()));
+    } else if (arg == "--request-timeout-ms") {
+      a.server.request_timeout = std::chrono::milliseconds(number(arg, value()));
     } else if (arg == "--max-message-size") {
       a.server.max_message_size = number(arg, value());
     } else if (arg == "--tls-cert") {
@@ -152,6 +158,18 @@ int serve(const Args& a) {
 
   const Config config = Config::load(a.config);
   ServerOptions options = a.server;
+  if (options.tls_cert.empty() && options.tls_key.empty() && options.tls_ca.empty()) {
+    const ServerTls tls = config.server_tls(a.node);  // the config's, unless flags say
+    options.tls_cert = tls.cert;
+    options.tls_key = tls.key;
+    options.tls_ca = tls.ca;
+  }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    throw UsageError("--tls-cert and --tls-key go together");
+  }
+  if (!options.tls_ca.empty() && options.tls_cert.empty()) {
+    throw UsageError("--tls-ca needs --tls-cert and --tls-key: mutual TLS is TLS first");
+  }
   options.listen = a.listen;
   if (options.listen.empty()) {
     for (const NodeInfo& n : config.nodes()) {
