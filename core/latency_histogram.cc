@@ -62,7 +62,8 @@ LatencyHistogram::Summary LatencyHistogram::summary() const {
   Summary s;
   s.count = count_.load(std::memory_order_relaxed);
   if (s.count == 0) return s;
-  s.mean_ns = sum_.load(std::memory_order_relaxed) / s.count;
+  s.sum_ns = sum_.load(std::memory_order_relaxed);
+  s.mean_ns = s.sum_ns / s.count;
   s.p50_ns = percentile(0.50);
   s.p90_ns = percentile(0.90);
   s.p99_ns = percentile(0.99);

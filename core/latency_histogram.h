@@ -23,6 +23,7 @@ class LatencyHistogram {
 
   struct Summary {
     uint64_t count = 0;
+    uint64_t sum_ns = 0;  // exact, for rates (Prometheus' _sum)
     uint64_t mean_ns = 0;
     uint64_t p50_ns = 0;
     uint64_t p90_ns = 0;

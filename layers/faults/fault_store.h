@@ -50,8 +50,10 @@ class FaultStore final : public ForwardingStore {
   std::vector<VectorClock> versions(std::string_view key) override;
   std::unique_ptr<StoreIterator> scan() override;
   std::string describe() const override;
+  // True when writes are among the operations affected: their delay may
+  // be raised at any time, and a server asks once.
   bool writes_may_block() const override {
-    return delay_ms_.load() > 0 || ForwardingStore::writes_may_block();
+    return (ops_ & (kPut | kRemove)) != 0 || ForwardingStore::writes_may_block();
   }
 
  private:

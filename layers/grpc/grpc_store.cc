@@ -2,7 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <climits>
 #include <condition_variable>
 #include <mutex>
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <thread>
 
 #include "cairn/errors.h"
+#include "cairn/log.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/wire.h"
 
@@ -29,6 +32,42 @@ std::string join(const std::vector<std::string>& parts, const char* sep) {
   std::string out;
   for (const std::string& p : parts) out += (out.empty() ? "" : sep) + p;
   return out;
+}
+
+// Runs a user's callback on a gRPC thread: what it throws is logged, never
+// let loose in gRPC (which would terminate the process).
+template <typename Done, typename... Args>
+void run_callback(const std::string& where, Done& done, Args&&... args) {
+  try {
+    done(std::forward<Args>(args)...);
+  } catch (const std::exception& e) {
+    log(LogLevel::kError, where + ": an async callback threw: " + e.what());
+  } catch (...) {
+    log(LogLevel::kError, where + ": an async callback threw");
+  }
+}
+
+// Retries back off exponentially up to this.
+constexpr std::chrono::milliseconds kMaxBackoff{2000};
+
+// Several targets travel as one "ipv4:a:p,b:p" URI: each must be a.b.c.d:port.
+void check_ipv4_target(const std::string& t) {
+  const size_t colon = t.rfind(':');
+  int dots = 0;
+  bool ok = colon != std::string::npos && colon > 0 && colon + 1 < t.size();
+  for (size_t i = 0; ok && i < t.size(); ++i) {
+    if (i == colon) continue;
+    if (t[i] == '.' && i < colon) {
+      ++dots;
+    } else if (t[i] < '0' || t[i] > '9') {
+      ok = false;
+    }
+  }
+  if (!ok || dots != 3) {
+    throw InvalidArgument("grpc: target '" + t +
+                          "': several targets must each be an IPv4 address and port "
+                          "(a.b.c.d:port); for host names, give one name that resolves to all");
+  }
 }
 
 }  // namespace
@@ -86,7 +125,7 @@ struct GrpcStore::Impl {
       if (status.ok()) return;
       if (retry && status.error_code() == grpc::StatusCode::UNAVAILABLE && i < options.retries) {
         std::this_thread::sleep_for(backoff);
-        backoff *= 2;
+        backoff = std::min(backoff * 2, kMaxBackoff);
         continue;
       }
       internal::throw_status(status, where + ": " + what);
@@ -109,15 +148,27 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
   // Each GrpcStore has connections of its own: gRPC would otherwise share
   // one TCP connection among every channel of the process to a server.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // round_robin also spreads calls over the addresses one DNS name
+  // resolves to (pick_first, gRPC's default, would use only the first).
+  args.SetLoadBalancingPolicyName("round_robin");
   std::string target = o.targets.front();
   if (o.targets.size() > 1) {
-    args.SetLoadBalancingPolicyName("round_robin");
+    for (const std::string& t : o.targets) check_ipv4_target(t);
     target = "ipv4:" + join(o.targets, ",");
   }
   if (!o.tls_server_name.empty()) args.SetSslTargetNameOverride(o.tls_server_name);
 
+  if (o.max_message_size < 1024 || o.max_message_size > static_cast<size_t>(INT_MAX)) {
+    throw InvalidArgument(impl_->where + ": max_message_size must be from 1 KiB to 2 GiB - 1");
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    throw InvalidArgument(impl_->where + ": TLS: tls_cert and tls_key go together (" +
+                          (o.tls_cert.empty() ? "tls_cert" : "tls_key") + " is missing)");
+  }
+  // Any TLS setting means TLS: never a silent fall back to plaintext.
+  const bool tls = !o.tls_ca.empty() || !o.tls_cert.empty() || !o.tls_server_name.empty();
   std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (o.tls_ca.empty() && o.tls_cert.empty()) {
+  if (!tls) {
     creds = grpc::InsecureChannelCredentials();
   } else {
     grpc::SslCredentialsOptions ssl;
@@ -286,7 +337,7 @@ void GrpcStore::async_get(std::string_view key,
                                 error = std::current_exception();
                               }
                               delete call;
-                              done(std::move(out), error);
+                              run_callback(impl->where, done, std::move(out), error);
                               impl->end_async();
                             });
 }
@@ -311,7 +362,7 @@ void GrpcStore::async_put(std::string_view key, const Versioned& value,
                                 error = std::current_exception();
                               }
                               delete call;
-                              done(result, error);
+                              run_callback(impl->where, done, result, error);
                               impl->end_async();
                             });
 }
@@ -338,7 +389,7 @@ void GrpcStore::async_remove(std::string_view key, const VectorClock& version,
                                    error = std::current_exception();
                                  }
                                  delete call;
-                                 done(deleted, error);
+                                 run_callback(impl->where, done, deleted, error);
                                  impl->end_async();
                                });
 }

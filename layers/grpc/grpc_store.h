@@ -71,7 +71,10 @@ class GrpcStore final : public Store {
 
   // The non-blocking path: the callback runs once, on a gRPC thread, with
   // the result or the error (as an exception_ptr holding a cairn::Error).
-  // It must not block. No retries: the caller fans out and decides.
+  // It must not block, and must not destroy this store; what it throws is
+  // logged and dropped. If the call cannot start (the store is closed) it
+  // throws FailedPrecondition at once and the callback never runs. No
+  // retries: the caller fans out and decides.
   void async_get(std::string_view key,
                  std::function<void(std::vector<Versioned>, std::exception_ptr)> done);
   void async_put(std::string_view key, const Versioned& value,

@@ -5,6 +5,7 @@
 #include <grpcpp/security/server_credentials.h>
 
 #include <atomic>
+#include <climits>
 #include <condition_variable>
 #include <deque>
 #include <fstream>
@@ -43,6 +44,16 @@ class Drain {
     if (draining_) return false;
     ++inflight_;
     return true;
+  }
+  // Counts work that must finish even while draining (a stream already
+  // accepted that has requests to answer); leave() ends it.
+  void hold() {
+    std::lock_guard lock(mu_);
+    ++inflight_;
+  }
+  bool draining() {
+    std::lock_guard lock(mu_);
+    return draining_;
   }
   void leave() {
     std::lock_guard lock(mu_);
@@ -172,97 +183,136 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
 // ---- Stream: pipelined requests on one bidi call -----------------------------
 
 // Reads batches of requests one at a time (one read in flight), runs each
-// request — reads inline, a batch's writes together on the worker pool
-// (inline too when the store's writes never block) —
-// and writes responses as they are ready: one write in flight, and the
-// responses that pile up meanwhile go out together in the next. Finishes
-// once the client has half-closed and every request has been answered.
+// request — reads inline, writes inline too when the store's writes never
+// block, else on the worker pool, one batch at a time per stream so that a
+// stream's writes apply in the order sent — and writes responses as they
+// are ready: one write in flight, and the responses that pile up meanwhile
+// go out together in the next. Finishes once the client has half-closed
+// and every request has been answered.
+//
+// Bounded: a batch of more than kMaxBatch requests ends the stream
+// (INVALID_ARGUMENT); one batch's inline responses past the message size
+// are errors; a response larger than a message is an error; and while the
+// responses waiting to be sent pass kMaxQueuedBytes (a client that sends
+// but does not read) the next read waits.
+//
+// Counts as busy for the drain only while it has work: an idle stream does
+// not hold a shutdown back (it is cancelled when the server stops).
 class StreamReactor final
     : public grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses> {
  public:
-  // REQUIRES: drain.enter() succeeded for this call; OnDone leaves.
+  static constexpr int kMaxBatch = 10000;
+  static constexpr size_t kMaxQueuedBytes = 8 << 20;
+
   StreamReactor(const StoreMap& stores, internal::Executor& executor, Drain& drain,
-                std::chrono::milliseconds request_timeout)
-      : stores_(stores), executor_(executor), drain_(drain), request_timeout_(request_timeout) {
+                std::chrono::milliseconds request_timeout, size_t max_message_size)
+      : stores_(stores),
+        executor_(executor),
+        drain_(drain),
+        request_timeout_(request_timeout),
+        max_response_bytes_(max_message_size > 4096 ? max_message_size - 4096 : max_message_size) {
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {
-      std::lock_guard lock(mu_);
-      reads_done_ = true;
-      maybe_finish();
-      return;
-    }
     rpc::StreamRequests batch = std::move(request_);
     {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
+      reading_ = false;
+      if (!ok || failed_) {
+        reads_done_ = true;
+        return finish_if_done(lock);
+      }
+      if (batch.requests_size() > kMaxBatch) {
+        reads_done_ = true;  // read no more
+        fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "a Stream batch of " + std::to_string(batch.requests_size()) +
+                              " requests; the limit is " + std::to_string(kMaxBatch)));
+        return finish_if_done(lock);
+      }
       pending_ += batch.requests_size();
+      update_busy();
     }
     std::vector<rpc::StreamResponse> answered;
-    auto writes = std::make_shared<std::vector<rpc::StreamRequest>>();
+    auto writes = std::make_shared<WriteBatch>();
+    size_t bytes = 0;
     for (rpc::StreamRequest& req : *batch.mutable_requests()) {
       if (req.has_put() || req.has_delete_()) {
         const std::string& store = req.has_put() ? req.put().store() : req.delete_().store();
         auto it = stores_.find(store);
         if (it == stores_.end() || !it->second->inline_writes) {
-          writes->push_back(std::move(req));
+          writes->requests.push_back(std::move(req));
           continue;
         }
       }
+      if (bytes > max_response_bytes_) {
+        answered.push_back(error(req.id(), rpc::INVALID_ARGUMENT,
+                                 "the batch's responses passed " +
+                                     std::to_string(max_response_bytes_) +
+                                     " bytes before this request; send fewer per batch"));
+        continue;
+      }
       answered.push_back(answer(req));
+      bytes += answered.back().ByteSizeLong();
     }
-    if (!answered.empty()) respond(std::move(answered));
-    // The next read starts after the responses: gRPC then sends the flow
+    std::unique_lock lock(mu_);
+    if (!writes->requests.empty()) {
+      writes->deadline = std::chrono::steady_clock::now() + request_timeout_;
+      pool_batches_.push_back(std::move(writes));
+      if (!pool_running_) {
+        pool_running_ = true;
+        executor_.submit([this] { run_pool_batches(); });
+      }
+    }
+    // Responses first, then the next read: gRPC then sends the flow
     // control update the read announces in the same write as them, one
     // sendmsg instead of two.
-    StartRead(&request_);
-    if (!writes->empty()) {
-      const auto deadline = std::chrono::steady_clock::now() + request_timeout_;
-      executor_.submit([this, writes, deadline] {
-        // As for unary writes: too long in the queue, answered unrun.
-        const bool late = std::chrono::steady_clock::now() > deadline;
-        std::vector<rpc::StreamResponse> done;
-        done.reserve(writes->size());
-        for (const rpc::StreamRequest& req : *writes) {
-          if (!late) {
-            done.push_back(answer(req));
-            continue;
-          }
-          rpc::StreamResponse& r = done.emplace_back();
-          r.set_id(req.id());
-          r.mutable_error()->set_code(rpc::TIMEOUT);
-          r.mutable_error()->set_message("the write waited for a worker past the server's "
-                                         "request timeout; it was not run");
-        }
-        respond(std::move(done));
-      });
-    }
+    enqueue(std::move(answered));
+    maybe_read();
+    finish_if_done(lock);
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     writing_ = false;
     if (!ok) {
-      cancelled_ = true;
-      queue_.clear();
+      fail(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
     } else if (!queue_.empty()) {
       start_write();
     }
-    maybe_finish();
+    maybe_read();
+    update_busy();
+    finish_if_done(lock);
   }
 
   void OnCancel() override {
-    std::lock_guard lock(mu_);
-    cancelled_ = true;
+    std::unique_lock lock(mu_);
+    fail(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
+    finish_if_done(lock);
   }
 
   void OnDone() override {
-    drain_.leave();
+    {
+      std::lock_guard lock(mu_);
+      if (busy_) drain_.leave();
+    }
     delete this;
   }
 
  private:
+  struct WriteBatch {
+    std::vector<rpc::StreamRequest> requests;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  static rpc::StreamResponse error(uint64_t id, rpc::ErrorCode code, const std::string& message) {
+    rpc::StreamResponse r;
+    r.set_id(id);
+    r.mutable_error()->set_code(code);
+    r.mutable_error()->set_message(message);
+    return r;
+  }
+
   rpc::StreamResponse answer(const rpc::StreamRequest& req) {
     rpc::StreamResponse resp;
     resp.set_id(req.id());
@@ -279,31 +329,76 @@ class StreamReactor final
       }
     });
     if (!st.ok()) {
-      rpc::Error* e = resp.mutable_error();
-      e->set_code(static_cast<rpc::ErrorCode>(std::stoi(st.error_details())));
-      e->set_message(st.error_message());
+      return error(req.id(), static_cast<rpc::ErrorCode>(std::stoi(st.error_details())),
+                   st.error_message());
+    }
+    if (resp.ByteSizeLong() > max_response_bytes_) {
+      return error(req.id(), rpc::INVALID_ARGUMENT,
+                   "the response is " + std::to_string(resp.ByteSizeLong()) +
+                       " bytes, more than a message may hold (--max-message-size)");
     }
     return resp;
   }
 
-  void respond(std::vector<rpc::StreamResponse> responses) {
-    std::lock_guard lock(mu_);
-    pending_ -= static_cast<int>(responses.size());
-    if (!cancelled_) {
-      for (rpc::StreamResponse& r : responses) queue_.push_back(std::move(r));
-      if (!writing_) start_write();
+  // On the worker pool: this stream's write batches, one after another.
+  void run_pool_batches() {
+    for (;;) {
+      std::shared_ptr<WriteBatch> batch;
+      {
+        std::unique_lock lock(mu_);
+        if (pool_batches_.empty()) {
+          pool_running_ = false;
+          return finish_if_done(lock);  // the last use of `this` here
+        }
+        batch = std::move(pool_batches_.front());
+        pool_batches_.pop_front();
+      }
+      // As for unary writes: too long in the queue, answered unrun.
+      const bool late = std::chrono::steady_clock::now() > batch->deadline;
+      std::vector<rpc::StreamResponse> done;
+      done.reserve(batch->requests.size());
+      for (const rpc::StreamRequest& req : batch->requests) {
+        done.push_back(late ? error(req.id(), rpc::TIMEOUT,
+                                    "the write waited for a worker past the server's request "
+                                    "timeout; it was not run")
+                            : answer(req));
+      }
+      std::lock_guard lock(mu_);
+      enqueue(std::move(done));
+      maybe_read();
     }
-    maybe_finish();
+  }
+
+  // REQUIRES: mu_ held.
+  void enqueue(std::vector<rpc::StreamResponse> responses) {
+    pending_ -= static_cast<int>(responses.size());
+    if (failed_) {
+      update_busy();
+      return;
+    }
+    for (rpc::StreamResponse& r : responses) {
+      queued_bytes_ += r.ByteSizeLong();
+      queue_.push_back(std::move(r));
+    }
+    if (!writing_ && !queue_.empty()) start_write();
+    update_busy();
   }
 
   // REQUIRES: mu_ held, !writing_, !queue_.empty(). Sends what is queued,
-  // up to kBatchBytes (at least one response, whatever its size).
+  // up to about kBatchBytes and never more than a message may hold (at
+  // least one response: answer() keeps each under the limit).
   void start_write() {
     static constexpr size_t kBatchBytes = 1 << 20;
     current_.Clear();
     size_t bytes = 0;
-    while (!queue_.empty() && (current_.responses_size() == 0 || bytes < kBatchBytes)) {
-      bytes += queue_.front().ByteSizeLong();
+    while (!queue_.empty()) {
+      const size_t size = queue_.front().ByteSizeLong();
+      if (current_.responses_size() > 0 &&
+          (bytes >= kBatchBytes || bytes + size + 16 > max_response_bytes_)) {
+        break;
+      }
+      bytes += size;
+      queued_bytes_ -= size;
       *current_.add_responses() = std::move(queue_.front());
       queue_.pop_front();
     }
@@ -311,31 +406,69 @@ class StreamReactor final
     StartWrite(&current_);
   }
 
-  // REQUIRES: mu_ held.
-  void maybe_finish() {
-    if (finished_ || pending_ > 0 || writing_) return;
-    if (cancelled_) {
-      finished_ = true;
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
-    } else if (reads_done_ && queue_.empty()) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
+  // REQUIRES: mu_ held. Starts the next read unless one is in flight, the
+  // client is done, or too much waits to be sent.
+  void maybe_read() {
+    if (reading_ || reads_done_ || failed_ || queued_bytes_ > kMaxQueuedBytes) return;
+    reading_ = true;
+    StartRead(&request_);
+  }
+
+  // REQUIRES: mu_ held. Stops answering; the stream ends with `st` once
+  // the work in flight is done.
+  void fail(grpc::Status st) {
+    if (failed_) return;
+    failed_ = true;
+    status_ = std::move(st);
+    queue_.clear();
+    queued_bytes_ = 0;
+  }
+
+  // REQUIRES: mu_ held. Tells the drain whether this stream has work.
+  void update_busy() {
+    const bool busy = pending_ > 0 || writing_ || !queue_.empty() || pool_running_;
+    if (busy == busy_) return;
+    busy_ = busy;
+    if (busy) {
+      drain_.hold();
+    } else {
+      drain_.leave();
     }
   }
 
+  // Ends the call once nothing is left to do. Finish() is called after the
+  // lock is released, and nothing of `this` is touched after it: gRPC may
+  // run OnDone (which deletes the reactor) on another thread at once.
+  void finish_if_done(std::unique_lock<std::mutex>& lock) {
+    if (finished_ || pending_ > 0 || writing_ || pool_running_) return;
+    if (!failed_ && !(reads_done_ && queue_.empty())) return;
+    finished_ = true;
+    const grpc::Status st = failed_ ? status_ : grpc::Status::OK;
+    lock.unlock();
+    Finish(st);
+  }
+
+  // The read in flight: filled by gRPC, read only in OnReadDone.
+  rpc::StreamRequests request_;
   const StoreMap& stores_;
   internal::Executor& executor_;
   Drain& drain_;
   const std::chrono::milliseconds request_timeout_;
-  rpc::StreamRequests request_;  // the read in flight
+  const size_t max_response_bytes_;
 
-  std::mutex mu_;
-  std::deque<rpc::StreamResponse> queue_;  // guarded by mu_
-  rpc::StreamResponses current_;           // the write in flight; guarded by mu_
-  int pending_ = 0;                        // requests being answered
+  std::mutex mu_;  // guards everything below
+  std::deque<rpc::StreamResponse> queue_;
+  size_t queued_bytes_ = 0;
+  rpc::StreamResponses current_;  // the write in flight
+  std::deque<std::shared_ptr<WriteBatch>> pool_batches_;
+  bool pool_running_ = false;  // a worker is running pool_batches_
+  int pending_ = 0;            // requests read and not yet answered
+  bool reading_ = true;        // the constructor's read
   bool writing_ = false;
   bool reads_done_ = false;
-  bool cancelled_ = false;
+  bool failed_ = false;
+  grpc::Status status_;
+  bool busy_ = false;
   bool finished_ = false;
 };
 
@@ -344,8 +477,12 @@ class StreamReactor final
 class StoreService final : public rpc::Store::CallbackService {
  public:
   StoreService(const StoreMap& stores, internal::Executor& executor, Drain& drain,
-               std::chrono::milliseconds request_timeout)
-      : stores_(stores), executor_(executor), drain_(drain), request_timeout_(request_timeout) {}
+               std::chrono::milliseconds request_timeout, size_t max_message_size)
+      : stores_(stores),
+        executor_(executor),
+        drain_(drain),
+        request_timeout_(request_timeout),
+        max_message_size_(max_message_size) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const rpc::GetRequest* req,
                                 rpc::GetResponse* resp) override {
@@ -379,10 +516,10 @@ class StoreService final : public rpc::Store::CallbackService {
   }
   grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>* Stream(
       grpc::CallbackServerContext*) override {
-    if (!drain_.enter()) {
+    if (drain_.draining()) {
       return new Refused<grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>>();
     }
-    return new StreamReactor(stores_, executor_, drain_, request_timeout_);
+    return new StreamReactor(stores_, executor_, drain_, request_timeout_, max_message_size_);
   }
 
  private:
@@ -445,6 +582,7 @@ class StoreService final : public rpc::Store::CallbackService {
   internal::Executor& executor_;
   Drain& drain_;
   const std::chrono::milliseconds request_timeout_;
+  const size_t max_message_size_;
 };
 
 class AdminService final : public rpc::Admin::CallbackService {
@@ -529,6 +667,22 @@ struct StoreServer::Impl {
 StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStore> stores)
     : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
+  const ServerOptions& o = impl_->options;
+  if (o.max_message_size < 1024 || o.max_message_size > static_cast<size_t>(INT_MAX)) {
+    throw InvalidArgument("max_message_size must be from 1 KiB to 2 GiB - 1, not " +
+                          std::to_string(o.max_message_size));
+  }
+  if (o.request_timeout <= std::chrono::milliseconds(0) ||
+      o.request_timeout > std::chrono::hours(24)) {
+    throw InvalidArgument("request_timeout must be from 1 ms to 24 h");
+  }
+  if (o.worker_threads < 1) throw InvalidArgument("worker_threads must be at least 1");
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    throw InvalidArgument("TLS needs both a certificate and its key (one is missing)");
+  }
+  if (!o.tls_ca.empty() && o.tls_cert.empty()) {
+    throw InvalidArgument("mutual TLS (a client CA) needs the server's certificate and key too");
+  }
   for (auto& [name, s] : stores) {
     auto served = std::make_unique<Served>();
     served->store = std::move(s);
@@ -537,7 +691,8 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
   }
   impl_->executor = std::make_unique<internal::Executor>(impl_->options.worker_threads);
   impl_->store_service = std::make_unique<StoreService>(impl_->stores, *impl_->executor, impl_->drain,
-                                                         impl_->options.request_timeout);
+                                                         impl_->options.request_timeout,
+                                                         impl_->options.max_message_size);
   impl_->admin_service = std::make_unique<AdminService>(impl_->stores);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -552,7 +707,10 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
   impl_->server = builder.BuildAndStart();
   if (impl_->server == nullptr || impl_->port == 0) {
     throw Unavailable("cannot listen on " + impl_->options.listen +
-                      " (address in use, or not an address of this host?)");
+                      (impl_->options.tls_cert.empty()
+                           ? " (address in use, or not an address of this host?)"
+                           : " (address in use, not an address of this host, or the TLS "
+                             "certificate and key were rejected: gRPC's log above says which)"));
   }
 }
 
@@ -577,16 +735,28 @@ void StoreServer::shutdown(std::chrono::milliseconds grace) {
   // is left and dropping idle connections. Work already queued on the pool
   // runs to completion (destroying the executor joins it) before the stores
   // close underneath it.
+  // Load balancers watching gRPC health stop sending calls here first.
+  if (auto* health = impl_->server->GetHealthCheckService()) health->SetServingStatus(false);
   impl_->drain.drain(grace);
   impl_->server->Shutdown(std::chrono::system_clock::now());
   impl_->server->Wait();
   impl_->executor.reset();
-  for (auto& [name, s] : impl_->stores) s->store.store->close();
+  // Every store is closed even if one fails to (its error is rethrown
+  // after): one bad disk does not keep the others from being flushed.
+  std::exception_ptr first_error;
+  for (auto& [name, s] : impl_->stores) {
+    try {
+      s->store.store->close();
+    } catch (...) {
+      if (!first_error) first_error = std::current_exception();
+    }
+  }
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopped = true;
   }
   impl_->cv.notify_all();
+  if (first_error) std::rethrow_exception(first_error);
 }
 
 std::map<std::string, uint64_t> StoreServer::calls() const {

@@ -53,9 +53,10 @@ class StoreServer {
 
   // The port the server listens on (the chosen one if the options said 0).
   int port() const;
-  // Stops accepting calls, lets in-flight ones finish for up to `grace`
-  // (then cancels them), runs the queued engine work, and closes the
-  // stores. Idempotent.
+  // Stops accepting calls (gRPC health turns NOT_SERVING), lets in-flight
+  // ones finish for up to `grace` (then cancels them, and idle streams),
+  // runs the queued engine work, and closes the stores: all of them, then
+  // rethrows the first close() that failed. Idempotent.
   void shutdown(std::chrono::milliseconds grace);
   // Blocks until shutdown() has run (from another thread or a signal).
   void wait();

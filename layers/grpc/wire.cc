@@ -1,6 +1,9 @@
 #include "layers/grpc/wire.h"
 
 #include <charconv>
+#include <vector>
+
+#include "core/clock_codec.h"
 
 namespace cairn::internal {
 
@@ -20,17 +23,23 @@ void to_wire(const Versioned& v, rpc::Version* out) {
 }
 
 VectorClock from_wire(const rpc::Clock& clock) {
-  VectorClock out;
-  uint64_t previous = 0;
+  // Node ids are 0..65535 in a cluster: no honest clock has more entries.
+  constexpr int kMaxEntries = 65536;
+  if (clock.entries_size() > kMaxEntries) {
+    throw InvalidArgument("a clock of " + std::to_string(clock.entries_size()) +
+                          " entries; the limit is " + std::to_string(kMaxEntries));
+  }
+  std::vector<ClockEntry> entries;
+  entries.reserve(static_cast<size_t>(clock.entries_size()));
   for (int i = 0; i < clock.entries_size(); ++i) {
     const rpc::ClockEntry& e = clock.entries(i);
     if (e.counter() == 0) throw InvalidArgument("clock entry for node " + std::to_string(e.node()) + " has counter 0");
-    if (i > 0 && e.node() <= previous) throw InvalidArgument("clock entries are not in increasing node order");
-    previous = e.node();
-    out = out.merged(VectorClock({{e.node(), e.counter()}}));
+    if (i > 0 && e.node() <= entries.back().node) throw InvalidArgument("clock entries are not in increasing node order");
+    entries.push_back({e.node(), e.counter()});
   }
   if (clock.timestamp_ms() < 0) throw InvalidArgument("clock timestamp is negative");
-  out.set_timestamp_ms(clock.timestamp_ms());
+  VectorClock out;
+  ClockCodec::assign(&out, entries.data(), entries.size(), clock.timestamp_ms());
   return out;
 }
 

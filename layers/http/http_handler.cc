@@ -264,12 +264,18 @@ HttpResponse HttpHandler::delete_key(const Served& s, const std::string& key,
   if (request.clock.empty()) {
     deleted = s.bytes.remove(key);
   } else {
+    // As a conditional PUT: only if every stored version is at or before
+    // the clock sent, i.e. nothing was written since it was read.
     const VectorClock upto = request_clock(request);
-    deleted = s.store.store->remove(key, upto);
-    if (!deleted && !s.store.store->versions(key).empty()) {
-      throw ObsoleteVersion("stale delete: every version of the key is newer than the " +
-                            std::string(kClockHeader) + " sent; GET it again");
+    for (const VectorClock& c : s.store.store->versions(key)) {
+      const Occurred o = compare(c, upto);
+      if (o != Occurred::kBefore && o != Occurred::kEqual) {
+        throw ObsoleteVersion("stale delete: the key has a version the " +
+                              std::string(kClockHeader) +
+                              " sent does not include (written since it was read); GET it again");
+      }
     }
+    deleted = s.store.store->remove(key, upto);
   }
   if (!deleted) return text(404, "no such key");
   HttpResponse r;
@@ -337,7 +343,7 @@ HttpResponse HttpHandler::metrics() const {
            out += m + "{" + l + ",quantile=\"0.5\"} " + seconds(s.latency.p50_ns) + "\n";
            out += m + "{" + l + ",quantile=\"0.99\"} " + seconds(s.latency.p99_ns) + "\n";
            out += m + "{" + l + ",quantile=\"0.999\"} " + seconds(s.latency.p999_ns) + "\n";
-           out += m + "_sum{" + l + "} " + seconds(s.latency.mean_ns * s.latency.count) + "\n";
+           out += m + "_sum{" + l + "} " + seconds(s.latency.sum_ns) + "\n";
            out += m + "_count{" + l + "} " + std::to_string(s.latency.count) + "\n";
          });
   if (extra_metrics_) out += extra_metrics_();

@@ -9,9 +9,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -71,7 +73,8 @@ struct HttpServer::Impl {
   Impl(HttpOptions o, const ServedStores& stores)
       : options(std::move(o)),
         handler(stores, options.node_id, options.extra_metrics),
-        acceptor(asio::make_strand(io)) {}
+        acceptor(asio::make_strand(io)),
+        retry(acceptor.get_executor()) {}
 
   void accept();
 
@@ -87,6 +90,7 @@ struct HttpServer::Impl {
 
   asio::io_context io;
   tcp::acceptor acceptor;
+  asio::steady_timer retry;  // re-arms accept after a failure
   std::vector<std::thread> threads;
   int port = 0;
 };
@@ -142,7 +146,7 @@ class Session : public std::enable_shared_from_this<Session> {
     busy_ = true;
     // curl and others wait for "100 Continue" before sending a large body.
     const auto expect = parser_->get()[http::field::expect];
-    if (beast::iequals(expect, "100-continue")) {
+    if (parser_->get().version() >= 11 && beast::iequals(expect, "100-continue")) {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                       parser_->get().version());
       http::async_write(stream_, *cont,
@@ -184,21 +188,31 @@ class Session : public std::enable_shared_from_this<Session> {
       r.body = "malformed HTTP request: " + ec.message() + "\n";
     }
     server_->handler.count(r.status);
-    send(r, 11, /*keep_alive=*/false);
+    send(r, 11, /*keep_alive=*/false, /*linger=*/true);
   }
 
   void respond() {
-    const auto& req = parser_->get();
+    auto& req = parser_->get();
     HttpRequest request;
-    request.method = std::string(req.method_string());
+    // HEAD is a GET whose body is not sent.
+    const bool head = req.method() == http::verb::head;
+    request.method = head ? "GET" : std::string(req.method_string());
     request.target = std::string(req.target());
     request.clock = std::string(req[internal::kClockHeader]);
-    request.body = req.body();
-    const HttpResponse r = server_->handler.handle(request);
-    send(r, req.version(), req.keep_alive() && !draining());
+    request.body = std::move(req.body());
+    HttpResponse r = server_->handler.handle(request);
+    if (head) {
+      head_length_ = r.body.size();
+      r.body.clear();
+    }
+    send(r, req.version(), req.keep_alive() && !draining(), /*linger=*/false, head);
   }
 
-  void send(const HttpResponse& r, unsigned version, bool keep_alive) {
+  // `linger`: after an error response to a request whose body may still be
+  // arriving, read and drop what comes for a moment before closing, so the
+  // client gets the response instead of a reset.
+  void send(const HttpResponse& r, unsigned version, bool keep_alive, bool linger,
+            bool head = false) {
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(r.status), version);
     res->set(http::field::server, "cairn");
@@ -207,12 +221,29 @@ class Session : public std::enable_shared_from_this<Session> {
     res->body() = r.body;
     res->keep_alive(keep_alive);
     res->prepare_payload();
+    if (head) res->content_length(head_length_);
     stream_.expires_after(server_->options.idle_timeout);
     http::async_write(stream_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                      [self = shared_from_this(), res, linger](beast::error_code ec, size_t) {
+                        if (!ec && linger) return self->linger();
                         if (ec || !res->keep_alive()) return self->close();
                         self->read_header();
                       });
+  }
+
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(1));
+    discard();
+  }
+
+  void discard() {
+    stream_.async_read_some(asio::buffer(scratch_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->close();
+                              self->discard();
+                            });
   }
 
   void close() {
@@ -227,6 +258,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   HttpServer::Impl* server_;
   bool busy_ = false;  // on the strand: a request is being read or answered
+  size_t head_length_ = 0;
+  std::array<char, 16384> scratch_;  // what linger() drops
 };
 
 }  // namespace
@@ -235,15 +268,29 @@ void HttpServer::Impl::accept() {
   acceptor.async_accept(
       asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-        if (!ec) {
-          auto session = std::make_shared<Session>(std::move(socket), this);
-          {
-            std::lock_guard lock(mu);
+        if (ec) {
+          // Out of file descriptors, most likely: wait a little instead of
+          // spinning on an accept that fails at once.
+          log(LogLevel::kWarn, "HTTP accept: " + ec.message() + "; retrying in 100 ms");
+          retry.expires_after(std::chrono::milliseconds(100));
+          retry.async_wait([this](beast::error_code e) {
+            if (!e) accept();
+          });
+          return;
+        }
+        std::shared_ptr<Session> session;
+        {
+          std::lock_guard lock(mu);
+          if (sessions.size() < options.max_connections) {
+            session = std::make_shared<Session>(std::move(socket), this);
             sessions.emplace(session.get(), session);
           }
+        }
+        if (session) {
           session->start();
         } else {
-          log(LogLevel::kWarn, "HTTP accept: " + ec.message());
+          beast::error_code ignored;
+          socket.close(ignored);  // at the limit: refuse by closing
         }
         accept();
       });
@@ -284,6 +331,7 @@ void HttpServer::shutdown(std::chrono::milliseconds grace) {
   asio::post(impl_->acceptor.get_executor(), [impl = impl_.get()] {
     beast::error_code ignored;
     impl->acceptor.close(ignored);
+    impl->retry.cancel();
   });
   for (auto& s : live) s->drain();
   live.clear();

@@ -7,6 +7,7 @@
 //   GET    /stores                      the stores served (JSON)
 //   GET    /metrics                     Prometheus text: stats layers, HTTP codes
 //   GET    /health                      200 SERVING, 503 while shutting down
+//   HEAD   any of the GETs                  the headers alone
 //
 // Keys and store names are percent-encoded path segments, read with the
 // store's key serializer's text form (so an int64 store takes /keys/42);
@@ -46,6 +47,8 @@ struct HttpOptions {
   size_t max_body = 64 << 20;
   // A connection idle (or sending its request) for this long is closed.
   std::chrono::milliseconds idle_timeout{60000};
+  // Connections beyond this many are closed as they are accepted.
+  size_t max_connections = 1024;
   // More Prometheus text for /metrics (e.g. the gRPC server's counters).
   std::function<std::string()> extra_metrics;
 };

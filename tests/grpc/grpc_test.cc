@@ -19,6 +19,7 @@
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/grpc_store.h"
 #include "layers/grpc/server.h"
+#include "layers/grpc/wire.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/test_util.h"
 
@@ -208,10 +209,113 @@ TEST(GrpcTest, ShutdownWithIdleClientsIsPrompt) {
   InProcess server;
   auto c = server.client();
   c->put("k", versioned("v", {{1, 1}}));
+  // An open Stream with nothing in flight, as a pipelining client keeps.
+  auto stub = rpc::Store::NewStub(
+      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  auto stream = stub->Stream(&ctx);
+  rpc::StreamRequests batch;
+  batch.add_requests()->mutable_get()->set_store("s");
+  ASSERT_TRUE(stream->Write(batch));
+  rpc::StreamResponses answered;
+  ASSERT_TRUE(stream->Read(&answered));
   const auto start = std::chrono::steady_clock::now();
   server.server().shutdown(std::chrono::seconds(5));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2))
-      << "an idle connection does not hold a stop for the whole grace";
+      << "idle connections and an idle stream do not hold a stop for the whole grace";
+  EXPECT_FALSE(stream->Read(&answered));
+  EXPECT_FALSE(stream->Finish().ok()) << "the idle stream was cancelled";
+}
+
+TEST(GrpcTest, ClocksFromTheWireAreCheckedInLinearTime) {
+  rpc::Clock big;
+  for (uint32_t n = 0; n < 65536; ++n) {
+    rpc::ClockEntry* e = big.add_entries();
+    e->set_node(n);
+    e->set_counter(n + 1);
+  }
+  const VectorClock c = internal::from_wire(big);  // quadratic, this took minutes
+  EXPECT_EQ(c.entries().size(), 65536u);
+  EXPECT_EQ(c.counter(65535), 65536u);
+  big.add_entries()->set_node(70000);
+  big.mutable_entries(65536)->set_counter(1);
+  EXPECT_THROW(internal::from_wire(big), InvalidArgument) << "more entries than nodes can be";
+  rpc::Clock unsorted;
+  unsorted.add_entries()->set_node(2);
+  unsorted.mutable_entries(0)->set_counter(1);
+  unsorted.add_entries()->set_node(1);
+  unsorted.mutable_entries(1)->set_counter(1);
+  EXPECT_THROW(internal::from_wire(unsorted), InvalidArgument);
+}
+
+TEST(GrpcTest, StreamLimits) {
+  ServerOptions so;
+  so.max_message_size = 256 << 10;
+  InProcess server(so);
+  auto c = server.client();
+  ASSERT_EQ(c->put("a", Versioned{std::string(150 << 10, 'a'), clock({{1, 1}})}), PutResult::kStored);
+  ASSERT_EQ(c->put("b", Versioned{std::string(150 << 10, 'b'), clock({{1, 1}})}), PutResult::kStored);
+  auto stub = rpc::Store::NewStub(
+      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  {
+    // A get_all whose answer would not fit in a message fails alone; the
+    // stream and its other requests carry on.
+    grpc::ClientContext ctx;
+    auto stream = stub->Stream(&ctx);
+    rpc::StreamRequests batch;
+    rpc::StreamRequest* both = batch.add_requests();
+    both->set_id(1);
+    both->mutable_get_all()->set_store("s");
+    both->mutable_get_all()->add_keys("a");
+    both->mutable_get_all()->add_keys("b");
+    rpc::StreamRequest* one = batch.add_requests();
+    one->set_id(2);
+    one->mutable_get()->set_store("s");
+    one->mutable_get()->set_key("a");
+    ASSERT_TRUE(stream->Write(batch));
+    stream->WritesDone();
+    std::map<uint64_t, rpc::StreamResponse> got;
+    rpc::StreamResponses r;
+    while (stream->Read(&r)) {
+      for (const rpc::StreamResponse& x : r.responses()) got[x.id()] = x;
+    }
+    EXPECT_TRUE(stream->Finish().ok());
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[1].error().code(), rpc::INVALID_ARGUMENT);
+    EXPECT_NE(got[1].error().message().find("more than a message may hold"), std::string::npos);
+    EXPECT_EQ(got[2].get().versions(0).value().size(), 150u << 10);
+  }
+  {
+    // Too many requests in one batch end the stream, saying why.
+    grpc::ClientContext ctx;
+    auto stream = stub->Stream(&ctx);
+    rpc::StreamRequests batch;
+    for (int i = 0; i < 10001; ++i) batch.add_requests()->set_id(static_cast<uint64_t>(i));
+    stream->Write(batch);
+    stream->WritesDone();
+    rpc::StreamResponses r;
+    while (stream->Read(&r)) {
+    }
+    const grpc::Status st = stream->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("the limit is 10000"), std::string::npos) << st.error_message();
+  }
+}
+
+TEST(GrpcTest, BadOptionsAreRefusedUpFront) {
+  ServerOptions so;
+  so.max_message_size = 1ull << 32;
+  EXPECT_THROW(StoreServer(so, {}), InvalidArgument);
+  so = ServerOptions();
+  so.tls_cert = "cert.pem";
+  EXPECT_THROW(StoreServer(so, {}), InvalidArgument) << "a certificate without its key";
+
+  GrpcOptions o;
+  o.targets = {"127.0.0.1:1", "localhost:2"};
+  EXPECT_THROW(GrpcStore{o}, InvalidArgument) << "several targets must be IPv4 literals";
+  o.targets = {"127.0.0.1:1"};
+  o.tls_cert = "client.pem";
+  EXPECT_THROW(GrpcStore{o}, InvalidArgument) << "tls_cert without tls_key";
 }
 
 // ---- Real processes -----------------------------------------------------------

@@ -122,6 +122,16 @@ TEST_F(HttpTest, ReadModifyWriteWithTheClockHeader) {
   EXPECT_EQ(curl({"-X", "PUT", "-H", "X-Cairn-Clock: {}", "--data-binary", "n", u}).status, 204);
 }
 
+TEST_F(HttpTest, AConditionalDeleteRefusesWhenASiblingAppeared) {
+  const std::string u = url("/stores/default/keys/d");
+  ASSERT_EQ(curl({"-X", "PUT", "--data-binary", "mine", u}).status, 204);
+  const std::string read = curl({u}).header("x-cairn-clock");
+  store("default").put("d", versioned("theirs", {{1, 1}}));  // a concurrent writer
+  CurlResult del = curl({"-X", "DELETE", "-H", "X-Cairn-Clock: " + read, u});
+  EXPECT_EQ(del.status, 409) << del.body;
+  EXPECT_EQ(store("default").get("d").size(), 2u) << "both versions survive a refused delete";
+}
+
 TEST_F(HttpTest, ConcurrentIncrementsOverHttpLoseNothing) {
   const std::string u = url("/stores/counts/keys/42");
   constexpr int kThreads = 4;
@@ -292,6 +302,12 @@ TEST_F(HttpTest, MetricsStoresAndHealth) {
   EXPECT_EQ(stores.as_array()[2]["value"].as_string().substr(0, 4), "json");
 
   EXPECT_EQ(curl({url("/health")}).body, "SERVING\n");
+
+  CurlResult head = curl({"-I", url("/stores/default/keys/m0")});
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.header("content-length"), "1") << "the GET's length, without the body";
+  EXPECT_EQ(head.header("x-cairn-clock"), "{7:1}");
+  EXPECT_TRUE(head.body.empty());
 }
 
 TEST_F(HttpTest, ShutdownClosesIdleConnectionsAndStopsListening) {

@@ -28,9 +28,12 @@ TEST(FaultStoreTest, FailsOnlyTheNamedOperations) {
 TEST(FaultStoreTest, DelaysAndSaysItsWritesMayBlock) {
   FaultStore store(std::make_unique<MemoryStore>(), FaultStore::kGet, std::chrono::milliseconds(0),
                    FaultStore::Failure::kNone);
-  EXPECT_FALSE(store.writes_may_block()) << "memory under no delay";
+  EXPECT_FALSE(store.writes_may_block()) << "memory, and only reads affected";
+  EXPECT_TRUE(FaultStore(std::make_unique<MemoryStore>(), FaultStore::kPut,
+                         std::chrono::milliseconds(0), FaultStore::Failure::kNone)
+                  .writes_may_block())
+      << "a put's delay may be raised later";
   store.set_delay(std::chrono::milliseconds(30));
-  EXPECT_TRUE(store.writes_may_block());
   const auto start = std::chrono::steady_clock::now();
   store.get("k");
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(30));

@@ -77,7 +77,7 @@ class BenchTest(unittest.TestCase):
                  "unknown workload 'Z'"),
                 (["--target", "cairn://" + self.address, "--distribution", "pareto"], 2,
                  "not zipfian or uniform"),
-                (["--target", "memcached://127.0.0.1:1", "--depth", "2"], 1, "--depth 1 only"),
+                (["--target", "memcached://127.0.0.1:1", "--depth", "2"], 2, "--depth 1 only"),
                 (["--target", "redis://127.0.0.1:1"], 1, "cannot connect to redis"),
                 (["--target", "cairn://127.0.0.1:1"], 1, "Unavailable"),
         ]:

@@ -318,6 +318,12 @@ class CliTest(unittest.TestCase):
                 (["--listen", "127.0.0.1:0", "--http", "example.org:80"], "is not an IP address"),
                 (["--http-port-file", "f"], "--http-port-file needs --http"),
                 (["--listen", "127.0.0.1:0", "--bogus"], "unknown argument --bogus"),
+                (["--listen", "127.0.0.1:0", "--workers", "0"], "--workers must be from 1 to 1024"),
+                (["--listen", "127.0.0.1:0", "--max-message-size", "4294967296"],
+                 "--max-message-size must be from 1024 to 2147483647"),
+                (["--listen", "127.0.0.1:0", "--request-timeout-ms", "0"],
+                 "--request-timeout-ms must be from 1"),
+                (["--listen", "127.0.0.1:0", "--tls-ca", "ca.pem"], "--tls-ca needs --tls-cert"),
                 ([], "no --listen, and node 0 has no address"),
         ]:
             r = subprocess.run([SERVER, "--config", cfg] + args, cwd=self.dir,

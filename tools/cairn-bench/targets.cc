@@ -119,11 +119,13 @@ class CairnUnary final : public Connection {
 
   const int depth_;
   std::atomic<uint64_t>* clock_;
-  std::unique_ptr<GrpcStore> store_;
   Pending pending_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Done> done_;
+  // Last: destroyed first, it waits for the callbacks still in flight,
+  // which use the members above.
+  std::unique_ptr<GrpcStore> store_;
 };
 
 // ---- cairn, the Stream RPC --------------------------------------------------
@@ -137,6 +139,8 @@ class CairnStream final : public Connection {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
     args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    args.SetMaxReceiveMessageSize(64 << 20);  // the server's default limit
+    args.SetMaxSendMessageSize(64 << 20);
     channel_ = grpc::CreateCustomChannel(t.address, grpc::InsecureChannelCredentials(), args);
     if (!channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
       throw std::runtime_error("cannot connect to cairn at " + t.address);

@@ -77,12 +77,18 @@ struct Args {
   int grace_ms = 5000;
 };
 
-uint64_t number(const std::string& flag, const std::string& text) {
+// An integer flag value in [min, max].
+uint64_t number(const std::string& flag, const std::string& text, uint64_t min, uint64_t max) {
   try {
     size_t used = 0;
     const unsigned long long v = std::stoull(text, &used);
-    if (used == text.size() && text[0] != '-') return v;
-  } catch (const std::exception&) {
+    if (used == text.size() && text[0] != '-') {
+      if (v >= min && v <= max) return v;
+      throw UsageError(flag + " must be from " + std::to_string(min) + " to " +
+                       std::to_string(max) + ", got " + text);
+    }
+  } catch (const std::invalid_argument&) {
+  } catch (const std::out_of_range&) {
   }
   throw UsageError(flag + " expects a non-negative integer, got '" + text + "'");
 }
@@ -101,7 +107,7 @@ std::optional<Args> parse(int argc, char** argv) {
     } else if (arg == "--config") {
       a.config = value();
     } else if (arg == "--node") {
-      a.node = static_cast<NodeId>(number(arg, value()));
+      a.node = static_cast<NodeId>(number(arg, value(), 0, 65535));
     } else if (arg == "--listen") {
       a.listen = value();
     } else if (arg == "--port-file") {
@@ -111,13 +117,13 @@ std::optional<Args> parse(int argc, char** argv) {
     } else if (arg == "--http-port-file") {
       a.http_port_file = value();
     } else if (arg == "--http-threads") {
-      a.http_threads = static_cast<int>(number(arg, value()));
+      a.http_threads = static_cast<int>(number(arg, value(), 1, 256));
     } else if (arg == "--workers") {
-      a.server.worker_threads = static_cast<int>(number(arg, value()));
+      a.server.worker_threads = static_cast<int>(number(arg, value(), 1, 1024));
     } else if (arg == "--request-timeout-ms") {
-      a.server.request_timeout = std::chrono::milliseconds(number(arg, value()));
+      a.server.request_timeout = std::chrono::milliseconds(number(arg, value(), 1, 86400000));
     } else if (arg == "--max-message-size") {
-      a.server.max_message_size = number(arg, value());
+      a.server.max_message_size = number(arg, value(), 1024, 2147483647);
     } else if (arg == "--tls-cert") {
       a.server.tls_cert = value();
     } else if (arg == "--tls-key") {
@@ -125,7 +131,7 @@ std::optional<Args> parse(int argc, char** argv) {
     } else if (arg == "--tls-ca") {
       a.server.tls_ca = value();
     } else if (arg == "--grace-ms") {
-      a.grace_ms = static_cast<int>(number(arg, value()));
+      a.grace_ms = static_cast<int>(number(arg, value(), 0, 3600000));
     } else {
       throw UsageError("unknown argument " + arg + " (see --help)");
     }
@@ -227,16 +233,26 @@ int serve(const Args& a) {
                            served);
   if (!a.port_file.empty()) write_port(a.port_file, server.port());
   if (http && !a.http_port_file.empty()) write_port(a.http_port_file, http->port());
+  std::exception_ptr stop_error;
   std::thread stopper([&] {
     int sig = 0;
     sigwait(&signals, &sig);
     log(LogLevel::kInfo, std::string("cairn-server node ") + std::to_string(a.node) + ": " +
                              (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", draining");
-    if (http) http->shutdown(std::chrono::milliseconds(a.grace_ms));
-    server.shutdown(std::chrono::milliseconds(a.grace_ms));
+    // One grace for both fronts: HTTP drains first, gRPC gets the rest.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.grace_ms);
+    try {
+      if (http) http->shutdown(std::chrono::milliseconds(a.grace_ms));
+      server.shutdown(std::max(std::chrono::milliseconds(0),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   until - std::chrono::steady_clock::now())));
+    } catch (...) {
+      stop_error = std::current_exception();  // a store failed to close
+    }
   });
   server.wait();
   stopper.join();
+  if (stop_error) std::rethrow_exception(stop_error);
   log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " stopped; stores closed");
   return 0;
 }
