@@ -3,7 +3,9 @@
 // With -fsanitize=address, GCC 12 reports a boost::optional inside Beast's
 // parser as maybe-uninitialized (a known false positive of the middle end,
 // which ignores that the header is a system header).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
