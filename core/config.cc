@@ -19,6 +19,7 @@ struct ParamsData {
   std::string file;
   std::string store;
   std::string node_id;  // the node a node stack is built for; empty otherwise
+  const NodeInfo* routed_node = nullptr;  // below a client's route: the node reached
   std::string layer;
   YAML::Node node;   // a map, a scalar, or null when the layer has no value
   YAML::Mark where;  // the layer's entry in the stack
@@ -49,13 +50,16 @@ struct StoreDef {
   Stack node;    // what each node of a cluster runs: `node:`
   Stack client;  // what a client runs to reach the cluster: `client:`
   SerializerSpec key, value;
+  Replication replication;
   YAML::Mark where;
 };
 
 struct ConfigData {
   std::string source;
-  std::vector<NodeInfo> nodes;
+  ClusterInfo cluster;
+  YAML::Mark cluster_where;
   ServerTls tls;  // `cluster: tls:`, {node} not yet expanded
+  StoreDef hints;  // `cluster: hints:` (its stack), named "hints"
   std::vector<StoreDef> stores;
 };
 
@@ -207,6 +211,55 @@ Stack parse_stack(const std::string& file, const std::string& name, const std::s
   return out;
 }
 
+// A non-negative integer scalar in [min, max], or a ConfigError saying `what`.
+int64_t int_at(const std::string& file, const YAML::Node& n, int64_t min, int64_t max,
+               const std::string& what) {
+  int64_t v = -1;
+  const std::string text = n.IsScalar() ? n.Scalar() : "";
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || text.empty() || v < min || v > max) {
+    fail_at(file, n.Mark(), what);
+  }
+  return v;
+}
+
+// `replication: {n: 3, r: 2, w: 2}`: r and w default to a majority of n.
+Replication parse_replication(const std::string& file, const std::string& store,
+                              const YAML::Node& node) {
+  const std::string shape = "store '" + store + "': `replication` is a map {n, r, w}";
+  if (!node.IsMap()) fail_at(file, node.Mark(), shape + ", found " + kind_of(node));
+  check_unique_keys(file, node);
+  Replication out;
+  bool has_n = false, has_r = false, has_w = false;
+  for (const auto& kv : node) {
+    const std::string k = kv.first.Scalar();
+    const std::string what = "store '" + store + "': replication `" + k +
+                             "` is an integer from 1 to 64";
+    if (k == "n") {
+      out.n = static_cast<int>(int_at(file, kv.second, 1, 64, what));
+      has_n = true;
+    } else if (k == "r") {
+      out.r = static_cast<int>(int_at(file, kv.second, 1, 64, what));
+      has_r = true;
+    } else if (k == "w") {
+      out.w = static_cast<int>(int_at(file, kv.second, 1, 64, what));
+      has_w = true;
+    } else {
+      fail_at(file, kv.first.Mark(), shape + "; unknown key '" + k + "'");
+    }
+  }
+  if (!has_n) fail_at(file, node.Mark(), shape + ": `n` is required");
+  if (!has_r) out.r = out.n / 2 + 1;
+  if (!has_w) out.w = out.n / 2 + 1;
+  if (out.r > out.n || out.w > out.n) {
+    fail_at(file, node.Mark(),
+            "store '" + store + "': replication needs r <= n and w <= n (n=" +
+                std::to_string(out.n) + ", r=" + std::to_string(out.r) + ", w=" +
+                std::to_string(out.w) + ")");
+  }
+  return out;
+}
+
 StoreDef parse_store(const std::string& file, const std::string& name,
                      const YAML::Node& key, const YAML::Node& def) {
   if (!def.IsMap()) {
@@ -227,10 +280,12 @@ StoreDef parse_store(const std::string& file, const std::string& name,
       store.client = parse_stack(file, name, k, kv.second);
     } else if (k == "key" || k == "value") {
       (k == "key" ? store.key : store.value) = parse_serializer(file, name, k, kv.first, kv.second);
+    } else if (k == "replication") {
+      store.replication = parse_replication(file, name, kv.second);
     } else {
       fail_at(file, kv.first.Mark(),
               "store '" + name + "': unknown key '" + k +
-                  "' (expected: key, value, stack, node, client)");
+                  "' (expected: key, value, replication, stack, node, client)");
     }
   }
   if (store.stack.empty() && store.node.empty() && store.client.empty()) {
@@ -270,60 +325,137 @@ ServerTls parse_tls(const std::string& file, const YAML::Node& tls) {
   return out;
 }
 
+NodeInfo parse_node(const std::string& file, const YAML::Node& n) {
+  if (!n.IsMap()) fail_at(file, n.Mark(), "cluster: a node is a map {id: N, address: host:port}");
+  check_unique_keys(file, n);
+  NodeInfo info;
+  bool has_id = false, has_address = false;
+  for (const auto& f : n) {
+    const std::string fk = f.first.Scalar();
+    if (fk == "id") {
+      info.id = static_cast<NodeId>(
+          int_at(file, f.second, 0, 65535, "cluster: a node id is an integer from 0 to 65535"));
+      has_id = true;
+    } else if (fk == "address") {
+      info.address = f.second.IsScalar() ? f.second.Scalar() : "";
+      if (info.address.rfind(':') == std::string::npos) {
+        fail_at(file, f.second.Mark(), "cluster: a node address is host:port");
+      }
+      has_address = true;
+    } else if (fk == "zone") {
+      if (!f.second.IsScalar() || f.second.Scalar().empty()) {
+        fail_at(file, f.second.Mark(), "cluster: a node's zone is a name");
+      }
+      info.zone = f.second.Scalar();
+    } else if (fk == "partitions") {
+      if (!f.second.IsSequence() || f.second.size() == 0) {
+        fail_at(file, f.second.Mark(), "cluster: a node's `partitions` is a non-empty list of partition numbers");
+      }
+      for (const auto& p : f.second) {
+        info.partitions.push_back(static_cast<uint32_t>(
+            int_at(file, p, 0, 65535, "cluster: a partition number is an integer from 0 to 65535")));
+      }
+    } else {
+      fail_at(file, f.first.Mark(),
+              "cluster: unknown node key '" + fk + "' (expected: id, address, zone, partitions)");
+    }
+  }
+  if (!has_id || !has_address) fail_at(file, n.Mark(), "cluster: a node needs `id` and `address`");
+  return info;
+}
+
+// Partitions are listed by every node or by none; listed, they must be
+// 0..Q-1, each owned once. Zones are set on every node or on none.
+void check_cluster(const std::string& file, const YAML::Node& cluster, bool has_q,
+                   ClusterInfo* c) {
+  size_t listing = 0, zoned = 0, listed = 0;
+  for (const NodeInfo& n : c->nodes) {
+    listing += n.partitions.empty() ? 0 : 1;
+    zoned += n.zone.empty() ? 0 : 1;
+    listed += n.partitions.size();
+  }
+  if (zoned != 0 && zoned != c->nodes.size()) {
+    fail_at(file, cluster.Mark(), "cluster: give every node a `zone`, or none");
+  }
+  if (listing == 0) {
+    if (!has_q) c->partitions = 64;
+    if (c->partitions < c->nodes.size()) {
+      fail_at(file, cluster.Mark(),
+              "cluster: " + std::to_string(c->nodes.size()) + " nodes need at least as many "
+              "partitions (`partitions: " + std::to_string(c->partitions) + "`)");
+    }
+    return;
+  }
+  if (listing != c->nodes.size()) {
+    fail_at(file, cluster.Mark(),
+            "cluster: list `partitions` on every node, or on none (then they are dealt out evenly)");
+  }
+  if (!has_q) c->partitions = static_cast<uint32_t>(listed);
+  std::vector<int> owner(c->partitions, -1);
+  for (const NodeInfo& n : c->nodes) {
+    for (uint32_t p : n.partitions) {
+      if (p >= c->partitions) {
+        fail_at(file, cluster.Mark(),
+                "cluster: node " + std::to_string(n.id) + " lists partition " + std::to_string(p) +
+                    ", but partitions are numbered 0 to " + std::to_string(c->partitions - 1));
+      }
+      if (owner[p] >= 0) {
+        fail_at(file, cluster.Mark(),
+                "cluster: partition " + std::to_string(p) + " is listed by node " +
+                    std::to_string(owner[p]) + " and node " + std::to_string(n.id));
+      }
+      owner[p] = static_cast<int>(n.id);
+    }
+  }
+  for (uint32_t p = 0; p < c->partitions; ++p) {
+    if (owner[p] < 0) {
+      fail_at(file, cluster.Mark(), "cluster: no node lists partition " + std::to_string(p));
+    }
+  }
+}
+
 void parse_cluster(const std::string& file, const YAML::Node& cluster, ConfigData* data) {
   if (!cluster.IsMap()) {
     fail_at(file, cluster.Mark(), std::string("`cluster` must be a map with `nodes`, found ") +
                                       kind_of(cluster));
   }
   check_unique_keys(file, cluster);
-  std::vector<NodeInfo>& nodes = data->nodes;
+  data->cluster_where = cluster.Mark();
+  std::vector<NodeInfo>& nodes = data->cluster.nodes;
+  bool has_q = false, has_nodes = false;
   for (const auto& kv : cluster) {
     const std::string k = kv.first.Scalar();
     if (k == "tls") {
       data->tls = parse_tls(file, kv.second);
-      continue;
-    }
-    if (k != "nodes") {
-      fail_at(file, kv.first.Mark(), "cluster: unknown key '" + k + "' (expected: nodes, tls)");
-    }
-    const YAML::Node& list = kv.second;
-    if (!list.IsSequence() || list.size() == 0) {
-      fail_at(file, list.Mark(), "cluster: `nodes` must be a non-empty list of {id, address}");
-    }
-    for (const auto& n : list) {
-      if (!n.IsMap()) fail_at(file, n.Mark(), "cluster: a node is a map {id: N, address: host:port}");
-      check_unique_keys(file, n);
-      NodeInfo info;
-      bool has_id = false, has_address = false;
-      for (const auto& f : n) {
-        const std::string fk = f.first.Scalar();
-        if (fk == "id") {
-          int64_t id = -1;
-          const std::string text = f.second.IsScalar() ? f.second.Scalar() : "";
-          auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
-          if (ec != std::errc() || p != text.data() + text.size() || id < 0 || id > 65535) {
-            fail_at(file, f.second.Mark(), "cluster: a node id is an integer from 0 to 65535");
-          }
-          info.id = static_cast<NodeId>(id);
-          has_id = true;
-        } else if (fk == "address") {
-          info.address = f.second.IsScalar() ? f.second.Scalar() : "";
-          if (info.address.rfind(':') == std::string::npos) {
-            fail_at(file, f.second.Mark(), "cluster: a node address is host:port");
-          }
-          has_address = true;
-        } else {
-          fail_at(file, f.first.Mark(), "cluster: unknown node key '" + fk + "' (expected: id, address)");
+    } else if (k == "partitions") {
+      data->cluster.partitions = static_cast<uint32_t>(int_at(
+          file, kv.second, 1, 65536, "cluster: `partitions` is an integer from 1 to 65536"));
+      has_q = true;
+    } else if (k == "hints") {
+      data->hints.name = "hints";
+      data->hints.where = kv.first.Mark();
+      data->hints.stack = parse_stack(file, "hints", "hints", kv.second);
+    } else if (k == "nodes") {
+      const YAML::Node& list = kv.second;
+      if (!list.IsSequence() || list.size() == 0) {
+        fail_at(file, list.Mark(), "cluster: `nodes` must be a non-empty list of {id, address}");
+      }
+      for (const auto& n : list) {
+        NodeInfo info = parse_node(file, n);
+        for (const NodeInfo& other : nodes) {
+          if (other.id == info.id) fail_at(file, n.Mark(), "cluster: node id " + std::to_string(info.id) + " appears twice");
+          if (other.address == info.address) fail_at(file, n.Mark(), "cluster: address " + info.address + " appears twice");
         }
+        nodes.push_back(std::move(info));
       }
-      if (!has_id || !has_address) fail_at(file, n.Mark(), "cluster: a node needs `id` and `address`");
-      for (const NodeInfo& other : nodes) {
-        if (other.id == info.id) fail_at(file, n.Mark(), "cluster: node id " + std::to_string(info.id) + " appears twice");
-        if (other.address == info.address) fail_at(file, n.Mark(), "cluster: address " + info.address + " appears twice");
-      }
-      nodes.push_back(std::move(info));
+      has_nodes = true;
+    } else {
+      fail_at(file, kv.first.Mark(),
+              "cluster: unknown key '" + k + "' (expected: nodes, partitions, hints, tls)");
     }
   }
+  if (!has_nodes) fail_at(file, cluster.Mark(), "cluster: missing `nodes` list");
+  check_cluster(file, cluster, has_q, &data->cluster);
 }
 
 std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::string& text) {
@@ -397,6 +529,8 @@ std::string expand(std::string s, const ParamsData& d) {
 }
 
 }  // namespace
+
+const NodeInfo* Params::routed_node() const { return d_->routed_node; }
 
 bool Params::has(std::string_view key) const {
   d_->used.emplace(key);
@@ -669,15 +803,19 @@ StoreSerializers Config::serializers(std::string_view store, const LayerRegistry
 
 namespace {
 
-std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, const Stack& stack,
-                                   const std::string& node, const LayerRegistry& registry) {
-  std::unique_ptr<Store> top;
-  for (auto it = stack.rbegin(); it != stack.rend(); ++it) {
-    const LayerEntry& e = *it;
+// Builds entries [begin, end) of `stack` bottom-up over `top` (null when
+// the range holds the engine).
+std::unique_ptr<Store> build_range(const ConfigData& d, const StoreDef& def, const Stack& stack,
+                                   size_t begin, size_t end, std::unique_ptr<Store> top,
+                                   const std::string& node, const NodeInfo* routed_node,
+                                   const LayerRegistry& registry) {
+  for (size_t i = end; i-- > begin;) {
+    const LayerEntry& e = stack[i];
     auto data = std::make_shared<ParamsData>();
     data->file = d.source;
     data->store = def.name;
     data->node_id = node;
+    data->routed_node = routed_node;
     data->layer = e.name;
     data->node = e.params;
     data->where = e.where;
@@ -702,6 +840,74 @@ std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, con
   return top;
 }
 
+// A stack, with a `route` entry if it has one: the stack below it is built
+// once per node the route sends to.
+std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, const Stack& stack,
+                                   const std::string& node, const LayerRegistry& registry,
+                                   std::shared_ptr<HintedHandoff> hints = nullptr) {
+  size_t route = stack.size();
+  for (size_t i = 0; i < stack.size(); ++i) {
+    if (stack[i].engine || stack[i].name != "route") continue;
+    if (route != stack.size()) {
+      fail_at(d.source, stack[i].where, "store '" + def.name + "': a stack routes once");
+    }
+    route = i;
+  }
+  if (route == stack.size()) {
+    return build_range(d, def, stack, 0, stack.size(), nullptr, node, nullptr, registry);
+  }
+  const LayerEntry& e = stack[route];
+  if (d.cluster.nodes.empty()) {
+    fail_at(d.source, e.where,
+            "store '" + def.name + "': `route` needs a `cluster:` with its nodes");
+  }
+  if (def.replication.n > static_cast<int>(d.cluster.nodes.size())) {
+    fail_at(d.source, def.where,
+            "store '" + def.name + "': replication n=" + std::to_string(def.replication.n) +
+                " needs at least as many nodes; the cluster has " +
+                std::to_string(d.cluster.nodes.size()));
+  }
+  const RouteFactory* factory = registry.router();
+  if (factory == nullptr) fail_at(d.source, e.where, "this registry has no `route` layer");
+  auto data = std::make_shared<ParamsData>();
+  data->file = d.source;
+  data->store = def.name;
+  data->node_id = node;
+  data->layer = e.name;
+  data->node = e.params;
+  data->where = e.where;
+  NodeId self = 0;
+  ServerTls tls;
+  RouteContext ctx;
+  ctx.cluster = &d.cluster;
+  ctx.replication = &def.replication;
+  if (!node.empty()) {
+    self = static_cast<NodeId>(std::stoul(node));
+    ctx.self = &self;
+    auto expand_node = [&](std::string s) {
+      for (size_t i; (i = s.find("{node}")) != std::string::npos;) s.replace(i, 6, node);
+      return s;
+    };
+    tls = ServerTls{expand_node(d.tls.cert), expand_node(d.tls.key), expand_node(d.tls.ca)};
+    ctx.tls = &tls;
+    ctx.hints = std::move(hints);
+  }
+  ctx.open_below = [&](const NodeInfo& target) {
+    // A node's own replica is built as its stack ({node} = itself); a
+    // client's way to a node sees {node} as that node.
+    const bool in_node = !node.empty();
+    return build_range(d, def, stack, route + 1, stack.size(), nullptr,
+                       in_node ? node : std::to_string(target.id),
+                       in_node ? nullptr : &target, registry);
+  };
+  std::unique_ptr<Store> routed =
+      build_one(d.source, e, data, [&](const Params& p) {
+        ctx.params = &p;
+        return (*factory)(ctx);
+      });
+  return build_range(d, def, stack, 0, route, std::move(routed), node, nullptr, registry);
+}
+
 }  // namespace
 
 std::unique_ptr<Store> Config::open(std::string_view store,
@@ -718,16 +924,35 @@ std::unique_ptr<Store> Config::open(std::string_view store,
 
 std::unique_ptr<Store> Config::open_node(std::string_view store, NodeId node,
                                          const LayerRegistry& registry) const {
+  return open_node(store, node, nullptr, registry);
+}
+
+std::unique_ptr<Store> Config::open_node(std::string_view store, NodeId node,
+                                         std::shared_ptr<HintedHandoff> hints,
+                                         const LayerRegistry& registry) const {
   const StoreDef& def = find_store(*d_, store);
   const Stack& stack = !def.node.empty() ? def.node : def.stack;
   if (stack.empty()) {
     fail_at(d_->source, def.where,
             "store '" + def.name + "' has no `node:` (or `stack:`) for a server to run");
   }
-  return build_stack(*d_, def, stack, std::to_string(node), registry);
+  return build_stack(*d_, def, stack, std::to_string(node), registry, std::move(hints));
 }
 
-const std::vector<NodeInfo>& Config::nodes() const { return d_->nodes; }
+const std::vector<NodeInfo>& Config::nodes() const { return d_->cluster.nodes; }
+
+const ClusterInfo& Config::cluster() const { return d_->cluster; }
+
+Replication Config::replication(std::string_view store) const {
+  return find_store(*d_, store).replication;
+}
+
+bool Config::has_hints() const { return !d_->hints.stack.empty(); }
+
+std::unique_ptr<Store> Config::open_hints(NodeId node, const LayerRegistry& registry) const {
+  if (d_->hints.stack.empty()) return nullptr;
+  return build_stack(*d_, d_->hints, d_->hints.stack, std::to_string(node), registry);
+}
 
 ServerTls Config::server_tls(NodeId node) const {
   auto at = [&](std::string s) {

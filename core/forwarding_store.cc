@@ -18,8 +18,9 @@ std::map<std::string, std::vector<Versioned>> ForwardingStore::get_all(
   return inner_->get_all(keys);
 }
 
-PutResult ForwardingStore::put(std::string_view key, const Versioned& value) {
-  return inner_->put(key, value);
+PutResult ForwardingStore::put_stamped(std::string_view key, const Versioned& value,
+                                       VectorClock* stored) {
+  return inner_->put_stamped(key, value, stored);
 }
 
 bool ForwardingStore::remove(std::string_view key, const VectorClock& version) {
@@ -35,6 +36,8 @@ std::unique_ptr<StoreIterator> ForwardingStore::scan() { return inner_->scan(); 
 void ForwardingStore::close() { inner_->close(); }
 
 std::string ForwardingStore::describe() const { return inner_->describe(); }
+
+bool ForwardingStore::reads_may_block() const { return inner_->reads_may_block(); }
 
 bool ForwardingStore::writes_may_block() const { return inner_->writes_may_block(); }
 

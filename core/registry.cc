@@ -1,5 +1,6 @@
 #include "cairn/registry.h"
 
+#include <algorithm>
 #include <cassert>
 
 #include "engines/lmdb/lmdb_store.h"
@@ -10,6 +11,7 @@
 #include "layers/logging/logging_store.h"
 #include "layers/stats/stats_store.h"
 #include "layers/versioning/resolving_store.h"
+#include "routing/routed_store.h"
 
 namespace cairn {
 
@@ -27,6 +29,11 @@ void LayerRegistry::add_serializer(std::string name, SerializerFactory factory,
                                    std::string summary) {
   assert(!serializers_.contains(name));
   serializers_.emplace(std::move(name), std::pair(std::move(factory), std::move(summary)));
+}
+
+void LayerRegistry::set_router(RouteFactory factory, std::string summary) {
+  router_ = std::move(factory);
+  router_summary_ = std::move(summary);
 }
 
 const SerializerFactory* LayerRegistry::serializer(std::string_view name) const {
@@ -53,6 +60,8 @@ const EngineFactory* LayerRegistry::engine(std::string_view name) const {
 std::vector<std::pair<std::string, std::string>> LayerRegistry::layers() const {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [name, entry] : layers_) out.emplace_back(name, entry.second);
+  if (router_) out.emplace_back("route", router_summary_);
+  std::sort(out.begin(), out.end());
   return out;
 }
 
@@ -75,6 +84,8 @@ LayerRegistry& default_registry() {
     r->add_layer("logging", make_logging_layer, "one log line per operation (or per slow one)");
     r->add_layer("compress", make_compression_layer, "compresses values (zstd, lz4, snappy, gzip)");
     r->add_layer("faults", make_faults_layer, "injects delays and failures (for tests)");
+    r->set_router(make_routed_layer,
+                  "sends each key to its N replicas on the ring; R/W quorums, read repair, hints");
     // Serializers, named by a store's `key:` and `value:`.
     r->add_serializer("identity", make_identity_serializer, "bytes as they are");
     r->add_serializer("string", make_string_serializer, "UTF-8 text");

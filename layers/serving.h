@@ -18,6 +18,11 @@ struct ServedStore {
   std::shared_ptr<Store> store;
   std::shared_ptr<const AnySerializer> key;
   std::shared_ptr<const AnySerializer> value;
+  // For a store the node routes (`route` in its `node:` stack): the stack
+  // below the routing layer, the node's own replica, which requests from
+  // other nodes' routing layers reach (they set `replica`). Null otherwise.
+  // Part of `store`: closing `store` closes it.
+  std::shared_ptr<Store> replica;
 };
 
 using ServedStores = std::map<std::string, ServedStore>;

@@ -367,7 +367,8 @@ void MemoryStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   decode_record(record_of(s)->data(), out);
 }
 
-PutResult MemoryStore::put(std::string_view key, const Versioned& value) {
+PutResult MemoryStore::put_stamped(std::string_view key, const Versioned& value,
+                                   VectorClock*) {
   check_key(options_.name, key, options_.max_key_size);
   check_value(options_.name, key, value.value, options_.max_value_size);
   const uint64_t hash = hash_key(key);

@@ -45,7 +45,8 @@ class MemoryStore final : public Store {
   ~MemoryStore() override;
 
   void get_into(std::string_view key, std::vector<Versioned>* out) override;
-  PutResult put(std::string_view key, const Versioned& value) override;
+  PutResult put_stamped(std::string_view key, const Versioned& value,
+                        VectorClock* stored) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::unique_ptr<StoreIterator> scan() override;
   void close() override;

@@ -91,14 +91,15 @@ class Client {
   }
 
   // Writes `value` as a successor of every version stored now (so it
-  // replaces them all) and returns its clock. A racing writer with the same
+  // replaces them all) and returns the clock it was stored under (in a
+  // cluster, with the home node's entry the routing layer adds). A racing writer with the same
   // node id makes the write obsolete; it is retried, up to max_tries.
   VectorClock put(const K& key, const V& value) {
     const std::string k = keys_->to_bytes(key);
     const std::string v = values_->to_bytes(value);
     for (int attempt = 0; attempt < options_.max_tries; ++attempt) {
-      VectorClock clock = successor(k);
-      if (store_->put(k, Versioned{v, clock}) == PutResult::kStored) return clock;
+      VectorClock stored;
+      if (store_->put(k, Versioned{v, successor(k)}, &stored) == PutResult::kStored) return stored;
     }
     throw ObsoleteVersion("put lost " + std::to_string(options_.max_tries) +
                           " races in a row for the same key");
@@ -116,8 +117,9 @@ class Client {
       if (o != Occurred::kBefore && o != Occurred::kEqual) return std::nullopt;
     }
     Versioned v{values_->to_bytes(value), version.incremented(options_.node_id, now_ms())};
-    if (store_->put(k, v) != PutResult::kStored) return std::nullopt;
-    return std::move(v.clock);
+    VectorClock stored;
+    if (store_->put(k, v, &stored) != PutResult::kStored) return std::nullopt;
+    return stored;
   }
 
   // Deletes every version stored now. Returns false if the key was absent.

@@ -16,6 +16,7 @@
 #ifndef CAIRN_CONFIG_H_
 #define CAIRN_CONFIG_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,6 +35,24 @@ struct ConfigData;
 struct NodeInfo {
   NodeId id = 0;
   std::string address;  // host:port
+  std::string zone;     // empty: the cluster has no zones
+  // The partitions it owns, as listed in the config; empty when the
+  // cluster deals them out evenly (see routing/ring.h).
+  std::vector<uint32_t> partitions;
+};
+
+// The `cluster:` section: its nodes and its number of partitions (Q).
+struct ClusterInfo {
+  uint32_t partitions = 0;  // 0 without a cluster
+  std::vector<NodeInfo> nodes;
+};
+
+// A store's `replication: {n, r, w}`: each key on N nodes; a read answers
+// once R replicas have, a write once W have stored it.
+struct Replication {
+  int n = 1;
+  int r = 1;
+  int w = 1;
 };
 
 // TLS for the servers of a cluster (`cluster: tls: {cert, key, ca}`): PEM
@@ -77,9 +96,25 @@ class Config {
   // `stack:`. "{node}" in parameters expands to the node's id.
   std::unique_ptr<Store> open_node(std::string_view store, NodeId node,
                                    const LayerRegistry& registry = default_registry()) const;
+  // The same, for a node that keeps hints for the other nodes (cairn-server
+  // does): a `route` in the stack parks the writes a replica missed there.
+  std::unique_ptr<Store> open_node(std::string_view store, NodeId node,
+                                   std::shared_ptr<HintedHandoff> hints,
+                                   const LayerRegistry& registry = default_registry()) const;
 
   // The `cluster: nodes:` entries, in file order (empty without a cluster).
   const std::vector<NodeInfo>& nodes() const;
+  // The whole `cluster:` section.
+  const ClusterInfo& cluster() const;
+  // The store's `replication:` ({1, 1, 1} when it has none). Throws
+  // NotFound for an unknown store.
+  Replication replication(std::string_view store) const;
+  // The `cluster: hints:` stack, where a node keeps the writes other nodes
+  // missed; nullptr when the config has none. "{node}" expands as in a
+  // node's stack.
+  std::unique_ptr<Store> open_hints(NodeId node,
+                                    const LayerRegistry& registry = default_registry()) const;
+  bool has_hints() const;
   // The cluster's TLS files for node `node` ("{node}" in them expands to
   // its id: one certificate per node); all empty without `cluster: tls:`.
   ServerTls server_tls(NodeId node) const;

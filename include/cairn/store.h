@@ -75,7 +75,22 @@ class Store {
   // the result is kObsolete (an expected outcome, not an error). Otherwise
   // the stored versions the new clock dominates are replaced, and those
   // concurrent with it stay beside it as siblings.
-  virtual PutResult put(std::string_view key, const Versioned& value) = 0;
+  PutResult put(std::string_view key, const Versioned& value) {
+    return put_stamped(key, value, nullptr);
+  }
+  // put(), saying in `*stored` the clock the value was stored under: its
+  // own, unless a layer below stamps it (the routing layer adds the key's
+  // home node's entry). Meaningful only when the result is kStored.
+  PutResult put(std::string_view key, const Versioned& value, VectorClock* stored) {
+    *stored = value.clock;
+    return put_stamped(key, value, stored);
+  }
+  // What both put()s call; layers override it. `stored` is null, or holds
+  // the clock stored so far: a layer that stamps the clock writes the
+  // stamped one there, a layer that forwards the put passes it on, and an
+  // engine ignores it.
+  virtual PutResult put_stamped(std::string_view key, const Versioned& value,
+                                VectorClock* stored) = 0;
 
   // Deletes the versions of `key` whose clocks are before or equal to
   // `version`; concurrent and newer versions stay. Returns whether anything
@@ -103,6 +118,10 @@ class Store {
   // on a worker pool, and the others inline. True unless a store knows
   // better (the memory engine does).
   virtual bool writes_may_block() const { return true; }
+  // Whether a read may wait on another node (a routing layer, a network
+  // store): servers then run reads on their worker pool too, never on the
+  // network library's own threads. False unless a store says so.
+  virtual bool reads_may_block() const { return false; }
 };
 
 // Checks a key and a value against a store's size limits. Engines call these

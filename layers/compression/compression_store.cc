@@ -33,14 +33,15 @@ std::map<std::string, std::vector<Versioned>> CompressionStore::get_all(
   return found;
 }
 
-PutResult CompressionStore::put(std::string_view key, const Versioned& value) {
+PutResult CompressionStore::put_stamped(std::string_view key, const Versioned& value,
+                                        VectorClock* stored) {
   // The limit is on the value the caller sees: compression must not let a
   // value through that a get could not return.
   check_value(options_.name, key, value.value, options_.max_value_size);
-  Versioned stored{std::string(), value.clock};
+  Versioned compressed{std::string(), value.clock};
   internal::encode_value(options_.codec, options_.level, options_.min_size, value.value,
-                         &stored.value);
-  return ForwardingStore::put(key, stored);
+                         &compressed.value);
+  return ForwardingStore::put_stamped(key, compressed, stored);
 }
 
 namespace {

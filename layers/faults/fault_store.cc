@@ -53,9 +53,10 @@ std::map<std::string, std::vector<Versioned>> FaultStore::get_all(
   return ForwardingStore::get_all(keys);
 }
 
-PutResult FaultStore::put(std::string_view key, const Versioned& value) {
+PutResult FaultStore::put_stamped(std::string_view key, const Versioned& value,
+                                  VectorClock* stored) {
   inject(kPut, "put");
-  return ForwardingStore::put(key, value);
+  return ForwardingStore::put_stamped(key, value, stored);
 }
 
 bool FaultStore::remove(std::string_view key, const VectorClock& version) {

@@ -45,7 +45,8 @@ class FaultStore final : public ForwardingStore {
   void get_into(std::string_view key, std::vector<Versioned>* out) override;
   std::map<std::string, std::vector<Versioned>> get_all(
       std::span<const std::string> keys) override;
-  PutResult put(std::string_view key, const Versioned& value) override;
+  PutResult put_stamped(std::string_view key, const Versioned& value,
+                        VectorClock* stored) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::vector<VectorClock> versions(std::string_view key) override;
   std::unique_ptr<StoreIterator> scan() override;

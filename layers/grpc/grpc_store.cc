@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "cairn/config.h"
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "layers/grpc/cairn.grpc.pb.h"
@@ -77,6 +78,7 @@ struct GrpcStore::Impl {
   std::string where;  // for messages: "grpc 127.0.0.1:7070 store 'default'"
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<rpc::Store::Stub> stub;
+  std::unique_ptr<rpc::Admin::Stub> admin;
   std::atomic<bool> closed{false};
 
   // Callback calls in flight. The store waits for them before it goes, so
@@ -137,7 +139,8 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   const GrpcOptions& o = impl_->options;
   if (o.targets.empty()) throw InvalidArgument("grpc: no targets");
-  impl_->where = "grpc " + join(o.targets, ",") + " store '" + o.store + "'";
+  impl_->where = "grpc " + join(o.targets, ",") + " store '" + o.store + "'" +
+                 (o.replica ? " (replica)" : "");
 
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_size));
@@ -181,6 +184,7 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
   }
   impl_->channel = grpc::CreateCustomChannel(target, creds, args);
   impl_->stub = rpc::Store::NewStub(impl_->channel);
+  impl_->admin = rpc::Admin::NewStub(impl_->channel);
 }
 
 GrpcStore::~GrpcStore() {
@@ -191,6 +195,7 @@ GrpcStore::~GrpcStore() {
 void GrpcStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   rpc::GetRequest req;
   req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
   req.set_key(std::string(key));
   rpc::GetResponse resp;
   impl_->call("get", true, [&](grpc::ClientContext* ctx) {
@@ -205,6 +210,7 @@ std::map<std::string, std::vector<Versioned>> GrpcStore::get_all(
     std::span<const std::string> keys) {
   rpc::GetAllRequest req;
   req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
   for (const std::string& k : keys) req.add_keys(k);
   rpc::GetAllResponse resp;
   impl_->call("get_all", true, [&](grpc::ClientContext* ctx) {
@@ -219,21 +225,26 @@ std::map<std::string, std::vector<Versioned>> GrpcStore::get_all(
   return out;
 }
 
-PutResult GrpcStore::put(std::string_view key, const Versioned& value) {
+PutResult GrpcStore::put_stamped(std::string_view key, const Versioned& value,
+                                 VectorClock* stored) {
   rpc::PutRequest req;
   req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
   req.set_key(std::string(key));
   internal::to_wire(value, req.mutable_version());
   rpc::PutResponse resp;
   impl_->call("put", impl_->options.retry_writes, [&](grpc::ClientContext* ctx) {
     return impl_->stub->Put(ctx, req, &resp);
   });
-  return resp.obsolete() ? PutResult::kObsolete : PutResult::kStored;
+  if (resp.obsolete()) return PutResult::kObsolete;
+  if (stored != nullptr && resp.has_clock()) *stored = internal::from_wire(resp.clock());
+  return PutResult::kStored;
 }
 
 bool GrpcStore::remove(std::string_view key, const VectorClock& version) {
   rpc::DeleteRequest req;
   req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
   req.set_key(std::string(key));
   internal::to_wire(version, req.mutable_clock());
   rpc::DeleteResponse resp;
@@ -246,6 +257,7 @@ bool GrpcStore::remove(std::string_view key, const VectorClock& version) {
 std::vector<VectorClock> GrpcStore::versions(std::string_view key) {
   rpc::GetRequest req;
   req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
   req.set_key(std::string(key));
   rpc::GetVersionsResponse resp;
   impl_->call("get_versions", true, [&](grpc::ClientContext* ctx) {
@@ -266,6 +278,7 @@ class GrpcIterator final : public StoreIterator {
   explicit GrpcIterator(std::shared_ptr<GrpcStore::Impl> impl) : impl_(std::move(impl)) {
     rpc::ScanRequest req;
     req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
     impl_->prepare(&ctx_, impl_->options.scan_timeout);
     reader_ = impl_->stub->Scan(&ctx_, req);
   }
@@ -309,6 +322,45 @@ struct AsyncCall {
   Resp resp;
 };
 
+// Starts a callback call: `start(ctx, req, resp, on_status)` issues it on a
+// stub; when it completes, `read(resp)` makes the result (or throws) and
+// `done(result, error)` gets it. Result is void-like when Read returns
+// nothing: done then takes only the error.
+template <typename Req, typename Resp, typename Start, typename Read, typename Done>
+void start_async(GrpcStore::Impl* impl, const char* what, Req req, Start&& start, Read read,
+                 Done done) {
+  auto* call = new AsyncCall<Req, Resp>;
+  call->req = std::move(req);
+  impl->prepare(&call->ctx, impl->options.timeout);
+  impl->start_async();
+  start(&call->ctx, &call->req, &call->resp,
+        [call, impl, what, read = std::move(read), done = std::move(done)](grpc::Status status) {
+          using Result = std::invoke_result_t<Read, Resp&>;
+          std::exception_ptr error;
+          if constexpr (std::is_void_v<Result>) {
+            try {
+              if (!status.ok()) internal::throw_status(status, impl->where + ": " + what);
+              read(call->resp);
+            } catch (...) {
+              error = std::current_exception();
+            }
+            delete call;
+            run_callback(impl->where, done, error);
+          } else {
+            Result result{};
+            try {
+              if (!status.ok()) internal::throw_status(status, impl->where + ": " + what);
+              result = read(call->resp);
+            } catch (...) {
+              error = std::current_exception();
+            }
+            delete call;
+            run_callback(impl->where, done, std::move(result), error);
+          }
+          impl->end_async();
+        });
+}
+
 }  // namespace
 
 std::unique_ptr<StoreIterator> GrpcStore::scan() {
@@ -316,83 +368,115 @@ std::unique_ptr<StoreIterator> GrpcStore::scan() {
   return std::make_unique<GrpcIterator>(impl_);
 }
 
+// The stub's callback method `method` as a start function.
+#define CAIRN_ASYNC(stub, method)                                  \
+  [impl = impl_.get()](auto* c, auto* rq, auto* rs, auto cb) {    \
+    impl->stub->async()->method(c, rq, rs, std::move(cb));          \
+  }
+
 void GrpcStore::async_get(std::string_view key,
                           std::function<void(std::vector<Versioned>, std::exception_ptr)> done) {
   impl_->check_open();
-  auto* call = new AsyncCall<rpc::GetRequest, rpc::GetResponse>;
-  call->req.set_store(impl_->options.store);
-  call->req.set_key(std::string(key));
-  impl_->prepare(&call->ctx, impl_->options.timeout);
-  impl_->start_async();
-  impl_->stub->async()->Get(&call->ctx, &call->req, &call->resp,
-                            [call, impl = impl_.get(), done = std::move(done)](grpc::Status status) {
-                              std::vector<Versioned> out;
-                              std::exception_ptr error;
-                              try {
-                                if (!status.ok()) internal::throw_status(status, impl->where + ": get");
-                                for (const rpc::Version& v : call->resp.versions()) {
-                                  out.push_back(internal::from_wire(v));
-                                }
-                              } catch (...) {
-                                error = std::current_exception();
-                              }
-                              delete call;
-                              run_callback(impl->where, done, std::move(out), error);
-                              impl->end_async();
-                            });
+  rpc::GetRequest req;
+  req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
+  req.set_key(std::string(key));
+  start_async<rpc::GetRequest, rpc::GetResponse>(
+      impl_.get(), "get", std::move(req), CAIRN_ASYNC(stub, Get),
+      [](rpc::GetResponse& resp) {
+        std::vector<Versioned> out;
+        for (const rpc::Version& v : resp.versions()) out.push_back(internal::from_wire(v));
+        return out;
+      },
+      std::move(done));
+}
+
+void GrpcStore::async_get_all(
+    std::vector<std::string> keys,
+    std::function<void(std::map<std::string, std::vector<Versioned>>, std::exception_ptr)> done) {
+  impl_->check_open();
+  rpc::GetAllRequest req;
+  req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
+  for (std::string& k : keys) req.add_keys(std::move(k));
+  start_async<rpc::GetAllRequest, rpc::GetAllResponse>(
+      impl_.get(), "get_all", std::move(req), CAIRN_ASYNC(stub, GetAll),
+      [](rpc::GetAllResponse& resp) {
+        std::map<std::string, std::vector<Versioned>> out;
+        for (const rpc::KeyVersions& kv : resp.found()) {
+          std::vector<Versioned>& versions = out[kv.key()];
+          for (const rpc::Version& v : kv.versions()) versions.push_back(internal::from_wire(v));
+        }
+        return out;
+      },
+      std::move(done));
+}
+
+void GrpcStore::async_versions(
+    std::string_view key, std::function<void(std::vector<VectorClock>, std::exception_ptr)> done) {
+  impl_->check_open();
+  rpc::GetRequest req;
+  req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
+  req.set_key(std::string(key));
+  start_async<rpc::GetRequest, rpc::GetVersionsResponse>(
+      impl_.get(), "get_versions", std::move(req), CAIRN_ASYNC(stub, GetVersions),
+      [](rpc::GetVersionsResponse& resp) {
+        std::vector<VectorClock> out;
+        for (const rpc::Clock& c : resp.clocks()) out.push_back(internal::from_wire(c));
+        return out;
+      },
+      std::move(done));
 }
 
 void GrpcStore::async_put(std::string_view key, const Versioned& value,
                           std::function<void(PutResult, std::exception_ptr)> done) {
   impl_->check_open();
-  auto* call = new AsyncCall<rpc::PutRequest, rpc::PutResponse>;
-  call->req.set_store(impl_->options.store);
-  call->req.set_key(std::string(key));
-  internal::to_wire(value, call->req.mutable_version());
-  impl_->prepare(&call->ctx, impl_->options.timeout);
-  impl_->start_async();
-  impl_->stub->async()->Put(&call->ctx, &call->req, &call->resp,
-                            [call, impl = impl_.get(), done = std::move(done)](grpc::Status status) {
-                              PutResult result = PutResult::kStored;
-                              std::exception_ptr error;
-                              try {
-                                if (!status.ok()) internal::throw_status(status, impl->where + ": put");
-                                if (call->resp.obsolete()) result = PutResult::kObsolete;
-                              } catch (...) {
-                                error = std::current_exception();
-                              }
-                              delete call;
-                              run_callback(impl->where, done, result, error);
-                              impl->end_async();
-                            });
+  rpc::PutRequest req;
+  req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
+  req.set_key(std::string(key));
+  internal::to_wire(value, req.mutable_version());
+  start_async<rpc::PutRequest, rpc::PutResponse>(
+      impl_.get(), "put", std::move(req), CAIRN_ASYNC(stub, Put),
+      [](rpc::PutResponse& resp) {
+        return resp.obsolete() ? PutResult::kObsolete : PutResult::kStored;
+      },
+      std::move(done));
 }
 
 void GrpcStore::async_remove(std::string_view key, const VectorClock& version,
                              std::function<void(bool, std::exception_ptr)> done) {
   impl_->check_open();
-  auto* call = new AsyncCall<rpc::DeleteRequest, rpc::DeleteResponse>;
-  call->req.set_store(impl_->options.store);
-  call->req.set_key(std::string(key));
-  internal::to_wire(version, call->req.mutable_clock());
-  impl_->prepare(&call->ctx, impl_->options.timeout);
-  impl_->start_async();
-  impl_->stub->async()->Delete(&call->ctx, &call->req, &call->resp,
-                               [call, impl = impl_.get(), done = std::move(done)](grpc::Status status) {
-                                 bool deleted = false;
-                                 std::exception_ptr error;
-                                 try {
-                                   if (!status.ok()) {
-                                     internal::throw_status(status, impl->where + ": delete");
-                                   }
-                                   deleted = call->resp.deleted();
-                                 } catch (...) {
-                                   error = std::current_exception();
-                                 }
-                                 delete call;
-                                 run_callback(impl->where, done, deleted, error);
-                                 impl->end_async();
-                               });
+  rpc::DeleteRequest req;
+  req.set_store(impl_->options.store);
+  req.set_replica(impl_->options.replica);
+  req.set_key(std::string(key));
+  internal::to_wire(version, req.mutable_clock());
+  start_async<rpc::DeleteRequest, rpc::DeleteResponse>(
+      impl_.get(), "delete", std::move(req), CAIRN_ASYNC(stub, Delete),
+      [](rpc::DeleteResponse& resp) { return resp.deleted(); }, std::move(done));
 }
+
+void GrpcStore::async_probe(std::function<void(std::exception_ptr)> done) {
+  impl_->check_open();
+  rpc::StatsRequest req;
+  req.set_store(impl_->options.store);
+  start_async<rpc::StatsRequest, rpc::StatsResponse>(
+      impl_.get(), "probe", std::move(req), CAIRN_ASYNC(admin, Stats),
+      [](rpc::StatsResponse&) {}, std::move(done));
+}
+
+void GrpcStore::async_put_hint(const Hint& hint, std::function<void(std::exception_ptr)> done) {
+  impl_->check_open();
+  rpc::Hint req;
+  internal::to_wire(hint, &req);
+  start_async<rpc::Hint, rpc::PutHintResponse>(
+      impl_.get(), "put_hint", std::move(req), CAIRN_ASYNC(admin, PutHint),
+      [](rpc::PutHintResponse&) {}, std::move(done));
+}
+
+#undef CAIRN_ASYNC
 
 void GrpcStore::close() { impl_->closed.store(true); }
 
@@ -406,16 +490,28 @@ std::string GrpcStore::describe() const {
 std::unique_ptr<Store> make_grpc_engine(const Params& p) {
   GrpcOptions o;
   o.store = p.get_string("store", p.store());
-  const Json targets = p.get_json("targets");
-  if (targets.is_string()) {
-    o.targets.push_back(targets.as_string());
-  } else if (targets.is_array()) {
-    for (const Json& t : targets.as_array()) {
-      if (!t.is_string()) p.fail("targets", "expected host:port strings");
-      o.targets.push_back(t.as_string());
+  // Below a client's `route`, each copy of this layer reaches one node:
+  // its targets default to that node's address, and it talks to the
+  // node's replica, never to a routing layer of the node's own.
+  const NodeInfo* routed = p.routed_node();
+  if (routed != nullptr) {
+    o.replica = true;
+    if (p.has("targets")) {
+      p.fail("targets", "below `route` the targets are the cluster's nodes; leave them out");
     }
+    o.targets.push_back(routed->address);
+  } else {
+    const Json targets = p.get_json("targets");
+    if (targets.is_string()) {
+      o.targets.push_back(targets.as_string());
+    } else if (targets.is_array()) {
+      for (const Json& t : targets.as_array()) {
+        if (!t.is_string()) p.fail("targets", "expected host:port strings");
+        o.targets.push_back(t.as_string());
+      }
+    }
+    if (o.targets.empty()) p.fail("targets", "expected host:port or a list of them");
   }
-  if (o.targets.empty()) p.fail("targets", "expected host:port or a list of them");
   o.timeout = std::chrono::milliseconds(p.get_int("timeout_ms", o.timeout.count(), 1, 3600000));
   o.retries = static_cast<int>(p.get_int("retries", o.retries, 0, 100));
   o.backoff = std::chrono::milliseconds(p.get_int("backoff_ms", o.backoff.count(), 0, 60000));

@@ -22,6 +22,7 @@
 
 #include "cairn/registry.h"
 #include "cairn/store.h"
+#include "routing/hint.h"
 
 namespace cairn {
 
@@ -50,6 +51,9 @@ struct GrpcOptions {
   // The name to check servers' certificates against, when it is not the
   // target's host (e.g. tests with a certificate issued to "localhost").
   std::string tls_server_name;
+  // Reach the servers' own replicas, below their routing layers (set by
+  // the routing layer for its replicas, and by admin tools).
+  bool replica = false;
 };
 
 class GrpcStore final : public Store {
@@ -62,12 +66,14 @@ class GrpcStore final : public Store {
   void get_into(std::string_view key, std::vector<Versioned>* out) override;
   std::map<std::string, std::vector<Versioned>> get_all(
       std::span<const std::string> keys) override;
-  PutResult put(std::string_view key, const Versioned& value) override;
+  PutResult put_stamped(std::string_view key, const Versioned& value,
+                        VectorClock* stored) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::vector<VectorClock> versions(std::string_view key) override;
   std::unique_ptr<StoreIterator> scan() override;
   void close() override;
   std::string describe() const override;
+  bool reads_may_block() const override { return true; }
 
   // The non-blocking path: the callback runs once, on a gRPC thread, with
   // the result or the error (as an exception_ptr holding a cairn::Error).
@@ -81,6 +87,15 @@ class GrpcStore final : public Store {
                  std::function<void(PutResult, std::exception_ptr)> done);
   void async_remove(std::string_view key, const VectorClock& version,
                     std::function<void(bool, std::exception_ptr)> done);
+  void async_versions(std::string_view key,
+                      std::function<void(std::vector<VectorClock>, std::exception_ptr)> done);
+  void async_get_all(std::vector<std::string> keys,
+                     std::function<void(std::map<std::string, std::vector<Versioned>>,
+                                        std::exception_ptr)> done);
+  // Whether the server answers and serves this store (its Admin Stats).
+  void async_probe(std::function<void(std::exception_ptr)> done);
+  // Leaves `hint` with the server, which delivers it to hint.node later.
+  void async_put_hint(const Hint& hint, std::function<void(std::exception_ptr)> done);
 
   struct Impl;
 

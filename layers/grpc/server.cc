@@ -26,8 +26,22 @@ using internal::status_of;
 
 struct Served {
   ServedStore store;
-  bool inline_writes = false;  // the stack's writes never block: no pool hop
+  bool inline_writes = false;          // the stack's writes never block: no pool hop
+  bool inline_replica_writes = false;  // the same for its replica stack
+  bool blocking_reads = false;         // its reads wait on other nodes: pool
+  bool blocking_replica_reads = false;
   std::atomic<uint64_t> calls{0};
+  bool writes_inline(bool replica) const {
+    return replica && store.replica ? inline_replica_writes : inline_writes;
+  }
+  bool reads_inline(bool replica) const {
+    return !(replica && store.replica ? blocking_replica_reads : blocking_reads);
+  }
+  // The stack a request reaches: the node's own replica when it asks for
+  // it and the store is routed by this node, else the whole stack.
+  Store& target(bool replica) const {
+    return replica && store.replica ? *store.replica : *store.store;
+  }
 };
 
 using StoreMap = std::map<std::string, std::unique_ptr<Served>, std::less<>>;
@@ -77,7 +91,7 @@ class Drain {
 };
 
 // The store a request names; NotFound (NOT_FOUND on the wire) if none.
-Store& lookup(const StoreMap& stores, const std::string& name) {
+Store& lookup(const StoreMap& stores, const std::string& name, bool replica = false) {
   auto it = stores.find(name);
   if (it == stores.end()) {
     std::string known;
@@ -85,18 +99,18 @@ Store& lookup(const StoreMap& stores, const std::string& name) {
     throw NotFound("no store '" + name + "' on this server (it serves: " + known + ")");
   }
   it->second->calls.fetch_add(1, std::memory_order_relaxed);
-  return *it->second->store.store;
+  return it->second->target(replica);
 }
 
 // ---- The operations, shared by the unary methods and the Stream -------------
 
 void do_get(const StoreMap& stores, const rpc::GetRequest& req, rpc::GetResponse* resp) {
-  Store& store = lookup(stores, req.store());
+  Store& store = lookup(stores, req.store(), req.replica());
   for (const Versioned& v : store.get(req.key())) internal::to_wire(v, resp->add_versions());
 }
 
 void do_get_all(const StoreMap& stores, const rpc::GetAllRequest& req, rpc::GetAllResponse* resp) {
-  Store& store = lookup(stores, req.store());
+  Store& store = lookup(stores, req.store(), req.replica());
   const std::vector<std::string> keys(req.keys().begin(), req.keys().end());
   for (const auto& [key, versions] : store.get_all(keys)) {
     rpc::KeyVersions* kv = resp->add_found();
@@ -106,20 +120,24 @@ void do_get_all(const StoreMap& stores, const rpc::GetAllRequest& req, rpc::GetA
 }
 
 void do_put(const StoreMap& stores, const rpc::PutRequest& req, rpc::PutResponse* resp) {
-  Store& store = lookup(stores, req.store());
+  Store& store = lookup(stores, req.store(), req.replica());
   if (!req.has_version()) throw InvalidArgument("put without a version");
-  resp->set_obsolete(store.put(req.key(), internal::from_wire(req.version())) ==
-                     PutResult::kObsolete);
+  VectorClock stored;
+  if (store.put(req.key(), internal::from_wire(req.version()), &stored) == PutResult::kObsolete) {
+    resp->set_obsolete(true);
+  } else {
+    internal::to_wire(stored, resp->mutable_clock());
+  }
 }
 
 void do_delete(const StoreMap& stores, const rpc::DeleteRequest& req, rpc::DeleteResponse* resp) {
-  Store& store = lookup(stores, req.store());
+  Store& store = lookup(stores, req.store(), req.replica());
   resp->set_deleted(store.remove(req.key(), internal::from_wire(req.clock())));
 }
 
 void do_get_versions(const StoreMap& stores, const rpc::GetRequest& req,
                      rpc::GetVersionsResponse* resp) {
-  Store& store = lookup(stores, req.store());
+  Store& store = lookup(stores, req.store(), req.replica());
   for (const VectorClock& c : store.versions(req.key())) internal::to_wire(c, resp->add_clocks());
 }
 
@@ -133,8 +151,8 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
   ScanReactor(const StoreMap& stores, internal::Executor& executor, Drain& drain,
               const rpc::ScanRequest& req)
       : executor_(executor), drain_(drain), limit_(req.limit()) {
-    executor_.submit([this, &stores, store = req.store()] {
-      const grpc::Status st = status_of([&] { it_ = lookup(stores, store).scan(); });
+    executor_.submit([this, &stores, store = req.store(), replica = req.replica()] {
+      const grpc::Status st = status_of([&] { it_ = lookup(stores, store, replica).scan(); });
       if (!st.ok()) return finish(st);
       next();
     });
@@ -234,16 +252,12 @@ class StreamReactor final
       update_busy();
     }
     std::vector<rpc::StreamResponse> answered;
-    auto writes = std::make_shared<WriteBatch>();
+    auto pooled = std::make_shared<PoolBatch>();
     size_t bytes = 0;
     for (rpc::StreamRequest& req : *batch.mutable_requests()) {
-      if (req.has_put() || req.has_delete_()) {
-        const std::string& store = req.has_put() ? req.put().store() : req.delete_().store();
-        auto it = stores_.find(store);
-        if (it == stores_.end() || !it->second->inline_writes) {
-          writes->requests.push_back(std::move(req));
-          continue;
-        }
+      if (!runs_inline(req)) {
+        pooled->requests.push_back(std::move(req));
+        continue;
       }
       if (bytes > max_response_bytes_) {
         answered.push_back(error(req.id(), rpc::INVALID_ARGUMENT,
@@ -256,9 +270,9 @@ class StreamReactor final
       bytes += answered.back().ByteSizeLong();
     }
     std::unique_lock lock(mu_);
-    if (!writes->requests.empty()) {
-      writes->deadline = std::chrono::steady_clock::now() + request_timeout_;
-      pool_batches_.push_back(std::move(writes));
+    if (!pooled->requests.empty()) {
+      pooled->deadline = std::chrono::steady_clock::now() + request_timeout_;
+      pool_batches_.push_back(std::move(pooled));
       if (!pool_running_) {
         pool_running_ = true;
         executor_.submit([this] { run_pool_batches(); });
@@ -300,7 +314,7 @@ class StreamReactor final
   }
 
  private:
-  struct WriteBatch {
+  struct PoolBatch {
     std::vector<rpc::StreamRequest> requests;
     std::chrono::steady_clock::time_point deadline;
   };
@@ -341,9 +355,40 @@ class StreamReactor final
   }
 
   // On the worker pool: this stream's write batches, one after another.
+  // Whether a request of the stream is answered on gRPC's thread: reads
+  // that never wait on another node, and writes of stores whose writes
+  // never block. The rest go to the worker pool. (An unknown store's
+  // NOT_FOUND is answered at once.)
+  bool runs_inline(const rpc::StreamRequest& req) const {
+    auto served = [&](const std::string& store) -> const Served* {
+      auto it = stores_.find(store);
+      return it == stores_.end() ? nullptr : it->second.get();
+    };
+    const Served* s = nullptr;
+    switch (req.op_case()) {
+      case rpc::StreamRequest::kPut:
+        s = served(req.put().store());
+        return s == nullptr || s->writes_inline(req.put().replica());
+      case rpc::StreamRequest::kDelete:
+        s = served(req.delete_().store());
+        return s == nullptr || s->writes_inline(req.delete_().replica());
+      case rpc::StreamRequest::kGet:
+        s = served(req.get().store());
+        return s == nullptr || s->reads_inline(req.get().replica());
+      case rpc::StreamRequest::kGetVersions:
+        s = served(req.get_versions().store());
+        return s == nullptr || s->reads_inline(req.get_versions().replica());
+      case rpc::StreamRequest::kGetAll:
+        s = served(req.get_all().store());
+        return s == nullptr || s->reads_inline(req.get_all().replica());
+      default:
+        return true;
+    }
+  }
+
   void run_pool_batches() {
     for (;;) {
-      std::shared_ptr<WriteBatch> batch;
+      std::shared_ptr<PoolBatch> batch;
       {
         std::unique_lock lock(mu_);
         if (pool_batches_.empty()) {
@@ -359,7 +404,7 @@ class StreamReactor final
       done.reserve(batch->requests.size());
       for (const rpc::StreamRequest& req : batch->requests) {
         done.push_back(late ? error(req.id(), rpc::TIMEOUT,
-                                    "the write waited for a worker past the server's request "
+                                    "the request waited for a worker past the server's request "
                                     "timeout; it was not run")
                             : answer(req));
       }
@@ -460,7 +505,7 @@ class StreamReactor final
   std::deque<rpc::StreamResponse> queue_;
   size_t queued_bytes_ = 0;
   rpc::StreamResponses current_;  // the write in flight
-  std::deque<std::shared_ptr<WriteBatch>> pool_batches_;
+  std::deque<std::shared_ptr<PoolBatch>> pool_batches_;
   bool pool_running_ = false;  // a worker is running pool_batches_
   int pending_ = 0;            // requests read and not yet answered
   bool reading_ = true;        // the constructor's read
@@ -484,27 +529,40 @@ class StoreService final : public rpc::Store::CallbackService {
         request_timeout_(request_timeout),
         max_message_size_(max_message_size) {}
 
+  // Reads run on gRPC's thread unless the store waits on other nodes (it
+  // routes): then on a worker, so gRPC's threads never wait on the network.
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const rpc::GetRequest* req,
                                 rpc::GetResponse* resp) override {
-    return inline_call(ctx, [&] { do_get(stores_, *req, resp); });
+    if (reads_inline(req->store(), req->replica())) {
+      return inline_call(ctx, [&] { do_get(stores_, *req, resp); });
+    }
+    return worker_call(ctx, [this, req, resp] { do_get(stores_, *req, resp); });
   }
   grpc::ServerUnaryReactor* GetAll(grpc::CallbackServerContext* ctx, const rpc::GetAllRequest* req,
                                    rpc::GetAllResponse* resp) override {
-    return inline_call(ctx, [&] { do_get_all(stores_, *req, resp); });
+    if (reads_inline(req->store(), req->replica())) {
+      return inline_call(ctx, [&] { do_get_all(stores_, *req, resp); });
+    }
+    return worker_call(ctx, [this, req, resp] { do_get_all(stores_, *req, resp); });
   }
   grpc::ServerUnaryReactor* GetVersions(grpc::CallbackServerContext* ctx,
                                         const rpc::GetRequest* req,
                                         rpc::GetVersionsResponse* resp) override {
-    return inline_call(ctx, [&] { do_get_versions(stores_, *req, resp); });
+    if (reads_inline(req->store(), req->replica())) {
+      return inline_call(ctx, [&] { do_get_versions(stores_, *req, resp); });
+    }
+    return worker_call(ctx, [this, req, resp] { do_get_versions(stores_, *req, resp); });
   }
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const rpc::PutRequest* req,
                                 rpc::PutResponse* resp) override {
-    if (inline_writes(req->store())) return inline_call(ctx, [&] { do_put(stores_, *req, resp); });
+    if (inline_writes(req->store(), req->replica())) {
+      return inline_call(ctx, [&] { do_put(stores_, *req, resp); });
+    }
     return worker_call(ctx, [this, req, resp] { do_put(stores_, *req, resp); });
   }
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const rpc::DeleteRequest* req,
                                    rpc::DeleteResponse* resp) override {
-    if (inline_writes(req->store())) {
+    if (inline_writes(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_delete(stores_, *req, resp); });
     }
     return worker_call(ctx, [this, req, resp] { do_delete(stores_, *req, resp); });
@@ -523,9 +581,13 @@ class StoreService final : public rpc::Store::CallbackService {
   }
 
  private:
-  bool inline_writes(const std::string& store) const {
+  bool inline_writes(const std::string& store, bool replica) const {
     auto it = stores_.find(store);
-    return it != stores_.end() && it->second->inline_writes;
+    return it != stores_.end() && it->second->writes_inline(replica);
+  }
+  bool reads_inline(const std::string& store, bool replica) const {
+    auto it = stores_.find(store);
+    return it == stores_.end() || it->second->reads_inline(replica);
   }
 
   // A streaming call refused while draining: finishes at once.
@@ -587,7 +649,30 @@ class StoreService final : public rpc::Store::CallbackService {
 
 class AdminService final : public rpc::Admin::CallbackService {
  public:
-  explicit AdminService(const StoreMap& stores) : stores_(stores) {}
+  AdminService(const StoreMap& stores, internal::Executor& executor, Drain& drain,
+               std::function<void(const Hint&)> keep_hint)
+      : stores_(stores), executor_(executor), drain_(drain), keep_hint_(std::move(keep_hint)) {}
+
+  grpc::ServerUnaryReactor* PutHint(grpc::CallbackServerContext* ctx, const rpc::Hint* req,
+                                    rpc::PutHintResponse*) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (!keep_hint_) {
+      reactor->Finish(internal::to_status(FailedPrecondition(
+          "this node keeps no hints (its config has no `cluster: hints:`, or it is not a "
+          "cluster node)")));
+      return reactor;
+    }
+    if (!drain_.enter()) {
+      reactor->Finish(Drain::refused());
+      return reactor;
+    }
+    // Keeping a hint writes to the node's hint store: a worker's job.
+    executor_.submit([this, reactor, req] {
+      reactor->Finish(status_of([&] { keep_hint_(internal::from_wire(*req)); }));
+      drain_.leave();
+    });
+    return reactor;
+  }
 
   grpc::ServerUnaryReactor* ListStores(grpc::CallbackServerContext* ctx,
                                        const rpc::ListStoresRequest*,
@@ -623,6 +708,9 @@ class AdminService final : public rpc::Admin::CallbackService {
 
  private:
   const StoreMap& stores_;
+  internal::Executor& executor_;
+  Drain& drain_;
+  std::function<void(const Hint&)> keep_hint_;
 };
 
 std::string read_file(const std::string& path, const char* what) {
@@ -687,13 +775,19 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
     auto served = std::make_unique<Served>();
     served->store = std::move(s);
     served->inline_writes = !served->store.store->writes_may_block();
+    served->inline_replica_writes =
+        served->store.replica ? !served->store.replica->writes_may_block() : served->inline_writes;
+    served->blocking_reads = served->store.store->reads_may_block();
+    served->blocking_replica_reads =
+        served->store.replica ? served->store.replica->reads_may_block() : served->blocking_reads;
     impl_->stores.emplace(name, std::move(served));
   }
   impl_->executor = std::make_unique<internal::Executor>(impl_->options.worker_threads);
   impl_->store_service = std::make_unique<StoreService>(impl_->stores, *impl_->executor, impl_->drain,
                                                          impl_->options.request_timeout,
                                                          impl_->options.max_message_size);
-  impl_->admin_service = std::make_unique<AdminService>(impl_->stores);
+  impl_->admin_service = std::make_unique<AdminService>(impl_->stores, *impl_->executor,
+                                                         impl_->drain, impl_->options.keep_hint);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

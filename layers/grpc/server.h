@@ -12,11 +12,13 @@
 #define CAIRN_LAYERS_GRPC_SERVER_H_
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 
 #include "layers/serving.h"
+#include "routing/hint.h"
 
 namespace cairn {
 
@@ -39,6 +41,9 @@ struct ServerOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_ca;
+  // Keeps a hint another node's routing layer left here (Admin PutHint),
+  // on a worker thread; unset, PutHint fails with FAILED_PRECONDITION.
+  std::function<void(const Hint&)> keep_hint;
 };
 
 class StoreServer {

@@ -45,6 +45,33 @@ VectorClock from_wire(const rpc::Clock& clock) {
 
 Versioned from_wire(const rpc::Version& v) { return Versioned{v.value(), from_wire(v.clock())}; }
 
+void to_wire(const Hint& hint, rpc::Hint* out) {
+  out->set_node(hint.node);
+  out->set_store(hint.store);
+  out->set_key(hint.key);
+  if (hint.remove) {
+    to_wire(hint.version.clock, out->mutable_delete_());
+  } else {
+    to_wire(hint.version, out->mutable_put());
+  }
+}
+
+Hint from_wire(const rpc::Hint& hint) {
+  Hint out;
+  out.node = hint.node();
+  out.store = hint.store();
+  out.key = hint.key();
+  if (hint.has_put()) {
+    out.version = from_wire(hint.put());
+  } else if (hint.has_delete_()) {
+    out.remove = true;
+    out.version.clock = from_wire(hint.delete_());
+  } else {
+    throw InvalidArgument("a hint with neither a put nor a delete");
+  }
+  return out;
+}
+
 grpc::StatusCode to_status_code(ErrorCode code) {
   switch (code) {
     case ErrorCode::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;

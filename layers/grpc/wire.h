@@ -14,6 +14,7 @@
 #include "cairn/errors.h"
 #include "cairn/versioned.h"
 #include "layers/grpc/cairn.pb.h"
+#include "routing/hint.h"
 
 namespace cairn::internal {
 
@@ -23,6 +24,9 @@ void to_wire(const Versioned& v, rpc::Version* out);
 // of order, repeated nodes, zero counters): it came from a peer.
 VectorClock from_wire(const rpc::Clock& clock);
 Versioned from_wire(const rpc::Version& v);
+void to_wire(const Hint& hint, rpc::Hint* out);
+// Throws InvalidArgument for a hint with neither a put nor a delete.
+Hint from_wire(const rpc::Hint& hint);
 
 // The gRPC status a cairn error travels as: one code per kind, the kind's
 // number in the status details (a trailer), the message as is.

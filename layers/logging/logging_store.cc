@@ -53,8 +53,9 @@ std::map<std::string, std::vector<Versioned>> LoggingStore::get_all(
                 });
 }
 
-PutResult LoggingStore::put(std::string_view key, const Versioned& value) {
-  return logged("put", key, [&] { return ForwardingStore::put(key, value); },
+PutResult LoggingStore::put_stamped(std::string_view key, const Versioned& value,
+                                    VectorClock* stored) {
+  return logged("put", key, [&] { return ForwardingStore::put_stamped(key, value, stored); },
                 [&](PutResult r) {
                   return std::string(to_string(r)) + " (" + std::to_string(value.value.size()) +
                          " B at " + value.clock.to_string() + ")";

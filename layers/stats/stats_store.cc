@@ -52,9 +52,10 @@ std::map<std::string, std::vector<Versioned>> StatsStore::get_all(
   });
 }
 
-PutResult StatsStore::put(std::string_view key, const Versioned& value) {
+PutResult StatsStore::put_stamped(std::string_view key, const Versioned& value,
+                                  VectorClock* stored) {
   return timed(Op::kPut, [&](Counters& c) {
-    const PutResult r = ForwardingStore::put(key, value);
+    const PutResult r = ForwardingStore::put_stamped(key, value, stored);
     if (r == PutResult::kObsolete) c.outcome.fetch_add(1, std::memory_order_relaxed);
     return r;
   });

@@ -31,6 +31,9 @@ struct StoreFactory {
   // version, the merge of their clocks, whose value is one of theirs).
   // Sibling cases then check that settling instead of the sibling set.
   bool resolves = false;
+  // A layer stamps the clocks of writes (a routing layer adds the key's
+  // home node's entry): cases compare with the clock put() reports.
+  bool stamps = false;
 };
 
 // gtest prints a parameter with this; the default dumps its bytes.

@@ -33,6 +33,17 @@ std::unique_ptr<Store> from_yaml(const std::string& dir, std::string yaml) {
   return Config::parse(yaml, "conformance.yaml").open("s");
 }
 
+// A cluster for routed stores in-process (the addresses are never dialled:
+// each node's replica is an engine below `route`).
+constexpr char kThreeNodes[] = R"(
+cluster:
+  partitions: 16
+  nodes:
+    - {id: 1, address: 127.0.0.1:1}
+    - {id: 2, address: 127.0.0.1:2}
+    - {id: 3, address: 127.0.0.1:3}
+)";
+
 constexpr size_t kCompressedLimit = CompressionOptions().max_value_size;
 
 std::unique_ptr<Store> compressed(const std::string& dir, internal::Codec codec) {
@@ -154,6 +165,30 @@ stores:
 )");
      },
      true, 511, kCompressedLimit},
+    // The routing layer in-process: three nodes whose replicas are engines
+    // of their own ("{node}" below `route` is the node a copy is for).
+    {"route_n3r2w2_over_memory",
+     [](const std::string& d) {
+       return from_yaml(d, std::string(kThreeNodes) + R"(
+stores:
+  s:
+    replication: {n: 3, r: 2, w: 2}
+    stack: [route, {engine: memory}]
+)");
+     },
+     false, 511, 16 << 20, false, /*stamps=*/true},
+    {"route_n3r1w3_over_lmdb",
+     [](const std::string& d) {
+       return from_yaml(d, std::string(kThreeNodes) + R"(
+stores:
+  s:
+    replication: {n: 3, r: 1, w: 3}
+    stack:
+      - route: {timeout_ms: 20000}
+      - engine: {lmdb: {path: "$DIR/node-{node}", durability: nosync, map_size: 8MiB}}
+)");
+     },
+     true, 511, 16 << 20, false, /*stamps=*/true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Local, Conformance, ::testing::ValuesIn(kStores), factory_name);

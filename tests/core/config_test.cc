@@ -78,7 +78,7 @@ TEST(ConfigTest, UnknownStoreIsNotFoundAndListsTheStores) {
 
 TEST(ConfigTest, UnknownLayerNamesThePositionAndTheKnownLayers) {
   expect_error("stores:\n  s:\n    stack:\n      - statz\n      - engine: memory\n", 4, 9,
-               "unknown layer 'statz' (known layers: compress, faults, logging, resolve, stats");
+               "unknown layer 'statz' (known layers: compress, faults, logging, resolve, route, stats");
 }
 
 TEST(ConfigTest, UnknownEngine) {
@@ -121,7 +121,7 @@ TEST(ConfigTest, StructuralErrors) {
   expect_error("- a\n- b\n", 1, 1, "expected a map with a `stores` key, found a list");
   expect_error("store:\n  s: {}\n", 1, 1, "unknown key 'store' (expected: cluster, stores)");
   expect_error("stores: {}\n", 1, 9, "`stores` must map store names to stores");
-  expect_error("stores:\n  s:\n    stak: []\n", 3, 5, "unknown key 'stak' (expected: key, value, stack, node, client)");
+  expect_error("stores:\n  s:\n    stak: []\n", 3, 5, "unknown key 'stak' (expected: key, value, replication, stack, node, client)");
   expect_error("stores:\n  s:\n    stack: []\n", 3, 12, "`stack` must be a non-empty list");
   expect_error("stores:\n  s:\n    stack:\n      - {a: 1, b: 2}\n", 4, 9, "with several keys");
   expect_error("stores:\n  s:\n    stack:\n      - engine\n", 4, 9,
@@ -299,7 +299,7 @@ TEST(ConfigTest, ClusterAndStackErrors) {
   expect_error("cluster:\n  tls: {cert: c.pem, key: k.pem, cafile: x}\n" + s, 2, 34,
                "unknown tls key 'cafile' (expected: cert, key, ca)");
   expect_error("cluster:\n  tls: yes\n" + s, 2, 8, "`tls` must be a map");
-  expect_error("cluster:\n  peers: []\n" + s, 2, 3, "unknown key 'peers' (expected: nodes, tls)");
+  expect_error("cluster:\n  peers: []\n" + s, 2, 3, "unknown key 'peers' (expected: nodes, partitions, hints, tls)");
   expect_error("stores:\n  s:\n    stack: [{engine: {lmdb: {path: \"d/{node}\"}}}]\n", 3, 23,
                "'{node}' is only known in a node's stack");
 }
@@ -311,8 +311,8 @@ class UppercaseKeys final : public ForwardingStore {
   void get_into(std::string_view key, std::vector<Versioned>* out) override {
     ForwardingStore::get_into(upper(key), out);
   }
-  PutResult put(std::string_view key, const Versioned& v) override {
-    return ForwardingStore::put(upper(key), v);
+  PutResult put_stamped(std::string_view key, const Versioned& v, VectorClock* c) override {
+    return ForwardingStore::put_stamped(upper(key), v, c);
   }
   std::string describe() const override { return describe_as("uppercase"); }
 

@@ -111,7 +111,9 @@ class Borrowed final : public Store {
  public:
   explicit Borrowed(Store* s) : s_(s) {}
   void get_into(std::string_view k, std::vector<Versioned>* out) override { s_->get_into(k, out); }
-  PutResult put(std::string_view k, const Versioned& v) override { return s_->put(k, v); }
+  PutResult put_stamped(std::string_view k, const Versioned& v, VectorClock* c) override {
+    return s_->put_stamped(k, v, c);
+  }
   bool remove(std::string_view k, const VectorClock& c) override { return s_->remove(k, c); }
   std::unique_ptr<StoreIterator> scan() override { return s_->scan(); }
   void close() override {}

@@ -14,9 +14,13 @@
 
 #include "cairn/config.h"
 #include "cairn/errors.h"
+#include "cairn/forwarding_store.h"
 #include "cairn/log.h"
+#include "engines/memory/memory_store.h"
 #include "layers/grpc/server.h"
 #include "layers/http/http_server.h"
+#include "routing/hinted_handoff.h"
+#include "routing/routed_store.h"
 
 namespace {
 
@@ -41,7 +45,9 @@ parameters expands to the node id, so one config describes every node.
                          (see the README). Off by default
   --http-port-file FILE  write the HTTP port to FILE once serving
   --http-threads N       threads serving HTTP connections (default 2)
-  --workers N            threads for engine work that may block (default 4)
+  --workers N            threads for engine work that may block, and for
+                         calls a node routes (default 4, or 32 when a
+                         store's node stack has `route`)
   --max-message-size B   largest request or response in bytes (default 64 MiB)
   --request-timeout-ms N a write still queued for a worker N ms after it
                          arrived, or past the client's deadline if sooner,
@@ -53,6 +59,10 @@ parameters expands to the node id, so one config describes every node.
                          config's `cluster: tls: {cert, key, ca}`
   --grace-ms N           on SIGTERM or SIGINT, let in-flight calls finish for
                          up to N ms before cancelling them (default 5000)
+
+A node of a cluster keeps hints for the other nodes (writes they missed)
+in its `cluster: hints:` stack (in memory if the config has none, which
+a restart loses) and delivers them once a second.
 
 On SIGTERM or SIGINT the server stops accepting calls (HTTP first, then
 gRPC), drains in-flight ones,
@@ -74,6 +84,7 @@ struct Args {
   std::string http_port_file;
   int http_threads = 2;
   ServerOptions server;
+  bool workers_given = false;
   int grace_ms = 5000;
 };
 
@@ -120,6 +131,7 @@ std::optional<Args> parse(int argc, char** argv) {
       a.http_threads = static_cast<int>(number(arg, value(), 1, 256));
     } else if (arg == "--workers") {
       a.server.worker_threads = static_cast<int>(number(arg, value(), 1, 1024));
+      a.workers_given = true;
     } else if (arg == "--request-timeout-ms") {
       a.server.request_timeout = std::chrono::milliseconds(number(arg, value(), 1, 86400000));
     } else if (arg == "--max-message-size") {
@@ -186,11 +198,33 @@ int serve(const Args& a) {
                        a.config + "'s cluster section");
     }
   }
+  // A node of the cluster keeps hints for the others.
+  std::shared_ptr<HintedHandoff> hints;
+  bool in_cluster = false;
+  for (const NodeInfo& n : config.nodes()) in_cluster |= n.id == a.node;
+  if (in_cluster && config.nodes().size() > 1) {
+    std::unique_ptr<Store> hint_store = config.open_hints(a.node);
+    if (!hint_store) {
+      log(LogLevel::kWarn, "cairn-server node " + std::to_string(a.node) +
+                               ": the config has no `cluster: hints:`; hints are kept in memory "
+                               "and lost if this node restarts");
+      hint_store = std::make_unique<MemoryStore>(MemoryOptions{.name = "hints", .max_key_size = 1024});
+    }
+    hints = std::make_shared<HintedHandoff>(std::move(hint_store), config.cluster(), a.node,
+                                            config.server_tls(a.node));
+    options.keep_hint = [hints](const Hint& h) { hints->keep(h); };
+  }
   std::map<std::string, ServedStore> stores;
   std::string served;
+  bool routes = false;
   for (const std::string& name : config.store_names()) {
     const StoreSerializers s = config.serializers(name);
-    ServedStore store{std::shared_ptr<Store>(config.open_node(name, a.node)), s.key, s.value};
+    ServedStore store{std::shared_ptr<Store>(config.open_node(name, a.node, hints)), s.key,
+                      s.value};
+    if (auto* routed = find_layer<RoutedStore>(*store.store)) {
+      store.replica = routed->local_replica();
+      routes = true;
+    }
     // The stack on one line: "stats > lmdb 'users' at ...".
     std::string stack;
     for (const char c : store.store->describe()) {
@@ -203,6 +237,7 @@ int serve(const Args& a) {
     served += (served.empty() ? "" : "; ") + name + " (" + stack + ")";
     stores.emplace(name, std::move(store));
   }
+  if (routes && !a.workers_given) options.worker_threads = 32;
   const ServedStores http_stores = stores;
   StoreServer server(options, std::move(stores));
   std::optional<HttpServer> http;
@@ -233,6 +268,7 @@ int serve(const Args& a) {
                            served);
   if (!a.port_file.empty()) write_port(a.port_file, server.port());
   if (http && !a.http_port_file.empty()) write_port(a.http_port_file, http->port());
+  if (hints) hints->start();
   std::exception_ptr stop_error;
   std::thread stopper([&] {
     int sig = 0;
@@ -252,6 +288,7 @@ int serve(const Args& a) {
   });
   server.wait();
   stopper.join();
+  if (hints) hints->stop();
   if (stop_error) std::rethrow_exception(stop_error);
   log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " stopped; stores closed");
   return 0;

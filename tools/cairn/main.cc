@@ -281,9 +281,10 @@ int cmd_put(Target& t, const Args& a) {
   const std::string value = parse(t, *t.serializers.value, a.positional[2]);
   VectorClock clock;
   if (a.clock) {
-    clock = VectorClock::parse(*a.clock);
-    clock.set_timestamp_ms(now_ms());
-    if (t.store->put(key, Versioned{value, clock}) == PutResult::kObsolete) {
+    VectorClock given = VectorClock::parse(*a.clock);
+    given.set_timestamp_ms(now_ms());
+    if (t.store->put(key, Versioned{value, given}, &clock) == PutResult::kObsolete) {
+      clock = given;
       std::cerr << "cairn: put " << a.positional[1] << " in '" << t.name
                 << "' is obsolete: a stored version is at or after " << clock.to_string()
                 << "; nothing changed\n";

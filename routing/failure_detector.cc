@@ -1,0 +1,93 @@
+#include "routing/failure_detector.h"
+
+#include "cairn/errors.h"
+#include "cairn/log.h"
+
+namespace cairn {
+
+FailureDetector::FailureDetector(size_t nodes, std::chrono::milliseconds probe_interval,
+                                 Probe probe, std::function<std::string(size_t)> name)
+    : states_(std::make_unique<State[]>(nodes)),
+      n_(nodes),
+      interval_(probe_interval),
+      probe_(std::move(probe)),
+      name_(std::move(name)) {
+  thread_ = std::thread([this] { run(); });
+}
+
+FailureDetector::~FailureDetector() { stop(); }
+
+void FailureDetector::stop() {
+  {
+    std::unique_lock lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return probes_ == 0; });
+}
+
+bool FailureDetector::is_node_failure(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const Error& e) {
+    return e.code() == ErrorCode::kUnavailable || e.code() == ErrorCode::kTimeout;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool FailureDetector::record_failure(size_t i, const std::exception_ptr& error) {
+  if (!is_node_failure(error)) return false;
+  std::string what;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    what = e.what();
+  }
+  std::lock_guard lock(mu_);
+  if (!states_[i].banned.exchange(true, std::memory_order_relaxed)) {
+    states_[i].why = what;
+    states_[i].since = std::chrono::steady_clock::now();
+    log(LogLevel::kWarn, name_(i) + " is down, skipped until a probe answers: " + what);
+  }
+  return true;
+}
+
+std::string FailureDetector::why(size_t i) const {
+  std::lock_guard lock(mu_);
+  if (!states_[i].banned.load(std::memory_order_relaxed)) return "";
+  const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now() - states_[i].since)
+                       .count();
+  return "down since " + std::to_string(ago) + " ms ago (" + states_[i].why + ")";
+}
+
+void FailureDetector::run() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, interval_, [this] { return stopping_; });
+    if (stopping_) break;
+    for (size_t i = 0; i < n_; ++i) {
+      State& s = states_[i];
+      if (!s.banned.load(std::memory_order_relaxed) || s.probing.exchange(true)) continue;
+      ++probes_;
+      lock.unlock();
+      probe_(i, [this, i](std::exception_ptr error) {
+        std::lock_guard guard(mu_);
+        State& st = states_[i];
+        if (!error && st.banned.exchange(false, std::memory_order_relaxed)) {
+          log(LogLevel::kInfo, name_(i) + " answers again");
+        }
+        st.probing.store(false);
+        --probes_;
+        cv_.notify_all();
+      });
+      lock.lock();
+    }
+  }
+}
+
+}  // namespace cairn

@@ -1,0 +1,329 @@
+// The routing layer in-process: three or five nodes whose replicas are
+// memory engines behind fault injectors, so that quorums, homes, repair and
+// the failure detector can be driven exactly. tests/cluster/ runs the same
+// layer over real servers.
+
+#include "routing/routed_store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "cairn/errors.h"
+#include "cairn/forwarding_store.h"
+#include "engines/memory/memory_store.h"
+#include "layers/faults/fault_store.h"
+#include "routing/hinted_handoff.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn {
+namespace {
+
+using testing::clock;
+using testing::versioned;
+
+// Counts the calls that reach a replica.
+class Counting final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  void get_into(std::string_view key, std::vector<Versioned>* out) override {
+    ++gets;
+    ForwardingStore::get_into(key, out);
+  }
+  std::map<std::string, std::vector<Versioned>> get_all(std::span<const std::string> keys) override {
+    ++get_alls;
+    return ForwardingStore::get_all(keys);
+  }
+  std::atomic<int> gets{0};
+  std::atomic<int> get_alls{0};
+};
+
+ClusterInfo cluster(int nodes) {
+  ClusterInfo c;
+  c.partitions = 32;
+  for (int i = 0; i < nodes; ++i) {
+    c.nodes.push_back(NodeInfo{static_cast<NodeId>(10 + i), "127.0.0.1:" + std::to_string(1 + i), "", {}});
+  }
+  return c;
+}
+
+// Nodes 10, 11, 12...: each a memory engine behind a fault injector behind
+// a call counter. The routed stores share the stacks; the test reads the
+// engines directly.
+class RoutedTest : public ::testing::Test {
+ protected:
+  void make_nodes(int n) {
+    cluster_ = cluster(n);
+    for (int i = 0; i < n; ++i) {
+      auto engine = std::make_unique<MemoryStore>();
+      engines_.push_back(engine.get());
+      auto fault = std::make_unique<FaultStore>(std::move(engine), FaultStore::kAll,
+                                                std::chrono::milliseconds(0),
+                                                FaultStore::Failure::kNone);
+      faults_.push_back(fault.get());
+      auto counting = std::make_shared<Counting>(std::move(fault));
+      counters_.push_back(counting.get());
+      stacks_.push_back(counting);
+    }
+  }
+
+  std::unique_ptr<RoutedStore> route(Replication r, RouteOptions o = {},
+                                     std::optional<NodeId> self = std::nullopt,
+                                     std::shared_ptr<HintedHandoff> hints = nullptr) {
+    o.store = "s";
+    o.replication = r;
+    return std::make_unique<RoutedStore>(o, Ring(cluster_), stacks_, self, std::move(hints));
+  }
+
+  // The engine of node `id` (ids start at 10).
+  MemoryStore& engine(NodeId id) { return *engines_[id - 10]; }
+  FaultStore& fault(NodeId id) { return *faults_[id - 10]; }
+  Counting& counter(NodeId id) { return *counters_[id - 10]; }
+  std::vector<NodeId> replicas_of(std::string_view key, int n) {
+    return Ring(cluster_).preference_list(key, n);
+  }
+
+  // Waits up to 5 s for `done`.
+  template <typename Fn>
+  static bool eventually(Fn&& done) {
+    for (int i = 0; i < 500; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+  }
+
+  ClusterInfo cluster_;
+  std::vector<MemoryStore*> engines_;
+  std::vector<FaultStore*> faults_;
+  std::vector<Counting*> counters_;
+  std::vector<std::shared_ptr<Store>> stacks_;
+};
+
+TEST_F(RoutedTest, WritesReachEveryReplicaWithTheHomeStampOnTheClock) {
+  make_nodes(5);
+  auto r = route({3, 2, 2});
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  VectorClock stored;
+  ASSERT_EQ(r->put("k", versioned("v", {{1, 4}}), &stored), PutResult::kStored);
+  EXPECT_EQ(stored.counter(1), 4u) << "the writer's entries stay";
+  EXPECT_EQ(stored.counter(replicas[0]), 1u) << "the home adds its own";
+  EXPECT_EQ(stored.entries().size(), 2u);
+  // Every replica gets it (the third may land just after the put returns),
+  // and no other node does.
+  for (NodeId id = 10; id < 15; ++id) {
+    const bool replica = std::find(replicas.begin(), replicas.end(), id) != replicas.end();
+    EXPECT_TRUE(eventually([&] { return engine(id).get("k").size() == (replica ? 1u : 0u); }))
+        << "node " << id;
+  }
+  EXPECT_EQ(engine(replicas[2]).get("k").at(0).clock, stored);
+  const auto got = r->get("k");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].clock, stored);
+}
+
+TEST_F(RoutedTest, ObsoleteAtTheHomeIsObsoleteAndGoesNoFurther) {
+  make_nodes(3);
+  auto r = route({3, 2, 2});
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  ASSERT_EQ(engine(replicas[0]).put("k", versioned("newer", {{1, 5}, {replicas[0], 9}})),
+            PutResult::kStored);
+  EXPECT_EQ(r->put("k", versioned("older", {{1, 5}})), PutResult::kObsolete);
+  EXPECT_TRUE(engine(replicas[1]).get("k").empty());
+  EXPECT_TRUE(engine(replicas[2]).get("k").empty());
+}
+
+TEST_F(RoutedTest, AHomeThatIsDownHandsTheWriteToTheNextAndGetsAHint) {
+  make_nodes(3);
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  // The router runs in the node that is last on this key's list, keeping
+  // hints for the others.
+  const NodeId self = replicas[2];
+  auto hints = std::make_shared<HintedHandoff>(std::make_unique<MemoryStore>(), cluster_, self,
+                                               ServerTls{});
+  auto r = route({3, 2, 2}, {}, self, hints);
+  fault(replicas[0]).set_failure(FaultStore::Failure::kUnavailable);
+  VectorClock stored;
+  ASSERT_EQ(r->put("k", versioned("v", {{1, 1}}), &stored), PutResult::kStored);
+  EXPECT_EQ(stored.counter(replicas[0]), 0u);
+  EXPECT_EQ(stored.counter(replicas[1]), 1u) << "the next live node is the home";
+  EXPECT_TRUE(r->banned(replicas[0]));
+  ASSERT_TRUE(eventually([&] { return hints->list().size() == 1; }));
+  const Hint h = hints->list().at(0);
+  EXPECT_EQ(h.node, replicas[0]);
+  EXPECT_EQ(h.store, "s");
+  EXPECT_EQ(h.key, "k");
+  EXPECT_FALSE(h.remove);
+  EXPECT_EQ(h.version.value, "v");
+  EXPECT_EQ(h.version.clock, stored);
+  // A delete while it is still banned leaves a delete hint.
+  EXPECT_TRUE(r->remove("k", stored));
+  EXPECT_TRUE(eventually([&] { return hints->list().size() == 2; }));
+}
+
+TEST_F(RoutedTest, MissingTheQuorumIsInsufficientReplicasSayingWhy) {
+  make_nodes(3);
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  auto writer = route({3, 2, 2});
+  ASSERT_EQ(writer->put("k", versioned("v", {{1, 1}})), PutResult::kStored);
+  fault(replicas[1]).set_failure(FaultStore::Failure::kUnavailable);
+  fault(replicas[2]).set_failure(FaultStore::Failure::kIoError);
+  try {
+    writer->put("k", versioned("w", {{1, 2}}));
+    FAIL() << "a put with one replica of three took it, W=2";
+  } catch (const InsufficientReplicas& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("1 of the 2 replicas required answered"), std::string::npos) << m;
+    EXPECT_NE(m.find("node " + std::to_string(replicas[0]) + " (127.0.0.1:"), std::string::npos) << m;
+    EXPECT_NE(m.find("IoError"), std::string::npos) << m;
+  }
+  EXPECT_THROW(writer->get("k"), InsufficientReplicas) << "R=2 with one replica up";
+  // R=1 still reads.
+  auto reader = route({3, 1, 2});
+  EXPECT_EQ(reader->get("k").size(), 1u);
+  // A bad request is its own error, not a quorum failure.
+  EXPECT_THROW(writer->get(std::string(600, 'x')), InvalidArgument);
+}
+
+TEST_F(RoutedTest, ReadRepairBringsStaleReplicasUpToDate) {
+  make_nodes(3);
+  auto r = route({3, 2, 2});
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  ASSERT_EQ(r->put("k", versioned("old", {{1, 1}})), PutResult::kStored);
+  ASSERT_TRUE(eventually([&] { return engine(replicas[2]).get("k").size() == 1; }));
+  // One replica alone gets a newer write, and another a concurrent one.
+  const Versioned newer = versioned("new", {{1, 2}, {replicas[0], 1}});
+  const Versioned sibling = versioned("sib", {{2, 1}});
+  ASSERT_EQ(engine(replicas[0]).put("k", newer), PutResult::kStored);
+  ASSERT_EQ(engine(replicas[2]).put("k", sibling), PutResult::kStored);
+  EXPECT_EQ(r->get("k").size(), 2u) << "the newer version and the sibling";
+  for (NodeId id : replicas) {
+    EXPECT_TRUE(eventually([&] {
+      std::vector<std::string> values;
+      for (const Versioned& v : engine(id).get("k")) values.push_back(v.value);
+      std::sort(values.begin(), values.end());
+      return values == std::vector<std::string>{"new", "sib"};
+    })) << "node " << id;
+  }
+}
+
+TEST_F(RoutedTest, BannedNodesAreSkippedUntilAProbeAnswers) {
+  make_nodes(3);
+  RouteOptions slow_probes;
+  slow_probes.probe_interval = std::chrono::hours(1);
+  auto r = route({3, 1, 1}, slow_probes);
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  fault(replicas[1]).set_failure(FaultStore::Failure::kTimeout);
+  r->get("k");
+  ASSERT_TRUE(eventually([&] { return r->banned(replicas[1]); }));
+  const int before = counter(replicas[1]).gets.load();
+  for (int i = 0; i < 5; ++i) r->get("k");
+  EXPECT_EQ(counter(replicas[1]).gets.load(), before) << "a banned node is not asked";
+  // With probes every 20 ms the ban lifts once the node answers.
+  RouteOptions fast;
+  fast.probe_interval = std::chrono::milliseconds(20);
+  auto r2 = route({3, 1, 1}, fast);
+  r2->get("k");
+  ASSERT_TRUE(eventually([&] { return r2->banned(replicas[1]); }));
+  fault(replicas[1]).set_failure(FaultStore::Failure::kNone);
+  EXPECT_TRUE(eventually([&] { return !r2->banned(replicas[1]); }));
+}
+
+TEST_F(RoutedTest, GetAllSendsOneRequestPerNode) {
+  make_nodes(5);
+  auto r = route({3, 2, 2});
+  std::vector<std::string> keys;
+  for (int i = 0; i < 40; ++i) {
+    keys.push_back("key" + std::to_string(i));
+    ASSERT_EQ(r->put(keys.back(), versioned(keys.back(), {{1, 1}})), PutResult::kStored);
+  }
+  keys.push_back("absent");
+  for (Counting* c : counters_) c->get_alls = 0;
+  const auto got = r->get_all(keys);
+  EXPECT_EQ(got.size(), 40u);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(got.at(keys[static_cast<size_t>(i)]).at(0).value, keys[static_cast<size_t>(i)]);
+  for (NodeId id = 10; id < 15; ++id) EXPECT_EQ(counter(id).get_alls.load(), 1) << "node " << id;
+}
+
+TEST_F(RoutedTest, ConcurrentWritersNeverLoseAnAcknowledgedWriteSilently) {
+  // Two clients, each its own router over the same nodes, race
+  // read-modify-writes on one key. Each acknowledged write must survive as a
+  // version or be superseded by one that survives.
+  make_nodes(3);
+  auto a = route({3, 2, 2});
+  auto b = route({3, 2, 2});
+  std::vector<VectorClock> last(2);
+  auto writer = [&](RoutedStore* r, NodeId id, VectorClock* acked) {
+    for (int i = 0; i < 200; ++i) {
+      VectorClock c;
+      for (const VectorClock& seen : r->versions("hot")) c = c.merged(seen);
+      c.increment(id, i);
+      VectorClock stored;
+      if (r->put("hot", Versioned{std::to_string(id), c}, &stored) == PutResult::kStored) {
+        *acked = stored;
+      }
+    }
+  };
+  std::thread ta(writer, a.get(), 1, &last[0]), tb(writer, b.get(), 2, &last[1]);
+  ta.join();
+  tb.join();
+  const auto final_versions = a->get("hot");
+  ASSERT_FALSE(final_versions.empty());
+  for (const VectorClock& acked : last) {
+    ASSERT_FALSE(acked.empty());
+    bool kept = false;
+    for (const Versioned& v : final_versions) {
+      const Occurred o = compare(acked, v.clock);
+      kept |= o == Occurred::kBefore || o == Occurred::kEqual;
+    }
+    EXPECT_TRUE(kept) << "acknowledged write " << acked.to_string() << " was lost";
+  }
+}
+
+TEST_F(RoutedTest, ScanSeesEachKeyOnce) {
+  make_nodes(4);
+  auto r = route({3, 2, 2});
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(r->put("k" + std::to_string(i), versioned("v", {{1, 1}})), PutResult::kStored);
+  }
+  std::set<std::string> seen;
+  for (auto it = r->scan(); it->next();) {
+    EXPECT_TRUE(seen.insert(std::string(it->key())).second) << "twice: " << it->key();
+  }
+  EXPECT_EQ(seen.size(), 100u);
+}
+
+TEST_F(RoutedTest, DescribeNamesTheQuorumsAndEveryNode) {
+  make_nodes(3);
+  auto r = route({3, 2, 1});
+  const std::string d = r->describe();
+  EXPECT_NE(d.find("route: store 's', n=3 r=2 w=1, 32 partitions on 3 nodes"), std::string::npos) << d;
+  EXPECT_NE(d.find("node 12 (127.0.0.1:3):"), std::string::npos) << d;
+}
+
+TEST_F(RoutedTest, RejectsImpossibleQuorums) {
+  make_nodes(3);
+  EXPECT_THROW(route({4, 2, 2}), InvalidArgument);
+  EXPECT_THROW(route({3, 4, 2}), InvalidArgument);
+  EXPECT_THROW(route({3, 2, 0}), InvalidArgument);
+}
+
+TEST(HintKeyTest, RoundTripsAndRejectsGarbage) {
+  Hint h;
+  h.node = 70000;
+  h.store = "users";
+  h.key = std::string("a\0b", 3);
+  h.remove = true;
+  const Hint back = HintedHandoff::decode_key(HintedHandoff::encode_key(h));
+  EXPECT_EQ(back.node, 70000u);
+  EXPECT_EQ(back.store, "users");
+  EXPECT_EQ(back.key, h.key);
+  EXPECT_TRUE(back.remove);
+  EXPECT_THROW(HintedHandoff::decode_key("short"), Corruption);
+  EXPECT_THROW(HintedHandoff::decode_key(std::string("\0\0\0\1X\5users", 11) + "k"), Corruption);
+  EXPECT_THROW(HintedHandoff::decode_key(std::string("\0\0\0\1P\x50users", 11) + "k"), Corruption);
+}
+
+}  // namespace
+}  // namespace cairn
