@@ -1,0 +1,267 @@
+// Issue 5's cluster scenarios, each for both deployments: real cairn-server
+// processes on loopback (tests/testing/local_cluster.h), killed and
+// restarted with real signals. Scenario 1 (the conformance suite through a
+// cluster) is in tests/conformance/grpc_stores_test.cc.
+
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "cairn/errors.h"
+#include "routing/ring.h"
+#include "tests/testing/local_cluster.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn::testing {
+namespace {
+
+// Everything a replica holds: key -> its versions' "value@clock", sorted.
+using Contents = std::map<std::string, std::vector<std::string>>;
+
+Contents contents(Store& replica) {
+  Contents out;
+  for (auto it = replica.scan(); it->next();) {
+    auto& versions = out[std::string(it->key())];
+    for (const Versioned& v : it->versions()) versions.push_back(v.value + "@" + v.clock.to_string());
+    std::sort(versions.begin(), versions.end());
+  }
+  return out;
+}
+
+template <typename Fn>
+bool eventually(Fn&& done, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return done();
+}
+
+// The value a read returns for `key`: one version expected.
+std::string value_of(Store& s, const std::string& key) {
+  const auto got = s.get(key);
+  if (got.size() != 1) return "<" + std::to_string(got.size()) + " versions>";
+  return got[0].value;
+}
+
+}  // namespace
+
+void PrintTo(Deployment d, std::ostream* os) { *os << to_string(d); }
+
+namespace {
+
+class ClusterTest : public ::testing::TestWithParam<Deployment> {
+ protected:
+  ClusterOptions options(int nodes = 3) {
+    ClusterOptions o;
+    o.nodes = nodes;
+    o.deployment = GetParam();
+    return o;
+  }
+  TempDir dir_;
+};
+
+// Scenario 2: kill one node during a write load. Every acknowledged write
+// is readable afterwards; after the node restarts, hints and read repair
+// bring the three replicas to identical contents.
+TEST_P(ClusterTest, KillOneNodeDuringWritesThenHeal) {
+  LocalCluster cluster(dir_.path(), options());
+  auto client = cluster.client();
+  // Per key, the last acknowledged value, and the values of writes that
+  // failed after it: a failed write may still have landed (on its home),
+  // so a read may see one of those instead, never anything older.
+  std::map<std::string, std::string> acked;
+  std::map<std::string, std::set<std::string>> maybe;
+  std::set<std::string> attempted;
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(cluster.stop(2, SIGKILL), 128 + SIGKILL);
+    killed = true;
+  });
+  int failures = 0;
+  for (int i = 0; i < 600 || !killed; ++i) {
+    const std::string key = "key-" + std::to_string(i % 400);
+    const std::string value = "v" + std::to_string(i);
+    attempted.insert(key);
+    try {
+      VectorClock c;
+      for (const VectorClock& seen : client->versions(key)) c = c.merged(seen);
+      c.increment(1000, now_ms());
+      if (client->put(key, Versioned{value, c}) == PutResult::kStored) {
+        acked[key] = value;
+        maybe[key].clear();
+      }
+    } catch (const Error& e) {
+      maybe[key].insert(value);
+      // Around the kill a write may fail or time out; that is allowed.
+      ++failures;
+      EXPECT_TRUE(e.code() == ErrorCode::kInsufficientReplicas || e.code() == ErrorCode::kUnavailable ||
+                  e.code() == ErrorCode::kTimeout)
+          << e.what();
+    }
+  }
+  killer.join();
+  EXPECT_LT(failures, 50) << "writes kept failing with one node of three down";
+  // Every acknowledged write reads back, with one node still down.
+  auto where = [&](const std::string& key) {
+    std::string out;
+    for (int n = 0; n < cluster.size(); ++n) {
+      if (!cluster.running(n)) continue;
+      out += "\n  node " + std::to_string(n) + ":";
+      for (const Versioned& v : cluster.replica(n)->get(key)) out += " " + v.value + "@" + v.clock.to_string();
+    }
+    return out;
+  };
+  auto check = [&](const std::string& key, const std::string& value) {
+    const std::string got = value_of(*client, key);
+    EXPECT_TRUE(got == value || maybe[key].contains(got))
+        << key << ": read " << got << ", acknowledged " << value << where(key);
+  };
+  for (const auto& [key, value] : acked) check(key, value);
+
+  cluster.start(2);
+  // Hints drain to the restarted node; then a read of every key repairs
+  // what hints could not cover (writes in flight at the kill).
+  auto first = cluster.replica(0);
+  auto restarted = cluster.replica(2);
+  EXPECT_TRUE(eventually([&] { return contents(*restarted).size() >= acked.size() * 9 / 10; }))
+      << "the hints did not reach the restarted node:\n" << cluster.log(0);
+  ASSERT_TRUE(eventually([&] {
+    for (const std::string& key : attempted) {
+      try {
+        client->get(key);
+      } catch (const Error&) {
+        return false;  // the node is still banned somewhere; try again
+      }
+    }
+    const Contents c0 = contents(*first);
+    return c0 == contents(*cluster.replica(1)) && c0 == contents(*restarted);
+  })) << "replicas still differ after hints and read repair";
+  for (const auto& [key, value] : acked) check(key, value);
+  const Contents c0 = contents(*first);
+  for (const auto& [key, value] : acked) {
+    ASSERT_TRUE(c0.contains(key)) << key;
+  }
+}
+
+// Scenario 3: with two of three nodes down, writes fail with
+// InsufficientReplicas and none is reported stored; reads with R=1 still
+// answer.
+TEST_P(ClusterTest, KillTwoNodesWritesFailReadsWithROneAnswer) {
+  ClusterOptions o = options();
+  o.more_stores = {{"r1", Replication{3, 1, 2}}};
+  o.timeout_ms = 1000;
+  LocalCluster cluster(dir_.path(), o);
+  auto client = cluster.client();
+  auto r1 = cluster.client("r1");
+  for (int i = 0; i < 20; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_EQ(client->put(key, testing::versioned("before", {{1000, 1}})), PutResult::kStored);
+    ASSERT_EQ(r1->put(key, testing::versioned("before", {{1000, 1}})), PutResult::kStored);
+  }
+  // The third replica of the last write may land after its put returned.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(cluster.stop(1, SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(cluster.stop(2, SIGKILL), 128 + SIGKILL);
+  // Reads with R=1 answer. (Through a load-balanced entry point, a read
+  // that hits a dead node's connection is retried on the live one, and the
+  // balancer learns which nodes are gone.)
+  for (int i = 0; i < 20; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    const auto got = r1->get(key);
+    ASSERT_EQ(got.size(), 1u) << key;
+    EXPECT_EQ(got[0].value, "before");
+  }
+  for (int i = 0; i < 20; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    try {
+      const PutResult r = client->put(key, testing::versioned("after", {{1000, 2}}));
+      ADD_FAILURE() << "a put with one node of three reported " << to_string(r);
+    } catch (const InsufficientReplicas& e) {
+      EXPECT_NE(std::string(e.what()).find("of the 2 replicas required answered"), std::string::npos)
+          << e.what();
+    } catch (const Error& e) {
+      ADD_FAILURE() << "expected InsufficientReplicas, got " << to_string(e.code()) << ": " << e.what();
+    }
+    EXPECT_THROW(client->get(key), InsufficientReplicas) << "R=2 with one node";
+  }
+}
+
+// Scenario 4: two clients write one key concurrently. Each acknowledged
+// write survives as a version or is superseded by one that does: siblings
+// or a dominating version, never a silent loss.
+TEST_P(ClusterTest, ConcurrentWritersOnOneKeyNeverLoseAWrite) {
+  LocalCluster cluster(dir_.path(), options());
+  auto a = cluster.client();
+  auto b = cluster.client();
+  std::vector<std::vector<VectorClock>> acked(2);
+  auto writer = [&](Store* s, NodeId id, std::vector<VectorClock>* out) {
+    for (int i = 0; i < 150; ++i) {
+      VectorClock c;
+      for (const VectorClock& seen : s->versions("hot")) c = c.merged(seen);
+      c.increment(id, now_ms());
+      VectorClock stored;
+      if (s->put("hot", Versioned{std::to_string(id) + "-" + std::to_string(i), c}, &stored) ==
+          PutResult::kStored) {
+        out->push_back(stored);
+      }
+    }
+  };
+  std::thread ta(writer, a.get(), 1001, &acked[0]), tb(writer, b.get(), 1002, &acked[1]);
+  ta.join();
+  tb.join();
+  const auto final_versions = a->get("hot");
+  ASSERT_FALSE(final_versions.empty());
+  for (const auto& list : acked) {
+    ASSERT_FALSE(list.empty());
+    for (const VectorClock& clock : list) {
+      bool kept = false;
+      for (const Versioned& v : final_versions) {
+        const Occurred o = compare(clock, v.clock);
+        kept |= o == Occurred::kBefore || o == Occurred::kEqual;
+      }
+      EXPECT_TRUE(kept) << "acknowledged write " << clock.to_string() << " was lost";
+    }
+  }
+}
+
+// Scenario 5: five nodes, N=3: every key is on exactly the three nodes the
+// ring names, and on no other.
+TEST_P(ClusterTest, KeysLandWhereTheRingSays) {
+  LocalCluster cluster(dir_.path(), options(5));
+  auto client = cluster.client();
+  std::set<std::string> keys;
+  for (int i = 0; i < 200; ++i) {
+    keys.insert("user:" + std::to_string(i));
+    ASSERT_EQ(client->put("user:" + std::to_string(i), testing::versioned("x", {{1000, 1}})),
+              PutResult::kStored);
+  }
+  const Ring ring(cluster.config().cluster());
+  std::map<std::string, std::set<NodeId>> expected;
+  for (const std::string& k : keys) {
+    for (NodeId n : ring.preference_list(k, 3)) expected[k].insert(n);
+  }
+  EXPECT_TRUE(eventually([&] {
+    std::map<std::string, std::set<NodeId>> where;
+    for (int n = 0; n < 5; ++n) {
+      for (const auto& [key, versions] : contents(*cluster.replica(n))) {
+        where[key].insert(static_cast<NodeId>(n));
+      }
+    }
+    return where == expected;
+  })) << "keys are not where the ring puts them";
+}
+
+INSTANTIATE_TEST_SUITE_P(Deployments, ClusterTest,
+                         ::testing::Values(Deployment::kSmartClient, Deployment::kServerRouted),
+                         [](const auto& p) { return std::string(to_string(p.param)); });
+
+}  // namespace
+}  // namespace cairn::testing
