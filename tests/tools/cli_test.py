@@ -252,6 +252,56 @@ class CliTest(unittest.TestCase):
         err = self.fails(4, "--server", addr, "get", "k")
         self.assertIn("Unavailable", err)
 
+    def free_port(self):
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def test_cluster_example_configs(self):
+        """Both shipped 3-node configs, on free ports: the CLI works through
+        the smart client and through the nodes, also with a node killed."""
+        examples = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "examples", "configs")
+        for name in ("cluster3-smart.yaml", "cluster3-routed.yaml"):
+            with self.subTest(config=name):
+                with open(os.path.join(examples, name)) as f:
+                    text = f.read()
+                ports = [self.free_port() for _ in range(3)]
+                for i, port in enumerate(ports):
+                    text = text.replace("127.0.0.1:%d" % (7071 + i), "127.0.0.1:%d" % port)
+                cfg = self.write_config(text, name)
+                servers = [subprocess.Popen([SERVER, "--config", cfg, "--node", str(n)],
+                                            cwd=self.dir, stderr=subprocess.PIPE)
+                           for n in (1, 2, 3)]
+                try:
+                    deadline = time.time() + 20
+                    while True:
+                        r = self.run_cairn("--config", cfg, "put", "hello", "world")
+                        if r.returncode == 0 or time.time() > deadline:
+                            break
+                        time.sleep(0.1)
+                    self.assertEqual(r.returncode, 0, r.stderr.decode())
+                    self.assertEqual(self.ok("--config", cfg, "get", "hello"), "world\n")
+                    ring = self.ok("--config", cfg, "ring", "hello")
+                    self.assertRegex(ring, r"^hello\tpartition \d+\tnodes [123] [123] [123]\n$")
+                    self.assertIn("24 partitions on 3 nodes", self.ok("--config", cfg, "ring"))
+                    # One node killed: N=3 R=2 W=2 still reads and writes.
+                    servers[0].kill()
+                    servers[0].wait()
+                    self.ok("--config", cfg, "put", "hello", "again")
+                    self.assertEqual(self.ok("--config", cfg, "get", "hello"), "again\n")
+                    # Two killed: writes fail, saying why.
+                    servers[1].kill()
+                    servers[1].wait()
+                    err = self.fails(4, "--config", cfg, "put", "hello", "third")
+                    self.assertIn("InsufficientReplicas", err)
+                finally:
+                    for s in servers:
+                        if s.poll() is None:
+                            s.terminate()
+                            self.assertEqual(s.wait(timeout=20), 0, s.stderr.read())
+
     def start_server(self, cfg, *extra):
         """Starts cairn-server on free ports; returns (process, grpc, http)."""
         port_file = os.path.join(self.dir, "port")

@@ -25,7 +25,7 @@ using cairn::internal::format_nanos;
 using cairn::internal::LatencyHistogram;
 using Clock = std::chrono::steady_clock;
 
-constexpr char kHelp[] = R"(usage: cairn-bench --target URL [options]
+constexpr char kHelp[] = R"(usage: cairn-bench (--target URL | --config FILE) [options]
 
 A YCSB-style load driver. Loads --records records, then runs each workload
 for --duration seconds with --threads threads, each with a connection of
@@ -40,9 +40,13 @@ Targets:
   redis://HOST:PORT         redis-server, through hiredis (GET/SET;
                             pipelined when --depth > 1)
   memcached://HOST:PORT     memcached, through libmemcached (--depth 1)
+  --config FILE             instead of --target: the client stack FILE's
+                            store builds, e.g. a cluster through a routing
+                            client or a load-balanced grpc engine (--depth 1)
 
 Options:
-  --target URL            what to drive (required)
+  --target URL            what to drive (this or --config is required)
+  --config FILE           drive the config's client stack of --store
   --store NAME            the cairn store (default "default")
   --records N             records loaded and read (default 100000)
   --value-size B          bytes per value (default 1000, as YCSB's records)
@@ -110,11 +114,17 @@ std::optional<Args> parse(int argc, char** argv) {
       std::cout << kHelp;
       return std::nullopt;
     } else if (arg == "--target") {
+      if (have_target) throw UsageError("give --target or --config, not both");
       try {
         a.target = parse_target(value());
       } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
       }
+      have_target = true;
+    } else if (arg == "--config") {
+      if (have_target) throw UsageError("give --target or --config, not both");
+      a.target.kind = Target::Kind::kConfig;
+      a.target.address = value();
       have_target = true;
     } else if (arg == "--store") {
       store = value();
@@ -153,7 +163,7 @@ std::optional<Args> parse(int argc, char** argv) {
       throw UsageError("unknown argument " + arg + " (see --help)");
     }
   }
-  if (!have_target) throw UsageError("--target is required (see --help)");
+  if (!have_target) throw UsageError("--target or --config is required (see --help)");
   if (!store.empty()) a.target.store = store;
   if (a.records == 0) throw UsageError("--records must be at least 1");
   if (a.threads < 1 || a.depth < 1) throw UsageError("--threads and --depth must be at least 1");
@@ -161,6 +171,9 @@ std::optional<Args> parse(int argc, char** argv) {
   if (a.workloads.empty()) throw UsageError("--workloads is empty");
   if (a.target.kind == Target::Kind::kMemcached && a.depth != 1) {
     throw UsageError("memcached targets take --depth 1 only");
+  }
+  if (a.target.kind == Target::Kind::kConfig && a.depth != 1) {
+    throw UsageError("--config takes --depth 1 only (the Store API blocks; use --threads)");
   }
   return a;
 }

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cairn/config.h"
 #include "cairn/errors.h"
 #include "cairn/versioned.h"
 #include "layers/grpc/cairn.grpc.pb.h"
@@ -39,15 +40,15 @@ Versioned next_version(const std::string& value, std::atomic<uint64_t>* clock) {
 
 // ---- cairn, unary calls through GrpcStore -----------------------------------
 
+// Also drives any stack a config builds (a routing client) with --depth 1.
 class CairnUnary final : public Connection {
  public:
-  CairnUnary(const Target& t, int depth, std::atomic<uint64_t>* clock)
-      : depth_(depth), clock_(clock) {
-    GrpcOptions o;
-    o.targets = {t.address};
-    o.store = t.store;
-    o.retries = 0;
-    store_ = std::make_unique<GrpcStore>(o);
+  CairnUnary(std::unique_ptr<Store> store, int depth, std::atomic<uint64_t>* clock)
+      : depth_(depth), clock_(clock), store_(std::move(store)) {
+    grpc_ = dynamic_cast<GrpcStore*>(store_.get());
+    if (depth_ > 1 && grpc_ == nullptr) {
+      throw std::invalid_argument("--depth above 1 needs a cairn:// target");
+    }
     store_->get("cairn-bench-ping");  // fails here if the server is not there
   }
 
@@ -56,7 +57,7 @@ class CairnUnary final : public Connection {
       pending_ = {slot, key, "", false};
       return;
     }
-    store_->async_get(key, [this, slot](std::vector<Versioned> v, std::exception_ptr e) {
+    grpc_->async_get(key, [this, slot](std::vector<Versioned> v, std::exception_ptr e) {
       complete(slot, e, v.empty());
     });
   }
@@ -66,7 +67,7 @@ class CairnUnary final : public Connection {
       pending_ = {slot, key, value, true};
       return;
     }
-    store_->async_put(key, next_version(value, clock_),
+    grpc_->async_put(key, next_version(value, clock_),
                       [this, slot](PutResult r, std::exception_ptr e) {
                         complete(slot, e, false, r == PutResult::kObsolete);
                       });
@@ -125,7 +126,8 @@ class CairnUnary final : public Connection {
   std::deque<Done> done_;
   // Last: destroyed first, it waits for the callbacks still in flight,
   // which use the members above.
-  std::unique_ptr<GrpcStore> store_;
+  std::unique_ptr<Store> store_;
+  GrpcStore* grpc_ = nullptr;  // store_, when it is a grpc engine
 };
 
 // ---- cairn, the Stream RPC --------------------------------------------------
@@ -344,6 +346,7 @@ const char* kind_name(Target::Kind kind) {
     case Target::Kind::kCairnStream: return "cairn (gRPC Stream)";
     case Target::Kind::kRedis: return "redis-server";
     case Target::Kind::kMemcached: return "memcached";
+    case Target::Kind::kConfig: return "cairn (a config's client stack)";
   }
   return "?";
 }
@@ -352,7 +355,17 @@ std::unique_ptr<Connection> connect(const Target& target, int depth,
                                     std::atomic<uint64_t>* clock) {
   try {
     switch (target.kind) {
-      case Target::Kind::kCairn: return std::make_unique<CairnUnary>(target, depth, clock);
+      case Target::Kind::kCairn: {
+        GrpcOptions o;
+        o.targets = {target.address};
+        o.store = target.store;
+        o.retries = 0;
+        return std::make_unique<CairnUnary>(std::make_unique<GrpcStore>(o), depth, clock);
+      }
+      case Target::Kind::kConfig:
+        // Each thread its own stack: its own connections, as elsewhere.
+        return std::make_unique<CairnUnary>(Config::load(target.address).open(target.store),
+                                            depth, clock);
       case Target::Kind::kCairnStream: return std::make_unique<CairnStream>(target, clock);
       case Target::Kind::kRedis: return std::make_unique<Redis>(target);
       case Target::Kind::kMemcached:

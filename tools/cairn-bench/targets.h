@@ -13,9 +13,9 @@
 namespace cairn::bench {
 
 struct Target {
-  enum class Kind { kCairn, kCairnStream, kRedis, kMemcached };
+  enum class Kind { kCairn, kCairnStream, kRedis, kMemcached, kConfig };
   Kind kind = Kind::kCairn;
-  std::string address;          // host:port
+  std::string address;          // host:port; for kConfig, the config file
   std::string store = "default";  // cairn only
 };
 

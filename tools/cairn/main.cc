@@ -13,6 +13,7 @@
 #include "cairn/errors.h"
 #include "cairn/store.h"
 #include "layers/grpc/grpc_store.h"
+#include "routing/ring.h"
 
 namespace {
 
@@ -39,6 +40,7 @@ Commands:
   delete KEY        delete KEY's versions
   scan              print every key and value
   stack show        print the store's assembled stack of layers
+  ring [KEY...]     print the cluster's partitions, or where keys live
   layers            list the layers and engines a config may name
   help [COMMAND]    show help (also: COMMAND --help)
 
@@ -50,6 +52,8 @@ Options (before or after the command):
   --server ADDRS    reach a cairn-server at HOST:PORT (several, comma-
                     separated, are balanced round-robin) instead of opening
                     a stack; with --config too, its serializers apply
+  --replica         with --server: the node's own replica of the store,
+                    below its routing layer (what that node holds)
   --hex             read and print identity keys and values as hexadecimal
                     (without it, raw bytes)
 
@@ -107,6 +111,15 @@ Opens the store and prints its stack, top layer first, each layer's
 settings on its line and what it wraps indented below it.
 )";
 
+constexpr char kRingHelp[] = R"(usage: cairn --config FILE ring [KEY...]
+
+Without keys, prints the partitions of the config's cluster and the node
+that owns each (as listed in the config, or dealt out evenly). With keys
+(in the store's key format), prints each key's partition and preference
+list: the first N nodes that hold it (N from the store's `replication:`),
+home first. Opens no store and calls no node.
+)";
+
 constexpr char kLayersHelp[] = R"(usage: cairn layers
 
 Lists the layers and engines a config file may name, with a summary each.
@@ -122,6 +135,7 @@ struct Args {
   std::optional<std::string> limit;
   bool clocks = false;
   bool hex = false;
+  bool replica = false;
   bool help = false;
 };
 
@@ -163,6 +177,8 @@ Args parse_args(int argc, char** argv) {
       a.clocks = true;
     } else if (arg == "--hex") {
       a.hex = true;
+    } else if (arg == "--replica") {
+      a.replica = true;
     } else {
       throw UsageError("unknown option " + arg);
     }
@@ -177,6 +193,7 @@ const char* help_for(const std::string& command) {
   if (command == "scan") return kScanHelp;
   if (command == "stack") return kStackHelp;
   if (command == "layers") return kLayersHelp;
+  if (command == "ring") return kRingHelp;
   return nullptr;
 }
 
@@ -264,9 +281,12 @@ std::string from_hex(std::string_view text) {
 }
 
 // Text typed on the command line -> bytes, by the store's serializer.
-std::string parse(const Target& t, const AnySerializer& s, std::string_view text) {
-  if (t.hex && is_identity(s)) return from_hex(text);
+std::string parse(bool hex, const AnySerializer& s, std::string_view text) {
+  if (hex && is_identity(s)) return from_hex(text);
   return s.parse_text(text);
+}
+std::string parse(const Target& t, const AnySerializer& s, std::string_view text) {
+  return parse(t.hex, s, text);
 }
 
 // Bytes -> text for the terminal, by the store's serializer.
@@ -361,6 +381,27 @@ int cmd_stack_show(const Target& t, const Config& config) {
   return kOk;
 }
 
+int cmd_ring(const Args& a) {
+  if (a.config.empty()) throw UsageError("ring needs --config FILE with a `cluster:` section");
+  const Config config = Config::load(a.config);
+  if (config.nodes().empty()) throw UsageError(a.config + " has no `cluster:` section");
+  const Ring ring(config.cluster());
+  if (a.positional.size() == 1) {
+    std::cout << ring.describe();
+    return kOk;
+  }
+  const std::string name = pick_store(config, a.store);
+  const StoreSerializers serializers = config.serializers(name);
+  const int n = config.replication(name).n;
+  for (size_t i = 1; i < a.positional.size(); ++i) {
+    const std::string key = parse(a.hex, *serializers.key, a.positional[i]);
+    std::cout << a.positional[i] << "\tpartition " << ring.partition(key) << "\tnodes";
+    for (NodeId id : ring.preference_list(key, n)) std::cout << " " << id;
+    std::cout << "\n";
+  }
+  return kOk;
+}
+
 int cmd_layers() {
   const LayerRegistry& r = default_registry();
   std::cout << "engines (the last entry of a stack):\n";
@@ -390,6 +431,7 @@ int run(int argc, char** argv) {
     return kOk;
   }
   if (command == "layers") return cmd_layers();
+  if (command == "ring") return cmd_ring(a);
   if (command == "stack" && (a.positional.size() != 2 || a.positional[1] != "show")) {
     throw UsageError("expected: cairn stack show");
   }
@@ -403,6 +445,7 @@ int run(int argc, char** argv) {
     if (!a.config.empty()) serializers = Config::load(a.config).serializers(name);
     GrpcOptions grpc;
     grpc.store = name;
+    grpc.replica = a.replica;
     for (size_t start = 0; start <= a.server.size();) {
       size_t end = a.server.find(',', start);
       if (end == std::string::npos) end = a.server.size();
@@ -425,6 +468,7 @@ int run(int argc, char** argv) {
     return kOk;
   }
 
+  if (a.replica) throw UsageError("--replica needs --server");
   const Config config = a.config.empty() ? Config::parse(kDefaultConfig, kDefaultSource)
                                          : Config::load(a.config);
   const std::string name = pick_store(config, a.store);
