@@ -120,7 +120,12 @@ std::string VectorClock::to_string() const {
   std::string s = "{";
   for (size_t i = 0; i < entries_.size(); ++i) {
     if (i > 0) s += ", ";
-    s += std::to_string(entries_[i].node);
+    if (entries_[i].node >= kStampBase) {
+      s += '@';
+      s += std::to_string(entries_[i].node - kStampBase);
+    } else {
+      s += std::to_string(entries_[i].node);
+    }
     s += ':';
     s += std::to_string(entries_[i].counter);
   }
@@ -161,7 +166,15 @@ VectorClock VectorClock::parse(std::string_view text) {
   VectorClock clock;
   skip_spaces(&s);
   while (!s.empty() && s.front() != '}') {
-    const auto node = parse_number<NodeId>(text, &s);
+    const bool stamp = !s.empty() && s.front() == '@';
+    if (stamp) s.remove_prefix(1);
+    auto node = parse_number<NodeId>(text, &s);
+    if (stamp) {
+      if (node >= kStampBase) bad_clock_text(text, "a node's stamp is @ID with ID below 2^31");
+      node += kStampBase;
+    } else if (node >= kStampBase) {
+      bad_clock_text(text, "entries from 2^31 up are nodes' stamps: write them @ID");
+    }
     skip_spaces(&s);
     if (s.empty() || s.front() != ':') bad_clock_text(text, "expected ':'");
     s.remove_prefix(1);

@@ -66,6 +66,13 @@ std::string what_of(const std::exception_ptr& e) {
   }
 }
 
+bool is_tombstone(const VectorClock& c) { return c.counter(kTombstoneEntry) % 2 == 1; }
+
+// Drops the tombstones from what a read returns.
+void drop_tombstones(std::vector<Versioned>* versions) {
+  std::erase_if(*versions, [](const Versioned& v) { return is_tombstone(v.clock); });
+}
+
 // The versions no other version supersedes; equal clocks kept once.
 void add_version(std::vector<Versioned>* out, const Versioned& v) {
   for (auto it = out->begin(); it != out->end();) {
@@ -370,6 +377,7 @@ void RoutedStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   for (const auto& [i, versions] : g->ok) {
     for (const Versioned& v : versions) add_version(out, v);
   }
+  drop_tombstones(out);
 }
 
 std::vector<VectorClock> RoutedStore::versions(std::string_view key) {
@@ -489,6 +497,7 @@ std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
     for (const auto& [i, versions] : k.ok) {
       for (const Versioned& v : versions) add_version(&merged, v);
     }
+    drop_tombstones(&merged);
     if (!merged.empty()) out.emplace(key, std::move(merged));
   }
   return out;
@@ -496,6 +505,14 @@ std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
 
 PutResult RoutedStore::put_stamped(std::string_view key, const Versioned& value,
                                    VectorClock* stored) {
+  if (!is_tombstone(value.clock)) return write(key, value, stored);
+  // The writer read a tombstone's clock: its write succeeds the tombstone
+  // and is live, so the tombstone entry becomes even again.
+  Versioned live{value.value, value.clock.incremented(kTombstoneEntry, value.clock.timestamp_ms())};
+  return write(key, live, stored);
+}
+
+PutResult RoutedStore::write(std::string_view key, const Versioned& value, VectorClock* stored) {
   Shared& s = *s_;
   s.check_open();
   const auto deadline = Clock::now() + s.options.timeout;
@@ -512,7 +529,7 @@ PutResult RoutedStore::put_stamped(std::string_view key, const Versioned& value,
   size_t h = 0;
   for (; h < live.size(); ++h) {
     const size_t i = live[h];
-    stamped.clock = value.clock.incremented(s.ring.nodes()[i].id, now_ms());
+    stamped.clock = value.clock.incremented(kStampBase + s.ring.nodes()[i].id, now_ms());
     auto g = std::make_shared<Gather<PutResult>>();
     g->sent = 1;
     s.begin();
@@ -564,33 +581,22 @@ PutResult RoutedStore::put_stamped(std::string_view key, const Versioned& value,
 }
 
 bool RoutedStore::remove(std::string_view key, const VectorClock& version) {
-  Shared& s = *s_;
-  s.check_open();
-  const auto deadline = Clock::now() + s.options.timeout;
-  const size_t need = static_cast<size_t>(s.options.replication.w);
-  std::vector<size_t> live, down;
-  s.split(key, &live, &down);
-  auto g = std::make_shared<Gather<bool>>();
-  g->sent = live.size();
-  Hint hint{.key = std::string(key), .remove = true, .version = Versioned{"", version}};
-  // The keeper of hints for a client: the first live replica (it may be
-  // down too; then the hint is lost and logged).
-  const std::optional<size_t> keeper = live.empty() ? std::nullopt : std::optional(live.front());
-  for (size_t i : live) {
-    s.begin();
-    s.replicas[i]->remove(key, version, [sp = &s, g, i, hint, keeper](bool r, std::exception_ptr e) {
-      if (e) {
-        sp->detector->record_failure(i, e);
-        if (!is_bad_request(e)) sp->leave_hint(i, hint, keeper == i ? std::nullopt : keeper);
-      }
-      g->answer(i, r, e);
-      sp->end();
-    });
+  // A delete is a tombstone written like any version: it supersedes the
+  // versions at or before `version` on every replica it reaches, and read
+  // repair and hints carry it to the others, so a replica that missed the
+  // delete cannot bring the value back. First, whether there is anything
+  // to delete (at R, like a read).
+  bool found = false;
+  for (const VectorClock& c : versions(key)) {
+    const Occurred o = compare(c, version);
+    found |= !is_tombstone(c) && (o == Occurred::kBefore || o == Occurred::kEqual);
   }
-  for (size_t i : down) s.leave_hint(i, hint, keeper);
-  if (g->wait(need, deadline) < need) s.fail_gather("remove", key, need, *g, live, down);
-  std::lock_guard lock(g->mu);
-  return std::any_of(g->ok.begin(), g->ok.end(), [](const auto& r) { return r.second; });
+  if (!found) return false;
+  Versioned tombstone{"", version};
+  do {
+    tombstone.clock.increment(kTombstoneEntry, now_ms());
+  } while (!is_tombstone(tombstone.clock));
+  return write(key, tombstone, nullptr) == PutResult::kStored;
 }
 
 namespace {
@@ -604,13 +610,14 @@ class RoutedIterator final : public StoreIterator {
 
   bool next() override;
   std::string_view key() const override { return cur_->key(); }
-  const std::vector<Versioned>& versions() const override { return cur_->versions(); }
+  const std::vector<Versioned>& versions() const override { return versions_; }
 
  private:
   std::shared_ptr<RoutedStore::Shared> s_;
   std::vector<bool> live_;
   size_t node_ = 0;
   std::unique_ptr<StoreIterator> cur_;
+  std::vector<Versioned> versions_;  // the current key's, tombstones dropped
 };
 
 }  // namespace
@@ -627,11 +634,16 @@ bool RoutedIterator::next() {
       ++node_;
       continue;
     }
+    bool ours = false;
     for (size_t i : s_->prefs_of(cur_->key())) {
       if (!live_[i]) continue;
-      if (i == node_) return true;
+      ours = i == node_;
       break;
     }
+    if (!ours) continue;
+    versions_ = cur_->versions();
+    drop_tombstones(&versions_);
+    if (!versions_.empty()) return true;
   }
 }
 

@@ -7,13 +7,22 @@
 //            a version get it in the background (read repair).
 //   writes   go first to the key's home, the first live node of its
 //            preference list, which stamps the clock with its own entry
-//            (node id and time) and serializes racing writers: a write
+//            (kStampBase + its id, and the time) and serializes racing
+//            writers: a write
 //            obsolete at the home is obsolete. Then the stamped version
 //            goes to the other live replicas at once; the put answers when
 //            W replicas (the home included) hold it. A replica that is
 //            down, or fails the write, gets a hint on a live node, which
 //            delivers it later (hinted handoff); hints never count toward W.
-//   deletes  go to every live replica at once and answer at W.
+//   deletes  are tombstones: a delete of the versions at or before clock c
+//            writes, like a put, a version with an empty value whose clock
+//            is c with the reserved entry kTombstoneEntry made odd. It
+//            supersedes what it deletes on every replica it reaches, and
+//            read repair and hints spread it like any version, so a replica
+//            that missed the delete cannot bring the value back. Reads drop
+//            tombstones; versions() keeps their clocks, so that a write
+//            based on it supersedes them (its entry made even again).
+//            Tombstones are not reaped yet.
 //
 // Failing R or W within the timeout is InsufficientReplicas, saying how
 // many answered and why each other failed. A replica that is unreachable
@@ -40,6 +49,11 @@
 namespace cairn {
 
 class HintedHandoff;
+
+// The clock entry that marks tombstones (odd counter) in routed stores:
+// the last of the nodes' stamps (kStampBase, versioned.h), "@2147483647"
+// in text, which no node id reaches (they stop at 65535).
+inline constexpr NodeId kTombstoneEntry = 0xFFFFFFFF;
 
 struct RouteOptions {
   std::string store;  // the store's name on the nodes
@@ -83,6 +97,10 @@ class RoutedStore final : public Store {
   struct Shared;
 
  private:
+  // A put through the home, then the other replicas (put_stamped's and
+  // remove's tombstone's path).
+  PutResult write(std::string_view key, const Versioned& value, VectorClock* stored);
+
   std::shared_ptr<Shared> s_;
 };
 

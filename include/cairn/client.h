@@ -41,7 +41,8 @@ struct ClientOptions {
   // loser's write is obsolete, and update() retries it), which is what makes
   // update() and put_if() exact. Writers with different ids that race leave
   // siblings instead. Embedded stores use one id for every writer; in a
-  // cluster the routing layer's home node increments.
+  // cluster the routing layer's home node also stamps an entry of its own
+  // (kStampBase + its id). Below kStampBase.
   NodeId node_id = 0;
   // How many times put() and update() try a write that comes back obsolete
   // (another writer got there first) before giving up with ObsoleteVersion.
@@ -64,7 +65,12 @@ class Client {
       : store_(std::move(store)),
         keys_(std::move(keys)),
         values_(std::move(values)),
-        options_(options) {}
+        options_(options) {
+    if (options_.node_id >= kStampBase) {
+      throw InvalidArgument("client node_id " + std::to_string(options_.node_id) +
+                            " is a cluster node's stamp entry; writers use ids below 2^31");
+    }
+  }
 
   // The value of `key`, or nullopt if absent. If the stack leaves several
   // concurrent versions (no resolver settles them), throws

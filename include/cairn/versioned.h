@@ -21,6 +21,13 @@ struct ClockCodec;
 // Identifies a node (or a client acting as one) in a vector clock.
 using NodeId = uint32_t;
 
+// Clock entries from kStampBase up belong to a cluster's nodes: the routing
+// layer stamps a write with entry kStampBase + the home node's id, apart
+// from the entries writers (clients) increment, so that a client's id can
+// never be mistaken for a node's. Writers use ids below kStampBase. Text
+// forms write these entries as "@ID" ("{0:3, @2:1}").
+inline constexpr NodeId kStampBase = 0x80000000u;
+
 // How one clock relates to another. See compare().
 enum class Occurred {
   kBefore,      // every event of the first is in the second, which has more
@@ -69,8 +76,9 @@ class VectorClock {
     return a.entries_ == b.entries_;
   }
 
-  // Human-readable form, e.g. "{0:3, 2:1}" (timestamp omitted). parse()
-  // reads it back, with or without the braces and spaces: "0:3,2:1".
+  // Human-readable form, e.g. "{0:3, 2:1, @1:4}" (timestamp omitted; "@1"
+  // is entry kStampBase + 1). parse() reads it back, with or without the
+  // braces and spaces: "0:3,2:1,@1:4".
   std::string to_string() const;
   // Throws InvalidArgument naming the offending text.
   static VectorClock parse(std::string_view text);

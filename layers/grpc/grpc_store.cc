@@ -154,6 +154,11 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
   // round_robin also spreads calls over the addresses one DNS name
   // resolves to (pick_first, gRPC's default, would use only the first).
   args.SetLoadBalancingPolicyName("round_robin");
+  // Reconnect to a server that went away within a second of its return:
+  // gRPC's default backoff grows to two minutes, during which calls (and
+  // the routing layer's probes) fail at once although the server is back.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   std::string target = o.targets.front();
   if (o.targets.size() > 1) {
     for (const std::string& t : o.targets) check_ipv4_target(t);

@@ -34,6 +34,9 @@ struct StoreFactory {
   // A layer stamps the clocks of writes (a routing layer adds the key's
   // home node's entry): cases compare with the clock put() reports.
   bool stamps = false;
+  // Deletes leave tombstones (routed stores): a put at a clock older than
+  // a delete's is obsolete, where a store without them takes it as new.
+  bool tombstones = false;
 };
 
 // gtest prints a parameter with this; the default dumps its bytes.

@@ -89,10 +89,10 @@ const StoreFactory kStores[] = {
     // by the client and by the nodes.
     {"cluster3_smart_client",
      [](const std::string& d) { return cluster(d, Deployment::kSmartClient); }, true, 511,
-     16 << 20, false, /*stamps=*/true},
+     16 << 20, false, /*stamps=*/true, /*tombstones=*/true},
     {"cluster3_server_routed",
      [](const std::string& d) { return cluster(d, Deployment::kServerRouted); }, true, 511,
-     16 << 20, false, /*stamps=*/true},
+     16 << 20, false, /*stamps=*/true, /*tombstones=*/true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Network, Conformance, ::testing::ValuesIn(kStores), factory_name);

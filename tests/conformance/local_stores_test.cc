@@ -176,7 +176,7 @@ stores:
     stack: [route, {engine: memory}]
 )");
      },
-     false, 511, 16 << 20, false, /*stamps=*/true},
+     false, 511, 16 << 20, false, /*stamps=*/true, /*tombstones=*/true},
     {"route_n3r1w3_over_lmdb",
      [](const std::string& d) {
        return from_yaml(d, std::string(kThreeNodes) + R"(
@@ -188,7 +188,7 @@ stores:
       - engine: {lmdb: {path: "$DIR/node-{node}", durability: nosync, map_size: 8MiB}}
 )");
      },
-     true, 511, 16 << 20, false, /*stamps=*/true},
+     true, 511, 16 << 20, false, /*stamps=*/true, /*tombstones=*/true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Local, Conformance, ::testing::ValuesIn(kStores), factory_name);

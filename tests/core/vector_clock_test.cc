@@ -155,6 +155,16 @@ TEST(VectorClockTest, TextFormRoundTrips) {
   EXPECT_EQ(VectorClock::parse(""), VectorClock());
 }
 
+TEST(VectorClockTest, NodesStampsAreWrittenWithAnAt) {
+  const VectorClock c = clock({{0, 3}, {kStampBase + 2, 1}, {0xFFFFFFFF, 1}});
+  EXPECT_EQ(c.to_string(), "{0:3, @2:1, @2147483647:1}");
+  EXPECT_EQ(VectorClock::parse(c.to_string()), c);
+  EXPECT_EQ(VectorClock::parse("@2:1").counter(kStampBase + 2), 1u);
+  EXPECT_THROW(VectorClock::parse("2147483648:1"), InvalidArgument) << "a stamp without its @";
+  EXPECT_THROW(VectorClock::parse("@2147483648:1"), InvalidArgument);
+  EXPECT_THROW(VectorClock::parse("@:1"), InvalidArgument);
+}
+
 TEST(VectorClockTest, ParseRejectsBadText) {
   for (const char* bad : {"1", "1:", ":1", "1:0", "1:1,1:2", "{1:1", "1:1}", "a:1", "1:-1",
                           "1:1 2", "99999999999:1"}) {

@@ -108,7 +108,7 @@ TEST_F(RoutedTest, WritesReachEveryReplicaWithTheHomeStampOnTheClock) {
   VectorClock stored;
   ASSERT_EQ(r->put("k", versioned("v", {{1, 4}}), &stored), PutResult::kStored);
   EXPECT_EQ(stored.counter(1), 4u) << "the writer's entries stay";
-  EXPECT_EQ(stored.counter(replicas[0]), 1u) << "the home adds its own";
+  EXPECT_EQ(stored.counter(kStampBase + replicas[0]), 1u) << "the home adds its own";
   EXPECT_EQ(stored.entries().size(), 2u);
   // Every replica gets it (the third may land just after the put returns),
   // and no other node does.
@@ -127,7 +127,7 @@ TEST_F(RoutedTest, ObsoleteAtTheHomeIsObsoleteAndGoesNoFurther) {
   make_nodes(3);
   auto r = route({3, 2, 2});
   const std::vector<NodeId> replicas = replicas_of("k", 3);
-  ASSERT_EQ(engine(replicas[0]).put("k", versioned("newer", {{1, 5}, {replicas[0], 9}})),
+  ASSERT_EQ(engine(replicas[0]).put("k", versioned("newer", {{1, 5}, {kStampBase + replicas[0], 9}})),
             PutResult::kStored);
   EXPECT_EQ(r->put("k", versioned("older", {{1, 5}})), PutResult::kObsolete);
   EXPECT_TRUE(engine(replicas[1]).get("k").empty());
@@ -146,8 +146,8 @@ TEST_F(RoutedTest, AHomeThatIsDownHandsTheWriteToTheNextAndGetsAHint) {
   fault(replicas[0]).set_failure(FaultStore::Failure::kUnavailable);
   VectorClock stored;
   ASSERT_EQ(r->put("k", versioned("v", {{1, 1}}), &stored), PutResult::kStored);
-  EXPECT_EQ(stored.counter(replicas[0]), 0u);
-  EXPECT_EQ(stored.counter(replicas[1]), 1u) << "the next live node is the home";
+  EXPECT_EQ(stored.counter(kStampBase + replicas[0]), 0u);
+  EXPECT_EQ(stored.counter(kStampBase + replicas[1]), 1u) << "the next live node is the home";
   EXPECT_TRUE(r->banned(replicas[0]));
   ASSERT_TRUE(eventually([&] { return hints->list().size() == 1; }));
   const Hint h = hints->list().at(0);
@@ -157,9 +157,15 @@ TEST_F(RoutedTest, AHomeThatIsDownHandsTheWriteToTheNextAndGetsAHint) {
   EXPECT_FALSE(h.remove);
   EXPECT_EQ(h.version.value, "v");
   EXPECT_EQ(h.version.clock, stored);
-  // A delete while it is still banned leaves a delete hint.
+  // A delete while it is still banned is a tombstone, which supersedes the
+  // hint of the put it deletes.
   EXPECT_TRUE(r->remove("k", stored));
-  EXPECT_TRUE(eventually([&] { return hints->list().size() == 2; }));
+  EXPECT_TRUE(r->get("k").empty());
+  EXPECT_TRUE(eventually([&] {
+    const auto list = hints->list();
+    return list.size() == 1 && list[0].version.clock.counter(kTombstoneEntry) == 1 &&
+           list[0].version.value.empty();
+  }));
 }
 
 TEST_F(RoutedTest, MissingTheQuorumIsInsufficientReplicasSayingWhy) {
@@ -193,7 +199,7 @@ TEST_F(RoutedTest, ReadRepairBringsStaleReplicasUpToDate) {
   ASSERT_EQ(r->put("k", versioned("old", {{1, 1}})), PutResult::kStored);
   ASSERT_TRUE(eventually([&] { return engine(replicas[2]).get("k").size() == 1; }));
   // One replica alone gets a newer write, and another a concurrent one.
-  const Versioned newer = versioned("new", {{1, 2}, {replicas[0], 1}});
+  const Versioned newer = versioned("new", {{1, 2}, {kStampBase + replicas[0], 1}});
   const Versioned sibling = versioned("sib", {{2, 1}});
   ASSERT_EQ(engine(replicas[0]).put("k", newer), PutResult::kStored);
   ASSERT_EQ(engine(replicas[2]).put("k", sibling), PutResult::kStored);
@@ -206,6 +212,38 @@ TEST_F(RoutedTest, ReadRepairBringsStaleReplicasUpToDate) {
       return values == std::vector<std::string>{"new", "sib"};
     })) << "node " << id;
   }
+}
+
+TEST_F(RoutedTest, ADeleteAReplicaMissedDoesNotComeBack) {
+  make_nodes(3);
+  auto r = route({3, 2, 2});
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  VectorClock stored;
+  ASSERT_EQ(r->put("k", versioned("v", {{1, 1}}), &stored), PutResult::kStored);
+  ASSERT_TRUE(eventually([&] { return engine(replicas[2]).get("k").size() == 1; }));
+  // The third replica misses the delete (it fails with IoError: no ban,
+  // and its hint has nowhere to go in-process).
+  fault(replicas[2]).set_failure(FaultStore::Failure::kIoError);
+  ASSERT_TRUE(r->remove("k", stored));
+  fault(replicas[2]).set_failure(FaultStore::Failure::kNone);
+  EXPECT_EQ(engine(replicas[2]).get("k").at(0).value, "v") << "it still has the value";
+  // Reads see the tombstone win, and repair the stale replica with it.
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(r->get("k").empty());
+  EXPECT_TRUE(eventually([&] {
+    const auto v = engine(replicas[2]).get("k");
+    return v.size() == 1 && v[0].clock.counter(kTombstoneEntry) == 1;
+  })) << "read repair carries the tombstone";
+  EXPECT_TRUE(r->get("k").empty());
+  EXPECT_FALSE(r->remove("k", stored)) << "nothing left to delete";
+  EXPECT_EQ(r->scan()->next(), false) << "scans skip tombstones";
+  // A write that read the tombstone's clock is live again.
+  VectorClock base;
+  for (const VectorClock& c : r->versions("k")) base = base.merged(c);
+  base.increment(1, 2);
+  VectorClock again;
+  ASSERT_EQ(r->put("k", Versioned{"again", base}, &again), PutResult::kStored);
+  EXPECT_EQ(again.counter(kTombstoneEntry) % 2, 0u);
+  EXPECT_EQ(r->get("k").at(0).value, "again");
 }
 
 TEST_F(RoutedTest, BannedNodesAreSkippedUntilAProbeAnswers) {

@@ -70,7 +70,7 @@ class BenchTest(unittest.TestCase):
 
     def test_bad_usage_and_dead_targets(self):
         for args, code, says in [
-                ([], 2, "--target is required"),
+                ([], 2, "--target or --config is required"),
                 (["--target", "ftp://x:1"], 2, "unknown target scheme 'ftp'"),
                 (["--target", "cairn://nohostport"], 2, "is not HOST:PORT"),
                 (["--target", "cairn://" + self.address, "--workloads", "A,Z"], 2,

@@ -275,6 +275,14 @@ class CliTest(unittest.TestCase):
                                             cwd=self.dir, stderr=subprocess.PIPE)
                            for n in (1, 2, 3)]
                 try:
+                    import socket
+                    for port in ports:  # every node listening before the first call
+                        for _ in range(500):
+                            try:
+                                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                                break
+                            except OSError:
+                                time.sleep(0.02)
                     deadline = time.time() + 20
                     while True:
                         r = self.run_cairn("--config", cfg, "put", "hello", "world")
