@@ -17,12 +17,16 @@ HintedHandoff::HintedHandoff(std::unique_ptr<Store> hints, ClusterInfo cluster, 
       options_(options) {}
 
 HintedHandoff::~HintedHandoff() {
-  stop();
   try {
-    hints_->close();
+    close();
   } catch (const std::exception& e) {
     log(LogLevel::kError, std::string("closing the hint store: ") + e.what());
   }
+}
+
+void HintedHandoff::close() {
+  stop();
+  hints_->close();
 }
 
 std::string HintedHandoff::encode_key(const Hint& hint) {

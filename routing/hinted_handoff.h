@@ -66,6 +66,8 @@ class HintedHandoff {
   void start();
   // Stops the pusher thread. Idempotent.
   void stop();
+  // stop(), then closes the hint store; keep() fails after it. Idempotent.
+  void close();
 
   // The hints kept now, in no particular order.
   std::vector<Hint> list();

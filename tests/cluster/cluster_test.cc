@@ -151,6 +151,40 @@ TEST_P(ClusterTest, KillOneNodeDuringWritesThenHeal) {
   }
 }
 
+// Hints survive a restart of the node that keeps them: they live in its
+// `cluster: hints:` LMDB store, and its pusher delivers them once the node
+// they are for is back.
+TEST_P(ClusterTest, HintsSurviveARestartOfTheirKeeper) {
+  LocalCluster cluster(dir_.path(), options());
+  auto client = cluster.client();
+  EXPECT_EQ(cluster.stop(2, SIGKILL), 128 + SIGKILL);
+  std::map<std::string, std::string> written;
+  for (int i = 0; i < 30; ++i) {
+    const std::string key = "h" + std::to_string(i);
+    ASSERT_EQ(client->put(key, testing::versioned("v" + std::to_string(i), {{1000, 1}})),
+              PutResult::kStored);
+    written[key] = "v" + std::to_string(i);
+  }
+  // The keepers (nodes 0 and 1) restart before node 2 is back: a clean
+  // stop, then a start over the same files.
+  for (int n : {0, 1}) {
+    EXPECT_EQ(cluster.stop(n, SIGTERM), 0);
+    cluster.start(n);
+  }
+  cluster.start(2);
+  auto restarted = cluster.replica(2);
+  EXPECT_TRUE(eventually([&] {
+    const Contents c = contents(*restarted);
+    for (const auto& [key, value] : written) {
+      auto it = c.find(key);
+      if (it == c.end() || it->second.size() != 1 || !it->second[0].starts_with(value + "@")) {
+        return false;
+      }
+    }
+    return true;
+  })) << "node 2 did not get the writes it missed:\n" << cluster.log(0) << cluster.log(1);
+}
+
 // Scenario 3: with two of three nodes down, writes fail with
 // InsufficientReplicas and none is reported stored; reads with R=1 still
 // answer.

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -288,10 +289,14 @@ int serve(const Args& a) {
   });
   server.wait();
   stopper.join();
-  if (hints) hints->stop();
+  if (hints) hints->close();
   if (stop_error) std::rethrow_exception(stop_error);
   log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " stopped; stores closed");
-  return 0;
+  // Every store and file is closed. Leave without gRPC's global teardown:
+  // in 1.51 it joins an executor thread that may sit in a 10-second
+  // epoll_wait, so a clean stop would sometimes take 10 s longer.
+  std::fflush(nullptr);
+  std::_Exit(0);
 }
 
 }  // namespace
