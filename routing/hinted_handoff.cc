@@ -5,6 +5,7 @@
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "layers/grpc/grpc_store.h"
+#include "routing/ring.h"
 
 namespace cairn {
 
@@ -35,25 +36,52 @@ std::string HintedHandoff::encode_key(const Hint& hint) {
                           std::to_string(hint.store.size()));
   }
   std::string out;
-  out.reserve(6 + hint.store.size() + hint.key.size());
+  out.reserve(7 + hint.store.size() + std::min(hint.key.size(), kInlineKey));
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(hint.node >> shift));
   out.push_back(hint.remove ? 'D' : 'P');
   out.push_back(static_cast<char>(hint.store.size()));
   out += hint.store;
-  out += hint.key;
+  if (hint.key.size() <= kInlineKey) {
+    out.push_back('\0');
+    out += hint.key;
+  } else {
+    out.push_back('\1');
+    const uint64_t h = Ring::hash(hint.key);
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(h >> shift));
+  }
   return out;
 }
 
-Hint HintedHandoff::decode_key(std::string_view bytes) {
-  if (bytes.size() < 7) throw Corruption("hint key of " + std::to_string(bytes.size()) + " bytes");
+std::string HintedHandoff::encode_value(const Hint& hint) {
+  std::string out;
+  const uint32_t n = static_cast<uint32_t>(hint.key.size());
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(n >> shift));
+  out += hint.key;
+  if (!hint.remove) out += hint.version.value;
+  return out;
+}
+
+Hint HintedHandoff::decode(std::string_view key, const Versioned& stored) {
+  if (key.size() < 8) throw Corruption("hint key of " + std::to_string(key.size()) + " bytes");
   Hint h;
-  for (int i = 0; i < 4; ++i) h.node = (h.node << 8) | static_cast<unsigned char>(bytes[i]);
-  if (bytes[4] != 'P' && bytes[4] != 'D') throw Corruption("hint key with operation byte " + std::to_string(static_cast<unsigned char>(bytes[4])));
-  h.remove = bytes[4] == 'D';
-  const size_t len = static_cast<unsigned char>(bytes[5]);
-  if (len == 0 || 6 + len >= bytes.size()) throw Corruption("hint key with a bad store name length");
-  h.store = std::string(bytes.substr(6, len));
-  h.key = std::string(bytes.substr(6 + len));
+  for (int i = 0; i < 4; ++i) h.node = (h.node << 8) | static_cast<unsigned char>(key[i]);
+  if (key[4] != 'P' && key[4] != 'D') {
+    throw Corruption("hint key with operation byte " +
+                     std::to_string(static_cast<unsigned char>(key[4])));
+  }
+  h.remove = key[4] == 'D';
+  const size_t len = static_cast<unsigned char>(key[5]);
+  if (len == 0 || 6 + len >= key.size()) throw Corruption("hint key with a bad store name length");
+  h.store = std::string(key.substr(6, len));
+  const std::string_view v = stored.value;
+  if (v.size() < 4) throw Corruption("hint value of " + std::to_string(v.size()) + " bytes");
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(v[static_cast<size_t>(i)]);
+  if (v.size() - 4 < n) throw Corruption("hint value shorter than its key");
+  h.key = std::string(v.substr(4, n));
+  h.version = Versioned{h.remove ? std::string() : std::string(v.substr(4 + n)), stored.clock};
+  // The key of the entry must be the one the value names.
+  if (encode_key(h) != key) throw Corruption("hint value names another key than its entry");
   return h;
 }
 
@@ -62,8 +90,8 @@ void HintedHandoff::keep(const Hint& hint) {
   bool known = false;
   for (const NodeInfo& n : cluster_.nodes) known |= n.id == hint.node;
   if (!known) throw InvalidArgument("a hint for node " + std::to_string(hint.node) + ", which is not in the cluster");
-  Versioned v{hint.remove ? std::string() : hint.version.value, hint.version.clock};
-  hints_->put(encode_key(hint), v);  // obsolete: an equal or newer hint is kept already
+  hints_->put(encode_key(hint), Versioned{encode_value(hint), hint.version.clock});
+  // (obsolete: an equal or newer hint is kept already)
 }
 
 Store& HintedHandoff::replica(NodeId node, const std::string& store) {
@@ -99,17 +127,12 @@ HintedHandoff::Round HintedHandoff::push() {
   };
   std::vector<Pending> pending;
   for (auto it = hints_->scan(); it->next();) {
-    Hint h;
-    try {
-      h = decode_key(it->key());
-    } catch (const Corruption& e) {
-      log(LogLevel::kError, std::string("hint store: skipping a key: ") + e.what());
-      continue;
-    }
     for (const Versioned& v : it->versions()) {
-      Hint one = h;
-      one.version = v;
-      pending.push_back({std::string(it->key()), std::move(one)});
+      try {
+        pending.push_back({std::string(it->key()), decode(it->key(), v)});
+      } catch (const Corruption& e) {
+        log(LogLevel::kError, std::string("hint store: skipping an entry: ") + e.what());
+      }
     }
   }
   for (const Pending& p : pending) {
@@ -128,10 +151,24 @@ HintedHandoff::Round HintedHandoff::push() {
       hints_->remove(p.hint_key, h.version.clock);
       ++round.delivered;
       ++delivered[h.node];
-    } catch (const std::exception& e) {
+    } catch (const Error& e) {
       ++round.failed;
-      unreachable.insert(h.node);
-      log(LogLevel::kDebug, "hint for node " + std::to_string(h.node) + " not delivered: " + e.what());
+      if (e.code() == ErrorCode::kUnavailable || e.code() == ErrorCode::kTimeout) {
+        // The node is still away: its other hints wait for the next round.
+        unreachable.insert(h.node);
+        log(LogLevel::kDebug, "hint for node " + std::to_string(h.node) + " not delivered: " + e.what());
+        continue;
+      }
+      // The node answered and refused it (a store it does not serve, a
+      // value over its limit): it never will take it. Drop it, loudly,
+      // rather than let it stand before the node's other hints forever.
+      log(LogLevel::kError, "dropping a hint node " + std::to_string(h.node) + " refuses, for key " +
+                                printable_key(h.key) + " of store '" + h.store + "': " + e.what());
+      try {
+        hints_->remove(p.hint_key, h.version.clock);
+      } catch (const std::exception& drop) {
+        log(LogLevel::kError, std::string("hint store: ") + drop.what());
+      }
     }
   }
   for (const auto& [node, n] : delivered) {
@@ -174,12 +211,7 @@ void HintedHandoff::run() {
 std::vector<Hint> HintedHandoff::list() {
   std::vector<Hint> out;
   for (auto it = hints_->scan(); it->next();) {
-    const Hint h = decode_key(it->key());
-    for (const Versioned& v : it->versions()) {
-      Hint one = h;
-      one.version = v;
-      out.push_back(std::move(one));
-    }
+    for (const Versioned& v : it->versions()) out.push_back(decode(it->key(), v));
   }
   return out;
 }

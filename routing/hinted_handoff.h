@@ -73,10 +73,17 @@ class HintedHandoff {
   std::vector<Hint> list();
 
   // The hint store's key for a hint: node (4 bytes, big-endian), 'P' or
-  // 'D', the store name's length (1 byte) and the store name, then the key.
+  // 'D', the store name's length (1 byte) and the store name, then 0x00 and
+  // the key, or, for a key longer than kInlineKey, 0x01 and its 8-byte hash
+  // (so hint keys stay within every engine's key limit).
   static std::string encode_key(const Hint& hint);
-  // Throws Corruption for bytes encode_key did not make.
-  static Hint decode_key(std::string_view bytes);
+  // The hint store's value: the key's length (4 bytes, big-endian), the
+  // key, then the value written (empty for a delete).
+  static std::string encode_value(const Hint& hint);
+  // The hint from a hint store entry (the value carries the key). Throws
+  // Corruption for bytes the encoders did not make.
+  static Hint decode(std::string_view key, const Versioned& stored);
+  static constexpr size_t kInlineKey = 256;
 
  private:
   Store& replica(NodeId node, const std::string& store);

@@ -1,6 +1,7 @@
 #include "routing/replica.h"
 
 #include "cairn/errors.h"
+#include "cairn/forwarding_store.h"
 #include "layers/grpc/grpc_store.h"
 
 namespace cairn {
@@ -10,7 +11,8 @@ namespace {
 // Runs a call on the stack inline and answers at once.
 class InlineReplica final : public Replica {
  public:
-  explicit InlineReplica(std::shared_ptr<Store> stack) : stack_(std::move(stack)) {}
+  explicit InlineReplica(std::shared_ptr<Store> stack)
+      : stack_(std::move(stack)), grpc_(find_layer<GrpcStore>(*stack_)) {}
 
   void get(std::string_view key, Done<std::vector<Versioned>> done) override {
     run(done, [&] { return stack_->get(key); });
@@ -27,7 +29,16 @@ class InlineReplica final : public Replica {
   void remove(std::string_view key, const VectorClock& version, Done<bool> done) override {
     run(done, [&] { return stack_->remove(key, version); });
   }
-  void probe(std::function<void(std::exception_ptr)> done) override { done(nullptr); }
+  // A stack that reaches its node over the network (layers over a grpc
+  // engine) asks the node; a local engine is always there.
+  void probe(std::function<void(std::exception_ptr)> done) override {
+    if (grpc_ == nullptr) return done(nullptr);
+    try {
+      grpc_->async_probe(done);
+    } catch (...) {
+      done(std::current_exception());
+    }
+  }
   void put_hint(const Hint&, std::function<void(std::exception_ptr)> done) override {
     done(std::make_exception_ptr(Unsupported("a local replica keeps no hints for others")));
   }
@@ -48,6 +59,7 @@ class InlineReplica final : public Replica {
   }
 
   std::shared_ptr<Store> stack_;
+  GrpcStore* grpc_;  // the grpc engine under the stack's layers, if any
 };
 
 // Calls a grpc engine's callback API.

@@ -237,7 +237,8 @@ struct RoutedStore::Shared {
   [[noreturn]] void fail(const char* op, std::string_view key, size_t need, size_t got,
                          const std::vector<size_t>& answered,
                          const std::vector<std::pair<size_t, std::exception_ptr>>& failed,
-                         const std::vector<size_t>& down, const std::vector<size_t>& silent) {
+                         const std::vector<size_t>& down, const std::vector<size_t>& silent,
+                         const std::vector<size_t>& late = {}) {
     for (const auto& [i, e] : failed) {
       if (is_bad_request(e)) std::rethrow_exception(e);
     }
@@ -249,33 +250,38 @@ struct RoutedStore::Shared {
     for (size_t i : silent) {
       add(name(i) + ": no answer within " + std::to_string(options.timeout.count()) + " ms");
     }
+    for (size_t i : late) add(name(i) + " answered after the deadline");
     throw InsufficientReplicas(std::string(op) + " of key " + printable_key(key) + " in store '" +
                                options.store + "': " + std::to_string(got) + " of the " +
                                std::to_string(need) + " replicas required answered (" + why + ")");
   }
 
-  // fail() for a Gather sent to `live`; `answered_too` and `failed_too`
-  // are replicas heard from before it (a put's home).
+  // fail() for a Gather sent to `live`, whose wait() counted `in_time`
+  // answers (those after them came too late); `answered_too` and
+  // `failed_too` are replicas heard from before it (a put's home).
   template <typename T>
   [[noreturn]] void fail_gather(const char* op, std::string_view key, size_t need, Gather<T>& g,
-                                const std::vector<size_t>& live, const std::vector<size_t>& down,
+                                size_t in_time, const std::vector<size_t>& live,
+                                const std::vector<size_t>& down,
                                 std::vector<size_t> answered_too = {},
                                 std::vector<std::pair<size_t, std::exception_ptr>> failed_too = {}) {
     std::vector<size_t> answered = std::move(answered_too);
+    std::vector<size_t> late;
     std::vector<std::pair<size_t, std::exception_ptr>> failed = std::move(failed_too);
     {
       std::lock_guard lock(g.mu);
-      for (const auto& [i, r] : g.ok) answered.push_back(i);
+      for (size_t k = 0; k < g.ok.size(); ++k) (k < in_time ? answered : late).push_back(g.ok[k].first);
       failed.insert(failed.end(), g.failed.begin(), g.failed.end());
     }
     std::vector<size_t> silent;
     for (size_t i : live) {
       const bool heard = std::find(answered.begin(), answered.end(), i) != answered.end() ||
+                         std::find(late.begin(), late.end(), i) != late.end() ||
                          std::any_of(failed.begin(), failed.end(),
                                      [&](const auto& f) { return f.first == i; });
       if (!heard) silent.push_back(i);
     }
-    fail(op, key, need, answered.size(), answered, failed, down, silent);
+    fail(op, key, need, answered.size(), answered, failed, down, silent, late);
   }
 
   Shared(RouteOptions o, Ring r) : options(std::move(o)), ring(std::move(r)) {}
@@ -371,7 +377,9 @@ void RoutedStore::get_into(std::string_view key, std::vector<Versioned>* out) {
       sp->end();
     });
   }
-  if (g->wait(need, deadline) < need) s.fail_gather("get", key, need, *g, live, down);
+  if (const size_t got = g->wait(need, deadline); got < need) {
+    s.fail_gather("get", key, need, *g, got, live, down);
+  }
   out->clear();
   std::lock_guard lock(g->mu);
   for (const auto& [i, versions] : g->ok) {
@@ -397,7 +405,9 @@ std::vector<VectorClock> RoutedStore::versions(std::string_view key) {
       sp->end();
     });
   }
-  if (g->wait(need, deadline) < need) s.fail_gather("versions", key, need, *g, live, down);
+  if (const size_t got = g->wait(need, deadline); got < need) {
+    s.fail_gather("versions", key, need, *g, got, live, down);
+  }
   std::vector<VectorClock> out;
   std::lock_guard lock(g->mu);
   for (const auto& [i, clocks] : g->ok) {
@@ -438,7 +448,8 @@ std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
     if (k.sent > 0 && need > 0) ++op->pending;
   }
   op->nodes_sent = by_node.size();
-  for (auto& [i, node_keys] : by_node) {
+  for (auto& [node, node_keys] : by_node) {
+    const size_t i = node;  // clang 14 cannot capture a structured binding
     s.begin();
     std::vector<std::string> asked = node_keys;
     s.replicas[i]->get_all(
@@ -521,6 +532,15 @@ PutResult RoutedStore::write(std::string_view key, const Versioned& value, Vecto
   s.split(key, &live, &down);
   std::vector<size_t> missed = down;  // replicas that get a hint
   std::vector<std::pair<size_t, std::exception_ptr>> failed;
+  // Too few replicas up for W: fail before writing anything anywhere.
+  if (live.size() < need) {
+    std::string why;
+    for (size_t i : down) why += "; " + s.name(i) + ": " + s.detector->why(i);
+    throw InsufficientReplicas("put of key " + printable_key(key) + " in store '" +
+                               s.options.store + "': " + std::to_string(live.size()) +
+                               " of its replicas are up, and " + std::to_string(need) +
+                               " must take a write (not written" + why + ")");
+  }
 
   // The home: the first live replica that takes the write. It stamps the
   // clock, and its version rules decide a race between writers.
@@ -574,8 +594,8 @@ PutResult RoutedStore::write(std::string_view key, const Versioned& value, Vecto
     });
   }
   for (size_t i : missed) s.leave_hint(i, hint, home);
-  const size_t acks = 1 + g->wait(need - 1, deadline);
-  if (acks < need) s.fail_gather("put", key, need, *g, rest, down, {*home}, failed);
+  const size_t others = g->wait(need - 1, deadline);
+  if (1 + others < need) s.fail_gather("put", key, need, *g, others, rest, down, {*home}, failed);
   if (stored != nullptr) *stored = stamped.clock;
   return PutResult::kStored;
 }

@@ -222,10 +222,12 @@ class StreamReactor final
   static constexpr int kMaxBatch = 10000;
   static constexpr size_t kMaxQueuedBytes = 8 << 20;
 
-  StreamReactor(const StoreMap& stores, internal::Executor& executor, Drain& drain,
+  StreamReactor(const StoreMap& stores, internal::Executor& executor,
+                internal::Executor& routed_executor, Drain& drain,
                 std::chrono::milliseconds request_timeout, size_t max_message_size)
       : stores_(stores),
         executor_(executor),
+        routed_executor_(routed_executor),
         drain_(drain),
         request_timeout_(request_timeout),
         max_response_bytes_(max_message_size > 4096 ? max_message_size - 4096 : max_message_size) {
@@ -256,6 +258,7 @@ class StreamReactor final
     size_t bytes = 0;
     for (rpc::StreamRequest& req : *batch.mutable_requests()) {
       if (!runs_inline(req)) {
+        pooled->routed |= routed(req);
         pooled->requests.push_back(std::move(req));
         continue;
       }
@@ -272,10 +275,13 @@ class StreamReactor final
     std::unique_lock lock(mu_);
     if (!pooled->requests.empty()) {
       pooled->deadline = std::chrono::steady_clock::now() + request_timeout_;
+      // One runner per stream keeps its pooled requests in order; it runs
+      // on the routed pool if the batch that starts it routes.
+      internal::Executor& pool = pooled->routed ? routed_executor_ : executor_;
       pool_batches_.push_back(std::move(pooled));
       if (!pool_running_) {
         pool_running_ = true;
-        executor_.submit([this] { run_pool_batches(); });
+        pool.submit([this] { run_pool_batches(); });
       }
     }
     // Responses first, then the next read: gRPC then sends the flow
@@ -317,6 +323,7 @@ class StreamReactor final
   struct PoolBatch {
     std::vector<rpc::StreamRequest> requests;
     std::chrono::steady_clock::time_point deadline;
+    bool routed = false;  // some request waits on other nodes
   };
 
   static rpc::StreamResponse error(uint64_t id, rpc::ErrorCode code, const std::string& message) {
@@ -355,35 +362,41 @@ class StreamReactor final
   }
 
   // On the worker pool: this stream's write batches, one after another.
-  // Whether a request of the stream is answered on gRPC's thread: reads
-  // that never wait on another node, and writes of stores whose writes
-  // never block. The rest go to the worker pool. (An unknown store's
-  // NOT_FOUND is answered at once.)
-  bool runs_inline(const rpc::StreamRequest& req) const {
+  // The store a request of the stream names (null if none is served by
+  // that name), and whether it asks for the node's replica.
+  std::pair<const Served*, bool> target(const rpc::StreamRequest& req) const {
     auto served = [&](const std::string& store) -> const Served* {
       auto it = stores_.find(store);
       return it == stores_.end() ? nullptr : it->second.get();
     };
-    const Served* s = nullptr;
     switch (req.op_case()) {
-      case rpc::StreamRequest::kPut:
-        s = served(req.put().store());
-        return s == nullptr || s->writes_inline(req.put().replica());
+      case rpc::StreamRequest::kPut: return {served(req.put().store()), req.put().replica()};
       case rpc::StreamRequest::kDelete:
-        s = served(req.delete_().store());
-        return s == nullptr || s->writes_inline(req.delete_().replica());
-      case rpc::StreamRequest::kGet:
-        s = served(req.get().store());
-        return s == nullptr || s->reads_inline(req.get().replica());
+        return {served(req.delete_().store()), req.delete_().replica()};
+      case rpc::StreamRequest::kGet: return {served(req.get().store()), req.get().replica()};
       case rpc::StreamRequest::kGetVersions:
-        s = served(req.get_versions().store());
-        return s == nullptr || s->reads_inline(req.get_versions().replica());
+        return {served(req.get_versions().store()), req.get_versions().replica()};
       case rpc::StreamRequest::kGetAll:
-        s = served(req.get_all().store());
-        return s == nullptr || s->reads_inline(req.get_all().replica());
-      default:
-        return true;
+        return {served(req.get_all().store()), req.get_all().replica()};
+      default: return {nullptr, false};
     }
+  }
+
+  // Whether a request of the stream is answered on gRPC's thread: reads
+  // that never wait on another node, and writes of stores whose writes
+  // never block. The rest go to a pool. (An unknown store's NOT_FOUND is
+  // answered at once.)
+  bool runs_inline(const rpc::StreamRequest& req) const {
+    const auto [s, replica] = target(req);
+    if (s == nullptr) return true;
+    const bool write = req.has_put() || req.has_delete_();
+    return s->reads_inline(replica) && (!write || s->writes_inline(replica));
+  }
+
+  // Whether it waits on other nodes (the store routes): the routed pool's.
+  bool routed(const rpc::StreamRequest& req) const {
+    const auto [s, replica] = target(req);
+    return s != nullptr && !s->reads_inline(replica);
   }
 
   void run_pool_batches() {
@@ -497,6 +510,7 @@ class StreamReactor final
   rpc::StreamRequests request_;
   const StoreMap& stores_;
   internal::Executor& executor_;
+  internal::Executor& routed_executor_;
   Drain& drain_;
   const std::chrono::milliseconds request_timeout_;
   const size_t max_response_bytes_;
@@ -521,10 +535,12 @@ class StreamReactor final
 
 class StoreService final : public rpc::Store::CallbackService {
  public:
-  StoreService(const StoreMap& stores, internal::Executor& executor, Drain& drain,
+  StoreService(const StoreMap& stores, internal::Executor& executor,
+               internal::Executor& routed_executor, Drain& drain,
                std::chrono::milliseconds request_timeout, size_t max_message_size)
       : stores_(stores),
         executor_(executor),
+        routed_executor_(routed_executor),
         drain_(drain),
         request_timeout_(request_timeout),
         max_message_size_(max_message_size) {}
@@ -536,14 +552,16 @@ class StoreService final : public rpc::Store::CallbackService {
     if (reads_inline(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_get(stores_, *req, resp); });
     }
-    return worker_call(ctx, [this, req, resp] { do_get(stores_, *req, resp); });
+    return worker_call(ctx, pool(req->store(), req->replica()),
+                       [this, req, resp] { do_get(stores_, *req, resp); });
   }
   grpc::ServerUnaryReactor* GetAll(grpc::CallbackServerContext* ctx, const rpc::GetAllRequest* req,
                                    rpc::GetAllResponse* resp) override {
     if (reads_inline(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_get_all(stores_, *req, resp); });
     }
-    return worker_call(ctx, [this, req, resp] { do_get_all(stores_, *req, resp); });
+    return worker_call(ctx, pool(req->store(), req->replica()),
+                       [this, req, resp] { do_get_all(stores_, *req, resp); });
   }
   grpc::ServerUnaryReactor* GetVersions(grpc::CallbackServerContext* ctx,
                                         const rpc::GetRequest* req,
@@ -551,33 +569,37 @@ class StoreService final : public rpc::Store::CallbackService {
     if (reads_inline(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_get_versions(stores_, *req, resp); });
     }
-    return worker_call(ctx, [this, req, resp] { do_get_versions(stores_, *req, resp); });
+    return worker_call(ctx, pool(req->store(), req->replica()),
+                       [this, req, resp] { do_get_versions(stores_, *req, resp); });
   }
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const rpc::PutRequest* req,
                                 rpc::PutResponse* resp) override {
     if (inline_writes(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_put(stores_, *req, resp); });
     }
-    return worker_call(ctx, [this, req, resp] { do_put(stores_, *req, resp); });
+    return worker_call(ctx, pool(req->store(), req->replica()),
+                       [this, req, resp] { do_put(stores_, *req, resp); });
   }
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const rpc::DeleteRequest* req,
                                    rpc::DeleteResponse* resp) override {
     if (inline_writes(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_delete(stores_, *req, resp); });
     }
-    return worker_call(ctx, [this, req, resp] { do_delete(stores_, *req, resp); });
+    return worker_call(ctx, pool(req->store(), req->replica()),
+                       [this, req, resp] { do_delete(stores_, *req, resp); });
   }
   grpc::ServerWriteReactor<rpc::KeyVersions>* Scan(grpc::CallbackServerContext*,
                                                    const rpc::ScanRequest* req) override {
     if (!drain_.enter()) return new Refused<grpc::ServerWriteReactor<rpc::KeyVersions>>();
-    return new ScanReactor(stores_, executor_, drain_, *req);
+    return new ScanReactor(stores_, pool(req->store(), req->replica()), drain_, *req);
   }
   grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>* Stream(
       grpc::CallbackServerContext*) override {
     if (drain_.draining()) {
       return new Refused<grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>>();
     }
-    return new StreamReactor(stores_, executor_, drain_, request_timeout_, max_message_size_);
+    return new StreamReactor(stores_, executor_, routed_executor_, drain_, request_timeout_,
+                             max_message_size_);
   }
 
  private:
@@ -588,6 +610,13 @@ class StoreService final : public rpc::Store::CallbackService {
   bool reads_inline(const std::string& store, bool replica) const {
     auto it = stores_.find(store);
     return it == stores_.end() || it->second->reads_inline(replica);
+  }
+  // The pool a call that leaves gRPC's thread runs on: calls a node
+  // routes (they wait on other nodes) have one of their own, so that they
+  // never hold up the replica calls other nodes' routing layers make here,
+  // which wait on nothing but the engine.
+  internal::Executor& pool(const std::string& store, bool replica) const {
+    return reads_inline(store, replica) ? executor_ : routed_executor_;
   }
 
   // A streaming call refused while draining: finishes at once.
@@ -612,7 +641,8 @@ class StoreService final : public rpc::Store::CallbackService {
   // Request and response outlive the call until Finish, so the task may
   // use them.
   template <typename Fn>
-  grpc::ServerUnaryReactor* worker_call(grpc::CallbackServerContext* ctx, Fn fn) {
+  grpc::ServerUnaryReactor* worker_call(grpc::CallbackServerContext* ctx,
+                                        internal::Executor& executor, Fn fn) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     if (!drain_.enter()) {
       reactor->Finish(Drain::refused());
@@ -624,7 +654,7 @@ class StoreService final : public rpc::Store::CallbackService {
     // spend itself on calls whose callers have given up.
     const auto arrived = std::chrono::system_clock::now();
     const auto deadline = std::min(ctx->deadline(), arrived + request_timeout_);
-    executor_.submit([this, reactor, arrived, deadline, fn = std::move(fn)] {
+    executor.submit([this, reactor, arrived, deadline, fn = std::move(fn)] {
       const auto now = std::chrono::system_clock::now();
       if (now > deadline) {
         const auto waited =
@@ -642,6 +672,7 @@ class StoreService final : public rpc::Store::CallbackService {
 
   const StoreMap& stores_;
   internal::Executor& executor_;
+  internal::Executor& routed_executor_;
   Drain& drain_;
   const std::chrono::milliseconds request_timeout_;
   const size_t max_message_size_;
@@ -740,6 +771,7 @@ struct StoreServer::Impl {
   ServerOptions options;
   StoreMap stores;
   std::unique_ptr<internal::Executor> executor;
+  std::unique_ptr<internal::Executor> routed_executor;  // only if a store routes
   Drain drain;
   std::unique_ptr<StoreService> store_service;
   std::unique_ptr<AdminService> admin_service;
@@ -764,7 +796,9 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
       o.request_timeout > std::chrono::hours(24)) {
     throw InvalidArgument("request_timeout must be from 1 ms to 24 h");
   }
-  if (o.worker_threads < 1) throw InvalidArgument("worker_threads must be at least 1");
+  if (o.worker_threads < 1 || o.route_threads < 1) {
+    throw InvalidArgument("worker_threads and route_threads must be at least 1");
+  }
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     throw InvalidArgument("TLS needs both a certificate and its key (one is missing)");
   }
@@ -783,9 +817,15 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
     impl_->stores.emplace(name, std::move(served));
   }
   impl_->executor = std::make_unique<internal::Executor>(impl_->options.worker_threads);
-  impl_->store_service = std::make_unique<StoreService>(impl_->stores, *impl_->executor, impl_->drain,
-                                                         impl_->options.request_timeout,
-                                                         impl_->options.max_message_size);
+  bool routes = false;
+  for (const auto& [name, served] : impl_->stores) routes |= served->blocking_reads;
+  if (routes) {
+    impl_->routed_executor = std::make_unique<internal::Executor>(impl_->options.route_threads);
+  }
+  impl_->store_service = std::make_unique<StoreService>(
+      impl_->stores, *impl_->executor,
+      routes ? *impl_->routed_executor : *impl_->executor, impl_->drain,
+      impl_->options.request_timeout, impl_->options.max_message_size);
   impl_->admin_service = std::make_unique<AdminService>(impl_->stores, *impl_->executor,
                                                          impl_->drain, impl_->options.keep_hint);
 
@@ -834,6 +874,7 @@ void StoreServer::shutdown(std::chrono::milliseconds grace) {
   impl_->drain.drain(grace);
   impl_->server->Shutdown(std::chrono::system_clock::now());
   impl_->server->Wait();
+  impl_->routed_executor.reset();  // routed calls first: they may use the engine pool's stores
   impl_->executor.reset();
   // Every store is closed even if one fails to (its error is rethrown
   // after): one bad disk does not keep the others from being flushed.

@@ -347,20 +347,41 @@ TEST_F(RoutedTest, RejectsImpossibleQuorums) {
   EXPECT_THROW(route({3, 2, 0}), InvalidArgument);
 }
 
-TEST(HintKeyTest, RoundTripsAndRejectsGarbage) {
+TEST(HintEncodingTest, RoundTripsShortAndLongKeysAndRejectsGarbage) {
   Hint h;
   h.node = 70000;
   h.store = "users";
   h.key = std::string("a\0b", 3);
-  h.remove = true;
-  const Hint back = HintedHandoff::decode_key(HintedHandoff::encode_key(h));
+  h.version = Versioned{"value", clock({{1, 2}})};
+  auto round_trip = [](const Hint& in) {
+    return HintedHandoff::decode(HintedHandoff::encode_key(in),
+                                 Versioned{HintedHandoff::encode_value(in), in.version.clock});
+  };
+  Hint back = round_trip(h);
   EXPECT_EQ(back.node, 70000u);
   EXPECT_EQ(back.store, "users");
   EXPECT_EQ(back.key, h.key);
+  EXPECT_FALSE(back.remove);
+  EXPECT_EQ(back.version, h.version);
+  // A key too long to inline is hashed in the entry's key and kept whole
+  // in its value: the hint store's keys stay short.
+  h.key = std::string(5000, 'k');
+  h.remove = true;
+  EXPECT_LE(HintedHandoff::encode_key(h).size(), 7 + h.store.size() + 8);
+  back = round_trip(h);
+  EXPECT_EQ(back.key, h.key);
   EXPECT_TRUE(back.remove);
-  EXPECT_THROW(HintedHandoff::decode_key("short"), Corruption);
-  EXPECT_THROW(HintedHandoff::decode_key(std::string("\0\0\0\1X\5users", 11) + "k"), Corruption);
-  EXPECT_THROW(HintedHandoff::decode_key(std::string("\0\0\0\1P\x50users", 11) + "k"), Corruption);
+  EXPECT_TRUE(back.version.value.empty());
+  const Versioned v{HintedHandoff::encode_value(h), clock({{1, 1}})};
+  EXPECT_THROW(HintedHandoff::decode("short", v), Corruption);
+  EXPECT_THROW(HintedHandoff::decode(std::string("\0\0\0\1X\5users\0k", 13), v), Corruption);
+  EXPECT_THROW(HintedHandoff::decode(std::string("\0\0\0\1P\x50users\0k", 13), v), Corruption);
+  EXPECT_THROW(HintedHandoff::decode(HintedHandoff::encode_key(h), Versioned{"\0\0", {}}),
+               Corruption);
+  Hint other = h;
+  other.key = "another";
+  EXPECT_THROW(HintedHandoff::decode(HintedHandoff::encode_key(other), v), Corruption)
+      << "an entry whose value names another key";
 }
 
 }  // namespace

@@ -46,9 +46,9 @@ parameters expands to the node id, so one config describes every node.
                          (see the README). Off by default
   --http-port-file FILE  write the HTTP port to FILE once serving
   --http-threads N       threads serving HTTP connections (default 2)
-  --workers N            threads for engine work that may block, and for
-                         calls a node routes (default 4, or 32 when a
-                         store's node stack has `route`)
+  --workers N            threads for engine work that may block (default 4)
+  --route-threads N      threads for the calls of stores the node routes,
+                         which wait on other nodes (default 32)
   --max-message-size B   largest request or response in bytes (default 64 MiB)
   --request-timeout-ms N a write still queued for a worker N ms after it
                          arrived, or past the client's deadline if sooner,
@@ -85,7 +85,6 @@ struct Args {
   std::string http_port_file;
   int http_threads = 2;
   ServerOptions server;
-  bool workers_given = false;
   int grace_ms = 5000;
 };
 
@@ -132,7 +131,8 @@ std::optional<Args> parse(int argc, char** argv) {
       a.http_threads = static_cast<int>(number(arg, value(), 1, 256));
     } else if (arg == "--workers") {
       a.server.worker_threads = static_cast<int>(number(arg, value(), 1, 1024));
-      a.workers_given = true;
+    } else if (arg == "--route-threads") {
+      a.server.route_threads = static_cast<int>(number(arg, value(), 1, 4096));
     } else if (arg == "--request-timeout-ms") {
       a.server.request_timeout = std::chrono::milliseconds(number(arg, value(), 1, 86400000));
     } else if (arg == "--max-message-size") {
@@ -217,14 +217,12 @@ int serve(const Args& a) {
   }
   std::map<std::string, ServedStore> stores;
   std::string served;
-  bool routes = false;
   for (const std::string& name : config.store_names()) {
     const StoreSerializers s = config.serializers(name);
     ServedStore store{std::shared_ptr<Store>(config.open_node(name, a.node, hints)), s.key,
                       s.value};
     if (auto* routed = find_layer<RoutedStore>(*store.store)) {
       store.replica = routed->local_replica();
-      routes = true;
     }
     // The stack on one line: "stats > lmdb 'users' at ...".
     std::string stack;
@@ -238,7 +236,6 @@ int serve(const Args& a) {
     served += (served.empty() ? "" : "; ") + name + " (" + stack + ")";
     stores.emplace(name, std::move(store));
   }
-  if (routes && !a.workers_given) options.worker_threads = 32;
   const ServedStores http_stores = stores;
   StoreServer server(options, std::move(stores));
   std::optional<HttpServer> http;
