@@ -352,34 +352,54 @@ std::shared_ptr<Store> RoutedStore::local_replica() const {
   return std::shared_ptr<Store>(s_, &s_->replicas[*s_->self]->store());
 }
 
-void RoutedStore::get_into(std::string_view key, std::vector<Versioned>* out) {
-  Shared& s = *s_;
+namespace {
+
+// A read of one key from every live replica: `call(replica, done)` starts
+// one; `last(ok)` runs when the last replica has answered (read repair).
+// Returns, under its lock, the answers once R are in; throws if R are not
+// in by the deadline.
+template <typename T, typename Call, typename Last>
+std::shared_ptr<Gather<T>> read_quorum(RoutedStore::Shared& s, const char* op,
+                                       std::string_view key, Call&& call, Last last) {
   s.check_open();
   const auto deadline = Clock::now() + s.options.timeout;
   const size_t need = static_cast<size_t>(s.options.replication.r);
   std::vector<size_t> live, down;
   s.split(key, &live, &down);
-  auto g = std::make_shared<Gather<std::vector<Versioned>>>();
+  auto g = std::make_shared<Gather<T>>();
   g->sent = live.size();
   for (size_t i : live) {
     s.begin();
-    s.replicas[i]->get(key, [sp = &s, g, i, k = std::string(key)](std::vector<Versioned> v,
-                                                                   std::exception_ptr e) {
+    call(*s.replicas[i], [sp = &s, g, i, last](T v, std::exception_ptr e) {
       if (e) sp->detector->record_failure(i, e);
-      if (g->answer(i, std::move(v), e) && sp->options.read_repair) {
-        std::vector<std::pair<size_t, std::vector<Versioned>>> ok;
+      if (g->answer(i, std::move(v), e)) {
+        std::vector<std::pair<size_t, T>> ok;
         {
           std::lock_guard lock(g->mu);
           ok = g->ok;
         }
-        sp->repair(k, ok);
+        last(ok);
       }
       sp->end();
     });
   }
   if (const size_t got = g->wait(need, deadline); got < need) {
-    s.fail_gather("get", key, need, *g, got, live, down);
+    s.fail_gather(op, key, need, *g, got, live, down);
   }
+  return g;
+}
+
+}  // namespace
+
+void RoutedStore::get_into(std::string_view key, std::vector<Versioned>* out) {
+  Shared& s = *s_;
+  using Versions = std::vector<Versioned>;
+  auto g = read_quorum<Versions>(
+      s, "get", key,
+      [&](Replica& r, Replica::Done<Versions> done) { r.get(key, std::move(done)); },
+      [sp = &s, k = std::string(key)](const std::vector<std::pair<size_t, Versions>>& ok) {
+        if (sp->options.read_repair) sp->repair(k, ok);
+      });
   out->clear();
   std::lock_guard lock(g->mu);
   for (const auto& [i, versions] : g->ok) {
@@ -389,25 +409,11 @@ void RoutedStore::get_into(std::string_view key, std::vector<Versioned>* out) {
 }
 
 std::vector<VectorClock> RoutedStore::versions(std::string_view key) {
-  Shared& s = *s_;
-  s.check_open();
-  const auto deadline = Clock::now() + s.options.timeout;
-  const size_t need = static_cast<size_t>(s.options.replication.r);
-  std::vector<size_t> live, down;
-  s.split(key, &live, &down);
-  auto g = std::make_shared<Gather<std::vector<VectorClock>>>();
-  g->sent = live.size();
-  for (size_t i : live) {
-    s.begin();
-    s.replicas[i]->versions(key, [sp = &s, g, i](std::vector<VectorClock> v, std::exception_ptr e) {
-      if (e) sp->detector->record_failure(i, e);
-      g->answer(i, std::move(v), e);
-      sp->end();
-    });
-  }
-  if (const size_t got = g->wait(need, deadline); got < need) {
-    s.fail_gather("versions", key, need, *g, got, live, down);
-  }
+  using Clocks = std::vector<VectorClock>;
+  auto g = read_quorum<Clocks>(
+      *s_, "versions", key,
+      [&](Replica& r, Replica::Done<Clocks> done) { r.versions(key, std::move(done)); },
+      [](const std::vector<std::pair<size_t, Clocks>>&) {});
   std::vector<VectorClock> out;
   std::lock_guard lock(g->mu);
   for (const auto& [i, clocks] : g->ok) {
