@@ -5,10 +5,12 @@
 
 namespace cairn {
 
-FailureDetector::FailureDetector(size_t nodes, std::chrono::milliseconds probe_interval,
-                                 Probe probe, std::function<std::string(size_t)> name)
+FailureDetector::FailureDetector(size_t nodes, std::chrono::milliseconds ban,
+                                 std::chrono::milliseconds probe_interval, Probe probe,
+                                 std::function<std::string(size_t)> name)
     : states_(std::make_unique<State[]>(nodes)),
       n_(nodes),
+      ban_(ban),
       interval_(probe_interval),
       probe_(std::move(probe)),
       name_(std::move(name)) {
@@ -51,6 +53,7 @@ bool FailureDetector::record_failure(size_t i, const std::exception_ptr& error) 
   if (!states_[i].banned.exchange(true, std::memory_order_relaxed)) {
     states_[i].why = what;
     states_[i].since = std::chrono::steady_clock::now();
+    states_[i].next_probe = states_[i].since + ban_;
     log(LogLevel::kWarn, name_(i) + " is down, skipped until a probe answers: " + what);
   }
   return true;
@@ -68,11 +71,19 @@ std::string FailureDetector::why(size_t i) const {
 void FailureDetector::run() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, interval_, [this] { return stopping_; });
+    // Wake often enough to probe a node when its ban ends, and every
+    // interval after.
+    const auto tick = ban_.count() > 0 ? std::min(interval_, ban_) : interval_;
+    cv_.wait_for(lock, tick, [this] { return stopping_; });
     if (stopping_) break;
+    const auto now = std::chrono::steady_clock::now();
     for (size_t i = 0; i < n_; ++i) {
       State& s = states_[i];
-      if (!s.banned.load(std::memory_order_relaxed) || s.probing.exchange(true)) continue;
+      if (!s.banned.load(std::memory_order_relaxed) || now < s.next_probe ||
+          s.probing.exchange(true)) {
+        continue;
+      }
+      s.next_probe = now + interval_;
       ++probes_;
       lock.unlock();
       probe_(i, [this, i](std::exception_ptr error) {

@@ -2,10 +2,11 @@
 //
 // A node whose call fails because it could not be reached (Unavailable) or
 // did not answer in time (Timeout) is banned: routed operations skip it at
-// once, without waiting for another timeout, and write hints for it. A
-// thread of the detector's own probes each banned node every
-// `probe_interval`; the first probe that succeeds lifts the ban. Nodes are
-// numbered 0..n-1 (the routing layer's indexes, not node ids).
+// once, without waiting for another timeout, and write hints for it. The
+// ban lasts at least `ban` (a flapping node is not retried at once); then a
+// thread of the detector's own probes the node every `probe_interval`, and
+// the first probe that succeeds lifts the ban. Nodes are numbered 0..n-1
+// (the routing layer's indexes, not node ids).
 //
 // Thread-safe; available() is a relaxed atomic load.
 
@@ -31,7 +32,8 @@ class FailureDetector {
   // error. It may answer on any thread.
   using Probe = std::function<void(size_t i, std::function<void(std::exception_ptr)> done)>;
 
-  FailureDetector(size_t nodes, std::chrono::milliseconds probe_interval, Probe probe,
+  FailureDetector(size_t nodes, std::chrono::milliseconds ban,
+                  std::chrono::milliseconds probe_interval, Probe probe,
                   std::function<std::string(size_t)> name);
   // Stops the prober and waits for probes in flight.
   ~FailureDetector();
@@ -55,12 +57,14 @@ class FailureDetector {
     std::atomic<bool> banned{false};
     std::atomic<bool> probing{false};
     std::string why;  // guarded by mu_
-    std::chrono::steady_clock::time_point since;  // guarded by mu_
+    std::chrono::steady_clock::time_point since;       // guarded by mu_
+    std::chrono::steady_clock::time_point next_probe;  // guarded by mu_
   };
   void run();
 
   std::unique_ptr<State[]> states_;
   size_t n_;
+  std::chrono::milliseconds ban_;
   std::chrono::milliseconds interval_;
   Probe probe_;
   std::function<std::string(size_t)> name_;

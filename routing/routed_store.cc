@@ -321,7 +321,7 @@ RoutedStore::RoutedStore(RouteOptions options, Ring ring,
   s.background = std::make_unique<internal::Executor>(1);
   Shared* sp = s_.get();
   s.detector = std::make_unique<FailureDetector>(
-      s.replicas.size(), s.options.probe_interval,
+      s.replicas.size(), s.options.ban, s.options.probe_interval,
       [sp](size_t i, std::function<void(std::exception_ptr)> done) {
         sp->replicas[i]->probe(std::move(done));
       },
@@ -730,6 +730,7 @@ std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx) {
   o.store = p.store();
   o.replication = *ctx.replication;
   o.timeout = std::chrono::milliseconds(p.get_int("timeout_ms", o.timeout.count(), 1, 3600000));
+  o.ban = std::chrono::milliseconds(p.get_int("ban_ms", o.ban.count(), 0, 3600000));
   o.probe_interval = std::chrono::milliseconds(
       p.get_int("probe_interval_ms", o.probe_interval.count(), 10, 3600000));
   o.read_repair = p.get_bool("read_repair", o.read_repair);

@@ -60,7 +60,9 @@ struct RouteOptions {
   Replication replication;
   // Deadline of a whole operation, across its replicas.
   std::chrono::milliseconds timeout{5000};
-  // How often banned nodes are probed.
+  // How long a node that failed stays banned at least, and how often it is
+  // probed after that.
+  std::chrono::milliseconds ban{1000};
   std::chrono::milliseconds probe_interval{1000};
   bool read_repair = true;
 };
@@ -105,7 +107,7 @@ class RoutedStore final : public Store {
 };
 
 // The `route` layer of config files:
-//   route: {timeout_ms: 5000, probe_interval_ms: 1000, read_repair: true}
+//   route: {timeout_ms: 5000, ban_ms: 1000, probe_interval_ms: 1000, read_repair: true}
 std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx);
 
 }  // namespace cairn

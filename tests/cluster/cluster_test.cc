@@ -232,6 +232,33 @@ TEST_P(ClusterTest, KillTwoNodesWritesFailReadsWithROneAnswer) {
   }
 }
 
+// Many concurrent writes through nodes with one engine thread and two
+// routing threads: a node's routed calls wait on replica calls to the
+// other nodes, which must not queue behind those waiting calls (they have
+// pools of their own), or every write would time out.
+TEST_P(ClusterTest, ConcurrentWritesNeedFewThreads) {
+  ClusterOptions o = options();
+  o.server_args = {"--workers", "1", "--route-threads", "2"};
+  LocalCluster cluster(dir_.path(), o);
+  std::atomic<int> stored{0};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 12; ++t) {
+    writers.emplace_back([&, t] {
+      auto client = cluster.client();
+      for (int i = 0; i < 25; ++i) {
+        const std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+        try {
+          if (client->put(key, testing::versioned("v", {{1000, 1}})) == PutResult::kStored) ++stored;
+        } catch (const Error& e) {
+          ADD_FAILURE() << key << ": " << e.what();
+        }
+      }
+    });
+  }
+  for (std::thread& w : writers) w.join();
+  EXPECT_EQ(stored.load(), 12 * 25);
+}
+
 // Scenario 4: two clients write one key concurrently. Each acknowledged
 // write survives as a version or is superseded by one that does: siblings
 // or a dominating version, never a silent loss.

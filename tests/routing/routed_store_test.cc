@@ -260,6 +260,7 @@ TEST_F(RoutedTest, BannedNodesAreSkippedUntilAProbeAnswers) {
   EXPECT_EQ(counter(replicas[1]).gets.load(), before) << "a banned node is not asked";
   // With probes every 20 ms the ban lifts once the node answers.
   RouteOptions fast;
+  fast.ban = std::chrono::milliseconds(20);
   fast.probe_interval = std::chrono::milliseconds(20);
   auto r2 = route({3, 1, 1}, fast);
   r2->get("k");

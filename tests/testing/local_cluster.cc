@@ -47,6 +47,7 @@ LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
     targets += (targets.empty() ? "" : ", ") + address(i);
   }
   const std::string route = "{route: {timeout_ms: " + std::to_string(options_.timeout_ms) +
+                            ", ban_ms: " + std::to_string(options_.probe_interval_ms) +
                             ", probe_interval_ms: " + std::to_string(options_.probe_interval_ms) +
                             "}}";
   const std::string engine =
@@ -84,7 +85,8 @@ std::string LocalCluster::address(int node) const {
 void LocalCluster::start(int node) {
   auto& slot = servers_[static_cast<size_t>(node)];
   if (slot) throw std::logic_error("node " + std::to_string(node) + " is running");
-  slot = std::make_unique<ServerProcess>(config_path_, node, ports_[static_cast<size_t>(node)]);
+  slot = std::make_unique<ServerProcess>(config_path_, node, ports_[static_cast<size_t>(node)],
+                                         options_.server_args);
 }
 
 int LocalCluster::stop(int node, int signal) {

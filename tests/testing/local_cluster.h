@@ -39,6 +39,8 @@ struct ClusterOptions {
   // More stores, as YAML lines under `stores:` (each with its own
   // replication); they get the same node and client stacks.
   std::vector<std::pair<std::string, Replication>> more_stores;
+  // Extra cairn-server arguments for every node.
+  std::vector<std::string> server_args;
 };
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
