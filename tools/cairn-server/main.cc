@@ -50,7 +50,7 @@ parameters expands to the node id, so one config describes every node.
   --route-threads N      threads for the calls of stores the node routes,
                          which wait on other nodes (default 32)
   --max-message-size B   largest request or response in bytes (default 64 MiB)
-  --request-timeout-ms N a write still queued for a worker N ms after it
+  --request-timeout-ms N a call still queued for a worker N ms after it
                          arrived, or past the client's deadline if sooner,
                          fails with DEADLINE_EXCEEDED unrun (default 30000)
   --tls-cert FILE        serve TLS with this certificate (PEM) ...
