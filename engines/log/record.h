@@ -1,0 +1,62 @@
+// The log engine's record format (issue 6): what data files and tombstone
+// files are made of. All integers little-endian.
+//
+//   offset  size  field
+//   0       4     CRC32C of bytes 4 .. end of the record (header and payload)
+//   4       1     format version (1)
+//   5       1     kind: 1 = put (the key's whole version list), 2 = tombstone
+//   6       2     key size, 1 .. 65535
+//   8       4     value size, 0 .. 2^32 - 1 (empty values are legal)
+//   12      8     sequence number
+//   20      key, then value
+//
+// Better than HaloDB's (18-byte header, CRC32 of zlib): keys up to 64 KiB
+// (HaloDB's stop at 127 bytes), empty values legal, and the CRC is checked
+// on every read, so damaged bytes are Corruption, never a wrong value.
+
+#ifndef CAIRN_ENGINES_LOG_RECORD_H_
+#define CAIRN_ENGINES_LOG_RECORD_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace cairn::internal::logrec {
+
+inline constexpr size_t kHeaderSize = 20;
+inline constexpr uint8_t kFormatVersion = 1;
+inline constexpr size_t kMaxKeySize = 65535;
+
+enum class Kind : uint8_t { kPut = 1, kTombstone = 2 };
+
+struct Record {
+  Kind kind = Kind::kPut;
+  uint64_t sequence = 0;
+  std::string_view key;    // views into the bytes parsed
+  std::string_view value;
+  size_t size = 0;         // header + key + value
+};
+
+// Appends one record to `*out`. REQUIRES: 1 <= key.size() <= kMaxKeySize,
+// value.size() < 2^32.
+void append(std::string* out, Kind kind, uint64_t sequence, std::string_view key,
+            std::string_view value);
+
+// The size of a record with this key and value.
+inline size_t record_size(size_t key_size, size_t value_size) {
+  return kHeaderSize + key_size + value_size;
+}
+
+enum class Parse {
+  kOk,         // *out holds the record at the front of the bytes
+  kTruncated,  // the bytes end inside the record (or are empty)
+  kCorrupt,    // a header field is impossible, or the CRC does not match
+};
+
+// Parses the record at the front of `bytes`. `max_size` bounds the sizes a
+// header may claim (a damaged length must not be believed).
+Parse parse(std::string_view bytes, Record* out, size_t max_size = SIZE_MAX);
+
+}  // namespace cairn::internal::logrec
+
+#endif  // CAIRN_ENGINES_LOG_RECORD_H_
