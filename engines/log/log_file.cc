@@ -1,0 +1,162 @@
+#include "engines/log/log_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "cairn/errors.h"
+#include "cairn/log.h"
+
+namespace cairn::internal {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what, const std::string& path, int err) {
+  throw IoError(what + " " + path + ": " + std::strerror(err));
+}
+
+}  // namespace
+
+LogFile::LogFile(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("cannot open", path_, errno);
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fail("cannot stat", path_, err);
+  }
+  flushed_ = static_cast<uint64_t>(st.st_size);
+  buffer_.reserve(kBufferSize);
+}
+
+LogFile::~LogFile() {
+  try {
+    flush();
+  } catch (const std::exception& e) {
+    log(LogLevel::kError, std::string("log file: ") + e.what());
+  }
+  ::close(fd_);
+}
+
+uint64_t LogFile::size() const {
+  std::lock_guard lock(mu_);
+  return flushed_ + buffer_.size();
+}
+
+void LogFile::write_all(std::string_view bytes, uint64_t offset) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write", path_, errno);
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+uint64_t LogFile::append(std::string_view bytes) {
+  std::lock_guard lock(mu_);
+  const uint64_t at = flushed_ + buffer_.size();
+  if (buffer_.size() + bytes.size() > kBufferSize && !buffer_.empty()) {
+    write_all(buffer_, flushed_);
+    flushed_ += buffer_.size();
+    buffer_.clear();
+  }
+  if (bytes.size() >= kBufferSize) {
+    // Too big to buffer: straight to the file, whole.
+    write_all(bytes, flushed_);
+    flushed_ += bytes.size();
+  } else {
+    buffer_.append(bytes);
+  }
+  return at;
+}
+
+void LogFile::flush() {
+  std::lock_guard lock(mu_);
+  if (buffer_.empty()) return;
+  write_all(buffer_, flushed_);
+  flushed_ += buffer_.size();
+  buffer_.clear();
+}
+
+void LogFile::sync() {
+  flush();
+  if (::fdatasync(fd_) != 0) fail("cannot sync", path_, errno);
+}
+
+void LogFile::read(uint64_t offset, size_t size, std::string* out) const {
+  out->resize(size);
+  uint64_t file_part_end = offset + size;
+  {
+    std::lock_guard lock(mu_);
+    if (offset + size > flushed_ + buffer_.size()) {
+      throw Corruption("log file " + path_ + ": a read of " + std::to_string(size) +
+                       " bytes at " + std::to_string(offset) + " passes its end (" +
+                       std::to_string(flushed_ + buffer_.size()) + " bytes)");
+    }
+    // The part still in the buffer is copied under the lock; the part in
+    // the file is read after (bytes below flushed_ never change).
+    if (offset + size > flushed_) {
+      const uint64_t from = std::max(offset, flushed_);
+      std::memcpy(out->data() + (from - offset), buffer_.data() + (from - flushed_),
+                  static_cast<size_t>(offset + size - from));
+      file_part_end = from;
+    }
+  }
+  char* dst = out->data();
+  for (uint64_t at = offset; at < file_part_end;) {
+    const ssize_t n = ::pread(fd_, dst + (at - offset), static_cast<size_t>(file_part_end - at),
+                              static_cast<off_t>(at));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot read", path_, errno);
+    }
+    if (n == 0) throw Corruption("log file " + path_ + ": shorter than expected at " + std::to_string(at));
+    at += static_cast<uint64_t>(n);
+  }
+}
+
+uint64_t LogFile::scan(const std::function<void(const logrec::Record&, uint64_t)>& fn,
+                       size_t max_record_size) const {
+  const uint64_t end = size();
+  constexpr size_t kChunk = 1 << 20;
+  std::string window;  // bytes from `base` on
+  uint64_t base = 0;   // file offset of window[0]
+  size_t pos = 0;      // next record's offset in window
+  std::string chunk;
+  for (;;) {
+    logrec::Record r;
+    const std::string_view rest = std::string_view(window).substr(pos);
+    const logrec::Parse p = logrec::parse(rest, &r, max_record_size);
+    if (p == logrec::Parse::kOk) {
+      fn(r, base + pos);
+      pos += r.size;
+      continue;
+    }
+    if (p == logrec::Parse::kCorrupt) return base + pos;
+    // Truncated: read more, unless the file has no more.
+    const uint64_t have = base + window.size();
+    if (have >= end) return base + pos;
+    window.erase(0, pos);
+    base += pos;
+    pos = 0;
+    read(have, static_cast<size_t>(std::min<uint64_t>(kChunk, end - have)), &chunk);
+    window += chunk;
+  }
+}
+
+void LogFile::truncate(uint64_t new_size) {
+  std::lock_guard lock(mu_);
+  if (::ftruncate(fd_, static_cast<off_t>(new_size)) != 0) fail("cannot truncate", path_, errno);
+  if (::fdatasync(fd_) != 0) fail("cannot sync", path_, errno);
+  flushed_ = new_size;
+  buffer_.clear();
+}
+
+}  // namespace cairn::internal

@@ -1,0 +1,152 @@
+// LogFile: the log engine's append-only files (engines/log/log_file.h).
+
+#include "engines/log/log_file.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "cairn/errors.h"
+#include "tests/testing/test_util.h"
+
+namespace cairn::internal {
+namespace {
+
+using testing::TempDir;
+
+std::string record(uint64_t seq, const std::string& key, const std::string& value) {
+  std::string out;
+  logrec::append(&out, logrec::Kind::kPut, seq, key, value);
+  return out;
+}
+
+TEST(LogFileTest, ReadsSeeBufferedAndWrittenBytesAlike) {
+  TempDir dir;
+  LogFile f(dir.sub("1.data"));
+  EXPECT_EQ(f.size(), 0u);
+  std::vector<std::pair<uint64_t, std::string>> written;
+  auto rng = testing::seeded_rng(3);
+  // Enough to cross the 64 KiB buffer several times, and one record bigger
+  // than the buffer, which goes to the file whole.
+  for (int i = 0; i < 300; ++i) {
+    const std::string bytes =
+        testing::random_bytes(rng, i == 150 ? LogFile::kBufferSize + 10 : 1 + rng() % 2000);
+    written.emplace_back(f.append(bytes), bytes);
+  }
+  std::string got;
+  for (const auto& [offset, bytes] : written) {
+    f.read(offset, bytes.size(), &got);
+    ASSERT_TRUE(got == bytes) << "at " << offset;
+  }
+  EXPECT_THROW(f.read(f.size() - 1, 2, &got), Corruption) << "past the end";
+}
+
+TEST(LogFileTest, ReopenFindsWhatWasFlushedAndAppendsAfterIt) {
+  TempDir dir;
+  const std::string path = dir.sub("1.data");
+  uint64_t second = 0;
+  {
+    LogFile f(path);
+    f.append(record(1, "a", "1"));
+    f.sync();
+    second = f.append(record(2, "b", "22"));
+  }  // the destructor flushes
+  LogFile f(path);
+  EXPECT_EQ(f.size(), second + record(2, "b", "22").size());
+  const uint64_t third = f.append(record(3, "c", "333"));
+  EXPECT_EQ(third, f.size() - record(3, "c", "333").size());
+  std::vector<std::string> keys;
+  const uint64_t good = f.scan([&](const logrec::Record& r, uint64_t) { keys.emplace_back(r.key); },
+                               1 << 20);
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(good, f.size());
+}
+
+TEST(LogFileTest, ScanStopsAtATornOrDamagedTailAndTruncateDropsIt) {
+  TempDir dir;
+  const std::string path = dir.sub("1.data");
+  std::string all;
+  std::vector<size_t> starts;  // where each record begins
+  for (int i = 0; i < 2000; ++i) {
+    starts.push_back(all.size());
+    all += record(static_cast<uint64_t>(i), "key" + std::to_string(i), std::string(700, 'v'));
+  }
+  // Where the good records of a file cut at `cut` end: the start of the
+  // last record that begins by the cut (it is the one torn).
+  auto good_end = [&](size_t cut) {
+    size_t k = 0;
+    while (k + 1 < starts.size() && starts[k + 1] <= cut) ++k;
+    return starts[k];
+  };
+  for (const size_t cut : {all.size() - 1, starts[1500] + 100, size_t{5}}) {
+    {
+      std::ofstream(path, std::ios::binary | std::ios::trunc) << all.substr(0, cut);
+    }
+    LogFile f(path);
+    size_t n = 0;
+    const uint64_t good = f.scan([&](const logrec::Record&, uint64_t) { ++n; }, 1 << 20);
+    EXPECT_EQ(good, good_end(cut)) << "cut at " << cut << ": only the torn record is lost";
+    f.truncate(good);
+    EXPECT_EQ(f.size(), good);
+    size_t again = 0;
+    EXPECT_EQ(f.scan([&](const logrec::Record&, uint64_t) { ++again; }, 1 << 20), good);
+    EXPECT_EQ(again, n);
+  }
+  // A flipped byte in the middle: the scan stops before that record.
+  std::string damaged = all;
+  damaged[starts[1000] + 30] ^= 0x40;
+  {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << damaged;
+  }
+  LogFile f(path);
+  size_t n = 0;
+  EXPECT_EQ(f.scan([&](const logrec::Record&, uint64_t) { ++n; }, 1 << 20), starts[1000]);
+  EXPECT_EQ(n, 1000u);
+}
+
+TEST(LogFileTest, ConcurrentReadersWhileAppending) {
+  TempDir dir;
+  LogFile f(dir.sub("1.data"));
+  const std::string rec = record(1, "k", std::string(1000, 'x'));
+  std::atomic<uint64_t> published{0};  // bytes readers may read
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 3000; ++i) {
+      f.append(rec);
+      published.store(f.size(), std::memory_order_release);
+    }
+    done = true;
+  });
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      std::string got;
+      while (!done) {
+        const uint64_t upto = published.load(std::memory_order_acquire);
+        if (upto < rec.size()) continue;
+        const uint64_t at = (upto / rec.size() - 1) * rec.size();
+        f.read(at, rec.size(), &got);
+        ASSERT_TRUE(got == rec) << "at " << at;
+      }
+    });
+  }
+  writer.join();
+  for (std::thread& r : readers) r.join();
+}
+
+TEST(LogFileTest, OpenFailsWithTheReason) {
+  TempDir dir;
+  try {
+    LogFile f(dir.sub("missing/1.data"));
+    FAIL() << "opened a file in a missing directory";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("No such file or directory"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace cairn::internal
