@@ -4,6 +4,7 @@
 #include <cassert>
 
 #include "engines/lmdb/lmdb_store.h"
+#include "engines/log/log_store.h"
 #include "engines/memory/memory_store.h"
 #include "layers/compression/compression_store.h"
 #include "layers/faults/fault_store.h"
@@ -77,6 +78,8 @@ LayerRegistry& default_registry() {
     // Engines: the bottom of a stack.
     r->add_engine("memory", make_memory_engine, "in-memory sharded hash table");
     r->add_engine("lmdb", make_lmdb_engine, "LMDB environment on disk");
+    r->add_engine("log", make_log_engine,
+                  "append-only data files and an in-memory index (HaloDB's design; first cut)");
     r->add_engine("grpc", make_grpc_engine, "a cairn server over the network (the client's leaf)");
     // Layers, in the order a stack usually lists them.
     r->add_layer("resolve", make_resolving_layer, "settles concurrent versions on read");

@@ -3,6 +3,7 @@
 
 #include "cairn/config.h"
 #include "engines/lmdb/lmdb_store.h"
+#include "engines/log/log_store.h"
 #include "engines/memory/memory_store.h"
 #include "layers/compression/compression_store.h"
 #include "layers/faults/fault_store.h"
@@ -165,6 +166,21 @@ stores:
 )");
      },
      true, 511, kCompressedLimit},
+    {"log_none",
+     [](const std::string& d) {
+       LogOptions o;
+       o.name = "s";
+       o.path = d + "/log";
+       o.max_file_size = 1 << 20;  // small, so that the suite crosses files
+       return std::make_unique<LogStore>(o);
+     },
+     true},
+    {"yaml_log_always",
+     [](const std::string& d) {
+       return from_yaml(d, "stores:\n  s:\n    stack: [{engine: {log: {path: \"$DIR/log\", "
+                           "sync: always, max_file_size: 64KiB}}}]\n");
+     },
+     true},
     // The routing layer in-process: three nodes whose replicas are engines
     // of their own ("{node}" below `route` is the node a copy is for).
     {"route_n3r2w2_over_memory",

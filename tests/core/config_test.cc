@@ -83,7 +83,7 @@ TEST(ConfigTest, UnknownLayerNamesThePositionAndTheKnownLayers) {
 
 TEST(ConfigTest, UnknownEngine) {
   expect_error("stores:\n  s:\n    stack:\n      - engine: {rocks: {}}\n", 4, 18,
-               "unknown engine 'rocks' (known engines: grpc, lmdb, memory");
+               "unknown engine 'rocks' (known engines: grpc, lmdb, log, memory");
 }
 
 TEST(ConfigTest, MissingRequiredParameter) {
