@@ -166,7 +166,7 @@ void LogStore::State::open() {
   std::error_code ec;
   fs::create_directories(options.path, ec);
   if (ec) throw IoError("log '" + options.name + "': cannot create " + options.path + ": " + ec.message());
-  std::map<uint32_t, bool> ids;  // id -> has a tombstone file
+  std::map<uint32_t, bool> ids;  // the data files' ids
   std::vector<uint32_t> tomb_ids;
   for (const auto& entry : fs::directory_iterator(options.path, ec)) {
     const std::string name = entry.path().filename().string();
@@ -180,7 +180,8 @@ void LogStore::State::open() {
   if (ids.empty()) ids.emplace(1, false);
   uint64_t max_seq = 0;
   const uint32_t last = ids.rbegin()->first;
-  for (const auto& [id, unused] : ids) {
+  for (const auto& entry : ids) {
+    const uint32_t id = entry.first;  // captured below: not a structured binding (clang 14)
     auto f = std::make_shared<LogFile>((fs::path(options.path) / file_name(id, "data")).string());
     const uint64_t good = f->scan(
         [&](const logrec::Record& r, uint64_t offset) {
@@ -220,9 +221,16 @@ void LogStore::State::open() {
         },
         max_record());
     if (good < f.size()) {
-      log(LogLevel::kWarn, "log '" + options.name + "': " + f.path() + ": dropped " +
-                               std::to_string(f.size() - good) + " bytes of torn or damaged tombstones");
-      f.truncate(good);
+      const uint64_t lost = f.size() - good;
+      if (id == tomb_ids.back()) {
+        log(LogLevel::kWarn, "log '" + options.name + "': " + f.path() + ": dropped " +
+                                 std::to_string(lost) + " bytes of torn or damaged tombstones");
+        f.truncate(good);
+      } else {
+        log(LogLevel::kError, "log '" + options.name + "': " + f.path() + ": " +
+                                  std::to_string(lost) + " bytes unreadable from offset " +
+                                  std::to_string(good) + "; the tombstones there are lost");
+      }
     }
   }
   current = last;
