@@ -77,18 +77,44 @@ uint64_t LogFile::append(std::string_view bytes) {
   return at;
 }
 
-void LogFile::flush() {
+uint64_t LogFile::flush() {
   std::lock_guard lock(mu_);
-  if (buffer_.empty()) return;
-  write_all(buffer_, flushed_);
-  flushed_ += buffer_.size();
-  buffer_.clear();
+  if (!buffer_.empty()) {
+    write_all(buffer_, flushed_);
+    flushed_ += buffer_.size();
+    buffer_.clear();
+  }
+  return flushed_;
 }
 
-void LogFile::sync() {
-  flush();
-  if (::fdatasync(fd_) != 0) fail("cannot sync", path_, errno);
+void LogFile::sync_through(uint64_t end) {
+  std::unique_lock lock(sync_mu_);
+  for (;;) {
+    if (synced_ >= end) return;
+    if (!syncing_) break;
+    sync_cv_.wait(lock);
+  }
+  // The leader: one flush and one fdatasync for everything appended by now,
+  // which covers every writer waiting.
+  syncing_ = true;
+  lock.unlock();
+  uint64_t covered = 0;
+  std::exception_ptr error;
+  try {
+    covered = flush();
+    if (::fdatasync(fd_) != 0) fail("cannot sync", path_, errno);
+    syncs_.fetch_add(1, std::memory_order_relaxed);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  lock.lock();
+  syncing_ = false;
+  if (!error) synced_ = std::max(synced_, covered);
+  sync_cv_.notify_all();
+  if (error) std::rethrow_exception(error);
 }
+
+void LogFile::sync() { sync_through(size()); }
 
 void LogFile::read(uint64_t offset, size_t size, std::string* out) const {
   out->resize(size);

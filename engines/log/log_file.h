@@ -10,6 +10,8 @@
 #ifndef CAIRN_ENGINES_LOG_LOG_FILE_H_
 #define CAIRN_ENGINES_LOG_LOG_FILE_H_
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -37,10 +39,18 @@ class LogFile {
 
   // Appends `bytes`; returns the offset they start at. Throws IoError.
   uint64_t append(std::string_view bytes);
-  // Writes the buffer to the file (page cache). Throws IoError.
-  void flush();
-  // flush(), then fdatasync: what was appended survives a power loss.
+  // Writes the buffer to the file (page cache); returns how many bytes
+  // the file proper then holds. Throws IoError.
+  uint64_t flush();
+  // Makes the first `end` bytes durable (flush, then fdatasync). Callers
+  // that arrive while a sync runs wait for it and, if it did not cover
+  // them, one of them runs the next for all: group commit, one fdatasync
+  // for every writer waiting. Throws IoError.
+  void sync_through(uint64_t end);
+  // sync_through(size()): all appended so far.
   void sync();
+  // How many fdatasyncs this file has run.
+  uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
 
   // Reads `size` bytes at `offset` into `*out`. Throws IoError, or
   // Corruption if the file is shorter than that.
@@ -63,6 +73,12 @@ class LogFile {
   mutable std::mutex mu_;  // guards buffer_, flushed_
   std::string buffer_;     // appended, not yet written
   uint64_t flushed_ = 0;   // bytes in the file proper
+
+  std::mutex sync_mu_;  // guards what follows
+  std::condition_variable sync_cv_;
+  bool syncing_ = false;
+  uint64_t synced_ = 0;  // bytes known durable
+  std::atomic<uint64_t> syncs_{0};
 };
 
 }  // namespace cairn::internal

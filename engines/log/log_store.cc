@@ -106,41 +106,53 @@ struct LogStore::State {
     return true;
   }
 
+  // What a write must still make durable once the write lock is released.
+  struct Pending {
+    std::shared_ptr<LogFile> file;  // null: nothing (sync: none)
+    uint64_t end = 0;
+    void wait() const {
+      if (file) file->sync_through(end);
+    }
+  };
+
   // Appends a record for `key` to the current data file and points the
   // index at it. REQUIRES: write_mu held.
-  void append_put(std::string_view key, std::string_view versions) {
+  Pending append_put(std::string_view key, std::string_view versions) {
     std::shared_ptr<LogFile> f = file(current);
     if (f->size() >= options.max_file_size) f = roll();
     scratch.clear();
     const uint64_t seq = next_sequence++;
     logrec::append(&scratch, logrec::Kind::kPut, seq, key, versions);
     const uint64_t offset = f->append(scratch);
-    durable(*f);
+    Pending pending = durable(f, offset + scratch.size());
     std::unique_lock lock(index_mu);
     index.insert_or_assign(std::string(key),
                            Loc{current, static_cast<uint32_t>(scratch.size()), offset, seq});
+    return pending;
   }
 
   // Appends a tombstone for `key` and drops it from the index.
   // REQUIRES: write_mu held.
-  void append_tombstone(std::string_view key) {
+  Pending append_tombstone(std::string_view key) {
     if (tombstones == nullptr) {
       tombstones = std::make_shared<LogFile>((fs::path(options.path) / file_name(current, "tomb")).string());
     }
     scratch.clear();
     logrec::append(&scratch, logrec::Kind::kTombstone, next_sequence++, key, "");
-    tombstones->append(scratch);
-    durable(*tombstones);
+    const uint64_t offset = tombstones->append(scratch);
+    Pending pending = durable(tombstones, offset + scratch.size());
     std::unique_lock lock(index_mu);
     index.erase(as_absl(key));
+    return pending;
   }
 
-  void durable(LogFile& f) {
-    if (options.sync == LogOptions::Sync::kAlways) {
-      f.sync();
-    } else {
-      f.flush();
-    }
+  // sync: none writes the record to the page cache now; sync: always
+  // leaves the fdatasync to the writer after it releases the write lock,
+  // so that writers waiting together share one (group commit).
+  Pending durable(const std::shared_ptr<LogFile>& f, uint64_t end) {
+    if (options.sync == LogOptions::Sync::kAlways) return Pending{f, end};
+    f->flush();
+    return Pending{};
   }
 
   // Closes the current data file (synced) and starts the next, with a
@@ -277,33 +289,37 @@ PutResult LogStore::put_stamped(std::string_view key, const Versioned& value, Ve
   State& s = *s_;
   check_key(s.options.name, key, s.options.max_key_size);
   check_value(s.options.name, key, value.value, s.options.max_value_size);
-  std::lock_guard lock(s.write_mu);
-  s.check_open();
-  const bool exists = s.read(key, &s.stored);
-  if (internal::apply_put_encoded(exists ? std::string_view(s.stored) : std::string_view(), value,
-                                  &s.updated) == PutResult::kObsolete) {
-    return PutResult::kObsolete;
+  State::Pending pending;
+  {
+    std::lock_guard lock(s.write_mu);
+    s.check_open();
+    const bool exists = s.read(key, &s.stored);
+    if (internal::apply_put_encoded(exists ? std::string_view(s.stored) : std::string_view(),
+                                    value, &s.updated) == PutResult::kObsolete) {
+      return PutResult::kObsolete;
+    }
+    if (s.updated.size() > UINT32_MAX - 4096) {
+      throw InvalidArgument(s.where("put", key) + ": its versions would total " +
+                            std::to_string(s.updated.size()) + " bytes; a record holds at most 4 GiB");
+    }
+    pending = s.append_put(key, s.updated);
   }
-  if (s.updated.size() > UINT32_MAX - 4096) {
-    throw InvalidArgument(s.where("put", key) + ": its versions would total " +
-                          std::to_string(s.updated.size()) + " bytes; a record holds at most 4 GiB");
-  }
-  s.append_put(key, s.updated);
+  pending.wait();
   return PutResult::kStored;
 }
 
 bool LogStore::remove(std::string_view key, const VectorClock& version) {
   State& s = *s_;
   check_key(s.options.name, key, s.options.max_key_size);
-  std::lock_guard lock(s.write_mu);
-  s.check_open();
-  if (!s.read(key, &s.stored)) return false;
-  if (!internal::apply_remove_encoded(s.stored, version, &s.updated)) return false;
-  if (s.updated.empty()) {
-    s.append_tombstone(key);
-  } else {
-    s.append_put(key, s.updated);
+  State::Pending pending;
+  {
+    std::lock_guard lock(s.write_mu);
+    s.check_open();
+    if (!s.read(key, &s.stored)) return false;
+    if (!internal::apply_remove_encoded(s.stored, version, &s.updated)) return false;
+    pending = s.updated.empty() ? s.append_tombstone(key) : s.append_put(key, s.updated);
   }
+  pending.wait();
   return true;
 }
 

@@ -15,7 +15,10 @@
 //                 a crash of the process loses nothing; a power loss loses
 //                 what the kernel had not written back.
 //   sync: always  each write is fdatasync'ed before put() returns: an
-//                 acknowledged write survives a power loss.
+//                 acknowledged write survives a power loss. Writers waiting
+//                 together share one fdatasync (group commit). A write is
+//                 visible to readers from when it is appended, a moment
+//                 before it is durable.
 //
 // Thread-safe: reads take a shared lock on the index only; writes are
 // serialized.
