@@ -53,10 +53,12 @@ struct LogStore::State {
   mutable std::shared_mutex files_mu;
   std::map<uint32_t, std::shared_ptr<LogFile>> data;  // guarded by files_mu
 
-  std::mutex write_mu;  // one writer at a time; guards what follows
+  mutable std::mutex write_mu;  // one writer at a time; guards what follows
   uint32_t current = 0;                  // the data file appended to
   std::shared_ptr<LogFile> tombstones;   // the tombstone file appended to
   uint64_t next_sequence = 1;
+  std::map<uint32_t, uint64_t> stale;  // data file -> bytes of dead records
+  uint64_t appended = 0;               // record bytes written since open
   std::string scratch;   // a record being built
   std::string stored;    // a key's versions, read back
   std::string updated;   // and after the put or remove
@@ -125,9 +127,14 @@ struct LogStore::State {
     logrec::append(&scratch, logrec::Kind::kPut, seq, key, versions);
     const uint64_t offset = f->append(scratch);
     Pending pending = durable(f, offset + scratch.size());
+    appended += scratch.size();
+    const Loc loc{current, static_cast<uint32_t>(scratch.size()), offset, seq};
     std::unique_lock lock(index_mu);
-    index.insert_or_assign(std::string(key),
-                           Loc{current, static_cast<uint32_t>(scratch.size()), offset, seq});
+    auto [it, fresh] = index.try_emplace(std::string(key), loc);
+    if (!fresh) {
+      stale[it->second.file] += it->second.size;  // the record this one supersedes
+      it->second = loc;
+    }
     return pending;
   }
 
@@ -141,8 +148,13 @@ struct LogStore::State {
     logrec::append(&scratch, logrec::Kind::kTombstone, next_sequence++, key, "");
     const uint64_t offset = tombstones->append(scratch);
     Pending pending = durable(tombstones, offset + scratch.size());
+    appended += scratch.size();
     std::unique_lock lock(index_mu);
-    index.erase(as_absl(key));
+    auto it = index.find(as_absl(key));
+    if (it != index.end()) {
+      stale[it->second.file] += it->second.size;
+      index.erase(it);
+    }
     return pending;
   }
 
@@ -201,7 +213,10 @@ void LogStore::State::open() {
           if (r.kind != logrec::Kind::kPut) return;
           auto [it, fresh] = index.try_emplace(std::string(r.key));
           if (fresh || it->second.sequence < r.sequence) {
+            if (!fresh) stale[it->second.file] += it->second.size;
             it->second = Loc{id, static_cast<uint32_t>(r.size), offset, r.sequence};
+          } else {
+            stale[id] += r.size;  // an older record met after a newer one
           }
         },
         max_record());
@@ -229,7 +244,10 @@ void LogStore::State::open() {
           max_seq = std::max(max_seq, r.sequence);
           if (r.kind != logrec::Kind::kTombstone) return;
           auto it = index.find(as_absl(r.key));
-          if (it != index.end() && it->second.sequence < r.sequence) index.erase(it);
+          if (it != index.end() && it->second.sequence < r.sequence) {
+            stale[it->second.file] += it->second.size;
+            index.erase(it);
+          }
         },
         max_record());
     if (good < f.size()) {
@@ -394,6 +412,32 @@ std::string LogStore::describe() const {
   return "log '" + s.options.name + "' at " + s.options.path + " (sync " +
          (s.options.sync == LogOptions::Sync::kAlways ? "always" : "none") + ", files up to " +
          std::to_string(s.options.max_file_size) + " B, " + std::to_string(keys) + " keys)";
+}
+
+LogStats LogStore::stats() const {
+  const State& s = *s_;
+  LogStats out;
+  std::lock_guard write_lock(s.write_mu);
+  {
+    std::shared_lock lock(s.index_mu);
+    out.keys = s.index.size();
+    // A slot holds the key string and its location; a control byte per slot.
+    out.index_bytes = s.index.capacity() * (sizeof(std::string) + sizeof(Loc) + 1);
+    for (const auto& [key, loc] : s.index) {
+      if (key.capacity() > 15) out.index_bytes += key.capacity() + 1;  // beyond the inline buffer
+    }
+  }
+  std::shared_lock lock(s.files_mu);
+  for (const auto& [id, f] : s.data) {
+    auto st = s.stale.find(id);
+    const uint64_t stale = st == s.stale.end() ? 0 : st->second;
+    out.files[id] = {f->size(), stale};
+    out.data_bytes += f->size();
+    out.stale_bytes += stale;
+  }
+  out.data_files = out.files.size();
+  out.appended_bytes = s.appended;
+  return out;
 }
 
 std::unique_ptr<Store> make_log_engine(const Params& p) {

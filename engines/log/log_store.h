@@ -27,6 +27,7 @@
 #define CAIRN_ENGINES_LOG_LOG_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,21 @@ struct LogOptions {
   size_t max_value_size = 16 << 20;
 };
 
+// What LogStore::stats() reports.
+struct LogStats {
+  uint64_t keys = 0;
+  uint64_t data_files = 0;
+  uint64_t data_bytes = 0;   // in data files
+  uint64_t stale_bytes = 0;  // records superseded or deleted: what compaction frees
+  // Per data file, by id: its size and its stale bytes.
+  std::map<uint32_t, std::pair<uint64_t, uint64_t>> files;
+  uint64_t appended_bytes = 0;  // records written since the store opened
+  // The index's memory: table slots, and key bytes beyond the strings'
+  // inline buffers. An estimate from the table's capacity.
+  uint64_t index_bytes = 0;
+  double index_bytes_per_key() const { return keys == 0 ? 0 : double(index_bytes) / double(keys); }
+};
+
 class LogStore final : public Store {
  public:
   // Opens (or creates) the store, rebuilding the index from the files.
@@ -61,6 +77,8 @@ class LogStore final : public Store {
   std::unique_ptr<StoreIterator> scan() override;
   void close() override;
   std::string describe() const override;
+
+  LogStats stats() const;
 
   struct State;
 

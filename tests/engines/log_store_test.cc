@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "cairn/errors.h"
+#include "core/version_list.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn {
@@ -116,6 +117,47 @@ TEST(LogStoreTest, ADamagedRecordIsCorruptionNeverWrongBytes) {
   bytes[bytes.find(std::string(100, 'w')) + 10] = 'q';
   write_file(f, bytes);
   EXPECT_THROW(s.get("c"), Corruption);
+}
+
+TEST(LogStoreTest, StatsCountKeysStaleBytesAndIndexMemory) {
+  TempDir dir;
+  auto record_size = [](const std::string& key, const Versioned& v) {
+    // A record: the 20-byte header, the key, the key's encoded versions.
+    return 20 + key.size() + internal::encode_versions(std::span<const Versioned>(&v, 1)).size();
+  };
+  uint64_t expected_stale = 0;
+  {
+    LogStore s(options(dir, 4 << 10));
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_EQ(s.put("k" + std::to_string(i), versioned(std::string(100, 'v'), {{1, 1}})),
+                PutResult::kStored);
+    }
+    for (int i = 0; i < 50; ++i) {
+      const std::string key = "k" + std::to_string(i);
+      expected_stale += record_size(key, versioned(std::string(100, 'v'), {{1, 1}}));
+      ASSERT_EQ(s.put(key, versioned("w", {{1, 2}})), PutResult::kStored);
+    }
+    for (int i = 90; i < 100; ++i) {
+      const std::string key = "k" + std::to_string(i);
+      expected_stale += record_size(key, versioned(std::string(100, 'v'), {{1, 1}}));
+      ASSERT_TRUE(s.remove(key, testing::clock({{1, 1}})));
+    }
+    const LogStats st = s.stats();
+    EXPECT_EQ(st.keys, 90u);
+    EXPECT_EQ(st.stale_bytes, expected_stale);
+    EXPECT_GT(st.data_files, 1u);
+    uint64_t sum = 0;
+    for (const auto& [id, size_stale] : st.files) sum += size_stale.first;
+    EXPECT_EQ(sum, st.data_bytes);
+    EXPECT_GT(st.appended_bytes, st.data_bytes) << "tombstones are appended too";
+    EXPECT_GT(st.index_bytes_per_key(), 40.0);
+    EXPECT_LT(st.index_bytes_per_key(), 200.0);
+  }
+  // Rebuilt at open from the records alone.
+  LogStore s(options(dir, 4 << 10));
+  EXPECT_EQ(s.stats().keys, 90u);
+  EXPECT_EQ(s.stats().stale_bytes, expected_stale);
+  EXPECT_EQ(s.stats().appended_bytes, 0u);
 }
 
 TEST(LogStoreTest, BadOptionsAreClearErrors) {
