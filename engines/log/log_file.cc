@@ -148,33 +148,55 @@ void LogFile::read(uint64_t offset, size_t size, std::string* out) const {
   }
 }
 
-uint64_t LogFile::scan(const std::function<void(const logrec::Record&, uint64_t)>& fn,
-                       size_t max_record_size) const {
-  const uint64_t end = size();
+namespace {
+
+// Walks the file's bytes from `from` in chunks, handing each parsed item to
+// `take`, which returns its size, or 0 to stop. `parse` is one of the
+// record.h parsers. Returns where the last item taken ends.
+template <typename Item, typename ParseFn, typename Take>
+uint64_t walk(const LogFile& f, uint64_t from, ParseFn&& parse, Take&& take) {
+  const uint64_t end = f.size();
   constexpr size_t kChunk = 1 << 20;
   std::string window;  // bytes from `base` on
-  uint64_t base = 0;   // file offset of window[0]
-  size_t pos = 0;      // next record's offset in window
+  uint64_t base = from;
+  size_t pos = 0;
   std::string chunk;
   for (;;) {
-    logrec::Record r;
-    const std::string_view rest = std::string_view(window).substr(pos);
-    const logrec::Parse p = logrec::parse(rest, &r, max_record_size);
+    Item item;
+    const logrec::Parse p = parse(std::string_view(window).substr(pos), &item);
     if (p == logrec::Parse::kOk) {
-      fn(r, base + pos);
-      pos += r.size;
+      if (!take(item, base + pos)) return base + pos;
+      pos += item.size;
       continue;
     }
     if (p == logrec::Parse::kCorrupt) return base + pos;
-    // Truncated: read more, unless the file has no more.
     const uint64_t have = base + window.size();
-    if (have >= end) return base + pos;
+    if (have >= end) return base + pos;  // truncated at the end of the file
     window.erase(0, pos);
     base += pos;
     pos = 0;
-    read(have, static_cast<size_t>(std::min<uint64_t>(kChunk, end - have)), &chunk);
+    f.read(have, static_cast<size_t>(std::min<uint64_t>(kChunk, end - have)), &chunk);
     window += chunk;
   }
+}
+
+}  // namespace
+
+uint64_t LogFile::scan(const std::function<void(const logrec::Record&, uint64_t)>& fn,
+                       size_t max_record_size, uint64_t from) const {
+  return walk<logrec::Record>(
+      *this, from,
+      [&](std::string_view bytes, logrec::Record* r) { return logrec::parse(bytes, r, max_record_size); },
+      [&](const logrec::Record& r, uint64_t offset) {
+        fn(r, offset);
+        return true;
+      });
+}
+
+uint64_t LogFile::scan_index(const std::function<bool(const logrec::IndexEntry&)>& fn) const {
+  return walk<logrec::IndexEntry>(
+      *this, 0, [](std::string_view bytes, logrec::IndexEntry* e) { return logrec::parse_index(bytes, e); },
+      [&](const logrec::IndexEntry& e, uint64_t) { return fn(e); });
 }
 
 void LogFile::truncate(uint64_t new_size) {

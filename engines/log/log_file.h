@@ -60,7 +60,10 @@ class LogFile {
   // good one, and stops at the end or at the first truncated or damaged
   // record. Returns the offset where the good records end. For recovery.
   uint64_t scan(const std::function<void(const logrec::Record&, uint64_t)>& fn,
-                size_t max_record_size) const;
+                size_t max_record_size, uint64_t from = 0) const;
+  // The same over an index file's entries: stops at the first bad one, or
+  // when fn returns false. Returns where the entries it took end.
+  uint64_t scan_index(const std::function<bool(const logrec::IndexEntry&)>& fn) const;
   // Cuts the file at `size` (dropping a torn tail) and syncs. Throws
   // IoError. REQUIRES: nothing buffered.
   void truncate(uint64_t size);

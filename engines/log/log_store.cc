@@ -56,9 +56,13 @@ struct LogStore::State {
   mutable std::mutex write_mu;  // one writer at a time; guards what follows
   uint32_t current = 0;                  // the data file appended to
   std::shared_ptr<LogFile> tombstones;   // the tombstone file appended to
+  std::shared_ptr<LogFile> index_file;   // the current data file's index entries
   uint64_t next_sequence = 1;
   std::map<uint32_t, uint64_t> stale;  // data file -> bytes of dead records
   uint64_t appended = 0;               // record bytes written since open
+  uint64_t opened_from_index = 0;      // records the open took from index files
+  uint64_t opened_by_scan = 0;         // and by reading data files
+  std::string index_scratch;
   std::string scratch;   // a record being built
   std::string stored;    // a key's versions, read back
   std::string updated;   // and after the put or remove
@@ -127,6 +131,11 @@ struct LogStore::State {
     logrec::append(&scratch, logrec::Kind::kPut, seq, key, versions);
     const uint64_t offset = f->append(scratch);
     Pending pending = durable(f, offset + scratch.size());
+    // Its index entry stays buffered: a crash loses only entries of the
+    // file being written, which open reads whole anyway.
+    index_scratch.clear();
+    logrec::append_index(&index_scratch, key, static_cast<uint32_t>(scratch.size()), offset, seq);
+    index_file->append(index_scratch);
     appended += scratch.size();
     const Loc loc{current, static_cast<uint32_t>(scratch.size()), offset, seq};
     std::unique_lock lock(index_mu);
@@ -172,8 +181,10 @@ struct LogStore::State {
   std::shared_ptr<LogFile> roll() {
     file(current)->sync();
     if (tombstones) tombstones->sync();
+    index_file->sync();  // a closed file's index is what the next open trusts
     const uint32_t id = current + 1;
     auto f = std::make_shared<LogFile>((fs::path(options.path) / file_name(id, "data")).string());
+    index_file = std::make_shared<LogFile>((fs::path(options.path) / file_name(id, "index")).string());
     {
       std::unique_lock lock(files_mu);
       data.emplace(id, f);
@@ -207,19 +218,51 @@ void LogStore::State::open() {
   for (const auto& entry : ids) {
     const uint32_t id = entry.first;  // captured below: not a structured binding (clang 14)
     auto f = std::make_shared<LogFile>((fs::path(options.path) / file_name(id, "data")).string());
+    const fs::path index_path = fs::path(options.path) / file_name(id, "index");
+    auto take = [&](std::string_view key, const Loc& loc) {
+      max_seq = std::max(max_seq, loc.sequence);
+      auto [it, fresh] = index.try_emplace(std::string(key));
+      if (fresh || it->second.sequence < loc.sequence) {
+        if (!fresh) stale[it->second.file] += it->second.size;
+        it->second = loc;
+      } else {
+        stale[id] += loc.size;  // an older record met after a newer one
+      }
+    };
+    // A closed file: its index entries, as far as they are whole, agree
+    // with the data file and follow one another; the records after them
+    // (none, normally) are read.
+    uint64_t indexed_end = 0;
+    if (id != last && fs::exists(index_path)) {
+      const uint64_t data_size = f->size();
+      LogFile idx(index_path.string());
+      idx.scan_index([&](const logrec::IndexEntry& e) {
+        if (e.record_offset != indexed_end || e.record_offset + e.record_size > data_size) return false;
+        take(e.key, Loc{id, e.record_size, e.record_offset, e.sequence});
+        indexed_end += e.record_size;
+        ++opened_from_index;
+        return true;
+      });
+    }
+    // The file being written (and what a closed file's index lacks) is
+    // read record by record; the last file's index is written anew from it.
+    std::string fresh_index;
     const uint64_t good = f->scan(
         [&](const logrec::Record& r, uint64_t offset) {
-          max_seq = std::max(max_seq, r.sequence);
           if (r.kind != logrec::Kind::kPut) return;
-          auto [it, fresh] = index.try_emplace(std::string(r.key));
-          if (fresh || it->second.sequence < r.sequence) {
-            if (!fresh) stale[it->second.file] += it->second.size;
-            it->second = Loc{id, static_cast<uint32_t>(r.size), offset, r.sequence};
-          } else {
-            stale[id] += r.size;  // an older record met after a newer one
+          take(r.key, Loc{id, static_cast<uint32_t>(r.size), offset, r.sequence});
+          ++opened_by_scan;
+          if (id == last) {
+            logrec::append_index(&fresh_index, r.key, static_cast<uint32_t>(r.size), offset,
+                                 r.sequence);
           }
         },
-        max_record());
+        max_record(), indexed_end);
+    if (id == last) {
+      index_file = std::make_shared<LogFile>(index_path.string());
+      index_file->truncate(0);
+      index_file->append(fresh_index);
+    }
     if (good < f->size()) {
       // Only the file written at a crash may end torn: cut it there. An
       // older file is left as it is, its damaged records lost.
@@ -399,6 +442,7 @@ void LogStore::close() {
   };
   if (auto f = s.file(s.current)) sync(*f);
   if (s.tombstones) sync(*s.tombstones);
+  if (s.index_file) sync(*s.index_file);
   if (first) std::rethrow_exception(first);
 }
 
@@ -437,6 +481,8 @@ LogStats LogStore::stats() const {
   }
   out.data_files = out.files.size();
   out.appended_bytes = s.appended;
+  out.opened_from_index = s.opened_from_index;
+  out.opened_by_scan = s.opened_by_scan;
   return out;
 }
 

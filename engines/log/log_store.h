@@ -2,13 +2,14 @@
 // an in-memory index pointing at its record in append-only data files; a
 // get is one index probe and one read, the record's CRC checked.
 //
-// This is the first cut. In place: the record format (engines/log/record.h:
-// CRC32C, 64 KiB keys, empty values), data files rolled at max_file_size,
-// tombstone files, all versions of a key in one record, recovery on open
-// that keeps every good record and cuts a torn tail off the files being
-// written, and two durability modes. Not yet: index files beside the data
-// files (open reads every record), compaction (stale records stay),
-// group commit, stats.
+// In place: the record format (engines/log/record.h: CRC32C, 64 KiB keys,
+// empty values), data files rolled at max_file_size with an index file
+// beside each (open takes closed files from their index files, CRC-checked,
+// and reads only the file being written), tombstone files, all versions of
+// a key in one record, recovery on open that keeps every good record and
+// cuts a torn tail off the files being written, two durability modes with
+// group commit, stats. Not yet: compaction (stale records stay), a
+// parallel index build.
 //
 // Durability:
 //   sync: none    each write reaches the page cache before put() returns:
@@ -56,6 +57,10 @@ struct LogStats {
   // Per data file, by id: its size and its stale bytes.
   std::map<uint32_t, std::pair<uint64_t, uint64_t>> files;
   uint64_t appended_bytes = 0;  // records written since the store opened
+  // How the last open found the records: from closed files' index files
+  // (their values unread), or by reading data files.
+  uint64_t opened_from_index = 0;
+  uint64_t opened_by_scan = 0;
   // The index's memory: table slots, and key bytes beyond the strings'
   // inline buffers. An estimate from the table's capacity.
   uint64_t index_bytes = 0;

@@ -63,4 +63,35 @@ Parse parse(std::string_view bytes, Record* out, size_t max_size) {
   return Parse::kOk;
 }
 
+void append_index(std::string* out, std::string_view key, uint32_t record_size,
+                  uint64_t record_offset, uint64_t sequence) {
+  assert(!key.empty() && key.size() <= kMaxKeySize);
+  const size_t start = out->size();
+  put_le(out, 0, 4);
+  put_le(out, key.size(), 2);
+  put_le(out, record_size, 4);
+  put_le(out, record_offset, 8);
+  put_le(out, sequence, 8);
+  out->append(key);
+  const uint32_t crc = crc32c(std::string_view(*out).substr(start + 4));
+  for (int i = 0; i < 4; ++i) (*out)[start + static_cast<size_t>(i)] = static_cast<char>(crc >> (8 * i));
+}
+
+Parse parse_index(std::string_view bytes, IndexEntry* out) {
+  if (bytes.size() < kIndexHeaderSize) return Parse::kTruncated;
+  const size_t key_size = get_le(bytes, 4, 2);
+  if (key_size == 0) return Parse::kCorrupt;
+  const size_t size = kIndexHeaderSize + key_size;
+  if (bytes.size() < size) return Parse::kTruncated;
+  if (crc32c(bytes.substr(4, size - 4)) != static_cast<uint32_t>(get_le(bytes, 0, 4))) {
+    return Parse::kCorrupt;
+  }
+  out->record_size = static_cast<uint32_t>(get_le(bytes, 6, 4));
+  out->record_offset = get_le(bytes, 10, 8);
+  out->sequence = get_le(bytes, 18, 8);
+  out->key = bytes.substr(kIndexHeaderSize, key_size);
+  out->size = size;
+  return Parse::kOk;
+}
+
 }  // namespace cairn::internal::logrec

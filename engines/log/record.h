@@ -57,6 +57,30 @@ enum class Parse {
 // header may claim (a damaged length must not be believed).
 Parse parse(std::string_view bytes, Record* out, size_t max_size = SIZE_MAX);
 
+// Index entries, in an <id>.index file beside each data file: where each
+// put record of the data file is, so that opening the store need not read
+// the values. Little-endian:
+//
+//   0   4   CRC32C of bytes 4 .. end of the entry
+//   4   2   key size, 1 .. 65535
+//   6   4   record size
+//   10  8   record offset in the data file
+//   18  8   sequence number
+//   26  key
+inline constexpr size_t kIndexHeaderSize = 26;
+
+struct IndexEntry {
+  std::string_view key;
+  uint32_t record_size = 0;
+  uint64_t record_offset = 0;
+  uint64_t sequence = 0;
+  size_t size = 0;  // the entry's own size
+};
+
+void append_index(std::string* out, std::string_view key, uint32_t record_size,
+                  uint64_t record_offset, uint64_t sequence);
+Parse parse_index(std::string_view bytes, IndexEntry* out);
+
 }  // namespace cairn::internal::logrec
 
 #endif  // CAIRN_ENGINES_LOG_RECORD_H_

@@ -123,5 +123,28 @@ TEST(LogRecordTest, ImpossibleHeadersAreCorruptNotBelieved) {
   EXPECT_EQ(logrec::parse(bad, &r, 1 << 20), Parse::kCorrupt);
 }
 
+TEST(LogRecordTest, IndexEntriesRoundTripAndCatchEveryBitFlip) {
+  std::string bytes;
+  logrec::append_index(&bytes, "the key", 1234, 0x0102030405ull, 77);
+  ASSERT_EQ(bytes.size(), logrec::kIndexHeaderSize + 7);
+  logrec::IndexEntry e;
+  ASSERT_EQ(logrec::parse_index(bytes, &e), Parse::kOk);
+  EXPECT_EQ(e.key, "the key");
+  EXPECT_EQ(e.record_size, 1234u);
+  EXPECT_EQ(e.record_offset, 0x0102030405ull);
+  EXPECT_EQ(e.sequence, 77u);
+  EXPECT_EQ(e.size, bytes.size());
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_EQ(logrec::parse_index(std::string_view(bytes).substr(0, n), &e), Parse::kTruncated);
+  }
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string damaged = bytes;
+      damaged[i] = static_cast<char>(damaged[i] ^ (1 << bit));
+      EXPECT_NE(logrec::parse_index(damaged, &e), Parse::kOk) << "byte " << i << " bit " << bit;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cairn::internal

@@ -160,6 +160,48 @@ TEST(LogStoreTest, StatsCountKeysStaleBytesAndIndexMemory) {
   EXPECT_EQ(s.stats().appended_bytes, 0u);
 }
 
+TEST(LogStoreTest, OpenTakesClosedFilesFromTheirIndexFiles) {
+  TempDir dir;
+  auto fill = [&] {
+    LogStore s(options(dir, 4 << 10));
+    for (int i = 0; i < 300; ++i) {
+      ASSERT_EQ(s.put("k" + std::to_string(i), versioned(std::string(60, 'a' + i % 26), {{1, 1}})),
+                PutResult::kStored);
+    }
+    for (int i = 0; i < 300; i += 3) {
+      ASSERT_EQ(s.put("k" + std::to_string(i), versioned("new", {{1, 2}})), PutResult::kStored);
+    }
+  };
+  auto check = [&](LogStore& s) {
+    for (int i = 0; i < 300; ++i) {
+      const auto got = s.get("k" + std::to_string(i));
+      ASSERT_EQ(got.size(), 1u) << i;
+      EXPECT_EQ(got[0].value, i % 3 == 0 ? "new" : std::string(60, 'a' + i % 26)) << i;
+    }
+  };
+  fill();
+  ASSERT_GT(files(dir, ".index").size(), 3u);
+  {
+    LogStore s(options(dir, 4 << 10));
+    const LogStats st = s.stats();
+    EXPECT_GT(st.opened_from_index, 300u) << "closed files come from their index files";
+    EXPECT_LT(st.opened_by_scan, 100u) << "only the file being written is read";
+    EXPECT_EQ(st.opened_from_index + st.opened_by_scan, 400u);
+    check(s);
+  }
+  // A damaged entry in an index file: the rest of that file is read from
+  // its data file instead. A missing index file: the whole data file.
+  const std::vector<fs::path> indexes = files(dir, ".index");
+  std::string bytes = read_file(indexes[1]);
+  bytes[bytes.size() / 2] ^= 0x20;
+  write_file(indexes[1], bytes);
+  fs::remove(indexes[2]);
+  LogStore s(options(dir, 4 << 10));
+  EXPECT_GT(s.stats().opened_by_scan, 0u);
+  EXPECT_EQ(s.stats().opened_from_index + s.stats().opened_by_scan, 400u);
+  check(s);
+}
+
 TEST(LogStoreTest, BadOptionsAreClearErrors) {
   TempDir dir;
   LogOptions o = options(dir);
