@@ -9,6 +9,7 @@
 #include "cairn/json_serializer.h"
 #include "cairn/versioned.h"
 #include "core/version_list.h"
+#include "engines/log/record.h"
 #include "layers/compression/codecs.h"
 
 using cairn::Json;
@@ -56,6 +57,17 @@ int main(int argc, char** argv) {
                                   text + "the quick brown fox", &stored);
     write(root / "compressed_value_fuzz", cairn::internal::to_string(codec), stored);
   }
+  std::string records;
+  namespace logrec = cairn::internal::logrec;
+  logrec::append(&records, logrec::Kind::kPut, 1, "key", cairn::internal::encode_versions(
+      std::vector<cairn::Versioned>{{"value", c}}));
+  logrec::append(&records, logrec::Kind::kPut, 2, "empty", "");
+  logrec::append(&records, logrec::Kind::kTombstone, 3, "key", "");
+  write(root / "log_record_fuzz", "records", records);
+  std::string entries;
+  logrec::append_index(&entries, "key", 40, 0, 1);
+  logrec::append_index(&entries, "other", 28, 40, 2);
+  write(root / "log_record_fuzz", "index", entries);
   std::cout << "seeds written under " << root << "\n";
   return 0;
 }

@@ -258,6 +258,18 @@ class CliTest(unittest.TestCase):
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
 
+    def test_log_example_config(self):
+        """examples/configs/log.yaml: the log engine under ./cairn-log."""
+        cfg = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "..", "..", "examples", "configs", "log.yaml")
+        self.ok("--config", cfg, "put", "hello", "world")
+        self.assertEqual(self.ok("--config", cfg, "get", "hello"), "world\n")
+        self.assertIn("log 'default' at ./cairn-log (sync always",
+                      self.ok("--config", cfg, "stack", "show"))
+        self.ok("--config", cfg, "delete", "hello")
+        self.fails(1, "--config", cfg, "get", "hello")
+        self.assertTrue(os.path.isdir(os.path.join(self.dir, "cairn-log")))
+
     def test_cluster_example_configs(self):
         """Both shipped 3-node configs, on free ports: the CLI works through
         the smart client and through the nodes, also with a node killed."""
