@@ -1,13 +1,19 @@
 #include "engines/log/log_store.h"
 
 #include <absl/container/flat_hash_map.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
+#include <thread>
 
 #include "cairn/errors.h"
 #include "cairn/log.h"
@@ -46,6 +52,11 @@ std::string file_name(uint32_t id, const char* ext) {
 struct LogStore::State {
   LogOptions options;
   std::atomic<bool> closed{false};
+  int lock_fd = -1;  // flock'ed <path>/LOCK: one store per directory
+
+  ~State() {
+    if (lock_fd >= 0) ::close(lock_fd);  // an open that failed half-way
+  }
 
   mutable std::shared_mutex index_mu;
   absl::flat_hash_map<std::string, Loc> index;  // guarded by index_mu
@@ -201,6 +212,17 @@ void LogStore::State::open() {
   std::error_code ec;
   fs::create_directories(options.path, ec);
   if (ec) throw IoError("log '" + options.name + "': cannot create " + options.path + ": " + ec.message());
+  const std::string lock_path = (fs::path(options.path) / "LOCK").string();
+  lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) {
+    throw IoError("log '" + options.name + "': cannot open " + lock_path + ": " + std::strerror(errno));
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd);
+    lock_fd = -1;
+    throw FailedPrecondition("log '" + options.name + "': " + options.path +
+                             " is open in another store (its LOCK is held)");
+  }
   std::map<uint32_t, bool> ids;  // the data files' ids
   std::vector<uint32_t> tomb_ids;
   for (const auto& entry : fs::directory_iterator(options.path, ec)) {
@@ -215,69 +237,111 @@ void LogStore::State::open() {
   if (ids.empty()) ids.emplace(1, false);
   uint64_t max_seq = 0;
   const uint32_t last = ids.rbegin()->first;
-  for (const auto& entry : ids) {
-    const uint32_t id = entry.first;  // captured below: not a structured binding (clang 14)
-    auto f = std::make_shared<LogFile>((fs::path(options.path) / file_name(id, "data")).string());
+  // What one data file holds: its put records' keys and locations, in file
+  // order. Loading touches nothing shared, so files load in parallel.
+  struct Loaded {
+    std::shared_ptr<LogFile> file;
+    std::vector<std::pair<std::string, Loc>> puts;
+    uint64_t from_index = 0, by_scan = 0;
+    uint64_t good = 0;          // where its good records end
+    std::string fresh_index;    // the last file's index, rebuilt
+  };
+  auto load = [&](uint32_t id) {
+    Loaded l;
+    l.file = std::make_shared<LogFile>((fs::path(options.path) / file_name(id, "data")).string());
     const fs::path index_path = fs::path(options.path) / file_name(id, "index");
-    auto take = [&](std::string_view key, const Loc& loc) {
+    // A closed file: its index entries, as far as they are whole, agree
+    // with the data file and follow one another; the records after them
+    // (none, normally) are read.
+    uint64_t indexed_end = 0;
+    if (id != last && fs::exists(index_path)) {
+      const uint64_t data_size = l.file->size();
+      LogFile idx(index_path.string());
+      idx.scan_index([&](const logrec::IndexEntry& e) {
+        if (e.record_offset != indexed_end || e.record_offset + e.record_size > data_size) return false;
+        l.puts.emplace_back(std::string(e.key), Loc{id, e.record_size, e.record_offset, e.sequence});
+        indexed_end += e.record_size;
+        ++l.from_index;
+        return true;
+      });
+    }
+    // The file being written (and what a closed file's index lacks) is
+    // read record by record; the last file's index is written anew from it.
+    l.good = l.file->scan(
+        [&](const logrec::Record& r, uint64_t offset) {
+          if (r.kind != logrec::Kind::kPut) return;
+          l.puts.emplace_back(std::string(r.key),
+                              Loc{id, static_cast<uint32_t>(r.size), offset, r.sequence});
+          ++l.by_scan;
+          if (id == last) {
+            logrec::append_index(&l.fresh_index, r.key, static_cast<uint32_t>(r.size), offset,
+                                 r.sequence);
+          }
+        },
+        max_record(), indexed_end);
+    return l;
+  };
+  std::vector<uint32_t> order;
+  for (const auto& entry : ids) order.push_back(entry.first);
+  std::vector<Loaded> loaded(order.size());
+  std::vector<std::exception_ptr> errors(order.size());
+  {
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t k; (k = next.fetch_add(1)) < order.size();) {
+        try {
+          loaded[k] = load(order[k]);
+        } catch (...) {
+          errors[k] = std::current_exception();
+        }
+      }
+    };
+    const size_t threads = std::min<size_t>(std::max(options.build_index_threads, 1), order.size());
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+    worker();
+    for (std::thread& t : pool) t.join();
+  }
+  // Applied in file order: the newest sequence number wins.
+  for (size_t k = 0; k < order.size(); ++k) {
+    if (errors[k]) std::rethrow_exception(errors[k]);
+    const uint32_t id = order[k];
+    Loaded& l = loaded[k];
+    for (auto& [key, loc] : l.puts) {
       max_seq = std::max(max_seq, loc.sequence);
-      auto [it, fresh] = index.try_emplace(std::string(key));
+      auto [it, fresh] = index.try_emplace(std::move(key));
       if (fresh || it->second.sequence < loc.sequence) {
         if (!fresh) stale[it->second.file] += it->second.size;
         it->second = loc;
       } else {
         stale[id] += loc.size;  // an older record met after a newer one
       }
-    };
-    // A closed file: its index entries, as far as they are whole, agree
-    // with the data file and follow one another; the records after them
-    // (none, normally) are read.
-    uint64_t indexed_end = 0;
-    if (id != last && fs::exists(index_path)) {
-      const uint64_t data_size = f->size();
-      LogFile idx(index_path.string());
-      idx.scan_index([&](const logrec::IndexEntry& e) {
-        if (e.record_offset != indexed_end || e.record_offset + e.record_size > data_size) return false;
-        take(e.key, Loc{id, e.record_size, e.record_offset, e.sequence});
-        indexed_end += e.record_size;
-        ++opened_from_index;
-        return true;
-      });
     }
-    // The file being written (and what a closed file's index lacks) is
-    // read record by record; the last file's index is written anew from it.
-    std::string fresh_index;
-    const uint64_t good = f->scan(
-        [&](const logrec::Record& r, uint64_t offset) {
-          if (r.kind != logrec::Kind::kPut) return;
-          take(r.key, Loc{id, static_cast<uint32_t>(r.size), offset, r.sequence});
-          ++opened_by_scan;
-          if (id == last) {
-            logrec::append_index(&fresh_index, r.key, static_cast<uint32_t>(r.size), offset,
-                                 r.sequence);
-          }
-        },
-        max_record(), indexed_end);
-    if (id == last) {
-      index_file = std::make_shared<LogFile>(index_path.string());
-      index_file->truncate(0);
-      index_file->append(fresh_index);
-    }
-    if (good < f->size()) {
+    l.puts = {};
+    opened_from_index += l.from_index;
+    opened_by_scan += l.by_scan;
+    LogFile& f = *l.file;
+    if (l.good < f.size()) {
       // Only the file written at a crash may end torn: cut it there. An
       // older file is left as it is, its damaged records lost.
-      const uint64_t lost = f->size() - good;
+      const uint64_t lost = f.size() - l.good;
       if (id == last) {
-        log(LogLevel::kWarn, "log '" + options.name + "': " + f->path() + ": dropped " +
+        log(LogLevel::kWarn, "log '" + options.name + "': " + f.path() + ": dropped " +
                                  std::to_string(lost) + " bytes of torn or damaged records at its end");
-        f->truncate(good);
+        f.truncate(l.good);
       } else {
-        log(LogLevel::kError, "log '" + options.name + "': " + f->path() + ": " +
+        log(LogLevel::kError, "log '" + options.name + "': " + f.path() + ": " +
                                   std::to_string(lost) + " bytes unreadable from offset " +
-                                  std::to_string(good) + "; the records there are lost");
+                                  std::to_string(l.good) + "; the records there are lost");
       }
     }
-    data.emplace(id, std::move(f));
+    if (id == last) {
+      index_file = std::make_shared<LogFile>(
+          (fs::path(options.path) / file_name(id, "index")).string());
+      index_file->truncate(0);
+      index_file->append(l.fresh_index);
+    }
+    data.emplace(id, std::move(l.file));
   }
   std::sort(tomb_ids.begin(), tomb_ids.end());
   for (uint32_t id : tomb_ids) {
@@ -443,6 +507,10 @@ void LogStore::close() {
   if (auto f = s.file(s.current)) sync(*f);
   if (s.tombstones) sync(*s.tombstones);
   if (s.index_file) sync(*s.index_file);
+  if (s.lock_fd >= 0) {
+    ::close(s.lock_fd);  // releases the flock: the directory may be opened again
+    s.lock_fd = -1;
+  }
   if (first) std::rethrow_exception(first);
 }
 
@@ -495,6 +563,8 @@ std::unique_ptr<Store> make_log_engine(const Params& p) {
   o.max_file_size = p.get_bytes("max_file_size", o.max_file_size, 4096, uint64_t{1} << 40);
   o.max_key_size = p.get_bytes("max_key_size", o.max_key_size, 1, logrec::kMaxKeySize);
   o.max_value_size = p.get_bytes("max_value_size", o.max_value_size, 0, (uint64_t{1} << 31) - 1);
+  o.build_index_threads =
+      static_cast<int>(p.get_int("build_index_threads", o.build_index_threads, 1, 256));
   return std::make_unique<LogStore>(std::move(o));
 }
 

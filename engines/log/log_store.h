@@ -8,8 +8,8 @@
 // and reads only the file being written), tombstone files, all versions of
 // a key in one record, recovery on open that keeps every good record and
 // cuts a torn tail off the files being written, two durability modes with
-// group commit, stats. Not yet: compaction (stale records stay), a
-// parallel index build.
+// group commit, stats; files load in parallel at open. Not yet:
+// compaction (stale records stay).
 //
 // Durability:
 //   sync: none    each write reaches the page cache before put() returns:
@@ -46,6 +46,8 @@ struct LogOptions {
   uint64_t max_file_size = 64 << 20;
   size_t max_key_size = 511;        // at most 65535
   size_t max_value_size = 16 << 20;
+  // Threads that load data files (their index files) in parallel at open.
+  int build_index_threads = 2;
 };
 
 // What LogStore::stats() reports.

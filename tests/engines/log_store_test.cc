@@ -189,6 +189,22 @@ TEST(LogStoreTest, OpenTakesClosedFilesFromTheirIndexFiles) {
     EXPECT_EQ(st.opened_from_index + st.opened_by_scan, 400u);
     check(s);
   }
+  // Loading the files in parallel builds the same index as one by one.
+  uint64_t stale_one_by_one = 0;
+  for (int threads : {1, 4}) {
+    LogOptions o = options(dir, 4 << 10);
+    o.build_index_threads = threads;
+    LogStore s(o);
+    EXPECT_EQ(s.stats().keys, 300u) << threads << " threads";
+    if (threads == 1) stale_one_by_one = s.stats().stale_bytes;
+    EXPECT_EQ(s.stats().stale_bytes, stale_one_by_one) << threads << " threads";
+    check(s);
+  }
+  {
+    LogStore s(options(dir, 4 << 10));
+    EXPECT_THROW(LogStore(options(dir, 4 << 10)), FailedPrecondition)
+        << "a directory is one store's at a time";
+  }
   // A damaged entry in an index file: the rest of that file is read from
   // its data file instead. A missing index file: the whole data file.
   const std::vector<fs::path> indexes = files(dir, ".index");
