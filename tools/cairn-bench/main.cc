@@ -17,6 +17,7 @@
 #include "core/latency_histogram.h"
 #include "tools/cairn-bench/keys.h"
 #include "tools/cairn-bench/targets.h"
+#include "tools/flags.h"
 
 namespace {
 
@@ -71,10 +72,7 @@ Progress goes to stderr once a second. Exit status: 2 for bad usage, 1 if
 the target cannot be reached or an operation fails.
 )";
 
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using cairn::tools::UsageError;
 
 struct Args {
   Target target;
@@ -89,16 +87,6 @@ struct Args {
   bool json = false;
   uint64_t seed = 1;
 };
-
-uint64_t number(const std::string& flag, const std::string& text) {
-  try {
-    size_t used = 0;
-    const unsigned long long v = std::stoull(text, &used);
-    if (used == text.size() && text[0] != '-') return v;
-  } catch (const std::exception&) {
-  }
-  throw UsageError(flag + " expects a non-negative integer, got '" + text + "'");
-}
 
 std::optional<Args> parse(int argc, char** argv) {
   Args a;
@@ -129,9 +117,9 @@ std::optional<Args> parse(int argc, char** argv) {
     } else if (arg == "--store") {
       store = value();
     } else if (arg == "--records") {
-      a.records = number(arg, value());
+      a.records = cairn::tools::flag_number(arg, value());
     } else if (arg == "--value-size") {
-      a.value_size = number(arg, value());
+      a.value_size = cairn::tools::flag_number(arg, value());
     } else if (arg == "--workloads") {
       a.workloads.clear();
       std::stringstream list(value());
@@ -148,17 +136,17 @@ std::optional<Args> parse(int argc, char** argv) {
       }
       a.zipfian = d == "zipfian";
     } else if (arg == "--threads") {
-      a.threads = static_cast<int>(number(arg, value()));
+      a.threads = static_cast<int>(cairn::tools::flag_number(arg, value()));
     } else if (arg == "--depth") {
-      a.depth = static_cast<int>(number(arg, value()));
+      a.depth = static_cast<int>(cairn::tools::flag_number(arg, value()));
     } else if (arg == "--duration") {
-      a.duration = static_cast<double>(number(arg, value()));
+      a.duration = static_cast<double>(cairn::tools::flag_number(arg, value()));
     } else if (arg == "--no-load") {
       a.load = false;
     } else if (arg == "--json") {
       a.json = true;
     } else if (arg == "--seed") {
-      a.seed = number(arg, value());
+      a.seed = cairn::tools::flag_number(arg, value());
     } else {
       throw UsageError("unknown argument " + arg + " (see --help)");
     }

@@ -33,6 +33,14 @@ std::pair<std::string, int> split_address(const std::string& address) {
   return {address.substr(0, colon), port};
 }
 
+// The operation a depth-1 connection holds until receive() runs it.
+struct Pending {
+  uint32_t slot;
+  std::string key;
+  std::string value;
+  bool put;
+};
+
 Versioned next_version(const std::string& value, std::atomic<uint64_t>* clock) {
   return Versioned{value, VectorClock({{0, clock->fetch_add(1, std::memory_order_relaxed)}},
                                       now_ms())};
@@ -97,12 +105,6 @@ class CairnUnary final : public Connection {
   }
 
  private:
-  struct Pending {
-    uint32_t slot;
-    std::string key;
-    std::string value;
-    bool put;
-  };
   struct Done {
     uint32_t slot;
     std::exception_ptr error;
@@ -303,12 +305,6 @@ class Memcached final : public Connection {
   }
 
  private:
-  struct Pending {
-    uint32_t slot;
-    std::string key;
-    std::string value;
-    bool put;
-  };
   std::string address_;
   memcached_st* m_ = nullptr;
   Pending pending_;

@@ -15,6 +15,7 @@
 
 #include "cairn/config.h"
 #include "cairn/errors.h"
+#include "tools/flags.h"
 #include "cairn/forwarding_store.h"
 #include "cairn/log.h"
 #include "engines/memory/memory_store.h"
@@ -71,10 +72,7 @@ and closes its engines cleanly (LMDB flushed), then exits 0. Exit status: 2
 for bad usage or config, 1 for a failure to serve.
 )";
 
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using tools::UsageError;
 
 struct Args {
   std::string config;
@@ -89,21 +87,6 @@ struct Args {
 };
 
 // An integer flag value in [min, max].
-uint64_t number(const std::string& flag, const std::string& text, uint64_t min, uint64_t max) {
-  try {
-    size_t used = 0;
-    const unsigned long long v = std::stoull(text, &used);
-    if (used == text.size() && text[0] != '-') {
-      if (v >= min && v <= max) return v;
-      throw UsageError(flag + " must be from " + std::to_string(min) + " to " +
-                       std::to_string(max) + ", got " + text);
-    }
-  } catch (const std::invalid_argument&) {
-  } catch (const std::out_of_range&) {
-  }
-  throw UsageError(flag + " expects a non-negative integer, got '" + text + "'");
-}
-
 std::optional<Args> parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
@@ -118,7 +101,7 @@ std::optional<Args> parse(int argc, char** argv) {
     } else if (arg == "--config") {
       a.config = value();
     } else if (arg == "--node") {
-      a.node = static_cast<NodeId>(number(arg, value(), 0, 65535));
+      a.node = static_cast<NodeId>(tools::flag_number(arg, value(), 0, 65535));
     } else if (arg == "--listen") {
       a.listen = value();
     } else if (arg == "--port-file") {
@@ -128,15 +111,16 @@ std::optional<Args> parse(int argc, char** argv) {
     } else if (arg == "--http-port-file") {
       a.http_port_file = value();
     } else if (arg == "--http-threads") {
-      a.http_threads = static_cast<int>(number(arg, value(), 1, 256));
+      a.http_threads = static_cast<int>(tools::flag_number(arg, value(), 1, 256));
     } else if (arg == "--workers") {
-      a.server.worker_threads = static_cast<int>(number(arg, value(), 1, 1024));
+      a.server.worker_threads = static_cast<int>(tools::flag_number(arg, value(), 1, 1024));
     } else if (arg == "--route-threads") {
-      a.server.route_threads = static_cast<int>(number(arg, value(), 1, 4096));
+      a.server.route_threads = static_cast<int>(tools::flag_number(arg, value(), 1, 4096));
     } else if (arg == "--request-timeout-ms") {
-      a.server.request_timeout = std::chrono::milliseconds(number(arg, value(), 1, 86400000));
+      a.server.request_timeout =
+          std::chrono::milliseconds(tools::flag_number(arg, value(), 1, 86400000));
     } else if (arg == "--max-message-size") {
-      a.server.max_message_size = number(arg, value(), 1024, 2147483647);
+      a.server.max_message_size = tools::flag_number(arg, value(), 1024, 2147483647);
     } else if (arg == "--tls-cert") {
       a.server.tls_cert = value();
     } else if (arg == "--tls-key") {
@@ -144,7 +128,7 @@ std::optional<Args> parse(int argc, char** argv) {
     } else if (arg == "--tls-ca") {
       a.server.tls_ca = value();
     } else if (arg == "--grace-ms") {
-      a.grace_ms = static_cast<int>(number(arg, value(), 0, 3600000));
+      a.grace_ms = static_cast<int>(tools::flag_number(arg, value(), 0, 3600000));
     } else {
       throw UsageError("unknown argument " + arg + " (see --help)");
     }

@@ -11,6 +11,7 @@
 #include "cairn/client.h"
 #include "cairn/config.h"
 #include "cairn/errors.h"
+#include "tools/flags.h"
 #include "cairn/store.h"
 #include "layers/grpc/grpc_store.h"
 #include "routing/ring.h"
@@ -139,10 +140,7 @@ struct Args {
   bool help = false;
 };
 
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using tools::UsageError;
 
 Args parse_args(int argc, char** argv) {
   Args a;
@@ -217,16 +215,6 @@ std::string escaped(std::string_view bytes) {
     }
   }
   return out;
-}
-
-uint64_t parse_count(const std::string& flag, const std::string& text) {
-  try {
-    size_t used = 0;
-    const unsigned long long v = std::stoull(text, &used);
-    if (used == text.size() && text[0] != '-') return v;
-  } catch (const std::exception&) {
-  }
-  throw UsageError(flag + " expects a non-negative integer, got '" + text + "'");
 }
 
 void expect_positional(const Args& a, size_t n, const char* usage) {
@@ -355,7 +343,7 @@ int cmd_delete(Target& t, const Args& a) {
 
 int cmd_scan(Target& t, const Args& a) {
   expect_positional(a, 1, "cairn scan");
-  const uint64_t limit = a.limit ? parse_count("--limit", *a.limit) : UINT64_MAX;
+  const uint64_t limit = a.limit ? tools::flag_number("--limit", *a.limit) : UINT64_MAX;
   uint64_t keys = 0, versions = 0;
   auto it = t.store->scan();
   while (keys < limit && it->next()) {
@@ -437,7 +425,7 @@ int run(int argc, char** argv) {
   }
 
   ClientOptions options;
-  options.node_id = a.writer ? static_cast<NodeId>(parse_count("--writer", *a.writer)) : 0;
+  options.node_id = a.writer ? static_cast<NodeId>(tools::flag_number("--writer", *a.writer)) : 0;
   if (!a.server.empty()) {
     // A server's store, in the formats the config (if any) gives it.
     const std::string name = a.store.empty() ? "default" : a.store;
