@@ -4,7 +4,7 @@
 
 #include "cairn/errors.h"
 #include "cairn/log.h"
-#include "layers/grpc/grpc_store.h"
+#include "routing/replica.h"
 #include "routing/ring.h"
 
 namespace cairn {
@@ -98,18 +98,14 @@ Store& HintedHandoff::replica(NodeId node, const std::string& store) {
   std::lock_guard lock(replicas_mu_);
   auto& slot = replicas_[{node, store}];
   if (!slot) {
-    GrpcOptions o;
-    o.store = store;
-    o.replica = true;
-    o.timeout = options_.timeout;
-    o.retries = 0;
+    std::string address;
     for (const NodeInfo& n : cluster_.nodes) {
-      if (n.id == node) o.targets.push_back(n.address);
+      if (n.id == node) address = n.address;
     }
-    o.tls_ca = tls_.ca;
-    o.tls_cert = tls_.cert;
-    o.tls_key = tls_.key;
-    slot = std::make_unique<GrpcStore>(std::move(o));
+    if (address.empty()) {
+      throw InvalidArgument("a hint for node " + std::to_string(node) + ", which is not in the cluster");
+    }
+    slot = open_node_replica(address, store, options_.timeout, tls_);
   }
   return *slot;
 }

@@ -118,6 +118,20 @@ class RemoteReplica final : public Replica {
 
 }  // namespace
 
+std::unique_ptr<Store> open_node_replica(const std::string& address, const std::string& store,
+                                         std::chrono::milliseconds timeout, const ServerTls& tls) {
+  GrpcOptions o;
+  o.store = store;
+  o.targets = {address};
+  o.replica = true;
+  o.timeout = timeout;
+  o.retries = 0;
+  o.tls_ca = tls.ca;
+  o.tls_cert = tls.cert;
+  o.tls_key = tls.key;
+  return std::make_unique<GrpcStore>(std::move(o));
+}
+
 std::unique_ptr<Replica> make_replica(std::shared_ptr<Store> stack) {
   if (dynamic_cast<GrpcStore*>(stack.get()) != nullptr) {
     return std::make_unique<RemoteReplica>(std::move(stack));

@@ -12,6 +12,7 @@
 #ifndef CAIRN_ROUTING_REPLICA_H_
 #define CAIRN_ROUTING_REPLICA_H_
 
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <map>
@@ -20,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cairn/config.h"
 #include "cairn/store.h"
 #include "routing/hint.h"
 
@@ -53,6 +55,13 @@ class Replica {
 // A replica over `stack`: non-blocking if the stack is a grpc engine,
 // inline otherwise.
 std::unique_ptr<Replica> make_replica(std::shared_ptr<Store> stack);
+
+// What one node uses to reach another node's own replica of `store` (the
+// routing layer of a node, the hint pusher): a grpc engine aimed at
+// `address`, marked `replica`, no retries (the caller decides), with this
+// node's TLS files as its client credentials.
+std::unique_ptr<Store> open_node_replica(const std::string& address, const std::string& store,
+                                         std::chrono::milliseconds timeout, const ServerTls& tls);
 
 }  // namespace cairn
 

@@ -9,7 +9,6 @@
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "core/executor.h"
-#include "layers/grpc/grpc_store.h"
 #include "routing/failure_detector.h"
 #include "routing/hinted_handoff.h"
 #include "routing/replica.h"
@@ -73,23 +72,15 @@ void drop_tombstones(std::vector<Versioned>* versions) {
   std::erase_if(*versions, [](const Versioned& v) { return is_tombstone(v.clock); });
 }
 
-// The versions no other version supersedes; equal clocks kept once.
-void add_version(std::vector<Versioned>* out, const Versioned& v) {
-  for (auto it = out->begin(); it != out->end();) {
-    const Occurred o = compare(v.clock, it->clock);
-    if (o == Occurred::kBefore || o == Occurred::kEqual) return;
-    if (o == Occurred::kAfter) {
-      it = out->erase(it);
-    } else {
-      ++it;
-    }
-  }
-  out->push_back(v);
-}
+const VectorClock& clock_of(const Versioned& v) { return v.clock; }
+const VectorClock& clock_of(const VectorClock& c) { return c; }
 
-void add_clock(std::vector<VectorClock>* out, const VectorClock& c) {
+// Adds `item` (a version or a clock) to the items no other supersedes:
+// dropped if one is at or after it, and replacing those it is after.
+template <typename T>
+void add_non_dominated(std::vector<T>* out, const T& item) {
   for (auto it = out->begin(); it != out->end();) {
-    const Occurred o = compare(c, *it);
+    const Occurred o = compare(clock_of(item), clock_of(*it));
     if (o == Occurred::kBefore || o == Occurred::kEqual) return;
     if (o == Occurred::kAfter) {
       it = out->erase(it);
@@ -97,7 +88,7 @@ void add_clock(std::vector<VectorClock>* out, const VectorClock& c) {
       ++it;
     }
   }
-  out->push_back(c);
+  out->push_back(item);
 }
 
 // A request every replica would refuse alike (an oversized key): reported
@@ -205,7 +196,7 @@ struct RoutedStore::Shared {
     if (ok.size() < 2) return;
     std::vector<Versioned> merged;
     for (const auto& [i, versions] : ok) {
-      for (const Versioned& v : versions) add_version(&merged, v);
+      for (const Versioned& v : versions) add_non_dominated(&merged, v);
     }
     for (const auto& [i, versions] : ok) {
       for (const Versioned& m : merged) {
@@ -403,7 +394,7 @@ void RoutedStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   out->clear();
   std::lock_guard lock(g->mu);
   for (const auto& [i, versions] : g->ok) {
-    for (const Versioned& v : versions) add_version(out, v);
+    for (const Versioned& v : versions) add_non_dominated(out, v);
   }
   drop_tombstones(out);
 }
@@ -417,7 +408,7 @@ std::vector<VectorClock> RoutedStore::versions(std::string_view key) {
   std::vector<VectorClock> out;
   std::lock_guard lock(g->mu);
   for (const auto& [i, clocks] : g->ok) {
-    for (const VectorClock& c : clocks) add_clock(&out, c);
+    for (const VectorClock& c : clocks) add_non_dominated(&out, c);
   }
   return out;
 }
@@ -512,7 +503,7 @@ std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
     }
     std::vector<Versioned> merged;
     for (const auto& [i, versions] : k.ok) {
-      for (const Versioned& v : versions) add_version(&merged, v);
+      for (const Versioned& v : versions) add_non_dominated(&merged, v);
     }
     drop_tombstones(&merged);
     if (!merged.empty()) out.emplace(key, std::move(merged));
@@ -739,18 +730,8 @@ std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx) {
   for (const NodeInfo& n : ring.nodes()) {
     if (ctx.self != nullptr && n.id != *ctx.self) {
       // Another node, from a node: its replica over the network.
-      GrpcOptions g;
-      g.store = o.store;
-      g.targets = {n.address};
-      g.replica = true;
-      g.timeout = o.timeout;
-      g.retries = 0;
-      if (ctx.tls != nullptr) {
-        g.tls_ca = ctx.tls->ca;
-        g.tls_cert = ctx.tls->cert;
-        g.tls_key = ctx.tls->key;
-      }
-      replicas.push_back(std::make_shared<GrpcStore>(std::move(g)));
+      replicas.push_back(open_node_replica(n.address, o.store, o.timeout,
+                                           ctx.tls != nullptr ? *ctx.tls : ServerTls{}));
     } else {
       replicas.push_back(std::shared_ptr<Store>(ctx.open_below(n)));
     }
