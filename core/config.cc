@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <charconv>
 #include <cstdio>
 #include <set>
 
@@ -598,6 +597,19 @@ int64_t Params::get_int(std::string_view key, int64_t fallback, int64_t min,
                   std::to_string(max) + ", found '" + *v + "'");
   }
   return n;
+}
+
+double Params::get_double(std::string_view key, double fallback, double min, double max) const {
+  auto v = scalar_param(*this, *d_, key, "a number");
+  if (!v) return fallback;
+  double x = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), x);
+  if (ec != std::errc() || p != v->data() + v->size() || !(x >= min && x <= max)) {
+    char range[64];
+    std::snprintf(range, sizeof range, "%g to %g", min, max);
+    fail(key, std::string("expected a number from ") + range + ", found '" + *v + "'");
+  }
+  return x;
 }
 
 bool Params::get_bool(std::string_view key, bool fallback) const {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -151,41 +152,51 @@ void LogFile::read(uint64_t offset, size_t size, std::string* out) const {
 namespace {
 
 // Walks the file's bytes from `from` in chunks, handing each parsed item to
-// `take`, which returns its size, or 0 to stop. `parse` is one of the
-// record.h parsers. Returns where the last item taken ends.
+// `take`, which returns false to stop. `parse` is one of the record.h
+// parsers. Returns where the last item taken ends. At a damaged or torn
+// item it stops, or, given `skipped`, looks for the next good item byte by
+// byte (a header must parse and the CRC match) and adds the bytes it
+// stepped over between good items to *skipped.
 template <typename Item, typename ParseFn, typename Take>
-uint64_t walk(const LogFile& f, uint64_t from, ParseFn&& parse, Take&& take) {
+uint64_t walk(const LogFile& f, uint64_t from, uint64_t* skipped, ParseFn&& parse, Take&& take) {
   const uint64_t end = f.size();
   constexpr size_t kChunk = 1 << 20;
   std::string window;  // bytes from `base` on
   uint64_t base = from;
   size_t pos = 0;
+  uint64_t good_end = from;  // where the last item taken ends
   std::string chunk;
   for (;;) {
     Item item;
     const logrec::Parse p = parse(std::string_view(window).substr(pos), &item);
     if (p == logrec::Parse::kOk) {
+      if (skipped != nullptr) *skipped += base + pos - good_end;
       if (!take(item, base + pos)) return base + pos;
       pos += item.size;
+      good_end = base + pos;
       continue;
     }
-    if (p == logrec::Parse::kCorrupt) return base + pos;
     const uint64_t have = base + window.size();
-    if (have >= end) return base + pos;  // truncated at the end of the file
-    window.erase(0, pos);
-    base += pos;
-    pos = 0;
-    f.read(have, static_cast<size_t>(std::min<uint64_t>(kChunk, end - have)), &chunk);
-    window += chunk;
+    if (p == logrec::Parse::kTruncated && have < end) {
+      window.erase(0, pos);
+      base += pos;
+      pos = 0;
+      f.read(have, static_cast<size_t>(std::min<uint64_t>(kChunk, end - have)), &chunk);
+      window += chunk;
+      continue;
+    }
+    // Damaged, or cut short by the end of the file.
+    if (skipped == nullptr || pos >= window.size()) return good_end;
+    ++pos;
   }
 }
 
 }  // namespace
 
 uint64_t LogFile::scan(const std::function<void(const logrec::Record&, uint64_t)>& fn,
-                       size_t max_record_size, uint64_t from) const {
+                       size_t max_record_size, uint64_t from, uint64_t* skipped) const {
   return walk<logrec::Record>(
-      *this, from,
+      *this, from, skipped,
       [&](std::string_view bytes, logrec::Record* r) { return logrec::parse(bytes, r, max_record_size); },
       [&](const logrec::Record& r, uint64_t offset) {
         fn(r, offset);
@@ -195,7 +206,7 @@ uint64_t LogFile::scan(const std::function<void(const logrec::Record&, uint64_t)
 
 uint64_t LogFile::scan_index(const std::function<bool(const logrec::IndexEntry&)>& fn) const {
   return walk<logrec::IndexEntry>(
-      *this, 0, [](std::string_view bytes, logrec::IndexEntry* e) { return logrec::parse_index(bytes, e); },
+      *this, 0, nullptr, [](std::string_view bytes, logrec::IndexEntry* e) { return logrec::parse_index(bytes, e); },
       [&](const logrec::IndexEntry& e, uint64_t) { return fn(e); });
 }
 
@@ -205,6 +216,17 @@ void LogFile::truncate(uint64_t new_size) {
   if (::fdatasync(fd_) != 0) fail("cannot sync", path_, errno);
   flushed_ = new_size;
   buffer_.clear();
+  std::lock_guard sync_lock(sync_mu_);
+  synced_ = std::min(synced_, new_size);  // bytes appended after this are not durable yet
+}
+
+void sync_dir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail("cannot open directory", dir, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) fail("cannot sync directory", dir, err);
 }
 
 }  // namespace cairn::internal

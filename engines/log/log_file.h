@@ -56,11 +56,14 @@ class LogFile {
   // Corruption if the file is shorter than that.
   void read(uint64_t offset, size_t size, std::string* out) const;
 
-  // Reads the records from the start, calling fn(record, offset) for each
+  // Reads the records from `from`, calling fn(record, offset) for each
   // good one, and stops at the end or at the first truncated or damaged
-  // record. Returns the offset where the good records end. For recovery.
+  // record. Given `skipped`, it steps over damage instead: it looks for the
+  // next good record byte by byte (header sane, CRC matching) and adds the
+  // bytes stepped over between good records to *skipped. Returns the
+  // offset where the last good record ends. For recovery.
   uint64_t scan(const std::function<void(const logrec::Record&, uint64_t)>& fn,
-                size_t max_record_size, uint64_t from = 0) const;
+                size_t max_record_size, uint64_t from = 0, uint64_t* skipped = nullptr) const;
   // The same over an index file's entries: stops at the first bad one, or
   // when fn returns false. Returns where the entries it took end.
   uint64_t scan_index(const std::function<bool(const logrec::IndexEntry&)>& fn) const;
@@ -83,6 +86,10 @@ class LogFile {
   uint64_t synced_ = 0;  // bytes known durable
   std::atomic<uint64_t> syncs_{0};
 };
+
+// fsyncs a directory, making the files created or removed in it durable.
+// Throws IoError.
+void sync_dir(const std::string& dir);
 
 }  // namespace cairn::internal
 

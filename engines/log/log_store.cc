@@ -8,10 +8,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <thread>
 
@@ -37,6 +41,14 @@ struct Loc {
   uint64_t sequence = 0;
 };
 
+// One put record of a data file, as its index file (or a scan) gives it.
+struct Entry {
+  std::string key;
+  uint32_t size = 0;
+  uint64_t offset = 0;
+  uint64_t sequence = 0;
+};
+
 // Debian's Abseil looks std::string_view keys up through std::hash (or not
 // at all): it is given absl::string_view.
 absl::string_view as_absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
@@ -45,6 +57,28 @@ std::string file_name(uint32_t id, const char* ext) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%08u.%s", id, ext);
   return buf;
+}
+
+bool is_tmp(const std::string& name) {
+  return name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0;
+}
+
+// Takes the entries of index file `idx` of a data file of `data_size` bytes
+// while they are whole and plausible (each past the last, inside the data
+// file), handing each to fn. Returns where the records they cover end and
+// sets *whole if they are all of the index file and cover the data file to
+// its end.
+uint64_t index_entries(const LogFile& idx, uint64_t data_size, bool* whole,
+                       const std::function<void(const logrec::IndexEntry&)>& fn) {
+  uint64_t end = 0;
+  const uint64_t taken = idx.scan_index([&](const logrec::IndexEntry& e) {
+    if (e.record_offset < end || e.record_offset + e.record_size > data_size) return false;
+    fn(e);
+    end = e.record_offset + e.record_size;
+    return true;
+  });
+  *whole = taken == idx.size() && end == data_size;
+  return end;
 }
 
 }  // namespace
@@ -58,25 +92,51 @@ struct LogStore::State {
     if (lock_fd >= 0) ::close(lock_fd);  // an open that failed half-way
   }
 
+  std::string path(uint32_t id, const char* ext) const {
+    return (fs::path(options.path) / file_name(id, ext)).string();
+  }
+
   mutable std::shared_mutex index_mu;
   absl::flat_hash_map<std::string, Loc> index;  // guarded by index_mu
+  std::map<uint32_t, uint64_t> stale;  // data file -> bytes of dead records; guarded by index_mu
 
   mutable std::shared_mutex files_mu;
-  std::map<uint32_t, std::shared_ptr<LogFile>> data;  // guarded by files_mu
+  std::map<uint32_t, std::shared_ptr<LogFile>> data;  // .data and .datac; guarded by files_mu
+
+  std::atomic<uint32_t> next_id{1};   // the next file's id
+  std::atomic<uint32_t> current{0};   // the data file writers append to (set under write_mu)
+  std::atomic<uint64_t> appended{0};  // record bytes written by put and remove since open
 
   mutable std::mutex write_mu;  // one writer at a time; guards what follows
-  uint32_t current = 0;                  // the data file appended to
   std::shared_ptr<LogFile> tombstones;   // the tombstone file appended to
   std::shared_ptr<LogFile> index_file;   // the current data file's index entries
+  std::set<uint32_t> tomb_ids;           // every tombstone file
   uint64_t next_sequence = 1;
-  std::map<uint32_t, uint64_t> stale;  // data file -> bytes of dead records
-  uint64_t appended = 0;               // record bytes written since open
-  uint64_t opened_from_index = 0;      // records the open took from index files
-  uint64_t opened_by_scan = 0;         // and by reading data files
+  uint64_t unsynced = 0;                 // sync: none: bytes appended since the last sync
+  uint64_t opened_from_index = 0;        // records the open took from index files
+  uint64_t opened_by_scan = 0;           // and by reading data files
   std::string index_scratch;
   std::string scratch;   // a record being built
   std::string stored;    // a key's versions, read back
   std::string updated;   // and after the put or remove
+  std::atomic<uint64_t> retired_syncs{0};  // fdatasyncs of files no longer appended to
+
+  // Compaction. compact_mu guards the flags; the thread alone touches the
+  // output file and `damaged`.
+  std::mutex compact_mu;
+  std::condition_variable compact_cv;
+  bool stop = false;
+  int paused = 0;
+  bool busy = false;     // a pass is running
+  bool wake = false;     // compact() asked for a pass
+  uint64_t passes_started = 0, passes_done = 0;
+  std::atomic<bool> hold{false};  // stop or paused: the pass stops at its next record
+  std::thread compactor;
+  std::shared_ptr<LogFile> out, out_index;  // the .datac being written, and its index
+  uint32_t out_id = 0;
+  std::set<uint32_t> damaged;   // files with a live record failing its CRC: never compacted
+  bool tombs_may_drop = true;   // data files were deleted since the last tombstone pass
+  std::atomic<uint64_t> runs{0}, records_copied{0}, bytes_copied{0}, tombs_dropped{0};
 
   std::string where(std::string_view op, std::string_view key) const {
     return "log '" + options.name + "' at " + options.path + ": " + std::string(op) + " key " +
@@ -103,14 +163,21 @@ struct LogStore::State {
   // The encoded versions of `key` into *out; false if the key is absent.
   bool read(std::string_view key, std::string* out) const {
     Loc loc;
-    {
-      std::shared_lock lock(index_mu);
-      auto it = index.find(as_absl(key));
-      if (it == index.end()) return false;
-      loc = it->second;
+    std::shared_ptr<LogFile> f;
+    // Compaction points the index at a record's copy before it deletes the
+    // file: a reader that finds the file gone looks again.
+    for (int attempt = 0; f == nullptr; ++attempt) {
+      {
+        std::shared_lock lock(index_mu);
+        auto it = index.find(as_absl(key));
+        if (it == index.end()) return false;
+        loc = it->second;
+      }
+      f = file(loc.file);
+      if (f == nullptr && attempt == 8) {
+        throw Corruption(where("get", key) + ": its data file " + std::to_string(loc.file) + " is gone");
+      }
     }
-    std::shared_ptr<LogFile> f = file(loc.file);
-    if (f == nullptr) throw Corruption(where("get", key) + ": its data file is gone");
     thread_local std::string bytes;
     f->read(loc.offset, loc.size, &bytes);
     logrec::Record r;
@@ -125,10 +192,11 @@ struct LogStore::State {
 
   // What a write must still make durable once the write lock is released.
   struct Pending {
-    std::shared_ptr<LogFile> file;  // null: nothing (sync: none)
-    uint64_t end = 0;
+    std::shared_ptr<LogFile> file, file2;  // null: nothing
+    uint64_t end = 0, end2 = 0;
     void wait() const {
       if (file) file->sync_through(end);
+      if (file2) file2->sync_through(end2);
     }
   };
 
@@ -147,7 +215,7 @@ struct LogStore::State {
     index_scratch.clear();
     logrec::append_index(&index_scratch, key, static_cast<uint32_t>(scratch.size()), offset, seq);
     index_file->append(index_scratch);
-    appended += scratch.size();
+    appended.fetch_add(scratch.size(), std::memory_order_relaxed);
     const Loc loc{current, static_cast<uint32_t>(scratch.size()), offset, seq};
     std::unique_lock lock(index_mu);
     auto [it, fresh] = index.try_emplace(std::string(key), loc);
@@ -162,13 +230,15 @@ struct LogStore::State {
   // REQUIRES: write_mu held.
   Pending append_tombstone(std::string_view key) {
     if (tombstones == nullptr) {
-      tombstones = std::make_shared<LogFile>((fs::path(options.path) / file_name(current, "tomb")).string());
+      const uint32_t id = current;
+      tombstones = std::make_shared<LogFile>(path(id, "tomb"));
+      if (tomb_ids.insert(id).second) internal::sync_dir(options.path);
     }
     scratch.clear();
     logrec::append(&scratch, logrec::Kind::kTombstone, next_sequence++, key, "");
     const uint64_t offset = tombstones->append(scratch);
     Pending pending = durable(tombstones, offset + scratch.size());
-    appended += scratch.size();
+    appended.fetch_add(scratch.size(), std::memory_order_relaxed);
     std::unique_lock lock(index_mu);
     auto it = index.find(as_absl(key));
     if (it != index.end()) {
@@ -178,35 +248,109 @@ struct LogStore::State {
     return pending;
   }
 
-  // sync: none writes the record to the page cache now; sync: always
-  // leaves the fdatasync to the writer after it releases the write lock,
-  // so that writers waiting together share one (group commit).
+  // sync: always leaves the fdatasync to the writer after it releases the
+  // write lock, so that writers waiting together share one (group commit).
+  // sync: none writes the record to the page cache now, and every
+  // flush_bytes has the writer sync both files the same way.
   Pending durable(const std::shared_ptr<LogFile>& f, uint64_t end) {
-    if (options.sync == LogOptions::Sync::kAlways) return Pending{f, end};
+    if (options.sync == LogOptions::Sync::kAlways) return Pending{f, nullptr, end, 0};
     f->flush();
-    return Pending{};
+    unsynced += scratch.size();  // the record just appended
+    if (options.flush_bytes == 0 || unsynced < options.flush_bytes) return Pending{};
+    unsynced = 0;
+    Pending p;
+    std::shared_ptr<LogFile> data_file = file(current);
+    p.file = data_file;
+    p.end = data_file->size();
+    if (tombstones) {
+      p.file2 = tombstones;
+      p.end2 = tombstones->size();
+    }
+    return p;
   }
 
   // Closes the current data file (synced) and starts the next, with a
   // tombstone file of its own. REQUIRES: write_mu held.
   std::shared_ptr<LogFile> roll() {
-    file(current)->sync();
-    if (tombstones) tombstones->sync();
+    std::shared_ptr<LogFile> old = file(current);
+    old->sync();
+    retired_syncs += old->syncs();
+    if (tombstones) {
+      tombstones->sync();
+      retired_syncs += tombstones->syncs();
+    }
     index_file->sync();  // a closed file's index is what the next open trusts
-    const uint32_t id = current + 1;
-    auto f = std::make_shared<LogFile>((fs::path(options.path) / file_name(id, "data")).string());
-    index_file = std::make_shared<LogFile>((fs::path(options.path) / file_name(id, "index")).string());
+    const uint32_t id = next_id.fetch_add(1);
+    auto f = std::make_shared<LogFile>(path(id, "data"));
+    index_file = std::make_shared<LogFile>(path(id, "index"));
+    internal::sync_dir(options.path);
     {
       std::unique_lock lock(files_mu);
       data.emplace(id, f);
     }
     current = id;
     tombstones.reset();
+    unsynced = 0;
+    {
+      std::lock_guard lock(compact_mu);  // a closed file: compaction may want it
+      wake = wake || options.compaction;
+    }
+    compact_cv.notify_all();
     return f;
   }
 
+  // Each good put record of data file `id`: from its index file, and from
+  // the data file past what the index covers.
+  void entries_of(uint32_t id, const LogFile& f, std::vector<Entry>* out) const;
+
   void open();
+  void write_index(uint32_t id, const std::string& entries) const;
+
+  // The compaction thread and its parts.
+  void compact_loop();
+  void compact_pass(bool requested);
+  enum class Outcome { kDone, kStopped, kSkipped };
+  Outcome compact_file(uint32_t victim);
+  void roll_output();
+  void finish_output();
+  void compact_tombstones();
+  // Waits while `done` bytes since `start` run ahead of compaction_rate.
+  void throttle(uint64_t done, std::chrono::steady_clock::time_point start);
+  void stop_compactor();
 };
+
+void LogStore::State::entries_of(uint32_t id, const LogFile& f, std::vector<Entry>* out) const {
+  out->clear();
+  const uint64_t size = f.size();
+  auto take = [&](const logrec::IndexEntry& e) {
+    out->push_back(Entry{std::string(e.key), e.record_size, e.record_offset, e.sequence});
+  };
+  uint64_t end = 0;
+  bool whole = false;
+  const std::string index_path = path(id, "index");
+  if (out_index != nullptr && id == out_id) {
+    end = index_entries(*out_index, size, &whole, take);
+  } else if (fs::exists(index_path)) {
+    end = index_entries(LogFile(index_path), size, &whole, take);
+  }
+  if (end == size) return;
+  // Records the index lacks (none, normally). Damaged bytes are stepped
+  // over: open counted them stale, and the index points at none of them.
+  uint64_t skipped = 0;
+  f.scan(
+      [&](const logrec::Record& r, uint64_t offset) {
+        if (r.kind != logrec::Kind::kPut) return;
+        out->push_back(Entry{std::string(r.key), static_cast<uint32_t>(r.size), offset, r.sequence});
+      },
+      max_record(), end, &skipped);
+}
+
+void LogStore::State::write_index(uint32_t id, const std::string& entries) const {
+  LogFile idx(path(id, "index"));
+  idx.truncate(0);
+  idx.append(entries);
+  idx.sync();
+}
 
 void LogStore::State::open() {
   std::error_code ec;
@@ -223,20 +367,33 @@ void LogStore::State::open() {
     throw FailedPrecondition("log '" + options.name + "': " + options.path +
                              " is open in another store (its LOCK is held)");
   }
-  std::map<uint32_t, bool> ids;  // the data files' ids
-  std::vector<uint32_t> tomb_ids;
+  std::map<uint32_t, bool> ids;  // data file id -> written by compaction (.datac)
+  uint32_t max_id = 0;
   for (const auto& entry : fs::directory_iterator(options.path, ec)) {
     const std::string name = entry.path().filename().string();
+    if (is_tmp(name)) {  // a tombstone file half rewritten: the original stands
+      fs::remove(entry.path(), ec);
+      continue;
+    }
     unsigned id = 0;
     char ext[8] = {0};
     if (std::sscanf(name.c_str(), "%8u.%5s", &id, ext) != 2) continue;
-    if (std::string(ext) == "data") ids.emplace(id, false);
-    if (std::string(ext) == "tomb") tomb_ids.push_back(id);
+    const std::string e(ext);
+    if (e == "data" || e == "datac") ids.emplace(id, e == "datac");
+    if (e == "tomb") tomb_ids.insert(id);
+    if (e == "data" || e == "datac" || e == "tomb" || e == "index") max_id = std::max<uint32_t>(max_id, id);
   }
   if (ec) throw IoError("log '" + options.name + "': cannot list " + options.path + ": " + ec.message());
-  if (ids.empty()) ids.emplace(1, false);
+  // The files being written at a crash: the last of writers' and of
+  // compaction's. A store with no writers' file gets a new one.
+  uint32_t last = 0, last_compacted = 0;
+  for (const auto& [id, compacted] : ids) (compacted ? last_compacted : last) = id;
+  if (last == 0) {
+    last = max_id + 1;
+    ids.emplace(last, false);
+    max_id = last;
+  }
   uint64_t max_seq = 0;
-  const uint32_t last = ids.rbegin()->first;
   // What one data file holds: its put records' keys and locations, in file
   // order. Loading touches nothing shared, so files load in parallel.
   struct Loaded {
@@ -244,45 +401,44 @@ void LogStore::State::open() {
     std::vector<std::pair<std::string, Loc>> puts;
     uint64_t from_index = 0, by_scan = 0;
     uint64_t good = 0;          // where its good records end
-    std::string fresh_index;    // the last file's index, rebuilt
+    uint64_t skipped = 0;       // damaged bytes between good records
+    bool index_whole = false;   // its index file has every record, nothing else
+    std::string fresh_index;    // else the index, rebuilt
   };
-  auto load = [&](uint32_t id) {
+  auto load = [&](uint32_t id, bool compacted) {
     Loaded l;
-    l.file = std::make_shared<LogFile>((fs::path(options.path) / file_name(id, "data")).string());
-    const fs::path index_path = fs::path(options.path) / file_name(id, "index");
+    l.file = std::make_shared<LogFile>(path(id, compacted ? "datac" : "data"));
+    const std::string index_path = path(id, "index");
+    const bool tail = id == last || id == last_compacted;
     // A closed file: its index entries, as far as they are whole, agree
     // with the data file and follow one another; the records after them
-    // (none, normally) are read.
+    // (none, normally) are read. A file being written is read whole.
     uint64_t indexed_end = 0;
-    if (id != last && fs::exists(index_path)) {
-      const uint64_t data_size = l.file->size();
-      LogFile idx(index_path.string());
-      idx.scan_index([&](const logrec::IndexEntry& e) {
-        if (e.record_offset != indexed_end || e.record_offset + e.record_size > data_size) return false;
-        l.puts.emplace_back(std::string(e.key), Loc{id, e.record_size, e.record_offset, e.sequence});
-        indexed_end += e.record_size;
-        ++l.from_index;
-        return true;
-      });
+    if (!tail && fs::exists(index_path)) {
+      indexed_end = index_entries(LogFile(index_path), l.file->size(), &l.index_whole,
+                                  [&](const logrec::IndexEntry& e) {
+                                    l.puts.emplace_back(std::string(e.key),
+                                                        Loc{id, e.record_size, e.record_offset, e.sequence});
+                                    ++l.from_index;
+                                  });
     }
-    // The file being written (and what a closed file's index lacks) is
-    // read record by record; the last file's index is written anew from it.
+    // Damage is stepped over: every good record after it is kept.
     l.good = l.file->scan(
         [&](const logrec::Record& r, uint64_t offset) {
           if (r.kind != logrec::Kind::kPut) return;
           l.puts.emplace_back(std::string(r.key),
                               Loc{id, static_cast<uint32_t>(r.size), offset, r.sequence});
           ++l.by_scan;
-          if (id == last) {
-            logrec::append_index(&l.fresh_index, r.key, static_cast<uint32_t>(r.size), offset,
-                                 r.sequence);
-          }
         },
-        max_record(), indexed_end);
+        max_record(), indexed_end, &l.skipped);
+    if (!l.index_whole) {
+      for (const auto& [key, loc] : l.puts) {
+        logrec::append_index(&l.fresh_index, key, loc.size, loc.offset, loc.sequence);
+      }
+    }
     return l;
   };
-  std::vector<uint32_t> order;
-  for (const auto& entry : ids) order.push_back(entry.first);
+  std::vector<std::pair<uint32_t, bool>> order(ids.begin(), ids.end());
   std::vector<Loaded> loaded(order.size());
   std::vector<std::exception_ptr> errors(order.size());
   {
@@ -290,7 +446,7 @@ void LogStore::State::open() {
     auto worker = [&] {
       for (size_t k; (k = next.fetch_add(1)) < order.size();) {
         try {
-          loaded[k] = load(order[k]);
+          loaded[k] = load(order[k].first, order[k].second);
         } catch (...) {
           errors[k] = std::current_exception();
         }
@@ -302,10 +458,12 @@ void LogStore::State::open() {
     worker();
     for (std::thread& t : pool) t.join();
   }
-  // Applied in file order: the newest sequence number wins.
+  // Applied in file order: the newest sequence number wins. (A record and
+  // its compacted copy, both left by a crash mid-compaction, tie: the
+  // first is kept, the other counted stale.)
   for (size_t k = 0; k < order.size(); ++k) {
     if (errors[k]) std::rethrow_exception(errors[k]);
-    const uint32_t id = order[k];
+    const uint32_t id = order[k].first;
     Loaded& l = loaded[k];
     for (auto& [key, loc] : l.puts) {
       max_seq = std::max(max_seq, loc.sequence);
@@ -321,11 +479,17 @@ void LogStore::State::open() {
     opened_from_index += l.from_index;
     opened_by_scan += l.by_scan;
     LogFile& f = *l.file;
+    const bool tail = id == last || id == last_compacted;
+    if (l.skipped > 0) {
+      log(LogLevel::kError, "log '" + options.name + "': " + f.path() + ": " + std::to_string(l.skipped) +
+                                " bytes of damaged records dropped; the good records around them are kept");
+      stale[id] += l.skipped;  // compaction frees them
+    }
     if (l.good < f.size()) {
-      // Only the file written at a crash may end torn: cut it there. An
-      // older file is left as it is, its damaged records lost.
+      // Only a file written at a crash may end torn: cut it there. An
+      // older file is left as it is.
       const uint64_t lost = f.size() - l.good;
-      if (id == last) {
+      if (tail) {
         log(LogLevel::kWarn, "log '" + options.name + "': " + f.path() + ": dropped " +
                                  std::to_string(lost) + " bytes of torn or damaged records at its end");
         f.truncate(l.good);
@@ -333,19 +497,23 @@ void LogStore::State::open() {
         log(LogLevel::kError, "log '" + options.name + "': " + f.path() + ": " +
                                   std::to_string(lost) + " bytes unreadable from offset " +
                                   std::to_string(l.good) + "; the records there are lost");
+        stale[id] += lost;
       }
     }
     if (id == last) {
-      index_file = std::make_shared<LogFile>(
-          (fs::path(options.path) / file_name(id, "index")).string());
+      // The writers' file: its index is appended to from here on.
+      index_file = std::make_shared<LogFile>(path(id, "index"));
       index_file->truncate(0);
       index_file->append(l.fresh_index);
+    } else if (!l.index_whole) {
+      // Closed from now on: compaction and the next open trust its index.
+      write_index(id, l.fresh_index);
     }
     data.emplace(id, std::move(l.file));
   }
-  std::sort(tomb_ids.begin(), tomb_ids.end());
   for (uint32_t id : tomb_ids) {
-    LogFile f((fs::path(options.path) / file_name(id, "tomb")).string());
+    LogFile f(path(id, "tomb"));
+    uint64_t skipped = 0;
     const uint64_t good = f.scan(
         [&](const logrec::Record& r, uint64_t) {
           max_seq = std::max(max_seq, r.sequence);
@@ -356,10 +524,14 @@ void LogStore::State::open() {
             index.erase(it);
           }
         },
-        max_record());
+        max_record(), 0, &skipped);
+    if (skipped > 0) {
+      log(LogLevel::kError, "log '" + options.name + "': " + f.path() + ": " + std::to_string(skipped) +
+                                " bytes of damaged tombstones dropped; the good ones around them are kept");
+    }
     if (good < f.size()) {
       const uint64_t lost = f.size() - good;
-      if (id == tomb_ids.back()) {
+      if (id == last) {
         log(LogLevel::kWarn, "log '" + options.name + "': " + f.path() + ": dropped " +
                                  std::to_string(lost) + " bytes of torn or damaged tombstones");
         f.truncate(good);
@@ -371,7 +543,327 @@ void LogStore::State::open() {
     }
   }
   current = last;
+  next_id = max_id + 1;
   next_sequence = max_seq + 1;
+}
+
+// ---- compaction ----
+
+void LogStore::State::compact_loop() {
+  std::unique_lock lock(compact_mu);
+  uint64_t seen = ~uint64_t{0};  // `appended` when the last pass began
+  for (;;) {
+    // Woken by a roll or compact(), or every so often while writes come.
+    compact_cv.wait_for(lock, std::chrono::milliseconds(250),
+                        [&] { return stop || (wake && paused == 0); });
+    if (stop) break;
+    if (paused > 0) continue;
+    const uint64_t now = appended.load(std::memory_order_relaxed);
+    if (!wake && now == seen) continue;
+    const bool requested = wake;
+    wake = false;
+    seen = now;
+    busy = true;
+    const uint64_t pass = ++passes_started;
+    lock.unlock();
+    try {
+      compact_pass(requested);
+    } catch (const std::exception& e) {
+      log(LogLevel::kError, "log '" + options.name + "': compaction: " + e.what());
+    }
+    lock.lock();
+    busy = false;
+    passes_done = pass;
+    compact_cv.notify_all();
+  }
+  lock.unlock();
+  try {
+    finish_output();
+  } catch (const std::exception& e) {
+    log(LogLevel::kError, "log '" + options.name + "': compaction: " + e.what());
+  }
+}
+
+void LogStore::State::compact_pass(bool requested) {
+  // The victims: closed files past the threshold, the stalest first.
+  std::vector<std::pair<uint32_t, uint64_t>> sizes;
+  const uint32_t writing = current.load();
+  {
+    std::shared_lock lock(files_mu);
+    for (const auto& [id, f] : data) {
+      if (id != writing && id != out_id && damaged.count(id) == 0) sizes.emplace_back(id, f->size());
+    }
+  }
+  std::vector<std::pair<double, uint32_t>> victims;
+  {
+    std::shared_lock lock(index_mu);
+    for (const auto& [id, size] : sizes) {
+      auto it = stale.find(id);
+      const uint64_t dead = it == stale.end() ? 0 : it->second;
+      if (size == 0 || double(dead) >= options.compaction_threshold * double(size)) {
+        victims.emplace_back(size == 0 ? 1.0 : double(dead) / double(size), id);
+      }
+    }
+  }
+  std::sort(victims.begin(), victims.end(), std::greater<>());
+  for (const auto& victim : victims) {
+    if (hold.load(std::memory_order_relaxed)) return;
+    if (compact_file(victim.second) == Outcome::kStopped) return;
+  }
+  if (tombs_may_drop && !hold.load(std::memory_order_relaxed)) {
+    // Finding which tombstones are needed reads every index file: worth it
+    // when asked, or once the tombstones are 1% of the data.
+    uint64_t data_bytes = 0, tomb_bytes = 0;
+    for (const auto& [id, size] : sizes) data_bytes += size;
+    {
+      std::lock_guard lock(write_mu);
+      for (uint32_t id : tomb_ids) {
+        std::error_code ec;
+        if (id < writing) tomb_bytes += fs::file_size(path(id, "tomb"), ec);
+      }
+    }
+    if (requested || tomb_bytes * 100 >= data_bytes) compact_tombstones();
+  }
+}
+
+LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
+  std::shared_ptr<LogFile> vf = file(victim);
+  if (vf == nullptr) return Outcome::kSkipped;
+  std::vector<Entry> entries;
+  entries_of(victim, *vf, &entries);
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t copied = 0;  // bytes, for the throttle
+  std::string record, entry;
+  for (const Entry& e : entries) {
+    if (hold.load(std::memory_order_relaxed)) return Outcome::kStopped;
+    // The output is chosen before the record is found live: a copy of a
+    // record is then never in a file younger than a tombstone that
+    // superseded it (compact_tombstones relies on that).
+    if (out == nullptr || out->size() >= options.max_file_size) roll_output();
+    {
+      std::shared_lock lock(index_mu);
+      auto it = index.find(as_absl(e.key));
+      if (it == index.end() || it->second.file != victim || it->second.offset != e.offset) continue;
+    }
+    vf->read(e.offset, e.size, &record);
+    logrec::Record r;
+    if (logrec::parse(record, &r, e.size) != logrec::Parse::kOk || r.key != e.key ||
+        r.sequence != e.sequence) {
+      damaged.insert(victim);
+      log(LogLevel::kError, "log '" + options.name + "': " + vf->path() + ":" + std::to_string(e.offset) +
+                                ": the record of key " + printable_key(e.key) +
+                                " fails its checksum; the file is not compacted, and a get of the key is Corruption");
+      return Outcome::kSkipped;
+    }
+    const uint64_t at = out->append(record);
+    entry.clear();
+    logrec::append_index(&entry, e.key, e.size, at, e.sequence);
+    out_index->append(entry);
+    {
+      // A write that raced the copy has moved the key on: the copy is dead.
+      std::unique_lock lock(index_mu);
+      auto it = index.find(as_absl(e.key));
+      if (it != index.end() && it->second.file == victim && it->second.offset == e.offset) {
+        it->second = Loc{out_id, e.size, at, e.sequence};
+        stale[victim] += e.size;
+      } else {
+        stale[out_id] += e.size;
+      }
+    }
+    records_copied.fetch_add(1, std::memory_order_relaxed);
+    bytes_copied.fetch_add(e.size, std::memory_order_relaxed);
+    copied += e.size;
+    throttle(copied, start);
+  }
+  // Every byte of the file is now accounted dead; if not, a live record
+  // was missed (or the accounting is wrong), and the file stays.
+  {
+    std::shared_lock lock(index_mu);
+    auto it = stale.find(victim);
+    const uint64_t dead = it == stale.end() ? 0 : it->second;
+    if (dead != vf->size()) {
+      damaged.insert(victim);
+      log(LogLevel::kError, "log '" + options.name + "': compaction: " + vf->path() + " has " +
+                                std::to_string(vf->size()) + " bytes but only " + std::to_string(dead) +
+                                " are known dead after its live records were copied; it is kept");
+      return Outcome::kSkipped;
+    }
+  }
+  // The copies are durable before what they replace is gone.
+  if (out != nullptr) {
+    out->sync();
+    out_index->sync();
+  }
+  {
+    std::unique_lock lock(files_mu);
+    data.erase(victim);
+  }
+  {
+    std::unique_lock lock(index_mu);
+    stale.erase(victim);
+  }
+  retired_syncs += vf->syncs();
+  const std::string victim_path = vf->path();
+  vf.reset();  // readers still holding it keep reading it
+  std::error_code ec;
+  fs::remove(victim_path, ec);
+  if (!ec) fs::remove(path(victim, "index"), ec);
+  if (ec) {
+    log(LogLevel::kError, "log '" + options.name + "': compaction: cannot remove " + victim_path + ": " + ec.message());
+  }
+  internal::sync_dir(options.path);
+  runs.fetch_add(1, std::memory_order_relaxed);
+  tombs_may_drop = true;
+  return Outcome::kDone;
+}
+
+void LogStore::State::roll_output() {
+  finish_output();
+  const uint32_t id = next_id.fetch_add(1);
+  auto f = std::make_shared<LogFile>(path(id, "datac"));
+  out_index = std::make_shared<LogFile>(path(id, "index"));
+  internal::sync_dir(options.path);
+  {
+    std::unique_lock lock(files_mu);
+    data.emplace(id, f);
+  }
+  out = std::move(f);
+  out_id = id;
+}
+
+void LogStore::State::finish_output() {
+  if (out == nullptr) return;
+  out->sync();
+  out_index->sync();
+  retired_syncs += out->syncs();
+  out.reset();
+  out_index.reset();
+  out_id = 0;
+}
+
+void LogStore::State::throttle(uint64_t done, std::chrono::steady_clock::time_point start) {
+  if (options.compaction_rate == 0) return;
+  const auto due = start + std::chrono::microseconds(
+                               static_cast<int64_t>(double(done) * 1e6 / double(options.compaction_rate)));
+  if (due <= std::chrono::steady_clock::now()) return;
+  std::unique_lock lock(compact_mu);
+  compact_cv.wait_until(lock, due, [&] { return stop || paused > 0; });
+}
+
+// Drops the tombstones that no longer hide anything. A tombstone must stay
+// while a data file holds an older record of its key (the next open would
+// bring that record back). Every such record is in a file older than the
+// one writers appended to when the tombstone file closed: writers append
+// only to their current file, and compaction picks its output before it
+// finds a record live. So, for the closed tombstone files (those of files
+// before `current`), the index files of the data files before `current`
+// say which tombstones are still needed; the others are dropped by
+// rewriting each tombstone file (a temporary file renamed over it).
+void LogStore::State::compact_tombstones() {
+  tombs_may_drop = false;
+  const uint32_t bound = current.load();
+  std::vector<uint32_t> closed;
+  {
+    std::lock_guard lock(write_mu);
+    for (uint32_t id : tomb_ids) {
+      if (id < bound) closed.push_back(id);
+    }
+  }
+  if (closed.empty()) return;
+  struct Tomb {
+    uint64_t sequence = 0;
+    bool needed = false;
+  };
+  absl::flat_hash_map<std::string, Tomb> newest;  // per key, its newest closed tombstone
+  for (uint32_t id : closed) {
+    LogFile f(path(id, "tomb"));
+    uint64_t skipped = 0;
+    f.scan(
+        [&](const logrec::Record& r, uint64_t) {
+          if (r.kind != logrec::Kind::kTombstone) return;
+          Tomb& t = newest[as_absl(r.key)];
+          t.sequence = std::max(t.sequence, r.sequence);
+        },
+        max_record(), 0, &skipped);
+  }
+  std::vector<std::pair<uint32_t, std::shared_ptr<LogFile>>> older;
+  {
+    std::shared_lock lock(files_mu);
+    for (const auto& [id, f] : data) {
+      if (id < bound) older.emplace_back(id, f);
+    }
+  }
+  if (out_index) out_index->flush();
+  std::vector<Entry> entries;
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t read = 0;
+  for (const auto& [id, f] : older) {
+    if (hold.load(std::memory_order_relaxed)) {
+      tombs_may_drop = true;  // the next pass does it
+      return;
+    }
+    entries_of(id, *f, &entries);
+    for (const Entry& e : entries) {
+      auto it = newest.find(as_absl(e.key));
+      if (it != newest.end() && e.sequence < it->second.sequence) it->second.needed = true;
+      read += logrec::kIndexHeaderSize + e.key.size();
+    }
+    throttle(read, start);
+  }
+  for (uint32_t id : closed) {
+    const std::string tomb_path = path(id, "tomb");
+    std::string kept;
+    uint64_t total = 0, dropped = 0;
+    LogFile f(tomb_path);
+    uint64_t skipped = 0;
+    const uint64_t good = f.scan(
+        [&](const logrec::Record& r, uint64_t) {
+          ++total;
+          auto it = newest.find(as_absl(r.key));
+          if (r.kind == logrec::Kind::kTombstone && it != newest.end() && it->second.needed &&
+              it->second.sequence == r.sequence) {
+            logrec::append(&kept, r.kind, r.sequence, r.key, r.value);
+          } else {
+            ++dropped;
+          }
+        },
+        max_record(), 0, &skipped);
+    if (dropped == 0 && skipped == 0 && good == f.size()) continue;
+    if (kept.empty()) {
+      {
+        std::lock_guard lock(write_mu);
+        tomb_ids.erase(id);
+      }
+      retired_syncs += f.syncs();
+      std::error_code ec;
+      fs::remove(tomb_path, ec);
+      if (ec) throw IoError("cannot remove " + tomb_path + ": " + ec.message());
+    } else {
+      const std::string tmp = tomb_path + ".tmp";
+      {
+        LogFile t(tmp);
+        t.truncate(0);
+        t.append(kept);
+        t.sync();
+        retired_syncs += t.syncs();
+      }
+      std::error_code ec;
+      fs::rename(tmp, tomb_path, ec);
+      if (ec) throw IoError("cannot rename " + tmp + " to " + tomb_path + ": " + ec.message());
+    }
+    internal::sync_dir(options.path);
+    tombs_dropped.fetch_add(dropped, std::memory_order_relaxed);
+  }
+}
+
+void LogStore::State::stop_compactor() {
+  {
+    std::lock_guard lock(compact_mu);
+    stop = true;
+    hold = true;
+  }
+  compact_cv.notify_all();
+  if (compactor.joinable()) compactor.join();
 }
 
 LogStore::LogStore(LogOptions options) : s_(std::make_shared<State>()) {
@@ -382,8 +874,15 @@ LogStore::LogStore(LogOptions options) : s_(std::make_shared<State>()) {
   if (options.max_value_size >= (uint64_t{1} << 31)) {
     throw InvalidArgument("log '" + options.name + "': max_value_size must be below 2 GiB");
   }
+  if (!(options.compaction_threshold > 0 && options.compaction_threshold <= 1)) {
+    throw InvalidArgument("log '" + options.name + "': compaction_threshold must be above 0 and at most 1");
+  }
   s_->options = std::move(options);
   s_->open();
+  if (s_->options.compaction) {
+    State* s = s_.get();
+    s_->compactor = std::thread([s] { s->compact_loop(); });
+  }
 }
 
 LogStore::~LogStore() {
@@ -494,6 +993,9 @@ std::unique_ptr<StoreIterator> LogStore::scan() {
 
 void LogStore::close() {
   State& s = *s_;
+  if (s.closed.load(std::memory_order_acquire)) return;
+  // The compactor first (it syncs its output): it takes write_mu itself.
+  s.stop_compactor();
   std::lock_guard lock(s.write_mu);
   if (s.closed.exchange(true, std::memory_order_acq_rel)) return;
   std::exception_ptr first;
@@ -514,6 +1016,62 @@ void LogStore::close() {
   if (first) std::rethrow_exception(first);
 }
 
+void LogStore::sync() {
+  State& s = *s_;
+  std::shared_ptr<LogFile> data, tombstones, index;
+  {
+    std::lock_guard lock(s.write_mu);
+    s.check_open();
+    data = s.file(s.current);
+    tombstones = s.tombstones;
+    index = s.index_file;
+    s.unsynced = 0;
+  }
+  data->sync();
+  if (tombstones) tombstones->sync();
+  index->sync();
+}
+
+void LogStore::pause_compaction() {
+  State& s = *s_;
+  std::unique_lock lock(s.compact_mu);
+  ++s.paused;
+  s.hold = true;
+  s.compact_cv.notify_all();
+  s.compact_cv.wait(lock, [&] { return !s.busy; });
+}
+
+void LogStore::resume_compaction() {
+  State& s = *s_;
+  {
+    std::lock_guard lock(s.compact_mu);
+    if (s.paused == 0) {
+      throw FailedPrecondition("log '" + s.options.name + "': resume_compaction() without a pause");
+    }
+    if (--s.paused == 0) {
+      s.hold = s.stop;
+      s.wake = true;
+    }
+  }
+  s.compact_cv.notify_all();
+}
+
+void LogStore::compact() {
+  State& s = *s_;
+  s.check_open();
+  std::unique_lock lock(s.compact_mu);
+  auto refuse = [&](const char* why) {
+    throw FailedPrecondition("log '" + s.options.name + "': cannot compact: " + why);
+  };
+  if (!s.options.compaction) refuse("compaction is off");
+  if (s.paused > 0) refuse("compaction is paused");
+  const uint64_t pass = s.passes_started + 1;  // the first to start from now
+  s.wake = true;
+  s.compact_cv.notify_all();
+  s.compact_cv.wait(lock, [&] { return s.passes_done >= pass || s.stop || s.paused > 0; });
+  if (s.passes_done < pass) refuse(s.stop ? "the store closed" : "compaction was paused");
+}
+
 std::string LogStore::describe() const {
   const State& s = *s_;
   size_t keys = 0;
@@ -529,7 +1087,14 @@ std::string LogStore::describe() const {
 LogStats LogStore::stats() const {
   const State& s = *s_;
   LogStats out;
-  std::lock_guard write_lock(s.write_mu);
+  std::map<uint32_t, uint64_t> sizes;
+  {
+    std::shared_lock lock(s.files_mu);
+    for (const auto& [id, f] : s.data) {
+      sizes[id] = f->size();
+      out.syncs += f->syncs();
+    }
+  }
   {
     std::shared_lock lock(s.index_mu);
     out.keys = s.index.size();
@@ -538,19 +1103,33 @@ LogStats LogStore::stats() const {
     for (const auto& [key, loc] : s.index) {
       if (key.capacity() > 15) out.index_bytes += key.capacity() + 1;  // beyond the inline buffer
     }
-  }
-  std::shared_lock lock(s.files_mu);
-  for (const auto& [id, f] : s.data) {
-    auto st = s.stale.find(id);
-    const uint64_t stale = st == s.stale.end() ? 0 : st->second;
-    out.files[id] = {f->size(), stale};
-    out.data_bytes += f->size();
-    out.stale_bytes += stale;
+    for (const auto& [id, size] : sizes) {
+      auto st = s.stale.find(id);
+      const uint64_t stale = st == s.stale.end() ? 0 : st->second;
+      out.files[id] = {size, stale};
+      out.data_bytes += size;
+      out.stale_bytes += stale;
+    }
   }
   out.data_files = out.files.size();
-  out.appended_bytes = s.appended;
-  out.opened_from_index = s.opened_from_index;
-  out.opened_by_scan = s.opened_by_scan;
+  {
+    std::lock_guard lock(s.write_mu);
+    out.opened_from_index = s.opened_from_index;
+    out.opened_by_scan = s.opened_by_scan;
+    out.tombstone_files = s.tomb_ids.size();
+    for (uint32_t id : s.tomb_ids) {
+      std::error_code ec;
+      const uint64_t size = fs::file_size(s.path(id, "tomb"), ec);
+      if (!ec) out.tombstone_bytes += size;
+    }
+    if (s.tombstones) out.syncs += s.tombstones->syncs();
+  }
+  out.appended_bytes = s.appended.load(std::memory_order_relaxed);
+  out.syncs += s.retired_syncs.load(std::memory_order_relaxed);
+  out.compaction_runs = s.runs.load(std::memory_order_relaxed);
+  out.compaction_records_copied = s.records_copied.load(std::memory_order_relaxed);
+  out.compaction_bytes_copied = s.bytes_copied.load(std::memory_order_relaxed);
+  out.tombstones_dropped = s.tombs_dropped.load(std::memory_order_relaxed);
   return out;
 }
 
@@ -565,6 +1144,10 @@ std::unique_ptr<Store> make_log_engine(const Params& p) {
   o.max_value_size = p.get_bytes("max_value_size", o.max_value_size, 0, (uint64_t{1} << 31) - 1);
   o.build_index_threads =
       static_cast<int>(p.get_int("build_index_threads", o.build_index_threads, 1, 256));
+  o.flush_bytes = p.get_bytes("flush_bytes", o.flush_bytes, 0, uint64_t{1} << 40);
+  o.compaction = p.get_bool("compaction", o.compaction);
+  o.compaction_threshold = p.get_double("compaction_threshold", o.compaction_threshold, 0.01, 1.0);
+  o.compaction_rate = p.get_bytes("compaction_rate", o.compaction_rate, 0, uint64_t{1} << 40);
   return std::make_unique<LogStore>(std::move(o));
 }
 

@@ -2,24 +2,39 @@
 // an in-memory index pointing at its record in append-only data files; a
 // get is one index probe and one read, the record's CRC checked.
 //
-// In place: the record format (engines/log/record.h: CRC32C, 64 KiB keys,
-// empty values), data files rolled at max_file_size with an index file
-// beside each (open takes closed files from their index files, CRC-checked,
-// and reads only the file being written), tombstone files, all versions of
-// a key in one record, recovery on open that keeps every good record and
-// cuts a torn tail off the files being written, two durability modes with
-// group commit, stats; files load in parallel at open. Not yet:
-// compaction (stale records stay).
+// Files, in the store's directory (<id> is 8 digits; one counter numbers
+// them all, so a larger id is a younger file):
+//   <id>.data   records appended by writers, rolled at max_file_size
+//   <id>.datac  records copied out of older files by compaction
+//   <id>.index  beside each: the key, place and sequence of its records,
+//               so that open need not read values
+//   <id>.tomb   tombstones written while <id>.data was the file appended to
+//   LOCK        flock'ed while a store has the directory open
 //
-// Durability:
-//   sync: none    each write reaches the page cache before put() returns:
-//                 a crash of the process loses nothing; a power loss loses
-//                 what the kernel had not written back.
-//   sync: always  each write is fdatasync'ed before put() returns: an
-//                 acknowledged write survives a power loss. Writers waiting
-//                 together share one fdatasync (group commit). A write is
-//                 visible to readers from when it is appended, a moment
-//                 before it is durable.
+// Compaction: a background thread picks closed data files whose stale
+// bytes reach compaction_threshold of their size, copies their live
+// records (throttled to compaction_rate) into a .datac file, makes the
+// copies durable, points the index at them (a compare-and-swap: a write
+// that raced the copy wins) and deletes the old file. Readers never wait
+// for it. Tombstones are rewritten away once no data file holds an older
+// record of their key.
+//
+// Durability (what a power loss can lose):
+//   sync: none    a write reaches the page cache before put() returns, so
+//                 a crash of the process loses nothing. Data and tombstone
+//                 files are fdatasync'ed every flush_bytes appended (and at
+//                 roll, sync() and close): a power loss loses at most the
+//                 writes after the last of those, which may include puts
+//                 and deletes in either order (they live in separate files).
+//   sync: always  each write is fdatasync'ed before put() or remove()
+//                 returns: an acknowledged write survives a power loss.
+//                 Writers waiting together share one fdatasync (group
+//                 commit). A write is visible to readers from when it is
+//                 appended, a moment before it is durable.
+// Compaction syncs its copies before it deletes what they replace, in both
+// modes. After any crash, open cuts the files that were being written (the
+// last .data, .datac and .tomb) at their last whole record; nothing older
+// is touched.
 //
 // Thread-safe: reads take a shared lock on the index only; writes are
 // serialized.
@@ -48,6 +63,15 @@ struct LogOptions {
   size_t max_value_size = 16 << 20;
   // Threads that load data files (their index files) in parallel at open.
   int build_index_threads = 2;
+  // sync: none: fdatasync the files written to after this many bytes have
+  // been appended since the last sync. 0: only at roll, sync() and close.
+  uint64_t flush_bytes = 8 << 20;
+  // Compact a closed data file once this fraction of it is stale (0 < x <= 1).
+  double compaction_threshold = 0.5;
+  // Bytes compaction copies per second at most. 0: no limit.
+  uint64_t compaction_rate = 256 << 20;
+  // false: no compaction thread (files keep their stale records).
+  bool compaction = true;
 };
 
 // What LogStore::stats() reports.
@@ -67,6 +91,21 @@ struct LogStats {
   // inline buffers. An estimate from the table's capacity.
   uint64_t index_bytes = 0;
   double index_bytes_per_key() const { return keys == 0 ? 0 : double(index_bytes) / double(keys); }
+  uint64_t tombstone_files = 0;
+  uint64_t tombstone_bytes = 0;
+  uint64_t syncs = 0;  // fdatasyncs of data and tombstone files since open
+  // Compaction since the store opened: data files compacted (their live
+  // records copied, the file deleted), what it copied, tombstones dropped.
+  uint64_t compaction_runs = 0;
+  uint64_t compaction_records_copied = 0;
+  uint64_t compaction_bytes_copied = 0;
+  uint64_t tombstones_dropped = 0;
+  // Bytes written to data files per byte of records written by put and
+  // remove, since open: (appended + copied) / appended.
+  double write_amplification() const {
+    return appended_bytes == 0 ? 1.0
+                               : double(appended_bytes + compaction_bytes_copied) / double(appended_bytes);
+  }
 };
 
 class LogStore final : public Store {
@@ -86,6 +125,17 @@ class LogStore final : public Store {
   std::string describe() const override;
 
   LogStats stats() const;
+
+  // Makes every write so far durable (what sync: always does per write).
+  void sync();
+  // Stops the compaction thread at its next record (returns once it has
+  // stopped) until as many resume_compaction() calls. Calls nest.
+  void pause_compaction();
+  void resume_compaction();
+  // Runs a compaction pass now and returns when it is over: every file past
+  // the threshold compacted, tombstones dropped. Throws FailedPrecondition
+  // if compaction is paused or off.
+  void compact();
 
   struct State;
 

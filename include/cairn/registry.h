@@ -61,6 +61,7 @@ class Params {
   std::string get_string(std::string_view key, std::string_view fallback) const;
   int64_t get_int(std::string_view key, int64_t fallback, int64_t min,
                   int64_t max) const;
+  double get_double(std::string_view key, double fallback, double min, double max) const;
   bool get_bool(std::string_view key, bool fallback) const;
   // A size in bytes: an integer, or a number with KiB, MiB, GiB or TiB.
   uint64_t get_bytes(std::string_view key, uint64_t fallback, uint64_t min,

@@ -178,7 +178,8 @@ stores:
     {"yaml_log_always",
      [](const std::string& d) {
        return from_yaml(d, "stores:\n  s:\n    stack: [{engine: {log: {path: \"$DIR/log\", "
-                           "sync: always, max_file_size: 64KiB}}}]\n");
+                           "sync: always, max_file_size: 64KiB, compaction_threshold: 0.3, "
+                           "compaction_rate: 64MiB, flush_bytes: 1MiB}}}]\n");
      },
      true},
     // The routing layer in-process: three nodes whose replicas are engines

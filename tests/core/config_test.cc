@@ -149,6 +149,15 @@ TEST(ConfigTest, SizesTakeBinaryUnits) {
   EXPECT_THROW(open("-1"), ConfigError);
 }
 
+TEST(ConfigTest, NumbersAreCheckedAgainstTheirRange) {
+  // "stores:\n  s:\n    stack:\n      - engine: {log: {compaction_threshold: " puts the value at column 54.
+  const std::string head = "stores:\n  s:\n    stack:\n      - engine: {log: {path: /tmp/x, compaction_threshold: ";
+  expect_error(head + "0}}\n", 4, 60, "parameter 'compaction_threshold': expected a number from 0.01 to 1, found '0'");
+  expect_error(head + "half}}\n", 4, 60, "expected a number from 0.01 to 1, found 'half'");
+  expect_error(head + "0.5x}}\n", 4, 60, "found '0.5x'");
+  expect_error(head + "nan}}\n", 4, 60, "found 'nan'");
+}
+
 TEST(ConfigTest, RangeChecksSeeEarlierParameters) {
   // max_map_size's lower bound is the map_size given before it.
   expect_error(

@@ -1,7 +1,9 @@
 // The log engine under real crashes: a child process writes (with sync
 // none and with sync always) and is SIGKILLed at a random moment, many
 // times over the same directory; after each, the store opens cleanly and
-// holds every write the child acknowledged (printed after put returned).
+// holds every write the child acknowledged (printed after put or remove
+// returned), a removed key staying removed. Compaction runs in the child
+// throughout, so kills land in every phase of it too.
 // sync: none survives a process crash too: its writes are in the page
 // cache before put returns (the test fails if put leaves a record in the
 // user-space buffer). A power loss is another matter: only sync: always
@@ -18,6 +20,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <thread>
 
@@ -82,6 +85,7 @@ void crash_rounds(const char* sync, int rounds) {
   auto rng = testing::seeded_rng(11);
   std::map<std::string, unsigned long> last;  // key -> newest acknowledged write
   unsigned long next = 0;
+  uint64_t compacted = 0;
   for (int round = 0; round < rounds; ++round) {
     const std::vector<unsigned long> acked =
         run_and_kill(dir.sub("log"), sync, next, 20 + static_cast<int>(rng() % 60));
@@ -93,12 +97,25 @@ void crash_rounds(const char* sync, int rounds) {
     LogStore store(o);  // recovery: opens cleanly after every crash
     for (const auto& [key, i] : last) {
       const auto got = store.get(key);
+      if (i % 5 == 4) {
+        // Removed: absent, unless a later write landed before the kill.
+        if (!got.empty()) {
+          EXPECT_GT(got[0].clock.counter(1), i + 1) << "round " << round << ": " << key << " came back";
+        }
+        continue;
+      }
       ASSERT_EQ(got.size(), 1u) << "round " << round << ": " << key << " lost";
       // The acknowledged write, or a later one that landed before the kill.
       EXPECT_GE(got[0].clock.counter(1), i + 1) << "round " << round << ": " << key;
     }
+    compacted += store.stats().compaction_runs;
   }
   EXPECT_GT(last.size(), 0u) << "the writer acknowledged nothing";
+  int datac = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.sub("log"))) {
+    datac += e.path().extension() == ".datac";
+  }
+  EXPECT_GT(datac + static_cast<int>(compacted), 0) << "compaction never ran, so it was never killed";
 }
 
 TEST(LogCrashTest, SyncNoneKeepsEveryAcknowledgedWriteAcrossSigkills) { crash_rounds("none", 25); }

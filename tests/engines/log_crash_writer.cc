@@ -1,7 +1,9 @@
 // A child process for log_crash_test: writes to a log store until it is
-// killed, printing the number of each write after put() returned (so every
-// number printed is an acknowledged write). Write i puts "v<i>" under key
-// "k<i % 300>" at clock {1: i + 1}, so each supersedes the key's last.
+// killed, printing the number of each write after it returned (so every
+// number printed is an acknowledged write). Write i is to key "k<i % 300>"
+// at clock {1: i + 1}, so each supersedes the key's last: a remove when
+// i % 5 == 4, else a put of "v<i>". Files are small, so that compaction
+// (on, as by default) runs all the time and is killed in every phase.
 //
 // usage: log_crash_writer DIR none|always START
 
@@ -22,12 +24,17 @@ int main(int argc, char** argv) {
   o.path = argv[1];
   o.sync = std::string(argv[2]) == "always" ? cairn::LogOptions::Sync::kAlways
                                              : cairn::LogOptions::Sync::kNone;
-  o.max_file_size = 256 << 10;  // roll often: crashes land on every kind of boundary
+  o.max_file_size = 64 << 10;  // roll often: crashes land on every kind of boundary
+  o.compaction_rate = 0;
   cairn::LogStore store(o);
   for (unsigned long i = std::strtoul(argv[3], nullptr, 10);; ++i) {
     const cairn::Versioned v{"v" + std::to_string(i) + std::string(i % 200, '.'),
                              cairn::VectorClock({{1, i + 1}})};
-    store.put("k" + std::to_string(i % 300), v);
+    if (i % 5 == 4) {
+      store.remove("k" + std::to_string(i % 300), v.clock);
+    } else {
+      store.put("k" + std::to_string(i % 300), v);
+    }
     std::printf("%lu\n", i);
     std::fflush(stdout);
   }

@@ -4,8 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
+#include <thread>
 
 #include "cairn/errors.h"
 #include "core/version_list.h"
@@ -23,7 +29,20 @@ LogOptions options(const TempDir& dir, uint64_t max_file_size = 64 << 10) {
   o.name = "t";
   o.path = dir.sub("log");
   o.max_file_size = max_file_size;
+  o.compaction = false;  // files stay as written; the compaction tests turn it on
   return o;
+}
+
+LogOptions compacting(const TempDir& dir, uint64_t max_file_size = 16 << 10) {
+  LogOptions o = options(dir, max_file_size);
+  o.compaction = true;
+  o.compaction_rate = 0;  // as fast as it goes
+  return o;
+}
+
+// A record's size: the 20-byte header, the key, the key's encoded versions.
+uint64_t record_size(const std::string& key, const Versioned& v) {
+  return 20 + key.size() + internal::encode_versions(std::span<const Versioned>(&v, 1)).size();
 }
 
 std::vector<fs::path> files(const TempDir& dir, const std::string& ext) {
@@ -121,10 +140,6 @@ TEST(LogStoreTest, ADamagedRecordIsCorruptionNeverWrongBytes) {
 
 TEST(LogStoreTest, StatsCountKeysStaleBytesAndIndexMemory) {
   TempDir dir;
-  auto record_size = [](const std::string& key, const Versioned& v) {
-    // A record: the 20-byte header, the key, the key's encoded versions.
-    return 20 + key.size() + internal::encode_versions(std::span<const Versioned>(&v, 1)).size();
-  };
   uint64_t expected_stale = 0;
   {
     LogStore s(options(dir, 4 << 10));
@@ -218,6 +233,315 @@ TEST(LogStoreTest, OpenTakesClosedFilesFromTheirIndexFiles) {
   check(s);
 }
 
+// The value write n of key i stores: the key and n, padded.
+std::string value_of(int i, uint64_t n) {
+  return "k" + std::to_string(i) + "#" + std::to_string(n) + std::string(60 + (n * 7 + i) % 80, '.');
+}
+
+TEST(LogStoreTest, CompactionUnderConcurrentOverwritesKeepsExactlyTheNewest) {
+  TempDir dir;
+  constexpr int kKeys = 300;
+  constexpr int kWriters = 2;
+  constexpr uint64_t kWrites = 15000;  // per writer
+  std::vector<uint64_t> last(kKeys, 1);  // the newest write of each key
+  uint64_t live_bytes = 0;
+  {
+    LogStore s(compacting(dir));
+    std::atomic<bool> done{false};
+    std::atomic<uint64_t> reads{0};
+    for (int i = 0; i < kKeys; ++i) {
+      ASSERT_EQ(s.put("k" + std::to_string(i), versioned(value_of(i, 1), {{1, 1}})), PutResult::kStored);
+    }
+    std::vector<std::thread> threads;
+    // Each writer owns the keys i % kWriters == w, so each key's newest
+    // write is known.
+    for (int w = 0; w < kWriters; ++w) {
+      threads.emplace_back([&, w] {
+        for (uint64_t n = 1; n <= kWrites; ++n) {
+          const int i = static_cast<int>((n * 7919 + static_cast<uint64_t>(w)) % kKeys);
+          if (i % kWriters != w) continue;
+          const uint64_t version = last[i] + 1;
+          ASSERT_EQ(s.put("k" + std::to_string(i), versioned(value_of(i, version), {{1, version}})),
+                    PutResult::kStored);
+          last[i] = version;
+        }
+      });
+    }
+    // A reader: every get finds the key (all were written before it
+    // starts) with one of its own values, never an error.
+    threads.emplace_back([&] {
+      for (uint64_t n = 0; !done.load(); ++n) {
+        const int i = static_cast<int>(n % kKeys);
+        const auto got = s.get("k" + std::to_string(i));
+        ASSERT_EQ(got.size(), 1u) << i;
+        ASSERT_EQ(got[0].value.rfind("k" + std::to_string(i) + "#", 0), 0u) << got[0].value;
+        reads.fetch_add(1);
+      }
+    });
+    // And compaction asked for again and again, beside the background one.
+    threads.emplace_back([&] {
+      while (!done.load()) s.compact();
+    });
+    for (int w = 0; w < kWriters; ++w) threads[static_cast<size_t>(w)].join();
+    done = true;
+    for (size_t t = kWriters; t < threads.size(); ++t) threads[t].join();
+    s.compact();
+    for (int i = 0; i < kKeys; ++i) {
+      const auto got = s.get("k" + std::to_string(i));
+      ASSERT_EQ(got.size(), 1u) << i;
+      EXPECT_EQ(got[0].value, value_of(i, last[i])) << i;
+      live_bytes += record_size("k" + std::to_string(i), versioned(value_of(i, last[i]), {{1, last[i]}}));
+    }
+    const LogStats st = s.stats();
+    EXPECT_GT(st.compaction_runs, 10u);
+    EXPECT_GT(st.compaction_records_copied, 0u);
+    EXPECT_GT(reads.load(), 0u);
+    // What is not stale is exactly the newest records.
+    EXPECT_EQ(st.data_bytes - st.stale_bytes, live_bytes);
+    // Space returns: below the threshold every closed file is at least half
+    // live; add the file being written and compaction's output.
+    EXPECT_LT(st.data_bytes, 2 * live_bytes + 2 * (16 << 10) + (1 << 10));
+    EXPECT_LT(st.data_bytes * 20, st.appended_bytes);
+    EXPECT_GT(st.write_amplification(), 1.0);
+    EXPECT_LT(st.write_amplification(), 2.5);
+  }
+  // The same after reopening: the files hold exactly the newest versions,
+  // and the accounting rebuilt from them agrees.
+  LogStore s(options(dir, 16 << 10));
+  for (int i = 0; i < kKeys; ++i) {
+    const auto got = s.get("k" + std::to_string(i));
+    ASSERT_EQ(got.size(), 1u) << i;
+    EXPECT_EQ(got[0].value, value_of(i, last[i])) << i;
+  }
+  EXPECT_EQ(s.stats().data_bytes - s.stats().stale_bytes, live_bytes);
+  EXPECT_FALSE(files(dir, ".datac").empty());
+}
+
+TEST(LogStoreTest, PausedCompactionWaitsForResume) {
+  TempDir dir;
+  LogStore s(compacting(dir, 4 << 10));
+  s.pause_compaction();
+  s.pause_compaction();  // pauses nest
+  for (uint64_t n = 1; n <= 2000; ++n) {
+    ASSERT_EQ(s.put("k" + std::to_string(n % 20), versioned(std::string(100, 'v'), {{1, n}})),
+              PutResult::kStored);
+  }
+  const uint64_t files_before = s.stats().data_files;
+  ASSERT_GT(files_before, 20u);
+  EXPECT_THROW(s.compact(), FailedPrecondition);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the thread's poll is 250 ms
+  EXPECT_EQ(s.stats().compaction_runs, 0u);
+  s.resume_compaction();
+  EXPECT_THROW(s.compact(), FailedPrecondition) << "still paused once";
+  s.resume_compaction();
+  EXPECT_THROW(s.resume_compaction(), FailedPrecondition) << "more resumes than pauses";
+  s.compact();
+  EXPECT_GT(s.stats().compaction_runs, 0u);
+  EXPECT_LT(s.stats().data_files, 4u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(s.get("k" + std::to_string(i)).size(), 1u);
+
+  LogOptions off = options(dir);
+  off.path = dir.sub("off");
+  LogStore no_compaction(off);
+  EXPECT_THROW(no_compaction.compact(), FailedPrecondition);
+}
+
+TEST(LogStoreTest, TombstonesGoOnceNoOlderRecordRemains) {
+  TempDir dir;
+  auto key = [](const char* prefix, int i) { return prefix + std::to_string(1000 + i); };
+  {
+    LogStore s(compacting(dir, 4 << 10));
+    s.pause_compaction();
+    // Files of "a" keys, to be deleted whole; then files of "b" keys, of
+    // which a few are deleted.
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_EQ(s.put(key("a", i), versioned(std::string(100, 'a'), {{1, 1}})), PutResult::kStored);
+    }
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_EQ(s.put(key("b", i), versioned(std::string(100, 'b'), {{1, 1}})), PutResult::kStored);
+    }
+    for (int i = 0; i < 200; ++i) ASSERT_TRUE(s.remove(key("a", i), testing::clock({{1, 1}})));
+    for (int i = 0; i < 200; i += 50) ASSERT_TRUE(s.remove(key("b", i), testing::clock({{1, 1}})));
+    // More files, so that the tombstones' file is closed.
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_EQ(s.put(key("c", i), versioned(std::string(100, 'c'), {{1, 1}})), PutResult::kStored);
+    }
+    const LogStats before = s.stats();
+    ASSERT_EQ(before.tombstone_files, 1u);
+    s.resume_compaction();
+    s.compact();
+    const LogStats after = s.stats();
+    EXPECT_GT(after.compaction_runs, 3u) << "the files of a keys are all stale";
+    // The a keys' records are gone with their files, so most of their
+    // tombstones go; the b keys' records remain (their files are mostly
+    // live), so theirs stay (but for b1000's, if its file, the last of a
+    // keys, was compacted).
+    EXPECT_GE(after.tombstones_dropped, 150u);
+    EXPECT_LE(after.tombstones_dropped, 201u);
+    EXPECT_LT(after.tombstone_bytes, before.tombstone_bytes);
+  }
+  // A dropped tombstone must not have been needed: nothing comes back.
+  LogStore s(options(dir, 4 << 10));
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_TRUE(s.get(key("a", i)).empty()) << i;
+    EXPECT_EQ(s.get(key("b", i)).empty(), i % 50 == 0) << i;
+  }
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(s.get(key("c", i)).size(), 1u);
+}
+
+TEST(LogStoreTest, ACrashMidCompactionLosesNothing) {
+  TempDir dir;
+  std::map<std::string, std::string> newest;
+  {
+    LogStore s(options(dir, 4 << 10));
+    for (uint64_t n = 1; n <= 1500; ++n) {
+      const std::string k = "k" + std::to_string(n % 97);
+      newest[k] = std::to_string(n) + std::string(n % 90, '.');
+      ASSERT_EQ(s.put(k, versioned(newest[k], {{1, n}})), PutResult::kStored);
+    }
+  }
+  // The files as they were, and then compacted.
+  const fs::path saved = dir.sub("saved");
+  fs::copy(dir.sub("log"), saved);
+  {
+    LogStore s(compacting(dir, 4 << 10));
+    s.compact();
+    ASSERT_GT(s.stats().compaction_runs, 10u);
+  }
+  // A crash after the copies were made, before the old files were deleted:
+  // both are there. And the last compaction file ends torn.
+  for (const auto& e : fs::directory_iterator(saved)) {
+    const fs::path to = fs::path(dir.sub("log")) / e.path().filename();
+    if (!fs::exists(to)) fs::copy_file(e.path(), to);
+  }
+  const fs::path last_datac = files(dir, ".datac").back();
+  write_file(last_datac, read_file(last_datac) + std::string("\x01\x02\x03torn", 7));
+  for (int round = 0; round < 2; ++round) {
+    LogStore s(compacting(dir, 4 << 10));
+    for (const auto& [k, v] : newest) {
+      const auto got = s.get(k);
+      ASSERT_EQ(got.size(), 1u) << k;
+      EXPECT_EQ(got[0].value, v) << k;
+    }
+    // The duplicates are stale, and compaction removes them.
+    s.compact();
+    uint64_t live = 0;
+    for (const auto& [k, v] : newest) live += record_size(k, s.get(k).at(0));
+    EXPECT_EQ(s.stats().data_bytes - s.stats().stale_bytes, live);
+  }
+}
+
+// Damage at random places in the file being written: open succeeds, the
+// damaged record is dropped, every other record reads back, before the
+// damage and after it.
+TEST(LogStoreTest, RandomDamageInTheLastDataFileLosesOnlyTheDamagedRecords) {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 40; ++round) {
+    TempDir dir;
+    std::vector<uint64_t> starts;  // record offsets, and the end
+    {
+      LogStore s(options(dir, 1 << 20));
+      uint64_t at = 0;
+      for (int i = 0; i < 200; ++i) {
+        const std::string k = "k" + std::to_string(1000 + i);
+        const Versioned v = versioned(value_of(i, 1), {{1, 1}});
+        starts.push_back(at);
+        at += record_size(k, v);
+        ASSERT_EQ(s.put(k, v), PutResult::kStored);
+      }
+      starts.push_back(at);
+    }
+    const fs::path f = files(dir, ".data").back();
+    std::string bytes = read_file(f);
+    ASSERT_EQ(bytes.size(), starts.back());
+    const size_t at = rng() % bytes.size();
+    const bool truncate = round % 4 == 3;
+    if (truncate) {
+      bytes.resize(at);
+    } else {
+      bytes[at] = static_cast<char>(bytes[at] ^ (1 + rng() % 255));
+    }
+    write_file(f, bytes);
+    const size_t hit = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), at) - starts.begin()) - 1;
+    for (int reopen = 0; reopen < 2; ++reopen) {
+      LogStore s(options(dir, 1 << 20));
+      for (int i = 0; i < 200; ++i) {
+        const auto got = s.get("k" + std::to_string(1000 + i));
+        if (static_cast<size_t>(i) < hit || (!truncate && static_cast<size_t>(i) > hit)) {
+          ASSERT_EQ(got.size(), 1u) << "round " << round << " key " << i << " damage at record " << hit;
+          EXPECT_EQ(got[0].value, value_of(i, 1));
+        } else {
+          EXPECT_TRUE(got.empty()) << "round " << round << " key " << i;
+        }
+      }
+    }
+  }
+}
+
+// The same for a tombstone file: a damaged tombstone is lost (its key's
+// value may come back), every other one still holds, and nothing else is
+// touched.
+TEST(LogStoreTest, RandomDamageInATombstoneFileLosesOnlyTheDamagedTombstones) {
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 40; ++round) {
+    TempDir dir;
+    {
+      LogStore s(options(dir, 1 << 20));
+      for (int i = 0; i < 100; ++i) {
+        ASSERT_EQ(s.put("a" + std::to_string(1000 + i), versioned(value_of(i, 1), {{1, 1}})), PutResult::kStored);
+        ASSERT_EQ(s.put("d" + std::to_string(1000 + i), versioned(value_of(i, 2), {{1, 1}})), PutResult::kStored);
+      }
+      for (int i = 0; i < 100; ++i) ASSERT_TRUE(s.remove("d" + std::to_string(1000 + i), testing::clock({{1, 1}})));
+    }
+    const fs::path f = files(dir, ".tomb").back();
+    std::string bytes = read_file(f);
+    constexpr size_t kTomb = 20 + 5;  // header and key
+    ASSERT_EQ(bytes.size(), 100 * kTomb);
+    const size_t at = rng() % bytes.size();
+    const bool truncate = round % 4 == 3;
+    if (truncate) {
+      bytes.resize(at);
+    } else {
+      bytes[at] = static_cast<char>(bytes[at] ^ (1 + rng() % 255));
+    }
+    write_file(f, bytes);
+    const size_t hit = at / kTomb;
+    for (int reopen = 0; reopen < 2; ++reopen) {
+      LogStore s(options(dir, 1 << 20));
+      for (int i = 0; i < 100; ++i) {
+        ASSERT_EQ(s.get("a" + std::to_string(1000 + i)).at(0).value, value_of(i, 1));
+        const auto got = s.get("d" + std::to_string(1000 + i));
+        if (static_cast<size_t>(i) < hit || (!truncate && static_cast<size_t>(i) > hit)) {
+          EXPECT_TRUE(got.empty()) << "round " << round << " tombstone " << i << " damage at " << hit;
+        } else {
+          ASSERT_EQ(got.size(), 1u) << "round " << round << " tombstone " << i;
+          EXPECT_EQ(got[0].value, value_of(i, 2)) << "the value the lost tombstone hid";
+        }
+      }
+    }
+  }
+}
+
+TEST(LogStoreTest, SyncNoneSyncsEveryFlushBytes) {
+  for (uint64_t flush_bytes : {uint64_t{0}, uint64_t{16 << 10}}) {
+    TempDir dir;
+    LogOptions o = options(dir, 16 << 20);
+    o.flush_bytes = flush_bytes;
+    LogStore s(o);
+    for (uint64_t n = 1; n <= 2000; ++n) {  // about 250 KB
+      ASSERT_EQ(s.put("k" + std::to_string(n), versioned(std::string(100, 'v'), {{1, 1}})), PutResult::kStored);
+    }
+    if (flush_bytes == 0) {
+      EXPECT_EQ(s.stats().syncs, 0u);
+      s.sync();
+      EXPECT_GE(s.stats().syncs, 1u);
+    } else {
+      EXPECT_GE(s.stats().syncs, 10u);
+      EXPECT_LE(s.stats().syncs, 20u);
+    }
+  }
+}
+
 TEST(LogStoreTest, BadOptionsAreClearErrors) {
   TempDir dir;
   LogOptions o = options(dir);
@@ -230,6 +554,9 @@ TEST(LogStoreTest, BadOptionsAreClearErrors) {
   o = options(dir);
   o.path = dir.sub("afile/log");
   EXPECT_THROW(LogStore{o}, IoError);
+  o = options(dir);
+  o.compaction_threshold = 0;
+  EXPECT_THROW(LogStore{o}, InvalidArgument);
 }
 
 }  // namespace
