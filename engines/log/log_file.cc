@@ -1,6 +1,7 @@
 #include "engines/log/log_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,7 +22,7 @@ namespace {
 
 }  // namespace
 
-LogFile::LogFile(std::string path) : path_(std::move(path)) {
+LogFile::LogFile(std::string path, uint64_t map_bytes) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) fail("cannot open", path_, errno);
   struct stat st;
@@ -31,19 +32,36 @@ LogFile::LogFile(std::string path) : path_(std::move(path)) {
     fail("cannot stat", path_, err);
   }
   flushed_ = static_cast<uint64_t>(st.st_size);
-  buffer_.reserve(kBufferSize);
+  if (map_bytes == 0) {
+    buffer_.reserve(kBufferSize);
+    return;
+  }
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  map_len_ = (std::max(map_bytes, flushed_) + page - 1) / page * page;
+  void* m = ::mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (m == MAP_FAILED) {
+    const int err = errno;
+    ::close(fd_);
+    fail("cannot map", path_, err);
+  }
+  map_ = static_cast<char*>(m);
+  mapped_size_ = flushed_;
+  allocated_ = flushed_;
 }
 
 LogFile::~LogFile() {
   try {
     flush();
+    trim();
   } catch (const std::exception& e) {
     log(LogLevel::kError, std::string("log file: ") + e.what());
   }
+  if (map_ != nullptr) ::munmap(map_, map_len_);
   ::close(fd_);
 }
 
 uint64_t LogFile::size() const {
+  if (map_ != nullptr) return mapped_size_.load(std::memory_order_acquire);
   std::lock_guard lock(mu_);
   return flushed_ + buffer_.size();
 }
@@ -60,8 +78,44 @@ void LogFile::write_all(std::string_view bytes, uint64_t offset) {
   }
 }
 
+void LogFile::grow(uint64_t end) {
+  if (end <= allocated_) return;
+  const uint64_t to = (end + kGrowStep - 1) / kGrowStep * kGrowStep;
+  // Blocks reserved now: a full disk fails here, not as a SIGBUS when the
+  // memcpy first touches the page.
+  int rc = ::fallocate(fd_, 0, static_cast<off_t>(allocated_), static_cast<off_t>(to - allocated_));
+  if (rc != 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) {
+    rc = ::ftruncate(fd_, static_cast<off_t>(to));  // a file system without fallocate
+  }
+  if (rc != 0) fail("cannot grow", path_, errno);
+#ifdef MADV_POPULATE_WRITE
+  // Map the new pages writable now, in one call, rather than by a page
+  // fault at each page's first append. Only an optimization: errors (an
+  // older kernel) are ignored.
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t from = allocated_ / page * page;
+  const uint64_t until = std::min(to, map_len_);
+  if (until > from) ::madvise(map_ + from, until - from, MADV_POPULATE_WRITE);
+#endif
+  allocated_ = to;
+}
+
 uint64_t LogFile::append(std::string_view bytes) {
   std::lock_guard lock(mu_);
+  if (map_ != nullptr) {
+    const uint64_t at = mapped_size_.load(std::memory_order_relaxed);
+    const uint64_t end = at + bytes.size();
+    if (end <= map_len_) {
+      grow(end);
+      std::memcpy(map_ + at, bytes.data(), bytes.size());
+    } else {
+      write_all(bytes, at);  // past the mapping
+      allocated_ = std::max(allocated_, end);
+    }
+    flushed_ = end;
+    mapped_size_.store(end, std::memory_order_release);
+    return at;
+  }
   const uint64_t at = flushed_ + buffer_.size();
   if (buffer_.size() + bytes.size() > kBufferSize && !buffer_.empty()) {
     write_all(buffer_, flushed_);
@@ -86,6 +140,14 @@ uint64_t LogFile::flush() {
     buffer_.clear();
   }
   return flushed_;
+}
+
+void LogFile::trim() {
+  if (map_ == nullptr) return;
+  std::lock_guard lock(mu_);
+  if (allocated_ <= flushed_) return;
+  if (::ftruncate(fd_, static_cast<off_t>(flushed_)) != 0) fail("cannot trim", path_, errno);
+  allocated_ = flushed_;
 }
 
 void LogFile::sync_through(uint64_t end) {
@@ -117,7 +179,20 @@ void LogFile::sync_through(uint64_t end) {
 
 void LogFile::sync() { sync_through(size()); }
 
+bool LogFile::view(uint64_t offset, size_t size, std::string_view* out) const {
+  if (map_ == nullptr) return false;
+  const uint64_t end = std::min(mapped_size_.load(std::memory_order_acquire), map_len_);
+  if (offset > end || size > end - offset) return false;
+  *out = std::string_view(map_ + offset, size);
+  return true;
+}
+
 void LogFile::read(uint64_t offset, size_t size, std::string* out) const {
+  std::string_view mapped;
+  if (view(offset, size, &mapped)) {
+    out->assign(mapped);
+    return;
+  }
   out->resize(size);
   uint64_t file_part_end = offset + size;
   {
@@ -215,6 +290,8 @@ void LogFile::truncate(uint64_t new_size) {
   if (::ftruncate(fd_, static_cast<off_t>(new_size)) != 0) fail("cannot truncate", path_, errno);
   if (::fdatasync(fd_) != 0) fail("cannot sync", path_, errno);
   flushed_ = new_size;
+  allocated_ = new_size;
+  mapped_size_.store(new_size, std::memory_order_release);
   buffer_.clear();
   std::lock_guard sync_lock(sync_mu_);
   synced_ = std::min(synced_, new_size);  // bytes appended after this are not durable yet

@@ -22,24 +22,19 @@
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "core/version_list.h"
+#include "engines/log/key_index.h"
 #include "engines/log/log_file.h"
 #include "engines/log/record.h"
 
 namespace cairn {
 
 namespace fs = std::filesystem;
+using internal::KeyIndex;
+using internal::Loc;
 using internal::LogFile;
 namespace logrec = internal::logrec;
 
 namespace {
-
-// Where a key's newest record is.
-struct Loc {
-  uint32_t file = 0;
-  uint32_t size = 0;
-  uint64_t offset = 0;
-  uint64_t sequence = 0;
-};
 
 // One put record of a data file, as its index file (or a scan) gives it.
 struct Entry {
@@ -96,18 +91,27 @@ struct LogStore::State {
     return (fs::path(options.path) / file_name(id, ext)).string();
   }
 
-  mutable std::shared_mutex index_mu;
-  absl::flat_hash_map<std::string, Loc> index;  // guarded by index_mu
-  std::map<uint32_t, uint64_t> stale;  // data file -> bytes of dead records; guarded by index_mu
+  // How much of a data file to map: a closed one as it is; one appended to
+  // up to max_file_size and then a whole record of the largest value (a
+  // record past the mapping is written with pwrite).
+  uint64_t map_bytes(bool appended_to) const {
+    return appended_to ? options.max_file_size + options.max_value_size + (64 << 10) : 1;
+  }
 
-  mutable std::shared_mutex files_mu;
-  std::map<uint32_t, std::shared_ptr<LogFile>> data;  // .data and .datac; guarded by files_mu
+  // Guards the index, the stale bytes and the data files: a reader holds
+  // it shared from the lookup to the end of its read, so a file the index
+  // points at cannot be deleted under it.
+  mutable std::shared_mutex index_mu;
+  KeyIndex index;
+  std::map<uint32_t, uint64_t> stale;  // data file -> bytes of dead records
+  std::map<uint32_t, std::shared_ptr<LogFile>> data;  // .data and .datac
 
   std::atomic<uint32_t> next_id{1};   // the next file's id
   std::atomic<uint32_t> current{0};   // the data file writers append to (set under write_mu)
   std::atomic<uint64_t> appended{0};  // record bytes written by put and remove since open
 
   mutable std::mutex write_mu;  // one writer at a time; guards what follows
+  std::shared_ptr<LogFile> writing;      // data file `current`
   std::shared_ptr<LogFile> tombstones;   // the tombstone file appended to
   std::shared_ptr<LogFile> index_file;   // the current data file's index entries
   std::set<uint32_t> tomb_ids;           // every tombstone file
@@ -155,35 +159,37 @@ struct LogStore::State {
   static size_t max_record() { return logrec::record_size(logrec::kMaxKeySize, UINT32_MAX); }
 
   std::shared_ptr<LogFile> file(uint32_t id) const {
-    std::shared_lock lock(files_mu);
+    std::shared_lock lock(index_mu);
     auto it = data.find(id);
     return it == data.end() ? nullptr : it->second;
   }
 
   // The encoded versions of `key` into *out; false if the key is absent.
-  bool read(std::string_view key, std::string* out) const {
-    Loc loc;
-    std::shared_ptr<LogFile> f;
-    // Compaction points the index at a record's copy before it deletes the
-    // file: a reader that finds the file gone looks again.
-    for (int attempt = 0; f == nullptr; ++attempt) {
-      {
-        std::shared_lock lock(index_mu);
-        auto it = index.find(as_absl(key));
-        if (it == index.end()) return false;
-        loc = it->second;
-      }
-      f = file(loc.file);
-      if (f == nullptr && attempt == 8) {
-        throw Corruption(where("get", key) + ": its data file " + std::to_string(loc.file) + " is gone");
-      }
+  // *slot (if given) is set to the key's index entry, which stays valid
+  // while the caller holds write_mu (only writers erase).
+  bool read(std::string_view key, std::string* out, Loc** slot = nullptr) const {
+    // Held to the end: compaction moves the key's entry (exclusively)
+    // before it deletes the file, so the file outlives this read.
+    std::shared_lock lock(index_mu);
+    Loc* found = index.find(key);
+    if (slot != nullptr) *slot = found;
+    if (found == nullptr) return false;
+    const Loc loc = *found;
+    auto file_it = data.find(loc.file);
+    if (file_it == data.end()) {
+      throw Corruption(where("get", key) + ": its data file " + std::to_string(loc.file) + " is gone");
     }
-    thread_local std::string bytes;
-    f->read(loc.offset, loc.size, &bytes);
+    const LogFile& f = *file_it->second;
+    std::string_view bytes;
+    thread_local std::string copy;
+    if (!f.view(loc.offset, loc.size, &bytes)) {
+      f.read(loc.offset, loc.size, &copy);
+      bytes = copy;
+    }
     logrec::Record r;
     if (logrec::parse(bytes, &r, loc.size) != logrec::Parse::kOk || r.kind != logrec::Kind::kPut ||
         r.key != key || r.sequence != loc.sequence) {
-      throw Corruption(where("get", key) + ": the record at " + f->path() + ":" +
+      throw Corruption(where("get", key) + ": the record at " + f.path() + ":" +
                        std::to_string(loc.offset) + " fails its checksum or is not this key's");
     }
     out->assign(r.value);
@@ -201,9 +207,10 @@ struct LogStore::State {
   };
 
   // Appends a record for `key` to the current data file and points the
-  // index at it. REQUIRES: write_mu held.
-  Pending append_put(std::string_view key, std::string_view versions) {
-    std::shared_ptr<LogFile> f = file(current);
+  // index at it: at `slot`, the key's entry (from read()), or a new one if
+  // null. REQUIRES: write_mu held since `slot` was found.
+  Pending append_put(std::string_view key, std::string_view versions, Loc* slot) {
+    std::shared_ptr<LogFile> f = writing;
     if (f->size() >= options.max_file_size) f = roll();
     scratch.clear();
     const uint64_t seq = next_sequence++;
@@ -218,10 +225,11 @@ struct LogStore::State {
     appended.fetch_add(scratch.size(), std::memory_order_relaxed);
     const Loc loc{current, static_cast<uint32_t>(scratch.size()), offset, seq};
     std::unique_lock lock(index_mu);
-    auto [it, fresh] = index.try_emplace(std::string(key), loc);
-    if (!fresh) {
-      stale[it->second.file] += it->second.size;  // the record this one supersedes
-      it->second = loc;
+    if (slot == nullptr) {
+      index.insert(key, loc);
+    } else {
+      stale[slot->file] += slot->size;  // the record this one supersedes (or its copy)
+      *slot = loc;
     }
     return pending;
   }
@@ -240,10 +248,9 @@ struct LogStore::State {
     Pending pending = durable(tombstones, offset + scratch.size());
     appended.fetch_add(scratch.size(), std::memory_order_relaxed);
     std::unique_lock lock(index_mu);
-    auto it = index.find(as_absl(key));
-    if (it != index.end()) {
-      stale[it->second.file] += it->second.size;
-      index.erase(it);
+    if (const Loc* loc = index.find(key)) {
+      stale[loc->file] += loc->size;
+      index.erase(key);
     }
     return pending;
   }
@@ -259,9 +266,8 @@ struct LogStore::State {
     if (options.flush_bytes == 0 || unsynced < options.flush_bytes) return Pending{};
     unsynced = 0;
     Pending p;
-    std::shared_ptr<LogFile> data_file = file(current);
-    p.file = data_file;
-    p.end = data_file->size();
+    p.file = writing;
+    p.end = writing->size();
     if (tombstones) {
       p.file2 = tombstones;
       p.end2 = tombstones->size();
@@ -272,22 +278,23 @@ struct LogStore::State {
   // Closes the current data file (synced) and starts the next, with a
   // tombstone file of its own. REQUIRES: write_mu held.
   std::shared_ptr<LogFile> roll() {
-    std::shared_ptr<LogFile> old = file(current);
-    old->sync();
-    retired_syncs += old->syncs();
+    writing->trim();  // the space grown ahead of the appends
+    writing->sync();
+    retired_syncs += writing->syncs();
     if (tombstones) {
       tombstones->sync();
       retired_syncs += tombstones->syncs();
     }
     index_file->sync();  // a closed file's index is what the next open trusts
     const uint32_t id = next_id.fetch_add(1);
-    auto f = std::make_shared<LogFile>(path(id, "data"));
+    auto f = std::make_shared<LogFile>(path(id, "data"), map_bytes(true));
     index_file = std::make_shared<LogFile>(path(id, "index"));
     internal::sync_dir(options.path);
     {
-      std::unique_lock lock(files_mu);
+      std::unique_lock lock(index_mu);
       data.emplace(id, f);
     }
+    writing = f;
     current = id;
     tombstones.reset();
     unsynced = 0;
@@ -304,6 +311,7 @@ struct LogStore::State {
   void entries_of(uint32_t id, const LogFile& f, std::vector<Entry>* out) const;
 
   void open();
+  static bool zeros_from(const LogFile& f, uint64_t from);
   void write_index(uint32_t id, const std::string& entries) const;
 
   // The compaction thread and its parts.
@@ -343,6 +351,17 @@ void LogStore::State::entries_of(uint32_t id, const LogFile& f, std::vector<Entr
         out->push_back(Entry{std::string(r.key), static_cast<uint32_t>(r.size), offset, r.sequence});
       },
       max_record(), end, &skipped);
+}
+
+bool LogStore::State::zeros_from(const LogFile& f, uint64_t from) {
+  std::string chunk;
+  for (uint64_t at = from, end = f.size(); at < end;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(1 << 20, end - at));
+    f.read(at, n, &chunk);
+    if (chunk.find_first_not_of('\0') != std::string::npos) return false;
+    at += n;
+  }
+  return true;
 }
 
 void LogStore::State::write_index(uint32_t id, const std::string& entries) const {
@@ -407,7 +426,7 @@ void LogStore::State::open() {
   };
   auto load = [&](uint32_t id, bool compacted) {
     Loaded l;
-    l.file = std::make_shared<LogFile>(path(id, compacted ? "datac" : "data"));
+    l.file = std::make_shared<LogFile>(path(id, compacted ? "datac" : "data"), map_bytes(id == last));
     const std::string index_path = path(id, "index");
     const bool tail = id == last || id == last_compacted;
     // A closed file: its index entries, as far as they are whole, agree
@@ -467,10 +486,12 @@ void LogStore::State::open() {
     Loaded& l = loaded[k];
     for (auto& [key, loc] : l.puts) {
       max_seq = std::max(max_seq, loc.sequence);
-      auto [it, fresh] = index.try_emplace(std::move(key));
-      if (fresh || it->second.sequence < loc.sequence) {
-        if (!fresh) stale[it->second.file] += it->second.size;
-        it->second = loc;
+      Loc* have = index.find(key);
+      if (have == nullptr) {
+        index.insert(key, loc);
+      } else if (have->sequence < loc.sequence) {
+        stale[have->file] += have->size;
+        *have = loc;
       } else {
         stale[id] += loc.size;  // an older record met after a newer one
       }
@@ -484,6 +505,13 @@ void LogStore::State::open() {
       log(LogLevel::kError, "log '" + options.name + "': " + f.path() + ": " + std::to_string(l.skipped) +
                                 " bytes of damaged records dropped; the good records around them are kept");
       stale[id] += l.skipped;  // compaction frees them
+    }
+    if (l.good < f.size() && zeros_from(f, l.good)) {
+      // Space grown ahead of the appends and not trimmed (a crash): no
+      // records, only zeros.
+      log(LogLevel::kInfo, "log '" + options.name + "': " + f.path() + ": cut " +
+                               std::to_string(f.size() - l.good) + " bytes of unused space at its end");
+      f.truncate(l.good);
     }
     if (l.good < f.size()) {
       // Only a file written at a crash may end torn: cut it there. An
@@ -518,10 +546,10 @@ void LogStore::State::open() {
         [&](const logrec::Record& r, uint64_t) {
           max_seq = std::max(max_seq, r.sequence);
           if (r.kind != logrec::Kind::kTombstone) return;
-          auto it = index.find(as_absl(r.key));
-          if (it != index.end() && it->second.sequence < r.sequence) {
-            stale[it->second.file] += it->second.size;
-            index.erase(it);
+          const Loc* have = index.find(r.key);
+          if (have != nullptr && have->sequence < r.sequence) {
+            stale[have->file] += have->size;
+            index.erase(r.key);
           }
         },
         max_record(), 0, &skipped);
@@ -543,6 +571,7 @@ void LogStore::State::open() {
     }
   }
   current = last;
+  writing = data.at(last);
   next_id = max_id + 1;
   next_sequence = max_seq + 1;
 }
@@ -588,15 +617,12 @@ void LogStore::State::compact_pass(bool requested) {
   // The victims: closed files past the threshold, the stalest first.
   std::vector<std::pair<uint32_t, uint64_t>> sizes;
   const uint32_t writing = current.load();
-  {
-    std::shared_lock lock(files_mu);
-    for (const auto& [id, f] : data) {
-      if (id != writing && id != out_id && damaged.count(id) == 0) sizes.emplace_back(id, f->size());
-    }
-  }
   std::vector<std::pair<double, uint32_t>> victims;
   {
     std::shared_lock lock(index_mu);
+    for (const auto& [id, f] : data) {
+      if (id != writing && id != out_id && damaged.count(id) == 0) sizes.emplace_back(id, f->size());
+    }
     for (const auto& [id, size] : sizes) {
       auto it = stale.find(id);
       const uint64_t dead = it == stale.end() ? 0 : it->second;
@@ -634,46 +660,75 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
   const auto start = std::chrono::steady_clock::now();
   uint64_t copied = 0;  // bytes, for the throttle
   std::string record, entry;
-  for (const Entry& e : entries) {
+  // In batches (up to 256 records or 1 MiB): one shared lock finds which
+  // are live, one exclusive lock points the index at their copies, so that
+  // compaction takes the index lock twice per batch, not per record.
+  std::vector<uint64_t> copies;  // per entry of the batch: its copy's offset, or ~0 if dead
+  for (size_t begin = 0; begin < entries.size();) {
     if (hold.load(std::memory_order_relaxed)) return Outcome::kStopped;
-    // The output is chosen before the record is found live: a copy of a
+    size_t end = begin;
+    for (uint64_t bytes = 0; end < entries.size() && end - begin < 256 && bytes < (1 << 20); ++end) {
+      bytes += entries[end].size;
+    }
+    // The output is chosen before the records are found live: a copy of a
     // record is then never in a file younger than a tombstone that
     // superseded it (compact_tombstones relies on that).
     if (out == nullptr || out->size() >= options.max_file_size) roll_output();
+    copies.assign(end - begin, ~uint64_t{0});
     {
       std::shared_lock lock(index_mu);
-      auto it = index.find(as_absl(e.key));
-      if (it == index.end() || it->second.file != victim || it->second.offset != e.offset) continue;
+      for (size_t k = begin; k < end; ++k) {
+        const Loc* loc = index.find(entries[k].key);
+        if (loc != nullptr && loc->file == victim && loc->offset == entries[k].offset) {
+          copies[k - begin] = 0;  // live: copy it
+        }
+      }
     }
-    vf->read(e.offset, e.size, &record);
-    logrec::Record r;
-    if (logrec::parse(record, &r, e.size) != logrec::Parse::kOk || r.key != e.key ||
-        r.sequence != e.sequence) {
-      damaged.insert(victim);
-      log(LogLevel::kError, "log '" + options.name + "': " + vf->path() + ":" + std::to_string(e.offset) +
-                                ": the record of key " + printable_key(e.key) +
-                                " fails its checksum; the file is not compacted, and a get of the key is Corruption");
-      return Outcome::kSkipped;
+    for (size_t k = begin; k < end; ++k) {
+      if (copies[k - begin] != 0) continue;
+      const Entry& e = entries[k];
+      vf->read(e.offset, e.size, &record);
+      logrec::Record r;
+      if (logrec::parse(record, &r, e.size) != logrec::Parse::kOk || r.key != e.key ||
+          r.sequence != e.sequence) {
+        // Stop here: the copies made so far are not in the index, and are
+        // counted dead.
+        std::unique_lock lock(index_mu);
+        for (size_t j = begin; j < k; ++j) {
+          if (copies[j - begin] != ~uint64_t{0}) stale[out_id] += entries[j].size;
+        }
+        damaged.insert(victim);
+        log(LogLevel::kError, "log '" + options.name + "': " + vf->path() + ":" + std::to_string(e.offset) +
+                                  ": the record of key " + printable_key(e.key) +
+                                  " fails its checksum; the file is not compacted, and a get of the key is Corruption");
+        return Outcome::kSkipped;
+      }
+      copies[k - begin] = out->append(record);
+      entry.clear();
+      logrec::append_index(&entry, e.key, e.size, copies[k - begin], e.sequence);
+      out_index->append(entry);
+      records_copied.fetch_add(1, std::memory_order_relaxed);
+      bytes_copied.fetch_add(e.size, std::memory_order_relaxed);
+      copied += e.size;
     }
-    const uint64_t at = out->append(record);
-    entry.clear();
-    logrec::append_index(&entry, e.key, e.size, at, e.sequence);
-    out_index->append(entry);
     {
       // A write that raced the copy has moved the key on: the copy is dead.
       std::unique_lock lock(index_mu);
-      auto it = index.find(as_absl(e.key));
-      if (it != index.end() && it->second.file == victim && it->second.offset == e.offset) {
-        it->second = Loc{out_id, e.size, at, e.sequence};
-        stale[victim] += e.size;
-      } else {
-        stale[out_id] += e.size;
+      for (size_t k = begin; k < end; ++k) {
+        const uint64_t at = copies[k - begin];
+        if (at == ~uint64_t{0}) continue;
+        const Entry& e = entries[k];
+        Loc* loc = index.find(e.key);
+        if (loc != nullptr && loc->file == victim && loc->offset == e.offset) {
+          *loc = Loc{out_id, e.size, at, e.sequence};
+          stale[victim] += e.size;
+        } else {
+          stale[out_id] += e.size;
+        }
       }
     }
-    records_copied.fetch_add(1, std::memory_order_relaxed);
-    bytes_copied.fetch_add(e.size, std::memory_order_relaxed);
-    copied += e.size;
     throttle(copied, start);
+    begin = end;
   }
   // Every byte of the file is now accounted dead; if not, a live record
   // was missed (or the accounting is wrong), and the file stays.
@@ -695,11 +750,8 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
     out_index->sync();
   }
   {
-    std::unique_lock lock(files_mu);
-    data.erase(victim);
-  }
-  {
     std::unique_lock lock(index_mu);
+    data.erase(victim);
     stale.erase(victim);
   }
   retired_syncs += vf->syncs();
@@ -720,11 +772,11 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
 void LogStore::State::roll_output() {
   finish_output();
   const uint32_t id = next_id.fetch_add(1);
-  auto f = std::make_shared<LogFile>(path(id, "datac"));
+  auto f = std::make_shared<LogFile>(path(id, "datac"), map_bytes(true));
   out_index = std::make_shared<LogFile>(path(id, "index"));
   internal::sync_dir(options.path);
   {
-    std::unique_lock lock(files_mu);
+    std::unique_lock lock(index_mu);
     data.emplace(id, f);
   }
   out = std::move(f);
@@ -733,6 +785,7 @@ void LogStore::State::roll_output() {
 
 void LogStore::State::finish_output() {
   if (out == nullptr) return;
+  out->trim();
   out->sync();
   out_index->sync();
   retired_syncs += out->syncs();
@@ -745,7 +798,9 @@ void LogStore::State::throttle(uint64_t done, std::chrono::steady_clock::time_po
   if (options.compaction_rate == 0) return;
   const auto due = start + std::chrono::microseconds(
                                static_cast<int64_t>(double(done) * 1e6 / double(options.compaction_rate)));
-  if (due <= std::chrono::steady_clock::now()) return;
+  // Sleep only once ahead by 5 ms or more: a sleep per record would cost
+  // more than the copy.
+  if (due - std::chrono::steady_clock::now() < std::chrono::milliseconds(5)) return;
   std::unique_lock lock(compact_mu);
   compact_cv.wait_until(lock, due, [&] { return stop || paused > 0; });
 }
@@ -788,7 +843,7 @@ void LogStore::State::compact_tombstones() {
   }
   std::vector<std::pair<uint32_t, std::shared_ptr<LogFile>>> older;
   {
-    std::shared_lock lock(files_mu);
+    std::shared_lock lock(index_mu);
     for (const auto& [id, f] : data) {
       if (id < bound) older.emplace_back(id, f);
     }
@@ -917,7 +972,8 @@ PutResult LogStore::put_stamped(std::string_view key, const Versioned& value, Ve
   {
     std::lock_guard lock(s.write_mu);
     s.check_open();
-    const bool exists = s.read(key, &s.stored);
+    Loc* slot = nullptr;
+    const bool exists = s.read(key, &s.stored, &slot);
     if (internal::apply_put_encoded(exists ? std::string_view(s.stored) : std::string_view(),
                                     value, &s.updated) == PutResult::kObsolete) {
       return PutResult::kObsolete;
@@ -926,7 +982,7 @@ PutResult LogStore::put_stamped(std::string_view key, const Versioned& value, Ve
       throw InvalidArgument(s.where("put", key) + ": its versions would total " +
                             std::to_string(s.updated.size()) + " bytes; a record holds at most 4 GiB");
     }
-    pending = s.append_put(key, s.updated);
+    pending = s.append_put(key, s.updated, slot);
   }
   pending.wait();
   return PutResult::kStored;
@@ -939,9 +995,10 @@ bool LogStore::remove(std::string_view key, const VectorClock& version) {
   {
     std::lock_guard lock(s.write_mu);
     s.check_open();
-    if (!s.read(key, &s.stored)) return false;
+    Loc* slot = nullptr;
+    if (!s.read(key, &s.stored, &slot)) return false;
     if (!internal::apply_remove_encoded(s.stored, version, &s.updated)) return false;
-    pending = s.updated.empty() ? s.append_tombstone(key) : s.append_put(key, s.updated);
+    pending = s.updated.empty() ? s.append_tombstone(key) : s.append_put(key, s.updated, slot);
   }
   pending.wait();
   return true;
@@ -986,7 +1043,7 @@ std::unique_ptr<StoreIterator> LogStore::scan() {
   {
     std::shared_lock lock(s_->index_mu);
     keys.reserve(s_->index.size());
-    for (const auto& [key, loc] : s_->index) keys.push_back(key);
+    s_->index.for_each([&](std::string_view key, const Loc&) { keys.emplace_back(key); });
   }
   return std::make_unique<LogIterator>(s_, std::move(keys));
 }
@@ -1006,7 +1063,14 @@ void LogStore::close() {
       if (!first) first = std::current_exception();
     }
   };
-  if (auto f = s.file(s.current)) sync(*f);
+  if (auto f = s.writing) {
+    try {
+      f->trim();  // the space grown ahead of the appends
+    } catch (...) {
+      first = std::current_exception();
+    }
+    sync(*f);
+  }
   if (s.tombstones) sync(*s.tombstones);
   if (s.index_file) sync(*s.index_file);
   if (s.lock_fd >= 0) {
@@ -1022,7 +1086,7 @@ void LogStore::sync() {
   {
     std::lock_guard lock(s.write_mu);
     s.check_open();
-    data = s.file(s.current);
+    data = s.writing;
     tombstones = s.tombstones;
     index = s.index_file;
     s.unsynced = 0;
@@ -1089,20 +1153,13 @@ LogStats LogStore::stats() const {
   LogStats out;
   std::map<uint32_t, uint64_t> sizes;
   {
-    std::shared_lock lock(s.files_mu);
+    std::shared_lock lock(s.index_mu);
     for (const auto& [id, f] : s.data) {
       sizes[id] = f->size();
       out.syncs += f->syncs();
     }
-  }
-  {
-    std::shared_lock lock(s.index_mu);
     out.keys = s.index.size();
-    // A slot holds the key string and its location; a control byte per slot.
-    out.index_bytes = s.index.capacity() * (sizeof(std::string) + sizeof(Loc) + 1);
-    for (const auto& [key, loc] : s.index) {
-      if (key.capacity() > 15) out.index_bytes += key.capacity() + 1;  // beyond the inline buffer
-    }
+    out.index_bytes = s.index.memory_bytes();
     for (const auto& [id, size] : sizes) {
       auto st = s.stale.find(id);
       const uint64_t stale = st == s.stale.end() ? 0 : st->second;

@@ -1,0 +1,141 @@
+#include "engines/log/key_index.h"
+
+#include <absl/hash/hash.h>
+#include <absl/strings/string_view.h>
+
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "cairn/errors.h"
+
+namespace cairn::internal {
+
+namespace {
+constexpr size_t kHugePage = 2 << 20;
+}  // namespace
+
+void* KeyIndex::acquire(size_t bytes) {
+  void* p = bytes >= kHugePage ? std::aligned_alloc(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage)
+                               : std::malloc(bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  if (bytes >= kHugePage) ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only
+  std::memset(p, 0, bytes);
+  return p;
+}
+
+void KeyIndex::release(void* p) { std::free(p); }
+
+KeyIndex::KeyIndex() : slots_(static_cast<uint64_t*>(acquire(1024 * sizeof(uint64_t)))), mask_(1023) {}
+
+KeyIndex::~KeyIndex() {
+  release(slots_);
+  for (char* c : chunks_) release(c);
+}
+
+uint32_t KeyIndex::hash(std::string_view key) {
+  const uint64_t h = absl::Hash<absl::string_view>{}(absl::string_view(key.data(), key.size()));
+  return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+std::string_view KeyIndex::key_of(uint32_t r) const {
+  const char* e = entry(r);
+  uint16_t n;
+  std::memcpy(&n, e + sizeof(Loc), 2);
+  return std::string_view(e + kHeader, n);
+}
+
+size_t KeyIndex::probe(std::string_view key, uint32_t h) const {
+  for (uint64_t pos = h & mask_;; pos = (pos + 1) & mask_) {
+    const uint64_t slot = slots_[pos];
+    if (slot == 0 || (hash_of(slot) == h && key_of(ref(slot)) == key)) return pos;
+  }
+}
+
+Loc* KeyIndex::find(std::string_view key) const {
+  const uint64_t slot = slots_[probe(key, hash(key))];
+  return slot == 0 ? nullptr : loc_of(ref(slot));
+}
+
+uint32_t KeyIndex::allocate(size_t size) {
+  auto it = free_.find(size);
+  if (it != free_.end() && !it->second.empty()) {
+    const uint32_t r = it->second.back();
+    it->second.pop_back();
+    return r;
+  }
+  if (pool_end_ % kChunk + size > kChunk || pool_end_ % kChunk == 0) {
+    // A new chunk (an entry never straddles two).
+    if (pool_end_ % kChunk != 0) pool_end_ += kChunk - pool_end_ % kChunk;
+    if (pool_end_ + kChunk >= kMaxPool) {
+      throw FailedPrecondition("log index: its key pool is full (" + std::to_string(kMaxPool >> 30) +
+                               " GiB of keys and locations)");
+    }
+    if (pool_end_ / kChunk == chunks_.size()) chunks_.push_back(static_cast<char*>(acquire(kChunk)));
+  }
+  const uint32_t r = static_cast<uint32_t>(pool_end_ / 8 + 1);
+  pool_end_ += size;
+  return r;
+}
+
+Loc* KeyIndex::insert(std::string_view key, const Loc& loc) {
+  if ((size_ + 1) * 5 > (mask_ + 1) * 4) grow();
+  const uint32_t h = hash(key);
+  const size_t pos = probe(key, h);
+  const uint32_t r = allocate(entry_size(key.size()));
+  char* e = entry(r);
+  std::memcpy(e, &loc, sizeof loc);
+  const uint16_t n = static_cast<uint16_t>(key.size());
+  std::memcpy(e + sizeof(Loc), &n, 2);
+  std::memcpy(e + kHeader, key.data(), key.size());
+  slots_[pos] = (uint64_t{h} << 32) | r;
+  ++size_;
+  return reinterpret_cast<Loc*>(e);
+}
+
+bool KeyIndex::erase(std::string_view key) {
+  size_t pos = probe(key, hash(key));
+  const uint64_t slot = slots_[pos];
+  if (slot == 0) return false;
+  free_[entry_size(key.size())].push_back(ref(slot));
+  --size_;
+  // Backward shift: pull later slots of the cluster into the hole when
+  // their home is not between the hole and them.
+  slots_[pos] = 0;
+  for (uint64_t next = (pos + 1) & mask_;; next = (next + 1) & mask_) {
+    const uint64_t s = slots_[next];
+    if (s == 0) break;
+    const uint64_t home = hash_of(s) & mask_;
+    const bool stays = pos <= next ? (pos < home && home <= next) : (pos < home || home <= next);
+    if (!stays) {
+      slots_[pos] = s;
+      slots_[next] = 0;
+      pos = next;
+    }
+  }
+  return true;
+}
+
+void KeyIndex::grow() {
+  const uint64_t old_count = mask_ + 1;
+  uint64_t* old = slots_;
+  slots_ = static_cast<uint64_t*>(acquire(old_count * 2 * sizeof(uint64_t)));
+  mask_ = old_count * 2 - 1;
+  for (uint64_t i = 0; i < old_count; ++i) {
+    const uint64_t s = old[i];
+    if (s == 0) continue;
+    uint64_t pos = hash_of(s) & mask_;
+    while (slots_[pos] != 0) pos = (pos + 1) & mask_;
+    slots_[pos] = s;
+  }
+  release(old);
+}
+
+uint64_t KeyIndex::memory_bytes() const {
+  return (mask_ + 1) * sizeof(uint64_t) + chunks_.size() * kChunk;
+}
+
+}  // namespace cairn::internal
