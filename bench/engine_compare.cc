@@ -1,11 +1,15 @@
 // The log engine beside RocksDB and LMDB (issue 6): one engine, one key
 // count, one process per run (bench/run-log runs them and prints the
 // table). Keys are 16 bytes (an 8-byte random prefix and an 8-byte index),
-// values 100 bytes; one thread; every operation picks a key at random.
+// values 100 random bytes; one thread; every operation picks a key at
+// random.
 //
 // Phases, each timed:
 //   fill      every key put once, in a random order, into an empty store
 //   put       --ops overwrites of random keys
+//   rmw       --ops overwrites that read the key first: what a cairn put
+//             does anyway (it merges versions), a Get before each Put for
+//             RocksDB, so the two do the same work
 //   get       --ops reads of random keys (after a warm-up of --ops / 4),
 //             each timed for the percentiles
 //   mix       --ops operations, half gets and half puts
@@ -65,6 +69,10 @@ class Engine {
   virtual void close() = 0;
   virtual void put(const std::string& key, const std::string& value, uint64_t n) = 0;
   virtual bool get(const std::string& key) = 0;
+  // A put that reads the key's value first.
+  virtual void read_modify_write(const std::string& key, const std::string& value, uint64_t n) {
+    put(key, value, n);  // cairn's engines read the key's versions in put
+  }
   // Extra fields for the JSON, after the run.
   virtual std::string report() { return ""; }
 };
@@ -162,6 +170,10 @@ class RocksEngine final : public Engine {
     const rocksdb::Status s = db_->Put(write_, key, value);
     if (!s.ok()) throw std::runtime_error("rocksdb put: " + s.ToString());
   }
+  void read_modify_write(const std::string& key, const std::string& value, uint64_t n) override {
+    get(key);
+    put(key, value, n);
+  }
   bool get(const std::string& key) override {
     const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), key, &got_);
     if (!s.ok() && !s.IsNotFound()) throw std::runtime_error("rocksdb get: " + s.ToString());
@@ -251,7 +263,14 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> order(keys);
   for (uint32_t i = 0; i < keys; ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), rng);
-  const std::string value(100, 'v');
+  // Values: 100 random bytes (so that RocksDB's Snappy finds nothing to
+  // compress), one of 4096 per put.
+  std::vector<std::string> values(4096, std::string(100, '\0'));
+  for (std::string& v : values) {
+    for (char& c : v) c = static_cast<char>(rng());
+  }
+  size_t value_at = 0;
+  auto next_value = [&]() -> const std::string& { return values[value_at++ % values.size()]; };
   uint64_t n = 1;  // clocks: every put newer than the last
   auto random_key = [&]() -> const std::string& { return key[rng() % keys]; };
   // Progress on stderr, with the page faults and context switches of the
@@ -270,13 +289,18 @@ int main(int argc, char** argv) {
   engine->open(false);
   progress("fill");
   auto t = Clock::now();
-  for (uint32_t i : order) engine->put(key[i], value, n++);
+  for (uint32_t i : order) engine->put(key[i], next_value(), n++);
   const double fill_s = seconds_since(t);
 
   progress("put");
   t = Clock::now();
-  for (uint64_t i = 0; i < ops; ++i) engine->put(random_key(), value, n++);
+  for (uint64_t i = 0; i < ops; ++i) engine->put(random_key(), next_value(), n++);
   const double put_s = seconds_since(t);
+
+  progress("rmw");
+  t = Clock::now();
+  for (uint64_t i = 0; i < ops; ++i) engine->read_modify_write(random_key(), next_value(), n++);
+  const double rmw_s = seconds_since(t);
 
   progress("get");
   uint64_t missing = 0;
@@ -299,7 +323,7 @@ int main(int argc, char** argv) {
     if (rng() & 1) {
       missing += !engine->get(random_key());
     } else {
-      engine->put(random_key(), value, n++);
+      engine->put(random_key(), next_value(), n++);
     }
   }
   const double mix_s = seconds_since(t);
@@ -325,7 +349,7 @@ int main(int argc, char** argv) {
   progress("durable");
   engine->open(true);
   t = Clock::now();
-  for (uint64_t i = 0; i < durable_ops; ++i) engine->put(random_key(), value, n++);
+  for (uint64_t i = 0; i < durable_ops; ++i) engine->put(random_key(), next_value(), n++);
   const double durable_s = seconds_since(t);
   engine->close();
   fs::remove_all(path);
@@ -334,10 +358,11 @@ int main(int argc, char** argv) {
   auto rate = [](uint64_t count, double s) { return s > 0 ? double(count) / s : 0.0; };
   std::printf(
       "{\"engine\": \"%s\", \"keys\": %llu, \"ops\": %llu, \"fill_ops\": %.0f, \"put_ops\": %.0f, "
+      "\"rmw_ops\": %.0f, "
       "\"get_ops\": %.0f, \"get_p50_ns\": %u, \"get_p99_ns\": %u, \"get_p999_ns\": %u, "
       "\"mix_ops\": %.0f, \"open_s\": %.3f, \"durable_put_ops\": %.0f, \"disk_bytes\": %llu%s}\n",
       engine_name.c_str(), static_cast<unsigned long long>(keys), static_cast<unsigned long long>(ops),
-      rate(keys, fill_s), rate(ops, put_s), rate(ops, get_s), pct(0.5), pct(0.99), pct(0.999),
+      rate(keys, fill_s), rate(ops, put_s), rate(ops, rmw_s), rate(ops, get_s), pct(0.5), pct(0.99), pct(0.999),
       rate(ops, mix_s), open_s, rate(durable_ops, durable_s), static_cast<unsigned long long>(disk),
       engine->report().c_str());
   return 0;

@@ -17,10 +17,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view in(reinterpret_cast<const char*>(data), size);
   for (std::string_view rest = in;;) {
     logrec::Record r;
-    if (logrec::parse(rest, &r, 1 << 20) != logrec::Parse::kOk) break;
+    const uint64_t offset = in.size() - rest.size();
+    if (logrec::parse(rest, &r, 1 << 20, offset) != logrec::Parse::kOk) break;
     if (r.size > rest.size()) std::abort();
     std::string again;
-    logrec::append(&again, r.kind, r.sequence, r.key, r.value);
+    logrec::append(&again, r.kind, r.sequence, r.key, r.value, offset);
     if (again != rest.substr(0, r.size)) std::abort();
     rest.remove_prefix(r.size);
   }

@@ -60,9 +60,9 @@ int main(int argc, char** argv) {
   std::string records;
   namespace logrec = cairn::internal::logrec;
   logrec::append(&records, logrec::Kind::kPut, 1, "key", cairn::internal::encode_versions(
-      std::vector<cairn::Versioned>{{"value", c}}));
-  logrec::append(&records, logrec::Kind::kPut, 2, "empty", "");
-  logrec::append(&records, logrec::Kind::kTombstone, 3, "key", "");
+      std::vector<cairn::Versioned>{{"value", c}}), records.size());
+  logrec::append(&records, logrec::Kind::kPut, 2, "empty", "", records.size());
+  logrec::append(&records, logrec::Kind::kTombstone, 3, "key", "", records.size());
   write(root / "log_record_fuzz", "records", records);
   std::string entries;
   logrec::append_index(&entries, "key", 40, 0, 1);

@@ -119,11 +119,17 @@ bool KeyIndex::erase(std::string_view key) {
   return true;
 }
 
-void KeyIndex::grow() {
+void KeyIndex::reserve(size_t n) {
+  uint64_t slots = mask_ + 1;
+  while (n * 5 > slots * 4) slots *= 2;
+  if (slots > mask_ + 1) rehash(slots);
+}
+
+void KeyIndex::rehash(uint64_t count) {
   const uint64_t old_count = mask_ + 1;
   uint64_t* old = slots_;
-  slots_ = static_cast<uint64_t*>(acquire(old_count * 2 * sizeof(uint64_t)));
-  mask_ = old_count * 2 - 1;
+  slots_ = static_cast<uint64_t*>(acquire(count * sizeof(uint64_t)));
+  mask_ = count - 1;
   for (uint64_t i = 0; i < old_count; ++i) {
     const uint64_t s = old[i];
     if (s == 0) continue;

@@ -58,6 +58,9 @@ class KeyIndex {
   // Removes `key`; false if it was absent.
   bool erase(std::string_view key);
 
+  // Sizes the table for `n` keys (no growth until then).
+  void reserve(size_t n);
+
   size_t size() const { return size_; }
   // Bytes held: slots, and pool chunks (used or free).
   uint64_t memory_bytes() const;
@@ -88,7 +91,8 @@ class KeyIndex {
   // The slot holding `key`, or the empty slot where it would go.
   size_t probe(std::string_view key, uint32_t h) const;
   uint32_t allocate(size_t size);
-  void grow();
+  void grow() { rehash((mask_ + 1) * 2); }
+  void rehash(uint64_t slots);  // a power of two
 
   // Zeroed memory, huge-page aligned when large; freed with release().
   static void* acquire(size_t bytes);

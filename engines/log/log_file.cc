@@ -243,7 +243,7 @@ uint64_t walk(const LogFile& f, uint64_t from, uint64_t* skipped, ParseFn&& pars
   std::string chunk;
   for (;;) {
     Item item;
-    const logrec::Parse p = parse(std::string_view(window).substr(pos), &item);
+    const logrec::Parse p = parse(std::string_view(window).substr(pos), &item, base + pos);
     if (p == logrec::Parse::kOk) {
       if (skipped != nullptr) *skipped += base + pos - good_end;
       if (!take(item, base + pos)) return base + pos;
@@ -272,7 +272,9 @@ uint64_t LogFile::scan(const std::function<void(const logrec::Record&, uint64_t)
                        size_t max_record_size, uint64_t from, uint64_t* skipped) const {
   return walk<logrec::Record>(
       *this, from, skipped,
-      [&](std::string_view bytes, logrec::Record* r) { return logrec::parse(bytes, r, max_record_size); },
+      [&](std::string_view bytes, logrec::Record* r, uint64_t offset) {
+        return logrec::parse(bytes, r, max_record_size, offset);
+      },
       [&](const logrec::Record& r, uint64_t offset) {
         fn(r, offset);
         return true;
@@ -281,7 +283,8 @@ uint64_t LogFile::scan(const std::function<void(const logrec::Record&, uint64_t)
 
 uint64_t LogFile::scan_index(const std::function<bool(const logrec::IndexEntry&)>& fn) const {
   return walk<logrec::IndexEntry>(
-      *this, 0, nullptr, [](std::string_view bytes, logrec::IndexEntry* e) { return logrec::parse_index(bytes, e); },
+      *this, 0, nullptr,
+      [](std::string_view bytes, logrec::IndexEntry* e, uint64_t) { return logrec::parse_index(bytes, e); },
       [&](const logrec::IndexEntry& e, uint64_t) { return fn(e); });
 }
 

@@ -81,6 +81,7 @@ uint64_t index_entries(const LogFile& idx, uint64_t data_size, bool* whole,
 struct LogStore::State {
   LogOptions options;
   std::atomic<bool> closed{false};
+  std::mutex close_mu;
   int lock_fd = -1;  // flock'ed <path>/LOCK: one store per directory
 
   ~State() {
@@ -187,7 +188,7 @@ struct LogStore::State {
       bytes = copy;
     }
     logrec::Record r;
-    if (logrec::parse(bytes, &r, loc.size) != logrec::Parse::kOk || r.kind != logrec::Kind::kPut ||
+    if (logrec::parse(bytes, &r, loc.size, loc.offset) != logrec::Parse::kOk || r.kind != logrec::Kind::kPut ||
         r.key != key || r.sequence != loc.sequence) {
       throw Corruption(where("get", key) + ": the record at " + f.path() + ":" +
                        std::to_string(loc.offset) + " fails its checksum or is not this key's");
@@ -214,7 +215,7 @@ struct LogStore::State {
     if (f->size() >= options.max_file_size) f = roll();
     scratch.clear();
     const uint64_t seq = next_sequence++;
-    logrec::append(&scratch, logrec::Kind::kPut, seq, key, versions);
+    logrec::append(&scratch, logrec::Kind::kPut, seq, key, versions, f->size());
     const uint64_t offset = f->append(scratch);
     Pending pending = durable(f, offset + scratch.size());
     // Its index entry stays buffered: a crash loses only entries of the
@@ -243,7 +244,7 @@ struct LogStore::State {
       if (tomb_ids.insert(id).second) internal::sync_dir(options.path);
     }
     scratch.clear();
-    logrec::append(&scratch, logrec::Kind::kTombstone, next_sequence++, key, "");
+    logrec::append(&scratch, logrec::Kind::kTombstone, next_sequence++, key, "", tombstones->size());
     const uint64_t offset = tombstones->append(scratch);
     Pending pending = durable(tombstones, offset + scratch.size());
     appended.fetch_add(scratch.size(), std::memory_order_relaxed);
@@ -293,9 +294,9 @@ struct LogStore::State {
     {
       std::unique_lock lock(index_mu);
       data.emplace(id, f);
+      current = id;
     }
     writing = f;
-    current = id;
     tombstones.reset();
     unsynced = 0;
     {
@@ -373,7 +374,10 @@ void LogStore::State::write_index(uint32_t id, const std::string& entries) const
 
 void LogStore::State::open() {
   std::error_code ec;
-  fs::create_directories(options.path, ec);
+  if (fs::create_directories(options.path, ec)) {
+    const fs::path parent = fs::absolute(options.path).parent_path();
+    internal::sync_dir(parent.string());  // the new directory's own entry
+  }
   if (ec) throw IoError("log '" + options.name + "': cannot create " + options.path + ": " + ec.message());
   const std::string lock_path = (fs::path(options.path) / "LOCK").string();
   lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -417,7 +421,20 @@ void LogStore::State::open() {
   // order. Loading touches nothing shared, so files load in parallel.
   struct Loaded {
     std::shared_ptr<LogFile> file;
-    std::vector<std::pair<std::string, Loc>> puts;
+    // Keys end to end in one string (no allocation per key), and per put
+    // record where its key is and the record's location.
+    std::string keys;
+    struct Put {
+      uint64_t key_at;
+      uint32_t key_size;
+      Loc loc;
+    };
+    std::vector<Put> puts;
+    void add(std::string_view key, const Loc& loc) {
+      puts.push_back(Put{keys.size(), static_cast<uint32_t>(key.size()), loc});
+      keys.append(key);
+    }
+    std::string_view key(const Put& p) const { return std::string_view(keys).substr(p.key_at, p.key_size); }
     uint64_t from_index = 0, by_scan = 0;
     uint64_t good = 0;          // where its good records end
     uint64_t skipped = 0;       // damaged bytes between good records
@@ -436,8 +453,7 @@ void LogStore::State::open() {
     if (!tail && fs::exists(index_path)) {
       indexed_end = index_entries(LogFile(index_path), l.file->size(), &l.index_whole,
                                   [&](const logrec::IndexEntry& e) {
-                                    l.puts.emplace_back(std::string(e.key),
-                                                        Loc{id, e.record_size, e.record_offset, e.sequence});
+                                    l.add(e.key, Loc{id, e.record_size, e.record_offset, e.sequence});
                                     ++l.from_index;
                                   });
     }
@@ -445,14 +461,13 @@ void LogStore::State::open() {
     l.good = l.file->scan(
         [&](const logrec::Record& r, uint64_t offset) {
           if (r.kind != logrec::Kind::kPut) return;
-          l.puts.emplace_back(std::string(r.key),
-                              Loc{id, static_cast<uint32_t>(r.size), offset, r.sequence});
+          l.add(r.key, Loc{id, static_cast<uint32_t>(r.size), offset, r.sequence});
           ++l.by_scan;
         },
         max_record(), indexed_end, &l.skipped);
     if (!l.index_whole) {
-      for (const auto& [key, loc] : l.puts) {
-        logrec::append_index(&l.fresh_index, key, loc.size, loc.offset, loc.sequence);
+      for (const Loaded::Put& p : l.puts) {
+        logrec::append_index(&l.fresh_index, l.key(p), p.loc.size, p.loc.offset, p.loc.sequence);
       }
     }
     return l;
@@ -477,6 +492,11 @@ void LogStore::State::open() {
     worker();
     for (std::thread& t : pool) t.join();
   }
+  {
+    size_t records = 0;
+    for (const Loaded& l : loaded) records += l.puts.size();
+    index.reserve(records);  // one table for them all, not a doubling per power of two
+  }
   // Applied in file order: the newest sequence number wins. (A record and
   // its compacted copy, both left by a crash mid-compaction, tie: the
   // first is kept, the other counted stale.)
@@ -484,7 +504,9 @@ void LogStore::State::open() {
     if (errors[k]) std::rethrow_exception(errors[k]);
     const uint32_t id = order[k].first;
     Loaded& l = loaded[k];
-    for (auto& [key, loc] : l.puts) {
+    for (const Loaded::Put& p : l.puts) {
+      const std::string_view key = l.key(p);
+      const Loc& loc = p.loc;
       max_seq = std::max(max_seq, loc.sequence);
       Loc* have = index.find(key);
       if (have == nullptr) {
@@ -497,6 +519,7 @@ void LogStore::State::open() {
       }
     }
     l.puts = {};
+    l.keys = {};
     opened_from_index += l.from_index;
     opened_by_scan += l.by_scan;
     LogFile& f = *l.file;
@@ -573,6 +596,7 @@ void LogStore::State::open() {
   current = last;
   writing = data.at(last);
   next_id = max_id + 1;
+  internal::sync_dir(options.path);  // files open created (the first data file, index files)
   next_sequence = max_seq + 1;
 }
 
@@ -616,10 +640,13 @@ void LogStore::State::compact_loop() {
 void LogStore::State::compact_pass(bool requested) {
   // The victims: closed files past the threshold, the stalest first.
   std::vector<std::pair<uint32_t, uint64_t>> sizes;
-  const uint32_t writing = current.load();
+  uint32_t writing = 0;
   std::vector<std::pair<double, uint32_t>> victims;
   {
+    // `current` changes with the file table, under this lock: a file just
+    // rolled to is never taken for a closed one.
     std::shared_lock lock(index_mu);
+    writing = current.load();
     for (const auto& [id, f] : data) {
       if (id != writing && id != out_id && damaged.count(id) == 0) sizes.emplace_back(id, f->size());
     }
@@ -663,11 +690,12 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
   // In batches (up to 256 records or 1 MiB): one shared lock finds which
   // are live, one exclusive lock points the index at their copies, so that
   // compaction takes the index lock twice per batch, not per record.
+  constexpr size_t kBatch = 256;
   std::vector<uint64_t> copies;  // per entry of the batch: its copy's offset, or ~0 if dead
   for (size_t begin = 0; begin < entries.size();) {
     if (hold.load(std::memory_order_relaxed)) return Outcome::kStopped;
     size_t end = begin;
-    for (uint64_t bytes = 0; end < entries.size() && end - begin < 256 && bytes < (1 << 20); ++end) {
+    for (uint64_t bytes = 0; end < entries.size() && end - begin < kBatch && bytes < (1 << 20); ++end) {
       bytes += entries[end].size;
     }
     // The output is chosen before the records are found live: a copy of a
@@ -689,7 +717,7 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
       const Entry& e = entries[k];
       vf->read(e.offset, e.size, &record);
       logrec::Record r;
-      if (logrec::parse(record, &r, e.size) != logrec::Parse::kOk || r.key != e.key ||
+      if (logrec::parse(record, &r, e.size, e.offset) != logrec::Parse::kOk || r.key != e.key ||
           r.sequence != e.sequence) {
         // Stop here: the copies made so far are not in the index, and are
         // counted dead.
@@ -703,6 +731,7 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
                                   " fails its checksum; the file is not compacted, and a get of the key is Corruption");
         return Outcome::kSkipped;
       }
+      logrec::reseal(&record, out->size());  // its CRC binds it to where it now lies
       copies[k - begin] = out->append(record);
       entry.clear();
       logrec::append_index(&entry, e.key, e.size, copies[k - begin], e.sequence);
@@ -744,26 +773,39 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
       return Outcome::kSkipped;
     }
   }
-  // The copies are durable before what they replace is gone.
+  // What replaces the file's records is durable before the file is gone:
+  // the copies, and the writes that superseded the rest (in the files
+  // writers append to; older ones were synced when they closed).
   if (out != nullptr) {
     out->sync();
     out_index->sync();
   }
+  std::shared_ptr<LogFile> writer_file, tomb_file;
+  {
+    std::lock_guard lock(write_mu);
+    writer_file = writing;
+    tomb_file = tombstones;
+  }
+  writer_file->sync();
+  if (tomb_file) tomb_file->sync();
+  const std::string victim_path = vf->path();
+  std::error_code ec;
+  if (!fs::remove(victim_path, ec) || ec) {
+    // It stays, all dead, and its records keep their tombstones.
+    damaged.insert(victim);
+    log(LogLevel::kError, "log '" + options.name + "': compaction: cannot remove " + victim_path + ": " +
+                              (ec ? ec.message() : std::string("it is gone")));
+    return Outcome::kSkipped;
+  }
+  fs::remove(path(victim, "index"), ec);  // a stray index file is ignored by open
+  internal::sync_dir(options.path);
   {
     std::unique_lock lock(index_mu);
     data.erase(victim);
     stale.erase(victim);
   }
   retired_syncs += vf->syncs();
-  const std::string victim_path = vf->path();
-  vf.reset();  // readers still holding it keep reading it
-  std::error_code ec;
-  fs::remove(victim_path, ec);
-  if (!ec) fs::remove(path(victim, "index"), ec);
-  if (ec) {
-    log(LogLevel::kError, "log '" + options.name + "': compaction: cannot remove " + victim_path + ": " + ec.message());
-  }
-  internal::sync_dir(options.path);
+  vf.reset();  // unmapped and closed here, outside the lock
   runs.fetch_add(1, std::memory_order_relaxed);
   tombs_may_drop = true;
   return Outcome::kDone;
@@ -877,7 +919,7 @@ void LogStore::State::compact_tombstones() {
           auto it = newest.find(as_absl(r.key));
           if (r.kind == logrec::Kind::kTombstone && it != newest.end() && it->second.needed &&
               it->second.sequence == r.sequence) {
-            logrec::append(&kept, r.kind, r.sequence, r.key, r.value);
+            logrec::append(&kept, r.kind, r.sequence, r.key, r.value, kept.size());
           } else {
             ++dropped;
           }
@@ -1050,6 +1092,7 @@ std::unique_ptr<StoreIterator> LogStore::scan() {
 
 void LogStore::close() {
   State& s = *s_;
+  std::lock_guard close_lock(s.close_mu);  // one close at a time
   if (s.closed.load(std::memory_order_acquire)) return;
   // The compactor first (it syncs its output): it takes write_mu itself.
   s.stop_compactor();

@@ -22,8 +22,24 @@ uint64_t get_le(std::string_view s, size_t at, int bytes) {
 
 }  // namespace
 
+namespace {
+
+// The CRC's starting point: the CRC32C of the offset's 8 bytes.
+uint32_t seed(uint64_t offset) {
+  char bytes[8];
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(offset >> (8 * i));
+  return crc32c(std::string_view(bytes, 8));
+}
+
+void seal(std::string* out, size_t start, size_t size, uint64_t offset) {
+  const uint32_t crc = crc32c(std::string_view(*out).substr(start + 4, size - 4), seed(offset));
+  for (int i = 0; i < 4; ++i) (*out)[start + static_cast<size_t>(i)] = static_cast<char>(crc >> (8 * i));
+}
+
+}  // namespace
+
 void append(std::string* out, Kind kind, uint64_t sequence, std::string_view key,
-            std::string_view value) {
+            std::string_view value, uint64_t offset) {
   assert(!key.empty() && key.size() <= kMaxKeySize);
   assert(value.size() <= UINT32_MAX);
   const size_t start = out->size();
@@ -36,11 +52,12 @@ void append(std::string* out, Kind kind, uint64_t sequence, std::string_view key
   put_le(out, sequence, 8);
   out->append(key);
   out->append(value);
-  const uint32_t crc = crc32c(std::string_view(*out).substr(start + 4));
-  for (int i = 0; i < 4; ++i) (*out)[start + static_cast<size_t>(i)] = static_cast<char>(crc >> (8 * i));
+  seal(out, start, out->size() - start, offset);
 }
 
-Parse parse(std::string_view bytes, Record* out, size_t max_size) {
+void reseal(std::string* record, uint64_t offset) { seal(record, 0, record->size(), offset); }
+
+Parse parse(std::string_view bytes, Record* out, size_t max_size, uint64_t offset) {
   if (bytes.size() < kHeaderSize) return Parse::kTruncated;
   const uint8_t version = static_cast<uint8_t>(bytes[4]);
   const uint8_t kind = static_cast<uint8_t>(bytes[5]);
@@ -54,7 +71,7 @@ Parse parse(std::string_view bytes, Record* out, size_t max_size) {
   if (size > max_size) return Parse::kCorrupt;
   if (bytes.size() < size) return Parse::kTruncated;
   const uint32_t stored = static_cast<uint32_t>(get_le(bytes, 0, 4));
-  if (crc32c(bytes.substr(4, size - 4)) != stored) return Parse::kCorrupt;
+  if (crc32c(bytes.substr(4, size - 4), seed(offset)) != stored) return Parse::kCorrupt;
   out->kind = static_cast<Kind>(kind);
   out->sequence = get_le(bytes, 12, 8);
   out->key = bytes.substr(kHeaderSize, key_size);

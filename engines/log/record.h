@@ -2,7 +2,8 @@
 // files are made of. All integers little-endian.
 //
 //   offset  size  field
-//   0       4     CRC32C of bytes 4 .. end of the record (header and payload)
+//   0       4     CRC32C of the record's offset in its file (8 bytes,
+//                 little-endian) followed by bytes 4 .. end of the record
 //   4       1     format version (1)
 //   5       1     kind: 1 = put (the key's whole version list), 2 = tombstone
 //   6       2     key size, 1 .. 65535
@@ -13,6 +14,10 @@
 // Better than HaloDB's (18-byte header, CRC32 of zlib): keys up to 64 KiB
 // (HaloDB's stop at 127 bytes), empty values legal, and the CRC is checked
 // on every read, so damaged bytes are Corruption, never a wrong value.
+// The CRC covers where the record is: a record's image stored inside a
+// value (a backup of a log file, say) is not a good record where it lies,
+// so recovery, stepping over damage byte by byte, cannot take it for one.
+// A record copied elsewhere (compaction) is sealed again with reseal().
 
 #ifndef CAIRN_ENGINES_LOG_RECORD_H_
 #define CAIRN_ENGINES_LOG_RECORD_H_
@@ -37,10 +42,14 @@ struct Record {
   size_t size = 0;         // header + key + value
 };
 
-// Appends one record to `*out`. REQUIRES: 1 <= key.size() <= kMaxKeySize,
-// value.size() < 2^32.
+// Appends one record, to lie at `offset` in its file, to `*out`.
+// REQUIRES: 1 <= key.size() <= kMaxKeySize, value.size() < 2^32.
 void append(std::string* out, Kind kind, uint64_t sequence, std::string_view key,
-            std::string_view value);
+            std::string_view value, uint64_t offset);
+
+// Rewrites the CRC of the encoded record `record` (a good one) for a new
+// offset.
+void reseal(std::string* record, uint64_t offset);
 
 // The size of a record with this key and value.
 inline size_t record_size(size_t key_size, size_t value_size) {
@@ -53,9 +62,10 @@ enum class Parse {
   kCorrupt,    // a header field is impossible, or the CRC does not match
 };
 
-// Parses the record at the front of `bytes`. `max_size` bounds the sizes a
-// header may claim (a damaged length must not be believed).
-Parse parse(std::string_view bytes, Record* out, size_t max_size = SIZE_MAX);
+// Parses the record at the front of `bytes`, which lie at `offset` in their
+// file. `max_size` bounds the sizes a header may claim (a damaged length
+// must not be believed).
+Parse parse(std::string_view bytes, Record* out, size_t max_size, uint64_t offset);
 
 // Index entries, in an <id>.index file beside each data file: where each
 // put record of the data file is, so that opening the store need not read

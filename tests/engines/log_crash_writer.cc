@@ -1,6 +1,6 @@
 // A child process for log_crash_test: writes to a log store until it is
 // killed, printing the number of each write after it returned (so every
-// number printed is an acknowledged write). Write i is to key "k<i % 300>"
+// number printed is an acknowledged write). Write i is to key "k<i % 293>"
 // at clock {1: i + 1}, so each supersedes the key's last: a remove when
 // i % 5 == 4, else a put of "v<i>". Files are small, so that compaction
 // (on, as by default) runs all the time and is killed in every phase.
@@ -13,6 +13,10 @@
 
 #include "cairn/versioned.h"
 #include "engines/log/log_store.h"
+
+// Not a multiple of 5: each key is put and removed in turn, so removes
+// write tombstones.
+constexpr unsigned long kKeys = 293;
 
 int main(int argc, char** argv) {
   if (argc != 4) {
@@ -31,9 +35,9 @@ int main(int argc, char** argv) {
     const cairn::Versioned v{"v" + std::to_string(i) + std::string(i % 200, '.'),
                              cairn::VectorClock({{1, i + 1}})};
     if (i % 5 == 4) {
-      store.remove("k" + std::to_string(i % 300), v.clock);
+      store.remove("k" + std::to_string(i % kKeys), v.clock);
     } else {
-      store.put("k" + std::to_string(i % 300), v);
+      store.put("k" + std::to_string(i % kKeys), v);
     }
     std::printf("%lu\n", i);
     std::fflush(stdout);

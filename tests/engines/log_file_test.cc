@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -19,9 +20,10 @@ namespace {
 
 using testing::TempDir;
 
-std::string record(uint64_t seq, const std::string& key, const std::string& value) {
+// A record to lie at `offset` (its CRC covers where it is).
+std::string record(uint64_t seq, const std::string& key, const std::string& value, uint64_t offset = 0) {
   std::string out;
-  logrec::append(&out, logrec::Kind::kPut, seq, key, value);
+  logrec::append(&out, logrec::Kind::kPut, seq, key, value, offset);
   return out;
 }
 
@@ -52,13 +54,13 @@ TEST(LogFileTest, ReopenFindsWhatWasFlushedAndAppendsAfterIt) {
   uint64_t second = 0;
   {
     LogFile f(path);
-    f.append(record(1, "a", "1"));
+    f.append(record(1, "a", "1", 0));
     f.sync();
-    second = f.append(record(2, "b", "22"));
+    second = f.append(record(2, "b", "22", f.size()));
   }  // the destructor flushes
   LogFile f(path);
   EXPECT_EQ(f.size(), second + record(2, "b", "22").size());
-  const uint64_t third = f.append(record(3, "c", "333"));
+  const uint64_t third = f.append(record(3, "c", "333", f.size()));
   EXPECT_EQ(third, f.size() - record(3, "c", "333").size());
   std::vector<std::string> keys;
   const uint64_t good = f.scan([&](const logrec::Record& r, uint64_t) { keys.emplace_back(r.key); },
@@ -74,7 +76,7 @@ TEST(LogFileTest, ScanStopsAtATornOrDamagedTailAndTruncateDropsIt) {
   std::vector<size_t> starts;  // where each record begins
   for (int i = 0; i < 2000; ++i) {
     starts.push_back(all.size());
-    all += record(static_cast<uint64_t>(i), "key" + std::to_string(i), std::string(700, 'v'));
+    all += record(static_cast<uint64_t>(i), "key" + std::to_string(i), std::string(700, 'v'), all.size());
   }
   // Where the good records of a file cut at `cut` end: the start of the
   // last record that begins by the cut (it is the one torn).
@@ -107,6 +109,75 @@ TEST(LogFileTest, ScanStopsAtATornOrDamagedTailAndTruncateDropsIt) {
   size_t n = 0;
   EXPECT_EQ(f.scan([&](const logrec::Record&, uint64_t) { ++n; }, 1 << 20), starts[1000]);
   EXPECT_EQ(n, 1000u);
+  // Stepping over damage instead: only that record is lost.
+  n = 0;
+  uint64_t skipped = 0;
+  EXPECT_EQ(f.scan([&](const logrec::Record&, uint64_t) { ++n; }, 1 << 20, 0, &skipped), all.size());
+  EXPECT_EQ(n, 1999u);
+  EXPECT_EQ(skipped, starts[1001] - starts[1000]);
+}
+
+// A record's image inside another record's value is not a good record
+// where it lies: stepping over damage cannot take it for one.
+TEST(LogFileTest, StepsOverDamageButNotIntoARecordImageInAValue) {
+  TempDir dir;
+  const std::string path = dir.sub("1.data");
+  const std::string inner = record(99, "planted", "a value that was never put", 0);
+  std::string all = record(1, "a", "x" + inner + "y", 0);
+  all += record(2, "b", "2", all.size());
+  all[10] ^= 0x01;  // a's value size: a is damaged, and the image lies bare
+  {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << all;
+  }
+  LogFile f(path);
+  std::vector<std::string> keys;
+  uint64_t skipped = 0;
+  EXPECT_EQ(f.scan([&](const logrec::Record& r, uint64_t) { keys.emplace_back(r.key); }, 1 << 20, 0, &skipped),
+            all.size());
+  EXPECT_EQ(keys, std::vector<std::string>{"b"});
+  EXPECT_EQ(skipped, all.size() - record(2, "b", "2").size());
+}
+
+// Mapped files: appends are copies into the page cache, reads views; the
+// space grown ahead is trimmed, and a file past the mapping is written
+// with pwrite and read with pread.
+TEST(LogFileTest, MappedAppendsReadsTrimAndReopen) {
+  TempDir dir;
+  const std::string path = dir.sub("1.data");
+  std::vector<std::pair<uint64_t, std::string>> written;
+  auto rng = testing::seeded_rng(9);
+  {
+    LogFile f(path, 3 << 20);  // mapped for 3 MiB; the rest past the mapping
+    for (int i = 0; i < 600; ++i) {
+      const std::string bytes = testing::random_bytes(rng, 1 + rng() % 12000);
+      written.emplace_back(f.append(bytes), bytes);
+    }
+    EXPECT_GT(f.size(), uint64_t{3} << 20);
+    EXPECT_GE(std::filesystem::file_size(path), f.size()) << "grown ahead";
+    std::string got;
+    std::string_view view;
+    for (const auto& [offset, bytes] : written) {
+      f.read(offset, bytes.size(), &got);
+      ASSERT_TRUE(got == bytes) << "at " << offset;
+      if (offset + bytes.size() <= (3u << 20)) {
+        ASSERT_TRUE(f.view(offset, bytes.size(), &view));
+        ASSERT_TRUE(view == bytes);
+      } else {
+        EXPECT_FALSE(f.view(offset, bytes.size(), &view)) << "past the mapping";
+      }
+    }
+    EXPECT_THROW(f.read(f.size() - 1, 2, &got), Corruption) << "past the end";
+    f.trim();
+    EXPECT_EQ(std::filesystem::file_size(path), f.size());
+    f.sync();
+  }
+  LogFile f(path, 1);
+  EXPECT_EQ(f.size(), written.back().first + written.back().second.size());
+  std::string got;
+  for (const auto& [offset, bytes] : written) {
+    f.read(offset, bytes.size(), &got);
+    ASSERT_TRUE(got == bytes) << "at " << offset;
+  }
 }
 
 TEST(LogFileTest, ConcurrentReadersWhileAppending) {
