@@ -100,6 +100,7 @@ bool KeyIndex::erase(std::string_view key) {
   size_t pos = probe(key, hash(key));
   const uint64_t slot = slots_[pos];
   if (slot == 0) return false;
+  loc_of(ref(slot))->file = 0;  // no file has id 0: a kept Loc* sees the entry is gone
   free_[entry_size(key.size())].push_back(ref(slot));
   --size_;
   // Backward shift: pull later slots of the cluster into the hole when

@@ -55,7 +55,9 @@ class KeyIndex {
   // Adds `key` (absent: REQUIRES find(key) == nullptr) and returns its
   // location, set to `loc`. Throws FailedPrecondition when the pool is full.
   Loc* insert(std::string_view key, const Loc& loc);
-  // Removes `key`; false if it was absent.
+  // Removes `key`; false if it was absent. The entry's Loc::file is set to
+  // 0 (no file has that id), so that a caller who kept the Loc* sees it is
+  // gone until another key takes the entry over.
   bool erase(std::string_view key);
 
   // Sizes the table for `n` keys (no growth until then).

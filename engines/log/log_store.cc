@@ -400,7 +400,7 @@ void LogStore::State::open() {
     }
     unsigned id = 0;
     char ext[8] = {0};
-    if (std::sscanf(name.c_str(), "%8u.%5s", &id, ext) != 2) continue;
+    if (std::sscanf(name.c_str(), "%8u.%5s", &id, ext) != 2 || id == 0) continue;  // 0 is no file's id
     const std::string e(ext);
     if (e == "data" || e == "datac") ids.emplace(id, e == "datac");
     if (e == "tomb") tomb_ids.insert(id);
@@ -692,6 +692,7 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
   // compaction takes the index lock twice per batch, not per record.
   constexpr size_t kBatch = 256;
   std::vector<uint64_t> copies;  // per entry of the batch: its copy's offset, or ~0 if dead
+  std::vector<Loc*> slots;       // and the index entry of each live one
   for (size_t begin = 0; begin < entries.size();) {
     if (hold.load(std::memory_order_relaxed)) return Outcome::kStopped;
     size_t end = begin;
@@ -703,12 +704,14 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
     // superseded it (compact_tombstones relies on that).
     if (out == nullptr || out->size() >= options.max_file_size) roll_output();
     copies.assign(end - begin, ~uint64_t{0});
+    slots.assign(end - begin, nullptr);
     {
       std::shared_lock lock(index_mu);
       for (size_t k = begin; k < end; ++k) {
-        const Loc* loc = index.find(entries[k].key);
+        Loc* loc = index.find(entries[k].key);
         if (loc != nullptr && loc->file == victim && loc->offset == entries[k].offset) {
           copies[k - begin] = 0;  // live: copy it
+          slots[k - begin] = loc;
         }
       }
     }
@@ -742,13 +745,17 @@ LogStore::State::Outcome LogStore::State::compact_file(uint32_t victim) {
     }
     {
       // A write that raced the copy has moved the key on: the copy is dead.
+      // The entries found above are checked in place, with no lookup: an
+      // entry never moves; if a writer erased it since, its file reads 0;
+      // if another key took it over, it points at a writers' file, never
+      // at this one. So the exclusive section is a few compares per record.
       std::unique_lock lock(index_mu);
       for (size_t k = begin; k < end; ++k) {
         const uint64_t at = copies[k - begin];
         if (at == ~uint64_t{0}) continue;
         const Entry& e = entries[k];
-        Loc* loc = index.find(e.key);
-        if (loc != nullptr && loc->file == victim && loc->offset == e.offset) {
+        Loc* loc = slots[k - begin];
+        if (loc->file == victim && loc->offset == e.offset) {
           *loc = Loc{out_id, e.size, at, e.sequence};
           stale[victim] += e.size;
         } else {

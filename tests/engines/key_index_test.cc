@@ -91,6 +91,7 @@ TEST(KeyIndexTest, EntriesStayPutAsTheTableGrowsAndCostFewBytesAKey) {
     std::memcpy(key.data(), &i, 8);
     std::memcpy(key.data() + 8, &i, 8);
     ASSERT_TRUE(index.erase(key));
+    ASSERT_EQ(slots[i]->file, 0u) << "an erased entry says so to whoever kept it";
     key[0] ^= 0x55;
     key[15] ^= 0x55;
     index.insert(key, Loc{});

@@ -319,6 +319,83 @@ TEST(LogStoreTest, CompactionUnderConcurrentOverwritesKeepsExactlyTheNewest) {
   EXPECT_FALSE(files(dir, ".datac").empty());
 }
 
+// The same with removes among the writes: compaction (and the tombstone
+// pass) racing writers that delete and put keys back.
+TEST(LogStoreTest, CompactionUnderConcurrentPutsAndRemovesKeepsExactlyTheNewest) {
+  TempDir dir;
+  constexpr int kKeys = 300;
+  constexpr int kWriters = 2;
+  constexpr uint64_t kWrites = 15000;  // per writer
+  std::vector<uint64_t> last(kKeys, 0);   // the newest put of each key
+  std::vector<char> present(kKeys, 0);    // and whether a remove followed it
+  auto expect_newest = [&](LogStore& s) {
+    uint64_t live = 0;
+    for (int i = 0; i < kKeys; ++i) {
+      const std::string key = "k" + std::to_string(i);
+      const auto got = s.get(key);
+      if (!present[static_cast<size_t>(i)]) {
+        EXPECT_TRUE(got.empty()) << key << " came back";
+        continue;
+      }
+      EXPECT_EQ(got.size(), 1u) << key;
+      if (got.size() != 1) continue;
+      EXPECT_EQ(got[0].value, value_of(i, last[static_cast<size_t>(i)])) << key;
+      live += record_size(key, got[0]);
+    }
+    return live;
+  };
+  uint64_t live_bytes = 0;
+  {
+    LogStore s(compacting(dir));
+    std::atomic<bool> done{false};
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kWriters; ++w) {
+      threads.emplace_back([&, w] {
+        for (uint64_t n = 1; n <= kWrites; ++n) {
+          const size_t i = static_cast<size_t>((n * 7919 + static_cast<uint64_t>(w)) % kKeys);
+          if (static_cast<int>(i) % kWriters != w) continue;
+          const std::string key = "k" + std::to_string(i);
+          if (n % 5 == 0 && present[i]) {
+            ASSERT_TRUE(s.remove(key, testing::clock({{1, last[i]}})));
+            present[i] = 0;
+          } else {
+            const uint64_t version = last[i] + 1;
+            ASSERT_EQ(s.put(key, versioned(value_of(static_cast<int>(i), version), {{1, version}})),
+                      PutResult::kStored);
+            last[i] = version;
+            present[i] = 1;
+          }
+        }
+      });
+    }
+    threads.emplace_back([&] {
+      for (uint64_t n = 0; !done.load(); ++n) {
+        const int i = static_cast<int>(n % kKeys);
+        const auto got = s.get("k" + std::to_string(i));
+        ASSERT_LE(got.size(), 1u);
+        if (!got.empty()) {
+          ASSERT_EQ(got[0].value.rfind("k" + std::to_string(i) + "#", 0), 0u);
+        }
+      }
+    });
+    threads.emplace_back([&] {
+      while (!done.load()) s.compact();
+    });
+    for (int w = 0; w < kWriters; ++w) threads[static_cast<size_t>(w)].join();
+    done = true;
+    for (size_t t = kWriters; t < threads.size(); ++t) threads[t].join();
+    s.compact();
+    live_bytes = expect_newest(s);
+    const LogStats st = s.stats();
+    EXPECT_GT(st.compaction_runs, 10u);
+    EXPECT_GT(st.tombstones_dropped, 0u);
+    EXPECT_EQ(st.data_bytes - st.stale_bytes, live_bytes);
+  }
+  LogStore s(options(dir, 16 << 10));
+  EXPECT_EQ(expect_newest(s), live_bytes);
+  EXPECT_EQ(s.stats().data_bytes - s.stats().stale_bytes, live_bytes);
+}
+
 TEST(LogStoreTest, PausedCompactionWaitsForResume) {
   TempDir dir;
   LogStore s(compacting(dir, 4 << 10));
