@@ -81,6 +81,16 @@ uint32_t KeyIndex::allocate(size_t size) {
   return r;
 }
 
+bool KeyIndex::has_room(size_t key_size) const {
+  const size_t size = entry_size(key_size);
+  auto it = free_.find(size);
+  if (it != free_.end() && !it->second.empty()) return true;
+  uint64_t at = pool_end_;
+  if (at % kChunk != 0 && at % kChunk + size <= kChunk) return true;  // room in the last chunk
+  if (at % kChunk != 0) at += kChunk - at % kChunk;
+  return at + kChunk < kMaxPool;  // as allocate() decides
+}
+
 Loc* KeyIndex::insert(std::string_view key, const Loc& loc) {
   if ((size_ + 1) * 5 > (mask_ + 1) * 4) grow();
   const uint32_t h = hash(key);

@@ -55,6 +55,8 @@ class KeyIndex {
   // Adds `key` (absent: REQUIRES find(key) == nullptr) and returns its
   // location, set to `loc`. Throws FailedPrecondition when the pool is full.
   Loc* insert(std::string_view key, const Loc& loc);
+  // Whether a key of this size can be inserted (the pool has room).
+  bool has_room(size_t key_size) const;
   // Removes `key`; false if it was absent. The entry's Loc::file is set to
   // 0 (no file has that id), so that a caller who kept the Loc* sees it is
   // gone until another key takes the entry over.

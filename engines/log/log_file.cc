@@ -38,7 +38,7 @@ LogFile::LogFile(std::string path, uint64_t map_bytes) : path_(std::move(path)) 
   }
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   map_len_ = (std::max(map_bytes, flushed_) + page - 1) / page * page;
-  void* m = ::mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  void* m = ::mmap(nullptr, map_len_.load(), PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (m == MAP_FAILED) {
     const int err = errno;
     ::close(fd_);
@@ -56,7 +56,7 @@ LogFile::~LogFile() {
   } catch (const std::exception& e) {
     log(LogLevel::kError, std::string("log file: ") + e.what());
   }
-  if (map_ != nullptr) ::munmap(map_, map_len_);
+  if (map_ != nullptr) ::munmap(map_, map_len_.load());
   ::close(fd_);
 }
 
@@ -83,18 +83,24 @@ void LogFile::grow(uint64_t end) {
   const uint64_t to = (end + kGrowStep - 1) / kGrowStep * kGrowStep;
   // Blocks reserved now: a full disk fails here, not as a SIGBUS when the
   // memcpy first touches the page.
-  int rc = ::fallocate(fd_, 0, static_cast<off_t>(allocated_), static_cast<off_t>(to - allocated_));
+  const int rc = ::fallocate(fd_, 0, static_cast<off_t>(allocated_), static_cast<off_t>(to - allocated_));
   if (rc != 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) {
-    rc = ::ftruncate(fd_, static_cast<off_t>(to));  // a file system without fallocate
+    // A file system without fallocate: zeros written reserve the blocks
+    // as well (a sparse ftruncate would not).
+    static const std::string zeros(64 << 10, '\0');
+    for (uint64_t at = allocated_; at < to; at += zeros.size()) {
+      write_all(std::string_view(zeros).substr(0, static_cast<size_t>(std::min<uint64_t>(zeros.size(), to - at))), at);
+    }
+  } else if (rc != 0) {
+    fail("cannot grow", path_, errno);
   }
-  if (rc != 0) fail("cannot grow", path_, errno);
 #ifdef MADV_POPULATE_WRITE
   // Map the new pages writable now, in one call, rather than by a page
   // fault at each page's first append. Only an optimization: errors (an
   // older kernel) are ignored.
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   const uint64_t from = allocated_ / page * page;
-  const uint64_t until = std::min(to, map_len_);
+  const uint64_t until = std::min(to, map_len_.load(std::memory_order_relaxed));
   if (until > from) ::madvise(map_ + from, until - from, MADV_POPULATE_WRITE);
 #endif
   allocated_ = to;
@@ -105,7 +111,7 @@ uint64_t LogFile::append(std::string_view bytes) {
   if (map_ != nullptr) {
     const uint64_t at = mapped_size_.load(std::memory_order_relaxed);
     const uint64_t end = at + bytes.size();
-    if (end <= map_len_) {
+    if (end <= map_len_.load(std::memory_order_relaxed)) {
       grow(end);
       std::memcpy(map_ + at, bytes.data(), bytes.size());
     } else {
@@ -145,9 +151,19 @@ uint64_t LogFile::flush() {
 void LogFile::trim() {
   if (map_ == nullptr) return;
   std::lock_guard lock(mu_);
-  if (allocated_ <= flushed_) return;
-  if (::ftruncate(fd_, static_cast<off_t>(flushed_)) != 0) fail("cannot trim", path_, errno);
-  allocated_ = flushed_;
+  if (allocated_ > flushed_) {
+    if (::ftruncate(fd_, static_cast<off_t>(flushed_)) != 0) fail("cannot trim", path_, errno);
+    allocated_ = flushed_;
+  }
+  // Give back the address space reserved for appends (a closed file keeps
+  // only its length mapped). Shrinking never moves the mapping, so views
+  // of the bytes kept stay valid; no reader looks past the size.
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t keep = std::max<uint64_t>(page, (flushed_ + page - 1) / page * page);
+  const uint64_t len = map_len_.load(std::memory_order_relaxed);
+  if (keep < len && ::mremap(map_, len, keep, 0) != MAP_FAILED) {
+    map_len_.store(keep, std::memory_order_release);
+  }
 }
 
 void LogFile::sync_through(uint64_t end) {
@@ -181,7 +197,8 @@ void LogFile::sync() { sync_through(size()); }
 
 bool LogFile::view(uint64_t offset, size_t size, std::string_view* out) const {
   if (map_ == nullptr) return false;
-  const uint64_t end = std::min(mapped_size_.load(std::memory_order_acquire), map_len_);
+  const uint64_t end =
+      std::min(mapped_size_.load(std::memory_order_acquire), map_len_.load(std::memory_order_acquire));
   if (offset > end || size > end - offset) return false;
   *out = std::string_view(map_ + offset, size);
   return true;

@@ -108,7 +108,7 @@ class LogFile {
   // after they are copied in, so a reader that sees the size sees them),
   // and the file's length on disk.
   char* map_ = nullptr;
-  uint64_t map_len_ = 0;
+  std::atomic<uint64_t> map_len_{0};  // shrunk by trim()
   std::atomic<uint64_t> mapped_size_{0};
   uint64_t allocated_ = 0;
 

@@ -864,7 +864,8 @@ void LogStore::State::throttle(uint64_t done, std::chrono::steady_clock::time_po
 // say which tombstones are still needed; the others are dropped by
 // rewriting each tombstone file (a temporary file renamed over it).
 void LogStore::State::compact_tombstones() {
-  tombs_may_drop = false;
+  // tombs_may_drop is cleared only once a pass is through: one stopped or
+  // failed half-way is done again by the next.
   const uint32_t bound = current.load();
   std::vector<uint32_t> closed;
   {
@@ -873,7 +874,10 @@ void LogStore::State::compact_tombstones() {
       if (id < bound) closed.push_back(id);
     }
   }
-  if (closed.empty()) return;
+  if (closed.empty()) {
+    tombs_may_drop = false;
+    return;
+  }
   struct Tomb {
     uint64_t sequence = 0;
     bool needed = false;
@@ -902,10 +906,7 @@ void LogStore::State::compact_tombstones() {
   const auto start = std::chrono::steady_clock::now();
   uint64_t read = 0;
   for (const auto& [id, f] : older) {
-    if (hold.load(std::memory_order_relaxed)) {
-      tombs_may_drop = true;  // the next pass does it
-      return;
-    }
+    if (hold.load(std::memory_order_relaxed)) return;  // the next pass does it
     entries_of(id, *f, &entries);
     for (const Entry& e : entries) {
       auto it = newest.find(as_absl(e.key));
@@ -958,6 +959,7 @@ void LogStore::State::compact_tombstones() {
     internal::sync_dir(options.path);
     tombs_dropped.fetch_add(dropped, std::memory_order_relaxed);
   }
+  tombs_may_drop = false;
 }
 
 void LogStore::State::stop_compactor() {
@@ -1027,9 +1029,14 @@ PutResult LogStore::put_stamped(std::string_view key, const Versioned& value, Ve
                                     value, &s.updated) == PutResult::kObsolete) {
       return PutResult::kObsolete;
     }
-    if (s.updated.size() > UINT32_MAX - 4096) {
+    if (logrec::record_size(key.size(), s.updated.size()) > UINT32_MAX) {
       throw InvalidArgument(s.where("put", key) + ": its versions would total " +
                             std::to_string(s.updated.size()) + " bytes; a record holds at most 4 GiB");
+    }
+    if (slot == nullptr && !s.index.has_room(key.size())) {
+      // Refused before anything is appended: a record the index cannot
+      // hold must not reach the file.
+      throw FailedPrecondition(s.where("put", key) + ": the index's key pool is full");
     }
     pending = s.append_put(key, s.updated, slot);
   }

@@ -87,8 +87,8 @@ struct LogStats {
   // (their values unread), or by reading data files.
   uint64_t opened_from_index = 0;
   uint64_t opened_by_scan = 0;
-  // The index's memory: table slots, and key bytes beyond the strings'
-  // inline buffers. An estimate from the table's capacity.
+  // The index's memory: its slots and its pool of entries (locations and
+  // keys), used or free.
   uint64_t index_bytes = 0;
   double index_bytes_per_key() const { return keys == 0 ? 0 : double(index_bytes) / double(keys); }
   uint64_t tombstone_files = 0;

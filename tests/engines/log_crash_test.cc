@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "engines/log/log_store.h"
@@ -88,7 +89,7 @@ void crash_rounds(const char* sync, int rounds) {
   std::map<std::string, unsigned long> last;  // key -> newest acknowledged write
   std::map<std::string, unsigned long> maybe_removed;  // key -> a remove that may have landed
   unsigned long next = 0;
-  uint64_t compacted = 0;
+  std::set<std::string> compaction_outputs;  // .datac files seen after the rounds
   uint64_t tombstones = 0;
   for (int round = 0; round < rounds; ++round) {
     const std::vector<unsigned long> acked =
@@ -118,15 +119,14 @@ void crash_rounds(const char* sync, int rounds) {
       // The acknowledged write, or a later one that landed before the kill.
       EXPECT_GE(got[0].clock.counter(1), i + 1) << "round " << round << ": " << key;
     }
-    compacted += store.stats().compaction_runs;
     tombstones += store.stats().tombstone_files;
+    for (const auto& e : std::filesystem::directory_iterator(dir.sub("log"))) {
+      if (e.path().extension() == ".datac") compaction_outputs.insert(e.path().stem().string());
+    }
   }
   EXPECT_GT(last.size(), 0u) << "the writer acknowledged nothing";
-  int datac = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir.sub("log"))) {
-    datac += e.path().extension() == ".datac";
-  }
-  EXPECT_GT(datac + static_cast<int>(compacted), 0) << "compaction never ran, so it was never killed";
+  // The child compacted in many rounds, so kills landed while it did.
+  EXPECT_GE(compaction_outputs.size(), 5u) << "compaction ran too little to be killed in it";
   EXPECT_GT(tombstones, 0u) << "no remove ever wrote a tombstone";
 }
 
