@@ -10,7 +10,6 @@
 // promises that. A SIGKILL does not tear a write(2) to a local file, so
 // torn tails are tested apart, on files cut by hand (log_store_test.cc).
 
-#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -18,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -33,10 +33,13 @@ extern char** environ;
 namespace cairn {
 namespace {
 
-// Runs the writer for `ms` milliseconds, kills it, and returns the numbers
-// of the writes it acknowledged.
+// Runs the writer until it has acknowledged `acks` writes, lets it go on
+// for `extra_us` more microseconds (so the kill lands anywhere: mid-write,
+// mid-roll, mid-compaction), kills it, and returns the numbers of the
+// writes it acknowledged. Counting writes rather than time makes each
+// round do the same work on a loaded machine as on an idle one.
 std::vector<unsigned long> run_and_kill(const std::string& dir, const char* sync,
-                                        unsigned long start, int ms) {
+                                        unsigned long start, size_t acks, int extra_us) {
   const char* writer = std::getenv("LOG_CRASH_WRITER");
   if (writer == nullptr) throw std::runtime_error("LOG_CRASH_WRITER is not set (the test runner sets it)");
   int out[2];
@@ -53,23 +56,22 @@ std::vector<unsigned long> run_and_kill(const std::string& dir, const char* sync
   posix_spawn_file_actions_destroy(&actions);
   ::close(out[1]);
   if (rc != 0) throw std::runtime_error("cannot start the writer");
-  // Read while it runs (a full pipe would stall it), then kill it.
+  // Read while it runs (a full pipe would stall it) until `acks` lines,
+  // then give it `extra_us` more and kill it.
   std::string text;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  fcntl(out[0], F_SETFL, O_NONBLOCK);
   char buf[4096];
-  while (std::chrono::steady_clock::now() < until) {
+  size_t lines = 0;
+  while (lines < acks) {  // a writer that hangs meets meson's timeout
     const ssize_t n = ::read(out[0], buf, sizeof buf);
-    if (n > 0) {
-      text.append(buf, static_cast<size_t>(n));
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
+    if (n <= 0) break;  // the writer died (its status is checked below)
+    lines += static_cast<size_t>(std::count(buf, buf + n, '\n'));
+    text.append(buf, static_cast<size_t>(n));
   }
+  EXPECT_GE(lines, acks) << "the writer stopped acknowledging";
+  std::this_thread::sleep_for(std::chrono::microseconds(extra_us));
   ::kill(pid, SIGKILL);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  fcntl(out[0], F_SETFL, 0);
   for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
   ::close(out[0]);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the writer died on its own";
@@ -92,8 +94,8 @@ void crash_rounds(const char* sync, int rounds) {
   std::set<std::string> compaction_outputs;  // .datac files seen after the rounds
   uint64_t tombstones = 0;
   for (int round = 0; round < rounds; ++round) {
-    const std::vector<unsigned long> acked =
-        run_and_kill(dir.sub("log"), sync, next, 20 + static_cast<int>(rng() % 60));
+    const std::vector<unsigned long> acked = run_and_kill(
+        dir.sub("log"), sync, next, 50 + rng() % 350, static_cast<int>(rng() % 3000));
     for (unsigned long i : acked) last["k" + std::to_string(i % kKeys)] = i;
     // The write under way at the kill may have landed unacknowledged. If it
     // was a remove, its key may be gone although its last acknowledged

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   o.path = argv[1];
   o.sync = std::string(argv[2]) == "always" ? cairn::LogOptions::Sync::kAlways
                                              : cairn::LogOptions::Sync::kNone;
-  o.max_file_size = 64 << 10;  // roll often: crashes land on every kind of boundary
+  o.max_file_size = 16 << 10;  // roll every round or so: crashes land on every kind of boundary
   o.compaction_rate = 0;
   cairn::LogStore store(o);
   for (unsigned long i = std::strtoul(argv[3], nullptr, 10);; ++i) {
