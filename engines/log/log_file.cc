@@ -181,6 +181,7 @@ void LogFile::sync_through(uint64_t end) {
   std::exception_ptr error;
   try {
     covered = flush();
+    if (map_ != nullptr) release_pages(covered);
     if (::fdatasync(fd_) != 0) fail("cannot sync", path_, errno);
     syncs_.fetch_add(1, std::memory_order_relaxed);
   } catch (...) {
@@ -191,6 +192,21 @@ void LogFile::sync_through(uint64_t end) {
   if (!error) synced_ = std::max(synced_, covered);
   sync_cv_.notify_all();
   if (error) std::rethrow_exception(error);
+}
+
+void LogFile::release_pages(uint64_t end) {
+  // Writeback write-protects every mapped dirty page, flushing each one's
+  // TLB entry on every CPU that runs this process: an IPI per page, dear
+  // under a hypervisor. Pages wholly appended are never written again, so
+  // their mappings are dropped first, in one call and one flush; their
+  // dirty bits pass to the page cache (MADV_DONTNEED on a shared file
+  // mapping keeps the data), and a later read maps them again.
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t until = std::min(end / page * page, map_len_.load(std::memory_order_relaxed));
+  uint64_t from = released_.load(std::memory_order_relaxed);
+  if (until <= from) return;
+  ::madvise(map_ + from, until - from, MADV_DONTNEED);  // only an optimization: errors are ignored
+  released_.store(until, std::memory_order_relaxed);
 }
 
 void LogFile::sync() { sync_through(size()); }
@@ -315,6 +331,9 @@ void LogFile::truncate(uint64_t new_size) {
   buffer_.clear();
   std::lock_guard sync_lock(sync_mu_);
   synced_ = std::min(synced_, new_size);  // bytes appended after this are not durable yet
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  released_.store(std::min(released_.load(std::memory_order_relaxed), new_size / page * page),
+                  std::memory_order_relaxed);
 }
 
 void sync_dir(const std::string& dir) {

@@ -97,6 +97,7 @@ class LogFile {
  private:
   void write_all(std::string_view bytes, uint64_t offset);
   void grow(uint64_t end);  // REQUIRES: mu_ held
+  void release_pages(uint64_t end);  // REQUIRES: the sync leader
 
   std::string path_;
   int fd_ = -1;
@@ -111,6 +112,7 @@ class LogFile {
   std::atomic<uint64_t> map_len_{0};  // shrunk by trim()
   std::atomic<uint64_t> mapped_size_{0};
   uint64_t allocated_ = 0;
+  std::atomic<uint64_t> released_{0};  // pages below this were unmapped before a sync
 
   std::mutex sync_mu_;  // guards what follows
   std::condition_variable sync_cv_;
