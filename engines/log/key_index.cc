@@ -3,37 +3,21 @@
 #include <absl/hash/hash.h>
 #include <absl/strings/string_view.h>
 
-#include <sys/mman.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
 
 #include "cairn/errors.h"
+#include "engines/log/huge_pages.h"
 
 namespace cairn::internal {
 
-namespace {
-constexpr size_t kHugePage = 2 << 20;
-}  // namespace
-
-void* KeyIndex::acquire(size_t bytes) {
-  void* p = bytes >= kHugePage ? std::aligned_alloc(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage)
-                               : std::malloc(bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  if (bytes >= kHugePage) ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only
-  std::memset(p, 0, bytes);
-  return p;
-}
-
-void KeyIndex::release(void* p) { std::free(p); }
-
-KeyIndex::KeyIndex() : slots_(static_cast<uint64_t*>(acquire(1024 * sizeof(uint64_t)))), mask_(1023) {}
+KeyIndex::KeyIndex() : slots_(static_cast<uint64_t*>(acquire_huge(1024 * sizeof(uint64_t), true))), mask_(1023) {}
 
 KeyIndex::~KeyIndex() {
-  release(slots_);
-  for (char* c : chunks_) release(c);
+  release_huge(slots_);
+  for (char* c : chunks_) release_huge(c);
 }
 
 uint32_t KeyIndex::hash(std::string_view key) {
@@ -55,8 +39,8 @@ size_t KeyIndex::probe(std::string_view key, uint32_t h) const {
   }
 }
 
-Loc* KeyIndex::find(std::string_view key) const {
-  const uint64_t slot = slots_[probe(key, hash(key))];
+Loc* KeyIndex::find(std::string_view key, uint32_t h) const {
+  const uint64_t slot = slots_[probe(key, h)];
   return slot == 0 ? nullptr : loc_of(ref(slot));
 }
 
@@ -74,7 +58,7 @@ uint32_t KeyIndex::allocate(size_t size) {
       throw FailedPrecondition("log index: its key pool is full (" + std::to_string(kMaxPool >> 30) +
                                " GiB of keys and locations)");
     }
-    if (pool_end_ / kChunk == chunks_.size()) chunks_.push_back(static_cast<char*>(acquire(kChunk)));
+    if (pool_end_ / kChunk == chunks_.size()) chunks_.push_back(static_cast<char*>(acquire_huge(kChunk, true)));
   }
   const uint32_t r = static_cast<uint32_t>(pool_end_ / 8 + 1);
   pool_end_ += size;
@@ -91,9 +75,8 @@ bool KeyIndex::has_room(size_t key_size) const {
   return at + kChunk < kMaxPool;  // as allocate() decides
 }
 
-Loc* KeyIndex::insert(std::string_view key, const Loc& loc) {
+Loc* KeyIndex::insert(std::string_view key, uint32_t h, const Loc& loc) {
   if ((size_ + 1) * 5 > (mask_ + 1) * 4) grow();
-  const uint32_t h = hash(key);
   const size_t pos = probe(key, h);
   const uint32_t r = allocate(entry_size(key.size()));
   char* e = entry(r);
@@ -139,7 +122,7 @@ void KeyIndex::reserve(size_t n) {
 void KeyIndex::rehash(uint64_t count) {
   const uint64_t old_count = mask_ + 1;
   uint64_t* old = slots_;
-  slots_ = static_cast<uint64_t*>(acquire(count * sizeof(uint64_t)));
+  slots_ = static_cast<uint64_t*>(acquire_huge(count * sizeof(uint64_t), true));
   mask_ = count - 1;
   for (uint64_t i = 0; i < old_count; ++i) {
     const uint64_t s = old[i];
@@ -148,7 +131,7 @@ void KeyIndex::rehash(uint64_t count) {
     while (slots_[pos] != 0) pos = (pos + 1) & mask_;
     slots_[pos] = s;
   }
-  release(old);
+  release_huge(old);
 }
 
 uint64_t KeyIndex::memory_bytes() const {

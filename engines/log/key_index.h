@@ -50,11 +50,19 @@ class KeyIndex {
   KeyIndex(const KeyIndex&) = delete;
   KeyIndex& operator=(const KeyIndex&) = delete;
 
-  // The key's location, or nullptr.
-  Loc* find(std::string_view key) const;
+  // The key's hash, as find and insert take it.
+  static uint32_t hash(std::string_view key);
+  // Starts loading the slot where a key of hash `h` begins its probe, for
+  // a caller that knows its next keys ahead (open).
+  void prefetch(uint32_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
+
+  // The key's location, or nullptr. `h`: hash(key).
+  Loc* find(std::string_view key) const { return find(key, hash(key)); }
+  Loc* find(std::string_view key, uint32_t h) const;
   // Adds `key` (absent: REQUIRES find(key) == nullptr) and returns its
   // location, set to `loc`. Throws FailedPrecondition when the pool is full.
-  Loc* insert(std::string_view key, const Loc& loc);
+  Loc* insert(std::string_view key, const Loc& loc) { return insert(key, hash(key), loc); }
+  Loc* insert(std::string_view key, uint32_t h, const Loc& loc);
   // Whether a key of this size can be inserted (the pool has room).
   bool has_room(size_t key_size) const;
   // Removes `key`; false if it was absent. The entry's Loc::file is set to
@@ -81,7 +89,6 @@ class KeyIndex {
   static constexpr uint64_t kChunk = 2 << 20;
   static constexpr size_t kHeader = sizeof(Loc) + 2;  // then the key
 
-  static uint32_t hash(std::string_view key);
   static uint32_t ref(uint64_t slot) { return static_cast<uint32_t>(slot); }
   static uint32_t hash_of(uint64_t slot) { return static_cast<uint32_t>(slot >> 32); }
   static size_t entry_size(size_t key_size) { return (kHeader + key_size + 7) & ~size_t{7}; }
@@ -97,10 +104,6 @@ class KeyIndex {
   uint32_t allocate(size_t size);
   void grow() { rehash((mask_ + 1) * 2); }
   void rehash(uint64_t slots);  // a power of two
-
-  // Zeroed memory, huge-page aligned when large; freed with release().
-  static void* acquire(size_t bytes);
-  static void release(void* p);
 
   uint64_t* slots_ = nullptr;  // mask_ + 1 of them; 0: empty
   uint64_t mask_ = 0;

@@ -22,6 +22,7 @@
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "core/version_list.h"
+#include "engines/log/huge_pages.h"
 #include "engines/log/key_index.h"
 #include "engines/log/log_file.h"
 #include "engines/log/record.h"
@@ -423,15 +424,16 @@ void LogStore::State::open() {
     std::shared_ptr<LogFile> file;
     // Keys end to end in one string (no allocation per key), and per put
     // record where its key is and the record's location.
-    std::string keys;
+    std::basic_string<char, std::char_traits<char>, internal::HugePageAllocator<char>> keys;
     struct Put {
       uint64_t key_at;
       uint32_t key_size;
+      uint32_t hash;  // KeyIndex::hash, computed here, on the loading threads
       Loc loc;
     };
-    std::vector<Put> puts;
+    std::vector<Put, internal::HugePageAllocator<Put>> puts;
     void add(std::string_view key, const Loc& loc) {
-      puts.push_back(Put{keys.size(), static_cast<uint32_t>(key.size()), loc});
+      puts.push_back(Put{keys.size(), static_cast<uint32_t>(key.size()), KeyIndex::hash(key), loc});
       keys.append(key);
     }
     std::string_view key(const Put& p) const { return std::string_view(keys).substr(p.key_at, p.key_size); }
@@ -450,7 +452,16 @@ void LogStore::State::open() {
     // with the data file and follow one another; the records after them
     // (none, normally) are read. A file being written is read whole.
     uint64_t indexed_end = 0;
-    if (!tail && fs::exists(index_path)) {
+    std::error_code size_ec;
+    const uint64_t index_size = tail ? 0 : fs::file_size(index_path, size_ec);
+    if (!tail && !size_ec) {
+      // Room for every entry the index file can hold, so that neither
+      // grows by copying (pages reserved and never touched cost nothing);
+      // no more than the data file's records could need, whatever a
+      // damaged index file's size.
+      const uint64_t bound = std::min(index_size, l.file->size());
+      l.puts.reserve(static_cast<size_t>(bound / (logrec::kIndexHeaderSize + 1)));
+      l.keys.reserve(static_cast<size_t>(bound));
       indexed_end = index_entries(LogFile(index_path), l.file->size(), &l.index_whole,
                                   [&](const logrec::IndexEntry& e) {
                                     l.add(e.key, Loc{id, e.record_size, e.record_offset, e.sequence});
@@ -504,13 +515,19 @@ void LogStore::State::open() {
     if (errors[k]) std::rethrow_exception(errors[k]);
     const uint32_t id = order[k].first;
     Loaded& l = loaded[k];
-    for (const Loaded::Put& p : l.puts) {
+    // A slot is a cache miss (the table is far larger than the cache), so
+    // the slots of the keys a few records ahead are loaded meanwhile.
+    constexpr size_t kAhead = 16;
+    for (size_t i = 0; i < std::min(kAhead, l.puts.size()); ++i) index.prefetch(l.puts[i].hash);
+    for (size_t i = 0; i < l.puts.size(); ++i) {
+      if (i + kAhead < l.puts.size()) index.prefetch(l.puts[i + kAhead].hash);
+      const Loaded::Put& p = l.puts[i];
       const std::string_view key = l.key(p);
       const Loc& loc = p.loc;
       max_seq = std::max(max_seq, loc.sequence);
-      Loc* have = index.find(key);
+      Loc* have = index.find(key, p.hash);
       if (have == nullptr) {
-        index.insert(key, loc);
+        index.insert(key, p.hash, loc);
       } else if (have->sequence < loc.sequence) {
         stale[have->file] += have->size;
         *have = loc;
