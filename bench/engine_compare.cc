@@ -1,6 +1,6 @@
 // The log engine beside RocksDB and LMDB (issue 6): one engine, one key
 // count, one process per run (bench/run-log runs them and prints the
-// table). Keys are 16 bytes (an 8-byte random prefix and an 8-byte index),
+// table). Keys are 16 bytes (an 8-byte mix of the index, then the index),
 // values 100 random bytes; one thread; every operation picks a key at
 // random.
 //
@@ -255,7 +255,9 @@ int main(int argc, char** argv) {
   // Key i: an 8-byte random-looking prefix (a mix of i) and i itself, made
   // when it is used, so that the harness touches no memory of its own per
   // operation (a table of 16-byte std::strings costs two cache misses a
-  // key: they are one byte too long to be held inline).
+  // key: they are one byte too long to be held inline). The reference
+  // returned is one buffer, rewritten by the next call: use the key before
+  // asking for another.
   const uint64_t key_seed = rng();
   std::string key_buffer(16, '\0');
   auto key_at = [&](uint64_t i) -> const std::string& {

@@ -13,10 +13,10 @@ constexpr size_t kHugePage = 2 << 20;
 
 void* acquire_huge(size_t bytes, bool zeroed) {
   const bool huge = bytes >= kHugePage;
-  void* p = huge ? std::aligned_alloc(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage)
-                 : std::malloc(bytes == 0 ? 1 : bytes);
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;  // aligned_alloc's rule
+  void* p = huge ? std::aligned_alloc(kHugePage, rounded) : std::malloc(bytes == 0 ? 1 : bytes);
   if (p == nullptr) throw std::bad_alloc();
-  if (huge) ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only
+  if (huge) ::madvise(p, rounded, MADV_HUGEPAGE);  // advice only
   if (zeroed) std::memset(p, 0, bytes);
   return p;
 }

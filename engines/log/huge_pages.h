@@ -25,7 +25,8 @@ struct HugePageAllocator {
   HugePageAllocator() = default;
   template <typename U>
   HugePageAllocator(const HugePageAllocator<U>&) {}  // NOLINT: allocators convert implicitly
-  T* allocate(size_t n) {
+  static_assert(alignof(T) <= alignof(std::max_align_t), "malloc's alignment is all a small block gets");
+  [[nodiscard]] T* allocate(size_t n) {
     if (n > size_t(-1) / sizeof(T)) throw std::bad_alloc();
     return static_cast<T*>(acquire_huge(n * sizeof(T), false));
   }

@@ -20,6 +20,11 @@ namespace {
   throw IoError(what + " " + path + ": " + std::strerror(err));
 }
 
+uint64_t page_size() {
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return page;
+}
+
 }  // namespace
 
 LogFile::LogFile(std::string path, uint64_t map_bytes) : path_(std::move(path)) {
@@ -36,7 +41,7 @@ LogFile::LogFile(std::string path, uint64_t map_bytes) : path_(std::move(path)) 
     buffer_.reserve(kBufferSize);
     return;
   }
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t page = page_size();
   map_len_ = (std::max(map_bytes, flushed_) + page - 1) / page * page;
   void* m = ::mmap(nullptr, map_len_.load(), PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (m == MAP_FAILED) {
@@ -98,7 +103,7 @@ void LogFile::grow(uint64_t end) {
   // Map the new pages writable now, in one call, rather than by a page
   // fault at each page's first append. Only an optimization: errors (an
   // older kernel) are ignored.
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t page = page_size();
   const uint64_t from = allocated_ / page * page;
   const uint64_t until = std::min(to, map_len_.load(std::memory_order_relaxed));
   if (until > from) ::madvise(map_ + from, until - from, MADV_POPULATE_WRITE);
@@ -158,7 +163,7 @@ void LogFile::trim() {
   // Give back the address space reserved for appends (a closed file keeps
   // only its length mapped). Shrinking never moves the mapping, so views
   // of the bytes kept stay valid; no reader looks past the size.
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t page = page_size();
   const uint64_t keep = std::max<uint64_t>(page, (flushed_ + page - 1) / page * page);
   const uint64_t len = map_len_.load(std::memory_order_relaxed);
   if (keep < len && ::mremap(map_, len, keep, 0) != MAP_FAILED) {
@@ -201,7 +206,7 @@ void LogFile::release_pages(uint64_t end) {
   // their mappings are dropped first, in one call and one flush; their
   // dirty bits pass to the page cache (MADV_DONTNEED on a shared file
   // mapping keeps the data), and a later read maps them again.
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t page = page_size();
   const uint64_t until = std::min(end / page * page, map_len_.load(std::memory_order_relaxed));
   uint64_t from = released_.load(std::memory_order_relaxed);
   if (until <= from) return;
@@ -331,7 +336,7 @@ void LogFile::truncate(uint64_t new_size) {
   buffer_.clear();
   std::lock_guard sync_lock(sync_mu_);
   synced_ = std::min(synced_, new_size);  // bytes appended after this are not durable yet
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t page = page_size();
   released_.store(std::min(released_.load(std::memory_order_relaxed), new_size / page * page),
                   std::memory_order_relaxed);
 }

@@ -15,7 +15,9 @@
 //   or views with no copy.
 //
 // In both, sync() makes everything appended so far durable (fdatasync),
-// and reads see every appended byte.
+// and reads see every appended byte. A mapped file's sync first unmaps the
+// pages wholly appended (they are never written again; the page cache
+// keeps them), so that writeback need not flush a TLB entry per page.
 //
 // Appends are serialized by the caller (the engine's write lock); reads
 // may run concurrently with each other and with appends.
@@ -91,7 +93,7 @@ class LogFile {
   // when fn returns false. Returns where the entries it took end.
   uint64_t scan_index(const std::function<bool(const logrec::IndexEntry&)>& fn) const;
   // Cuts the file at `size` (dropping a torn tail) and syncs. Throws
-  // IoError. REQUIRES: nothing buffered.
+  // IoError. REQUIRES: nothing buffered, and no sync running (recovery).
   void truncate(uint64_t size);
 
  private:
@@ -112,7 +114,9 @@ class LogFile {
   std::atomic<uint64_t> map_len_{0};  // shrunk by trim()
   std::atomic<uint64_t> mapped_size_{0};
   uint64_t allocated_ = 0;
-  std::atomic<uint64_t> released_{0};  // pages below this were unmapped before a sync
+  // Pages below this were unmapped before a sync: set by the sync leader
+  // (one at a time) and by truncate.
+  std::atomic<uint64_t> released_{0};
 
   std::mutex sync_mu_;  // guards what follows
   std::condition_variable sync_cv_;

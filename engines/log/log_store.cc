@@ -535,8 +535,10 @@ void LogStore::State::open() {
         stale[id] += loc.size;  // an older record met after a newer one
       }
     }
-    l.puts = {};
-    l.keys = {};
+    // Freed now, before the next file's keys take pool chunks (`= {}`
+    // would only clear them, keeping their memory).
+    decltype(l.puts)().swap(l.puts);
+    decltype(l.keys)().swap(l.keys);
     opened_from_index += l.from_index;
     opened_by_scan += l.by_scan;
     LogFile& f = *l.file;

@@ -10,6 +10,7 @@
 // promises that. A SIGKILL does not tear a write(2) to a local file, so
 // torn tails are tested apart, on files cut by hand (log_store_test.cc).
 
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -57,17 +58,22 @@ std::vector<unsigned long> run_and_kill(const std::string& dir, const char* sync
   ::close(out[1]);
   if (rc != 0) throw std::runtime_error("cannot start the writer");
   // Read while it runs (a full pipe would stall it) until `acks` lines,
-  // then give it `extra_us` more and kill it.
+  // then give it `extra_us` more and kill it. A writer that stops
+  // acknowledging for a minute fails the round (and is killed too).
   std::string text;
   char buf[4096];
   size_t lines = 0;
-  while (lines < acks) {  // a writer that hangs meets meson's timeout
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (lines < acks) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{out[0], POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) break;
     const ssize_t n = ::read(out[0], buf, sizeof buf);
     if (n <= 0) break;  // the writer died (its status is checked below)
     lines += static_cast<size_t>(std::count(buf, buf + n, '\n'));
     text.append(buf, static_cast<size_t>(n));
   }
-  EXPECT_GE(lines, acks) << "the writer stopped acknowledging";
+  EXPECT_GE(lines, acks) << "the writer stopped acknowledging (it died, or a minute passed)";
   std::this_thread::sleep_for(std::chrono::microseconds(extra_us));
   ::kill(pid, SIGKILL);
   int status = 0;
