@@ -17,7 +17,8 @@
 // In both, sync() makes everything appended so far durable (fdatasync),
 // and reads see every appended byte. A mapped file's sync first unmaps the
 // pages wholly appended (they are never written again; the page cache
-// keeps them), so that writeback need not flush a TLB entry per page.
+// keeps them) and maps them again read-only, so that writeback need not
+// flush a TLB entry per page.
 //
 // Appends are serialized by the caller (the engine's write lock); reads
 // may run concurrently with each other and with appends.
