@@ -1,7 +1,11 @@
 // Engine micro-benchmarks, each beside the bare structure it is built on:
 // MemoryStore beside absl::flat_hash_map, LmdbStore beside the raw LMDB C API
 // with the same environment flags and the same transaction pattern (one read
-// transaction reset/renewed per get, one write transaction per put).
+// transaction reset/renewed per get, one write transaction per put); and
+// LogStore beside RocksDB, the engine it is an alternative to (default
+// options, WAL on, no sync per write: the durability of the log engine's
+// `sync: none`). bench/engine-compare measures the log engine's phases
+// (fill, open, percentiles) at scale; here are its gets on 1 and 2 threads.
 //
 // Data: 1M keys of 16 bytes (an 8-byte hash prefix and an 8-byte index),
 // values of 100 bytes, read and overwritten in a shuffled order. Run each
@@ -11,6 +15,9 @@
 #include <absl/container/flat_hash_map.h>
 #include <benchmark/benchmark.h>
 #include <lmdb.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +30,7 @@
 
 #include "core/version_list.h"
 #include "engines/lmdb/lmdb_store.h"
+#include "engines/log/log_store.h"
 #include "engines/memory/memory_store.h"
 
 namespace {
@@ -348,6 +356,91 @@ BENCHMARK_CAPTURE(RawLmdbPut, nosync, false);
 BENCHMARK_CAPTURE(LmdbStorePut, nosync, false);
 BENCHMARK_CAPTURE(RawLmdbPut, nosync_writemap, true);
 BENCHMARK_CAPTURE(LmdbStorePut, nosync_writemap, true);
+
+// ---- RocksDB and LogStore ---------------------------------------------------
+
+void check(const rocksdb::Status& s, const char* what) {
+  if (!s.ok()) throw std::runtime_error(std::string(what) + ": " + s.ToString());
+}
+
+// Loaded in sorted batches, then compacted into its last level: the
+// steady state a RocksDB read sees at its best (no memtable, no L0 files).
+rocksdb::DB& rocks() {
+  static rocksdb::DB* db = [] {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* d = nullptr;
+    check(rocksdb::DB::Open(o, fresh_dir("rocksdb"), &d), "rocksdb open");
+    const Dataset& data = dataset();
+    rocksdb::WriteBatch batch;
+    for (size_t i = 0; i < data.keys.size(); ++i) {
+      batch.Put(data.keys[i], data.value);
+      if (batch.Count() == 1000 || i + 1 == data.keys.size()) {
+        check(d->Write(rocksdb::WriteOptions(), &batch), "rocksdb write");
+        batch.Clear();
+      }
+    }
+    check(d->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr), "rocksdb compact");
+    return d;
+  }();
+  return *db;
+}
+
+LogStore& log_store() {
+  static auto* store = [] {
+    LogOptions o;
+    o.name = "bench";
+    o.path = fresh_dir("log");
+    auto* s = new LogStore(o);
+    const Versioned v{dataset().value, VectorClock({{1, 1}}, 1)};
+    for (const std::string& k : dataset().keys) s->put(k, v);
+    return s;
+  }();
+  return *store;
+}
+
+void BM_RocksDbGet(benchmark::State& state) {
+  rocksdb::DB& db = rocks();
+  KeyWalk walk(state.thread_index());
+  std::string out;
+  for (auto _ : state) {
+    check(db.Get(rocksdb::ReadOptions(), walk.next(), &out), "rocksdb get");
+    benchmark::DoNotOptimize(out);
+  }
+}
+BENCHMARK(BM_RocksDbGet)->Threads(1)->Threads(2);
+
+void BM_LogStoreGet(benchmark::State& state) {
+  LogStore& store = log_store();
+  KeyWalk walk(state.thread_index());
+  std::vector<Versioned> versions;
+  for (auto _ : state) {
+    store.get_into(walk.next(), &versions);
+    benchmark::DoNotOptimize(versions);
+  }
+}
+BENCHMARK(BM_LogStoreGet)->Threads(1)->Threads(2);
+
+void BM_RocksDbPut(benchmark::State& state) {
+  rocksdb::DB& db = rocks();
+  KeyWalk walk(0);
+  std::string value = dataset().value;
+  for (auto _ : state) {
+    value[0] = static_cast<char>(walk.pos);
+    check(db.Put(rocksdb::WriteOptions(), walk.next(), value), "rocksdb put");
+  }
+}
+BENCHMARK(BM_RocksDbPut);
+
+void BM_LogStorePut(benchmark::State& state) {
+  LogStore& store = log_store();
+  KeyWalk walk(0);
+  for (auto _ : state) {
+    const Versioned v{dataset().value, VectorClock({{1, next_counter()}}, 1)};
+    if (store.put(walk.next(), v) != PutResult::kStored) state.SkipWithError("put not stored");
+  }
+}
+BENCHMARK(BM_LogStorePut);
 
 }  // namespace
 
