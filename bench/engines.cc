@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -363,6 +364,22 @@ void check(const rocksdb::Status& s, const char* what) {
   if (!s.ok()) throw std::runtime_error(std::string(what) + ": " + s.ToString());
 }
 
+// The stores below are closed and their directories removed at exit,
+// before static destructors run: RocksDB's background threads must not
+// outlive its globals.
+template <typename T>
+T* close_at_exit(T* store, std::string dir) {
+  static T* kept = nullptr;
+  static std::string kept_dir;
+  kept = store;
+  kept_dir = std::move(dir);
+  std::atexit([] {
+    delete kept;
+    std::filesystem::remove_all(kept_dir);
+  });
+  return store;
+}
+
 // Loaded in sorted batches, then compacted into its last level: the
 // steady state a RocksDB read sees at its best (no memtable, no L0 files).
 rocksdb::DB& rocks() {
@@ -370,7 +387,9 @@ rocksdb::DB& rocks() {
     rocksdb::Options o;
     o.create_if_missing = true;
     rocksdb::DB* d = nullptr;
-    check(rocksdb::DB::Open(o, fresh_dir("rocksdb"), &d), "rocksdb open");
+    const std::string dir = fresh_dir("rocksdb");
+    check(rocksdb::DB::Open(o, dir, &d), "rocksdb open");
+    close_at_exit(d, dir);
     const Dataset& data = dataset();
     rocksdb::WriteBatch batch;
     for (size_t i = 0; i < data.keys.size(); ++i) {
@@ -391,7 +410,7 @@ LogStore& log_store() {
     LogOptions o;
     o.name = "bench";
     o.path = fresh_dir("log");
-    auto* s = new LogStore(o);
+    auto* s = close_at_exit(new LogStore(o), o.path);
     const Versioned v{dataset().value, VectorClock({{1, 1}}, 1)};
     for (const std::string& k : dataset().keys) s->put(k, v);
     return s;
