@@ -46,31 +46,29 @@ namespace {
 class SpinSharedMutex {
  public:
   void lock() {
-    for (int i = 0; i < kSpins; ++i) {
-      if (mu_.try_lock()) return;
-      pause();
-    }
-    mu_.lock();
+    if (!spin([this] { return mu_.try_lock(); })) mu_.lock();
   }
   bool try_lock() { return mu_.try_lock(); }
   void unlock() { mu_.unlock(); }
   void lock_shared() {
-    for (int i = 0; i < kSpins; ++i) {
-      if (mu_.try_lock_shared()) return;
-      pause();
-    }
-    mu_.lock_shared();
+    if (!spin([this] { return mu_.try_lock_shared(); })) mu_.lock_shared();
   }
   bool try_lock_shared() { return mu_.try_lock_shared(); }
   void unlock_shared() { mu_.unlock_shared(); }
 
  private:
-  static void pause() {
+  // Calls try_fn up to kSpins times, pausing between; whether it succeeded.
+  template <typename TryFn>
+  static bool spin(TryFn try_fn) {
+    for (int i = 0; i < kSpins; ++i) {
+      if (try_fn()) return true;
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #else
-    std::this_thread::yield();
+      std::this_thread::yield();
 #endif
+    }
+    return false;
   }
   static constexpr int kSpins = 100;  // a few microseconds of pauses; 400 did no better
   std::shared_mutex mu_;
