@@ -145,13 +145,37 @@ absl::flat_hash_map<std::string, std::string>& flat_map() {
   return *map;
 }
 
+// What every cairn store's benchmarks share: its load, its get loop
+// (get_into reusing one vector, as the peers' loops reuse one string) and
+// its put loop. Templates, so that each store is called as its own type.
+template <typename S>
+S* filled(S* store) {
+  const Versioned v{dataset().value, VectorClock({{1, 1}}, 1)};
+  for (const std::string& k : dataset().keys) store->put(k, v);
+  return store;
+}
+
+template <typename S>
+void store_gets(benchmark::State& state, S& store) {
+  KeyWalk walk(state.thread_index());
+  std::vector<Versioned> versions;
+  for (auto _ : state) {
+    store.get_into(walk.next(), &versions);
+    benchmark::DoNotOptimize(versions);
+  }
+}
+
+template <typename S>
+void store_puts(benchmark::State& state, S& store) {
+  KeyWalk walk(0);
+  for (auto _ : state) {
+    const Versioned v{dataset().value, VectorClock({{1, next_counter()}}, 1)};
+    if (store.put(walk.next(), v) != PutResult::kStored) state.SkipWithError("put not stored");
+  }
+}
+
 MemoryStore& memory_store() {
-  static auto* store = [] {
-    auto* s = new MemoryStore;
-    const Versioned v{dataset().value, VectorClock({{1, 1}}, 1)};
-    for (const std::string& k : dataset().keys) s->put(k, v);
-    return s;
-  }();
+  static auto* store = filled(new MemoryStore);
   return *store;
 }
 
@@ -167,8 +191,6 @@ void BM_FlatHashMapGet(benchmark::State& state) {
 }
 BENCHMARK(BM_FlatHashMapGet)->Threads(1)->Threads(2);
 
-// get_into() reusing one vector, as the map's loop reuses one string: the
-// like-for-like comparison.
 // Latency: one lookup at a time (see KeyWalk::next_after).
 void BM_FlatHashMapGetLatency(benchmark::State& state) {
   auto& map = flat_map();
@@ -193,15 +215,7 @@ void BM_MemoryStoreGetLatency(benchmark::State& state) {
 }
 BENCHMARK(BM_MemoryStoreGetLatency);
 
-void BM_MemoryStoreGet(benchmark::State& state) {
-  auto& store = memory_store();
-  KeyWalk walk(state.thread_index());
-  std::vector<Versioned> versions;
-  for (auto _ : state) {
-    store.get_into(walk.next(), &versions);
-    benchmark::DoNotOptimize(versions);
-  }
-}
+void BM_MemoryStoreGet(benchmark::State& state) { store_gets(state, memory_store()); }
 BENCHMARK(BM_MemoryStoreGet)->Threads(1)->Threads(2);
 
 // get() returning a fresh vector: what the convenience costs.
@@ -226,14 +240,7 @@ void BM_FlatHashMapPut(benchmark::State& state) {
 }
 BENCHMARK(BM_FlatHashMapPut);
 
-void BM_MemoryStorePut(benchmark::State& state) {
-  auto& store = memory_store();
-  KeyWalk walk(0);
-  for (auto _ : state) {
-    const Versioned v{dataset().value, VectorClock({{1, next_counter()}}, 1)};
-    if (store.put(walk.next(), v) != PutResult::kStored) state.SkipWithError("put not stored");
-  }
-}
+void BM_MemoryStorePut(benchmark::State& state) { store_puts(state, memory_store()); }
 BENCHMARK(BM_MemoryStorePut);
 
 // ---- raw LMDB and LmdbStore -------------------------------------------------
@@ -318,15 +325,7 @@ void RawLmdbGet(benchmark::State& state, bool write_map) {
   mdb_txn_abort(txn);
 }
 
-void LmdbStoreGet(benchmark::State& state, bool write_map) {
-  LmdbStore& store = lmdb_store(write_map);
-  KeyWalk walk(state.thread_index());
-  std::vector<Versioned> versions;
-  for (auto _ : state) {
-    store.get_into(walk.next(), &versions);
-    benchmark::DoNotOptimize(versions);
-  }
-}
+void LmdbStoreGet(benchmark::State& state, bool write_map) { store_gets(state, lmdb_store(write_map)); }
 
 void RawLmdbPut(benchmark::State& state, bool write_map) {
   RawLmdb& raw = raw_lmdb(write_map);
@@ -342,14 +341,7 @@ void RawLmdbPut(benchmark::State& state, bool write_map) {
   }
 }
 
-void LmdbStorePut(benchmark::State& state, bool write_map) {
-  LmdbStore& store = lmdb_store(write_map);
-  KeyWalk walk(0);
-  for (auto _ : state) {
-    const Versioned v{dataset().value, VectorClock({{1, next_counter()}}, 1)};
-    if (store.put(walk.next(), v) != PutResult::kStored) state.SkipWithError("put not stored");
-  }
-}
+void LmdbStorePut(benchmark::State& state, bool write_map) { store_puts(state, lmdb_store(write_map)); }
 
 BENCHMARK_CAPTURE(RawLmdbGet, nosync, false)->Threads(1)->Threads(2);
 BENCHMARK_CAPTURE(LmdbStoreGet, nosync, false)->Threads(1)->Threads(2);
@@ -410,10 +402,7 @@ LogStore& log_store() {
     LogOptions o;
     o.name = "bench";
     o.path = fresh_dir("log");
-    auto* s = close_at_exit(new LogStore(o), o.path);
-    const Versioned v{dataset().value, VectorClock({{1, 1}}, 1)};
-    for (const std::string& k : dataset().keys) s->put(k, v);
-    return s;
+    return filled(close_at_exit(new LogStore(o), o.path));
   }();
   return *store;
 }
@@ -429,15 +418,7 @@ void BM_RocksDbGet(benchmark::State& state) {
 }
 BENCHMARK(BM_RocksDbGet)->Threads(1)->Threads(2);
 
-void BM_LogStoreGet(benchmark::State& state) {
-  LogStore& store = log_store();
-  KeyWalk walk(state.thread_index());
-  std::vector<Versioned> versions;
-  for (auto _ : state) {
-    store.get_into(walk.next(), &versions);
-    benchmark::DoNotOptimize(versions);
-  }
-}
+void BM_LogStoreGet(benchmark::State& state) { store_gets(state, log_store()); }
 BENCHMARK(BM_LogStoreGet)->Threads(1)->Threads(2);
 
 void BM_RocksDbPut(benchmark::State& state) {
@@ -451,14 +432,7 @@ void BM_RocksDbPut(benchmark::State& state) {
 }
 BENCHMARK(BM_RocksDbPut);
 
-void BM_LogStorePut(benchmark::State& state) {
-  LogStore& store = log_store();
-  KeyWalk walk(0);
-  for (auto _ : state) {
-    const Versioned v{dataset().value, VectorClock({{1, next_counter()}}, 1)};
-    if (store.put(walk.next(), v) != PutResult::kStored) state.SkipWithError("put not stored");
-  }
-}
+void BM_LogStorePut(benchmark::State& state) { store_puts(state, log_store()); }
 BENCHMARK(BM_LogStorePut);
 
 }  // namespace
