@@ -29,8 +29,9 @@
 // API, with rocksdb::Options() defaults but create_if_missing.
 //
 // usage: engine-compare --engine log|rocksdb|lmdb --keys N [--ops M]
-//                       [--durable-ops K] [--dir DIR]
-// Prints one JSON object.
+//                       [--durable-ops K] [--dir DIR] [--compaction on|off]
+// Prints one JSON object. --compaction off runs the log engine without its
+// compaction thread: what compaction costs the writes beside it.
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -79,13 +80,14 @@ class Engine {
 
 class LogEngine final : public Engine {
  public:
-  explicit LogEngine(std::string dir) : dir_(std::move(dir)) {}
+  LogEngine(std::string dir, bool compaction) : dir_(std::move(dir)), compaction_(compaction) {}
   void open(bool durable) override {
     cairn::LogOptions o;
     o.name = "bench";
     o.path = dir_;
     o.sync = durable ? cairn::LogOptions::Sync::kAlways : cairn::LogOptions::Sync::kNone;
     o.max_key_size = 64;
+    o.compaction = compaction_;
     store_ = std::make_unique<cairn::LogStore>(o);
   }
   void close() override {
@@ -114,6 +116,7 @@ class LogEngine final : public Engine {
 
  private:
   std::string dir_;
+  bool compaction_;
   std::unique_ptr<cairn::LogStore> store_;
   std::vector<cairn::Versioned> got_;
   cairn::LogStats last_;
@@ -199,7 +202,7 @@ uint64_t disk_bytes(const std::string& dir) {
   std::fprintf(stderr,
                "engine-compare: %s\n"
                "usage: engine-compare --engine log|rocksdb|lmdb --keys N [--ops M] "
-               "[--durable-ops K] [--dir DIR]\n",
+               "[--durable-ops K] [--dir DIR] [--compaction on|off]\n",
                why.c_str());
   std::exit(2);
 }
@@ -215,6 +218,7 @@ uint64_t number(const char* flag, const char* text) {
 
 int main(int argc, char** argv) {
   std::string engine_name, dir = "/tmp";
+  bool compaction = true;
   uint64_t keys = 0, ops = 1'000'000, durable_ops = 2000;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
@@ -231,6 +235,9 @@ int main(int argc, char** argv) {
       durable_ops = number("--durable-ops", v);
     } else if (flag == "--dir") {
       dir = v;
+    } else if (flag == "--compaction") {
+      if (std::string(v) != "on" && std::string(v) != "off") usage("--compaction must be on or off");
+      compaction = std::string(v) == "on";
     } else {
       usage("unknown flag " + flag);
     }
@@ -239,7 +246,7 @@ int main(int argc, char** argv) {
   const std::string path = dir + "/engine-compare-" + engine_name + "-" + std::to_string(::getpid());
   std::unique_ptr<Engine> engine;
   if (engine_name == "log") {
-    engine = std::make_unique<LogEngine>(path);
+    engine = std::make_unique<LogEngine>(path, compaction);
   } else if (engine_name == "rocksdb") {
     engine = std::make_unique<RocksEngine>(path);
   } else if (engine_name == "lmdb") {
