@@ -58,7 +58,8 @@ Json make_user(std::mt19937_64& rng, int64_t id) {
   const std::string first = pick(kFirst), last = pick(kLast);
   std::string bio;
   for (int i = 0, n = 8 + static_cast<int>(rng() % 24); i < n; ++i) {
-    bio += (i ? " " : "") + std::string(word());
+    if (i) bio += ' ';
+    bio += word();
   }
   Json::Array tags;
   for (size_t i = rng() % 4; i > 0; --i) tags.push_back(pick(kTags));

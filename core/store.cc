@@ -41,7 +41,7 @@ std::string printable_key(std::string_view key) {
   }
   std::string out;
   if (printable) {
-    out = "\"" + std::string(shown) + "\"";
+    out.append("\"").append(shown).append("\"");
   } else {
     static constexpr char kHex[] = "0123456789abcdef";
     out = "0x";

@@ -188,7 +188,7 @@ std::string Ring::describe() const {
     out += "node " + std::to_string(n.id) + " (" + n.address +
            (n.zone.empty() ? "" : ", zone " + n.zone) + "): " +
            std::to_string(n.partitions.size()) + " partitions:";
-    for (uint32_t p : n.partitions) out += " " + std::to_string(p);
+    for (uint32_t p : n.partitions) out.append(" ").append(std::to_string(p));
     out += "\n";
   }
   return out;

@@ -77,7 +77,9 @@ std::unique_ptr<StoreIterator> FaultStore::scan() {
 std::string FaultStore::describe() const {
   std::string ops;
   for (const auto& [name, op] : kOpNames) {
-    if (ops_ & op) ops += (ops.empty() ? "" : ",") + std::string(name);
+    if (!(ops_ & op)) continue;
+    if (!ops.empty()) ops += ',';
+    ops += name;
   }
   return describe_as("faults (delay " + std::to_string(delay_ms_.load()) + " ms, fail " +
                      failure_name(failure_.load()) + ", on " + ops + ")");

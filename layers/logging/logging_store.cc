@@ -18,7 +18,7 @@ auto LoggingStore::logged(std::string_view op, std::string_view key, Fn&& fn,
   };
   auto prefix = [&] {
     std::string s = "store '" + options_.name + "' " + std::string(op);
-    if (!key.empty()) s += " " + printable_key(key);
+    if (!key.empty()) s.append(" ").append(printable_key(key));
     return s;
   };
   try {

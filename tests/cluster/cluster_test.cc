@@ -12,6 +12,8 @@
 #include <set>
 #include <thread>
 
+#include <absl/strings/str_cat.h>
+
 #include "cairn/errors.h"
 #include "routing/ring.h"
 #include "tests/testing/local_cluster.h"
@@ -46,7 +48,7 @@ bool eventually(Fn&& done, std::chrono::seconds limit = std::chrono::seconds(30)
 // The value a read returns for `key`: one version expected.
 std::string value_of(Store& s, const std::string& key) {
   const auto got = s.get(key);
-  if (got.size() != 1) return "<" + std::to_string(got.size()) + " versions>";
+  if (got.size() != 1) return absl::StrCat("<", got.size(), " versions>");
   return got[0].value;
 }
 
@@ -87,8 +89,8 @@ TEST_P(ClusterTest, KillOneNodeDuringWritesThenHeal) {
   });
   int failures = 0;
   for (int i = 0; i < 600 || !killed; ++i) {
-    const std::string key = "key-" + std::to_string(i % 400);
-    const std::string value = "v" + std::to_string(i);
+    const std::string key = absl::StrCat("key-", i % 400);
+    const std::string value = absl::StrCat("v", i);
     attempted.insert(key);
     try {
       VectorClock c;
@@ -114,7 +116,7 @@ TEST_P(ClusterTest, KillOneNodeDuringWritesThenHeal) {
     std::string out;
     for (int n = 0; n < cluster.size(); ++n) {
       if (!cluster.running(n)) continue;
-      out += "\n  node " + std::to_string(n) + ":";
+      out += absl::StrCat("\n  node ", n, ":");
       for (const Versioned& v : cluster.replica(n)->get(key)) out += " " + v.value + "@" + v.clock.to_string();
     }
     return out;
@@ -160,10 +162,10 @@ TEST_P(ClusterTest, HintsSurviveARestartOfTheirKeeper) {
   EXPECT_EQ(cluster.stop(2, SIGKILL), 128 + SIGKILL);
   std::map<std::string, std::string> written;
   for (int i = 0; i < 30; ++i) {
-    const std::string key = "h" + std::to_string(i);
-    ASSERT_EQ(client->put(key, testing::versioned("v" + std::to_string(i), {{1000, 1}})),
+    const std::string key = absl::StrCat("h", i);
+    ASSERT_EQ(client->put(key, testing::versioned(absl::StrCat("v", i), {{1000, 1}})),
               PutResult::kStored);
-    written[key] = "v" + std::to_string(i);
+    written[key] = absl::StrCat("v", i);
   }
   // The keepers (nodes 0 and 1) restart before node 2 is back: a clean
   // stop, then a start over the same files.
@@ -196,7 +198,7 @@ TEST_P(ClusterTest, KillTwoNodesWritesFailReadsWithROneAnswer) {
   auto client = cluster.client();
   auto r1 = cluster.client("r1");
   for (int i = 0; i < 20; ++i) {
-    const std::string key = "k" + std::to_string(i);
+    const std::string key = absl::StrCat("k", i);
     ASSERT_EQ(client->put(key, testing::versioned("before", {{1000, 1}})), PutResult::kStored);
     ASSERT_EQ(r1->put(key, testing::versioned("before", {{1000, 1}})), PutResult::kStored);
   }
@@ -208,13 +210,13 @@ TEST_P(ClusterTest, KillTwoNodesWritesFailReadsWithROneAnswer) {
   // that hits a dead node's connection is retried on the live one, and the
   // balancer learns which nodes are gone.)
   for (int i = 0; i < 20; ++i) {
-    const std::string key = "k" + std::to_string(i);
+    const std::string key = absl::StrCat("k", i);
     const auto got = r1->get(key);
     ASSERT_EQ(got.size(), 1u) << key;
     EXPECT_EQ(got[0].value, "before");
   }
   for (int i = 0; i < 20; ++i) {
-    const std::string key = "k" + std::to_string(i);
+    const std::string key = absl::StrCat("k", i);
     try {
       const PutResult r = client->put(key, testing::versioned("after", {{1000, 2}}));
       ADD_FAILURE() << "a put with one node of three reported " << to_string(r);
@@ -246,7 +248,7 @@ TEST_P(ClusterTest, ConcurrentWritesNeedFewThreads) {
     writers.emplace_back([&, t] {
       auto client = cluster.client();
       for (int i = 0; i < 25; ++i) {
-        const std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+        const std::string key = absl::StrCat("t", t, "-", i);
         try {
           if (client->put(key, testing::versioned("v", {{1000, 1}})) == PutResult::kStored) ++stored;
         } catch (const Error& e) {
@@ -273,7 +275,7 @@ TEST_P(ClusterTest, ConcurrentWritersOnOneKeyNeverLoseAWrite) {
       for (const VectorClock& seen : s->versions("hot")) c = c.merged(seen);
       c.increment(id, now_ms());
       VectorClock stored;
-      if (s->put("hot", Versioned{std::to_string(id) + "-" + std::to_string(i), c}, &stored) ==
+      if (s->put("hot", Versioned{absl::StrCat(id, "-", i), c}, &stored) ==
           PutResult::kStored) {
         out->push_back(stored);
       }
@@ -304,8 +306,8 @@ TEST_P(ClusterTest, KeysLandWhereTheRingSays) {
   auto client = cluster.client();
   std::set<std::string> keys;
   for (int i = 0; i < 200; ++i) {
-    keys.insert("user:" + std::to_string(i));
-    ASSERT_EQ(client->put("user:" + std::to_string(i), testing::versioned("x", {{1000, 1}})),
+    keys.insert(absl::StrCat("user:", i));
+    ASSERT_EQ(client->put(absl::StrCat("user:", i), testing::versioned("x", {{1000, 1}})),
               PutResult::kStored);
   }
   const Ring ring(cluster.config().cluster());

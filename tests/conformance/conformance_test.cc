@@ -8,6 +8,8 @@
 #include <set>
 #include <thread>
 
+#include <absl/strings/str_cat.h>
+
 #include "cairn/errors.h"
 #include "tests/conformance/conformance.h"
 #include "tests/testing/test_util.h"
@@ -323,7 +325,7 @@ TEST_P(Conformance, ScanIteratorOutlivingCloseFailsCleanly) {
 
 TEST_P(Conformance, ScanStopsAtCloseEvenWithKeysBuffered) {
   for (int i = 0; i < 10; ++i) {
-    ASSERT_EQ(store_->put("k" + std::to_string(i), versioned("v", {{1, 1}})), PutResult::kStored);
+    ASSERT_EQ(store_->put(absl::StrCat("k", i), versioned("v", {{1, 1}})), PutResult::kStored);
   }
   auto it = store_->scan();
   ASSERT_TRUE(it->next());
@@ -337,7 +339,7 @@ TEST_P(Conformance, RacingWritersLeaveOnlyNonDominatedVersions) {
   constexpr int kRounds = 300;
   auto writer = [&](NodeId node) {
     for (uint64_t i = 1; i <= kRounds; ++i) {
-      const Versioned v{"w" + std::to_string(node) + "-" + std::to_string(i),
+      const Versioned v{absl::StrCat("w", node, "-", i),
                         VectorClock({{node, i}}, static_cast<int64_t>(i))};
       EXPECT_EQ(store_->put("hot", v), PutResult::kStored);
     }

@@ -1,5 +1,6 @@
 #include "engines/lmdb/lmdb_store.h"
 
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 #include <lmdb.h>
 
@@ -50,11 +51,11 @@ TEST_F(LmdbStoreTest, MapGrowsWhenFull) {
   LmdbStore store(o);
   const std::string value(100 << 10, 'v');
   for (int i = 0; i < 200; ++i) {  // ~20 MiB through a 1 MiB map
-    ASSERT_EQ(store.put("k" + std::to_string(i), Versioned{value, clock({{1, 1}})}),
+    ASSERT_EQ(store.put(absl::StrCat("k", i), Versioned{value, clock({{1, 1}})}),
               PutResult::kStored);
   }
   EXPECT_GE(store.map_size(), size_t{16} << 20);
-  for (int i = 0; i < 200; ++i) EXPECT_EQ(store.get("k" + std::to_string(i)).at(0).value, value);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(store.get(absl::StrCat("k", i)).at(0).value, value);
 }
 
 TEST_F(LmdbStoreTest, MapGrowthWhileReadersRun) {
@@ -75,7 +76,7 @@ TEST_F(LmdbStoreTest, MapGrowthWhileReadersRun) {
   }
   const std::string value(64 << 10, 'v');
   for (int i = 0; i < 300; ++i) {
-    ASSERT_EQ(store.put("k" + std::to_string(i), Versioned{value, clock({{1, 1}})}),
+    ASSERT_EQ(store.put(absl::StrCat("k", i), Versioned{value, clock({{1, 1}})}),
               PutResult::kStored);
   }
   stop = true;
@@ -93,14 +94,14 @@ TEST_F(LmdbStoreTest, FullAtMaxMapSizeIsAClearErrorAndLosesNothing) {
   int stored = 0;
   try {
     for (; stored < 100; ++stored) {
-      store.put("k" + std::to_string(stored), Versioned{value, clock({{1, 1}})});
+      store.put(absl::StrCat("k", stored), Versioned{value, clock({{1, 1}})});
     }
     FAIL() << "a 2 MiB map cannot hold 20 MiB";
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("max_map_size"), std::string::npos) << e.what();
   }
   ASSERT_GT(stored, 0);
-  for (int i = 0; i < stored; ++i) EXPECT_EQ(store.get("k" + std::to_string(i)).size(), 1u);
+  for (int i = 0; i < stored; ++i) EXPECT_EQ(store.get(absl::StrCat("k", i)).size(), 1u);
   EXPECT_TRUE(store.remove("k0", clock({{1, 1}}))) << "still writable once space is freed";
 }
 
@@ -155,7 +156,7 @@ TEST_F(LmdbStoreTest, TruncatedDataFileIsCorruptionNotACrash) {
   {
     LmdbStore store(options());
     for (int i = 0; i < 2000; ++i) {
-      store.put("key" + std::to_string(i), Versioned{std::string(500, 'x'), clock({{1, 1}})});
+      store.put(absl::StrCat("key", i), Versioned{std::string(500, 'x'), clock({{1, 1}})});
     }
   }
   const std::string file = options().path + "/data.mdb";
@@ -240,14 +241,14 @@ TEST_F(LmdbStoreTest, TooManyConcurrentReadersIsUnavailable) {
 
 TEST_F(LmdbStoreTest, ReadsWhileHoldingAScan) {
   LmdbStore store(options());
-  for (int i = 0; i < 1200; ++i) store.put("k" + std::to_string(i), versioned("v", {{1, 1}}));
+  for (int i = 0; i < 1200; ++i) store.put(absl::StrCat("k", i), versioned("v", {{1, 1}}));
   auto it = store.scan();
   int n = 0;
   while (it->next()) {
     ++n;
     if (n % 100 == 0) {
       EXPECT_EQ(store.get(it->key()).size(), 1u);
-      store.put("new" + std::to_string(n), versioned("w", {{1, 1}}));
+      store.put(absl::StrCat("new", n), versioned("w", {{1, 1}}));
     }
   }
   EXPECT_GE(n, 1200);

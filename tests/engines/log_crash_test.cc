@@ -26,6 +26,8 @@
 #include <set>
 #include <thread>
 
+#include <absl/strings/str_cat.h>
+
 #include "engines/log/log_store.h"
 #include "tests/testing/test_util.h"
 
@@ -102,12 +104,12 @@ void crash_rounds(const char* sync, int rounds) {
   for (int round = 0; round < rounds; ++round) {
     const std::vector<unsigned long> acked = run_and_kill(
         dir.sub("log"), sync, next, 50 + rng() % 350, static_cast<int>(rng() % 3000));
-    for (unsigned long i : acked) last["k" + std::to_string(i % kKeys)] = i;
+    for (unsigned long i : acked) last[absl::StrCat("k", i % kKeys)] = i;
     // The write under way at the kill may have landed unacknowledged. If it
     // was a remove, its key may be gone although its last acknowledged
     // write was a put.
     const unsigned long in_flight = acked.empty() ? next : acked.back() + 1;
-    if (in_flight % 5 == 4) maybe_removed["k" + std::to_string(in_flight % kKeys)] = in_flight;
+    if (in_flight % 5 == 4) maybe_removed[absl::StrCat("k", in_flight % kKeys)] = in_flight;
     if (!acked.empty()) next = acked.back() + 2;  // past a write that may have landed unacked
     LogOptions o;
     o.name = "crash";

@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <absl/strings/str_cat.h>
+
 #include "cairn/versioned.h"
 #include "engines/log/log_store.h"
 
@@ -32,12 +34,12 @@ int main(int argc, char** argv) {
   o.compaction_rate = 0;
   cairn::LogStore store(o);
   for (unsigned long i = std::strtoul(argv[3], nullptr, 10);; ++i) {
-    const cairn::Versioned v{"v" + std::to_string(i) + std::string(i % 200, '.'),
+    const cairn::Versioned v{absl::StrCat("v", i, std::string(i % 200, '.')),
                              cairn::VectorClock({{1, i + 1}})};
     if (i % 5 == 4) {
-      store.remove("k" + std::to_string(i % kKeys), v.clock);
+      store.remove(absl::StrCat("k", i % kKeys), v.clock);
     } else {
-      store.put("k" + std::to_string(i % kKeys), v);
+      store.put(absl::StrCat("k", i % kKeys), v);
     }
     std::printf("%lu\n", i);
     std::fflush(stdout);

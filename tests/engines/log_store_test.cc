@@ -2,6 +2,7 @@
 
 #include "engines/log/log_store.h"
 
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -68,17 +69,17 @@ TEST(LogStoreTest, RollsFilesAndReopensWithEveryKeyAndDelete) {
   {
     LogStore s(options(dir));
     for (int i = 0; i < 500; ++i) {
-      ASSERT_EQ(s.put("k" + std::to_string(i), versioned(std::string(500, 'a' + i % 26), {{1, 1}})),
+      ASSERT_EQ(s.put(absl::StrCat("k", i), versioned(std::string(500, 'a' + i % 26), {{1, 1}})),
                 PutResult::kStored);
     }
-    for (int i = 0; i < 500; i += 5) ASSERT_TRUE(s.remove("k" + std::to_string(i), testing::clock({{1, 1}})));
+    for (int i = 0; i < 500; i += 5) ASSERT_TRUE(s.remove(absl::StrCat("k", i), testing::clock({{1, 1}})));
     ASSERT_EQ(s.put("k1", versioned("newer", {{1, 2}})), PutResult::kStored);
   }
   EXPECT_GT(files(dir, ".data").size(), 2u) << "files roll at max_file_size";
   EXPECT_FALSE(files(dir, ".tomb").empty());
   LogStore s(options(dir));
   for (int i = 0; i < 500; ++i) {
-    const auto got = s.get("k" + std::to_string(i));
+    const auto got = s.get(absl::StrCat("k", i));
     if (i % 5 == 0) {
       EXPECT_TRUE(got.empty()) << i << " was deleted";
     } else {
@@ -95,7 +96,7 @@ TEST(LogStoreTest, ATornTailIsCutAndEverythingBeforeItKept) {
   {
     LogStore s(options(dir, 1 << 20));
     for (int i = 0; i < 100; ++i) {
-      ASSERT_EQ(s.put("k" + std::to_string(i), versioned("v" + std::to_string(i), {{1, 1}})),
+      ASSERT_EQ(s.put(absl::StrCat("k", i), versioned(absl::StrCat("v", i), {{1, 1}})),
                 PutResult::kStored);
     }
   }
@@ -104,7 +105,7 @@ TEST(LogStoreTest, ATornTailIsCutAndEverythingBeforeItKept) {
   write_file(last, bytes.substr(0, bytes.size() - 7));  // the last record torn
   {
     LogStore s(options(dir, 1 << 20));
-    for (int i = 0; i < 99; ++i) EXPECT_EQ(s.get("k" + std::to_string(i)).at(0).value, "v" + std::to_string(i));
+    for (int i = 0; i < 99; ++i) EXPECT_EQ(s.get(absl::StrCat("k", i)).at(0).value, absl::StrCat("v", i));
     EXPECT_TRUE(s.get("k99").empty()) << "the torn record is dropped";
     EXPECT_LT(fs::file_size(last), bytes.size() - 7) << "the torn record's bytes were cut";
     ASSERT_EQ(s.put("k99", versioned("again", {{1, 1}})), PutResult::kStored);
@@ -144,16 +145,16 @@ TEST(LogStoreTest, StatsCountKeysStaleBytesAndIndexMemory) {
   {
     LogStore s(options(dir, 4 << 10));
     for (int i = 0; i < 100; ++i) {
-      ASSERT_EQ(s.put("k" + std::to_string(i), versioned(std::string(100, 'v'), {{1, 1}})),
+      ASSERT_EQ(s.put(absl::StrCat("k", i), versioned(std::string(100, 'v'), {{1, 1}})),
                 PutResult::kStored);
     }
     for (int i = 0; i < 50; ++i) {
-      const std::string key = "k" + std::to_string(i);
+      const std::string key = absl::StrCat("k", i);
       expected_stale += record_size(key, versioned(std::string(100, 'v'), {{1, 1}}));
       ASSERT_EQ(s.put(key, versioned("w", {{1, 2}})), PutResult::kStored);
     }
     for (int i = 90; i < 100; ++i) {
-      const std::string key = "k" + std::to_string(i);
+      const std::string key = absl::StrCat("k", i);
       expected_stale += record_size(key, versioned(std::string(100, 'v'), {{1, 1}}));
       ASSERT_TRUE(s.remove(key, testing::clock({{1, 1}})));
     }
@@ -182,16 +183,16 @@ TEST(LogStoreTest, OpenTakesClosedFilesFromTheirIndexFiles) {
   auto fill = [&] {
     LogStore s(options(dir, 4 << 10));
     for (int i = 0; i < 300; ++i) {
-      ASSERT_EQ(s.put("k" + std::to_string(i), versioned(std::string(60, 'a' + i % 26), {{1, 1}})),
+      ASSERT_EQ(s.put(absl::StrCat("k", i), versioned(std::string(60, 'a' + i % 26), {{1, 1}})),
                 PutResult::kStored);
     }
     for (int i = 0; i < 300; i += 3) {
-      ASSERT_EQ(s.put("k" + std::to_string(i), versioned("new", {{1, 2}})), PutResult::kStored);
+      ASSERT_EQ(s.put(absl::StrCat("k", i), versioned("new", {{1, 2}})), PutResult::kStored);
     }
   };
   auto check = [&](LogStore& s) {
     for (int i = 0; i < 300; ++i) {
-      const auto got = s.get("k" + std::to_string(i));
+      const auto got = s.get(absl::StrCat("k", i));
       ASSERT_EQ(got.size(), 1u) << i;
       EXPECT_EQ(got[0].value, i % 3 == 0 ? "new" : std::string(60, 'a' + i % 26)) << i;
     }
@@ -242,7 +243,7 @@ TEST(LogStoreTest, OpenTakesClosedFilesFromTheirIndexFiles) {
 
 // The value write n of key i stores: the key and n, padded.
 std::string value_of(int i, uint64_t n) {
-  return "k" + std::to_string(i) + "#" + std::to_string(n) + std::string(60 + (n * 7 + i) % 80, '.');
+  return absl::StrCat("k", i, "#", n, std::string(60 + (n * 7 + i) % 80, '.'));
 }
 
 TEST(LogStoreTest, CompactionUnderConcurrentOverwritesKeepsExactlyTheNewest) {
@@ -257,7 +258,7 @@ TEST(LogStoreTest, CompactionUnderConcurrentOverwritesKeepsExactlyTheNewest) {
     std::atomic<bool> done{false};
     std::atomic<uint64_t> reads{0};
     for (int i = 0; i < kKeys; ++i) {
-      ASSERT_EQ(s.put("k" + std::to_string(i), versioned(value_of(i, 1), {{1, 1}})), PutResult::kStored);
+      ASSERT_EQ(s.put(absl::StrCat("k", i), versioned(value_of(i, 1), {{1, 1}})), PutResult::kStored);
     }
     std::vector<std::thread> threads;
     // Each writer owns the keys i % kWriters == w, so each key's newest
@@ -268,7 +269,7 @@ TEST(LogStoreTest, CompactionUnderConcurrentOverwritesKeepsExactlyTheNewest) {
           const int i = static_cast<int>((n * 7919 + static_cast<uint64_t>(w)) % kKeys);
           if (i % kWriters != w) continue;
           const uint64_t version = last[i] + 1;
-          ASSERT_EQ(s.put("k" + std::to_string(i), versioned(value_of(i, version), {{1, version}})),
+          ASSERT_EQ(s.put(absl::StrCat("k", i), versioned(value_of(i, version), {{1, version}})),
                     PutResult::kStored);
           last[i] = version;
         }
@@ -279,9 +280,9 @@ TEST(LogStoreTest, CompactionUnderConcurrentOverwritesKeepsExactlyTheNewest) {
     threads.emplace_back([&] {
       for (uint64_t n = 0; !done.load(); ++n) {
         const int i = static_cast<int>(n % kKeys);
-        const auto got = s.get("k" + std::to_string(i));
+        const auto got = s.get(absl::StrCat("k", i));
         ASSERT_EQ(got.size(), 1u) << i;
-        ASSERT_EQ(got[0].value.rfind("k" + std::to_string(i) + "#", 0), 0u) << got[0].value;
+        ASSERT_EQ(got[0].value.rfind(absl::StrCat("k", i, "#"), 0), 0u) << got[0].value;
         reads.fetch_add(1);
       }
     });
@@ -294,10 +295,10 @@ TEST(LogStoreTest, CompactionUnderConcurrentOverwritesKeepsExactlyTheNewest) {
     for (size_t t = kWriters; t < threads.size(); ++t) threads[t].join();
     s.compact();
     for (int i = 0; i < kKeys; ++i) {
-      const auto got = s.get("k" + std::to_string(i));
+      const auto got = s.get(absl::StrCat("k", i));
       ASSERT_EQ(got.size(), 1u) << i;
       EXPECT_EQ(got[0].value, value_of(i, last[i])) << i;
-      live_bytes += record_size("k" + std::to_string(i), versioned(value_of(i, last[i]), {{1, last[i]}}));
+      live_bytes += record_size(absl::StrCat("k", i), versioned(value_of(i, last[i]), {{1, last[i]}}));
     }
     const LogStats st = s.stats();
     EXPECT_GT(st.compaction_runs, 10u);
@@ -316,7 +317,7 @@ TEST(LogStoreTest, CompactionUnderConcurrentOverwritesKeepsExactlyTheNewest) {
   // and the accounting rebuilt from them agrees.
   LogStore s(options(dir, 16 << 10));
   for (int i = 0; i < kKeys; ++i) {
-    const auto got = s.get("k" + std::to_string(i));
+    const auto got = s.get(absl::StrCat("k", i));
     ASSERT_EQ(got.size(), 1u) << i;
     EXPECT_EQ(got[0].value, value_of(i, last[i])) << i;
   }
@@ -336,7 +337,7 @@ TEST(LogStoreTest, CompactionUnderConcurrentPutsAndRemovesKeepsExactlyTheNewest)
   auto expect_newest = [&](LogStore& s) {
     uint64_t live = 0;
     for (int i = 0; i < kKeys; ++i) {
-      const std::string key = "k" + std::to_string(i);
+      const std::string key = absl::StrCat("k", i);
       const auto got = s.get(key);
       if (!present[static_cast<size_t>(i)]) {
         EXPECT_TRUE(got.empty()) << key << " came back";
@@ -359,7 +360,7 @@ TEST(LogStoreTest, CompactionUnderConcurrentPutsAndRemovesKeepsExactlyTheNewest)
         for (uint64_t n = 1; n <= kWrites; ++n) {
           const size_t i = static_cast<size_t>((n * 7919 + static_cast<uint64_t>(w)) % kKeys);
           if (static_cast<int>(i) % kWriters != w) continue;
-          const std::string key = "k" + std::to_string(i);
+          const std::string key = absl::StrCat("k", i);
           if (n % 5 == 0 && present[i]) {
             ASSERT_TRUE(s.remove(key, testing::clock({{1, last[i]}})));
             present[i] = 0;
@@ -376,10 +377,10 @@ TEST(LogStoreTest, CompactionUnderConcurrentPutsAndRemovesKeepsExactlyTheNewest)
     threads.emplace_back([&] {
       for (uint64_t n = 0; !done.load(); ++n) {
         const int i = static_cast<int>(n % kKeys);
-        const auto got = s.get("k" + std::to_string(i));
+        const auto got = s.get(absl::StrCat("k", i));
         ASSERT_LE(got.size(), 1u);
         if (!got.empty()) {
-          ASSERT_EQ(got[0].value.rfind("k" + std::to_string(i) + "#", 0), 0u);
+          ASSERT_EQ(got[0].value.rfind(absl::StrCat("k", i, "#"), 0), 0u);
         }
       }
     });
@@ -407,7 +408,7 @@ TEST(LogStoreTest, PausedCompactionWaitsForResume) {
   s.pause_compaction();
   s.pause_compaction();  // pauses nest
   for (uint64_t n = 1; n <= 2000; ++n) {
-    ASSERT_EQ(s.put("k" + std::to_string(n % 20), versioned(std::string(100, 'v'), {{1, n}})),
+    ASSERT_EQ(s.put(absl::StrCat("k", n % 20), versioned(std::string(100, 'v'), {{1, n}})),
               PutResult::kStored);
   }
   const uint64_t files_before = s.stats().data_files;
@@ -422,7 +423,7 @@ TEST(LogStoreTest, PausedCompactionWaitsForResume) {
   s.compact();
   EXPECT_GT(s.stats().compaction_runs, 0u);
   EXPECT_LT(s.stats().data_files, 4u);
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(s.get("k" + std::to_string(i)).size(), 1u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(s.get(absl::StrCat("k", i)).size(), 1u);
 
   LogOptions off = options(dir);
   off.path = dir.sub("off");
@@ -432,7 +433,7 @@ TEST(LogStoreTest, PausedCompactionWaitsForResume) {
 
 TEST(LogStoreTest, TombstonesGoOnceNoOlderRecordRemains) {
   TempDir dir;
-  auto key = [](const char* prefix, int i) { return prefix + std::to_string(1000 + i); };
+  auto key = [](const char* prefix, int i) { return absl::StrCat(prefix, 1000 + i); };
   {
     LogStore s(compacting(dir, 4 << 10));
     s.pause_compaction();
@@ -479,7 +480,7 @@ TEST(LogStoreTest, ACrashMidCompactionLosesNothing) {
   {
     LogStore s(options(dir, 4 << 10));
     for (uint64_t n = 1; n <= 1500; ++n) {
-      const std::string k = "k" + std::to_string(n % 97);
+      const std::string k = absl::StrCat("k", n % 97);
       newest[k] = std::to_string(n) + std::string(n % 90, '.');
       ASSERT_EQ(s.put(k, versioned(newest[k], {{1, n}})), PutResult::kStored);
     }
@@ -527,7 +528,7 @@ TEST(LogStoreTest, RandomDamageInTheLastDataFileLosesOnlyTheDamagedRecords) {
       LogStore s(options(dir, 1 << 20));
       uint64_t at = 0;
       for (int i = 0; i < 200; ++i) {
-        const std::string k = "k" + std::to_string(1000 + i);
+        const std::string k = absl::StrCat("k", 1000 + i);
         const Versioned v = versioned(value_of(i, 1), {{1, 1}});
         starts.push_back(at);
         at += record_size(k, v);
@@ -550,7 +551,7 @@ TEST(LogStoreTest, RandomDamageInTheLastDataFileLosesOnlyTheDamagedRecords) {
     for (int reopen = 0; reopen < 2; ++reopen) {
       LogStore s(options(dir, 1 << 20));
       for (int i = 0; i < 200; ++i) {
-        const auto got = s.get("k" + std::to_string(1000 + i));
+        const auto got = s.get(absl::StrCat("k", 1000 + i));
         if (static_cast<size_t>(i) < hit || (!truncate && static_cast<size_t>(i) > hit)) {
           ASSERT_EQ(got.size(), 1u) << "round " << round << " key " << i << " damage at record " << hit;
           EXPECT_EQ(got[0].value, value_of(i, 1));
@@ -572,10 +573,10 @@ TEST(LogStoreTest, RandomDamageInATombstoneFileLosesOnlyTheDamagedTombstones) {
     {
       LogStore s(options(dir, 1 << 20));
       for (int i = 0; i < 100; ++i) {
-        ASSERT_EQ(s.put("a" + std::to_string(1000 + i), versioned(value_of(i, 1), {{1, 1}})), PutResult::kStored);
-        ASSERT_EQ(s.put("d" + std::to_string(1000 + i), versioned(value_of(i, 2), {{1, 1}})), PutResult::kStored);
+        ASSERT_EQ(s.put(absl::StrCat("a", 1000 + i), versioned(value_of(i, 1), {{1, 1}})), PutResult::kStored);
+        ASSERT_EQ(s.put(absl::StrCat("d", 1000 + i), versioned(value_of(i, 2), {{1, 1}})), PutResult::kStored);
       }
-      for (int i = 0; i < 100; ++i) ASSERT_TRUE(s.remove("d" + std::to_string(1000 + i), testing::clock({{1, 1}})));
+      for (int i = 0; i < 100; ++i) ASSERT_TRUE(s.remove(absl::StrCat("d", 1000 + i), testing::clock({{1, 1}})));
     }
     const fs::path f = files(dir, ".tomb").back();
     std::string bytes = read_file(f);
@@ -593,8 +594,8 @@ TEST(LogStoreTest, RandomDamageInATombstoneFileLosesOnlyTheDamagedTombstones) {
     for (int reopen = 0; reopen < 2; ++reopen) {
       LogStore s(options(dir, 1 << 20));
       for (int i = 0; i < 100; ++i) {
-        ASSERT_EQ(s.get("a" + std::to_string(1000 + i)).at(0).value, value_of(i, 1));
-        const auto got = s.get("d" + std::to_string(1000 + i));
+        ASSERT_EQ(s.get(absl::StrCat("a", 1000 + i)).at(0).value, value_of(i, 1));
+        const auto got = s.get(absl::StrCat("d", 1000 + i));
         if (static_cast<size_t>(i) < hit || (!truncate && static_cast<size_t>(i) > hit)) {
           EXPECT_TRUE(got.empty()) << "round " << round << " tombstone " << i << " damage at " << hit;
         } else {
@@ -613,7 +614,7 @@ TEST(LogStoreTest, SyncNoneSyncsEveryFlushBytes) {
     o.flush_bytes = flush_bytes;
     LogStore s(o);
     for (uint64_t n = 1; n <= 2000; ++n) {  // about 250 KB
-      ASSERT_EQ(s.put("k" + std::to_string(n), versioned(std::string(100, 'v'), {{1, 1}})), PutResult::kStored);
+      ASSERT_EQ(s.put(absl::StrCat("k", n), versioned(std::string(100, 'v'), {{1, 1}})), PutResult::kStored);
     }
     if (flush_bytes == 0) {
       EXPECT_EQ(s.stats().syncs, 0u);

@@ -1,5 +1,6 @@
 #include "engines/memory/memory_store.h"
 
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -39,10 +40,10 @@ TEST(MemoryStoreTest, ParallelWritersAndReadersSeeConsistentValues) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kKeys; ++i) {
-        const std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+        const std::string key = absl::StrCat("t", t, "-", i);
         EXPECT_EQ(store.put(key, versioned(key, {{1, 1}})), PutResult::kStored);
         // Read a key of another thread: absent or exactly its value.
-        const std::string other = "t" + std::to_string((t + 1) % kThreads) + "-" + std::to_string(i);
+        const std::string other = absl::StrCat("t", (t + 1) % kThreads, "-", i);
         const auto got = store.get(other);
         if (!got.empty() && (got.size() != 1 || got[0].value != other)) ++bad_reads;
       }
@@ -57,14 +58,14 @@ TEST(MemoryStoreTest, ScanDuringWritesSeesEveryKeyPresentThroughout) {
   MemoryStore store;
   std::set<std::string> stable;
   for (int i = 0; i < 3000; ++i) {
-    const std::string key = "stable-" + std::to_string(i);
+    const std::string key = absl::StrCat("stable-", i);
     ASSERT_EQ(store.put(key, versioned("v", {{1, 1}})), PutResult::kStored);
     stable.insert(key);
   }
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (int i = 0; !stop; ++i) {
-      const std::string key = "churn-" + std::to_string(i % 500);
+      const std::string key = absl::StrCat("churn-", i % 500);
       store.put(key, versioned("x", {{1, static_cast<uint64_t>(i + 1)}}));
       store.remove(key, clock({{1, static_cast<uint64_t>(i + 1)}}));
     }
@@ -90,14 +91,14 @@ TEST(MemoryStoreTest, LockFreeReadersNeverSeeATornOrFreedRecord) {
   o.shards = 2;
   MemoryStore store(o);
   constexpr int kKeys = 64;
-  auto key_of = [](uint64_t i) { return "key-" + std::to_string(i % kKeys); };
+  auto key_of = [](uint64_t i) { return absl::StrCat("key-", i % kKeys); };
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> reads{0}, bad{0};
   auto writer = [&](NodeId node) {
     for (uint64_t i = 1; !stop; ++i) {
       const std::string key = key_of(i * 7 + node);
       const VectorClock c({{node, i}}, 1);
-      store.put(key, Versioned{std::to_string(node) + ":" + std::to_string(i) + ":" + key, c});
+      store.put(key, Versioned{absl::StrCat(node, ":", i, ":", key), c});
       if (i % 5 == 0) store.remove(key, c);
       if (i % 97 == 0) {
         for (int k = 0; k < kKeys; ++k) store.remove(key_of(k), VectorClock({{1, i}, {2, i}}, 1));
@@ -116,7 +117,7 @@ TEST(MemoryStoreTest, LockFreeReadersNeverSeeATornOrFreedRecord) {
           continue;
         }
         const ClockEntry e = v.clock.entries()[0];
-        if (v.value != std::to_string(e.node) + ":" + std::to_string(e.counter) + ":" + key) {
+        if (v.value != absl::StrCat(e.node, ":", e.counter, ":", key)) {
           if (bad++ == 0) ADD_FAILURE() << "get(" << key << ") saw " << v.value << " at " << v.clock.to_string();
         }
       }
@@ -139,10 +140,10 @@ TEST(MemoryStoreTest, ScanCopiesEveryRecordOfAGrownTable) {
   o.shards = 1;
   MemoryStore store(o);
   for (int i = 0; i < 10000; ++i) {
-    ASSERT_EQ(store.put("k" + std::to_string(i), versioned(std::to_string(i), {{1, 1}})),
+    ASSERT_EQ(store.put(absl::StrCat("k", i), versioned(std::to_string(i), {{1, 1}})),
               PutResult::kStored);
   }
-  for (int i = 0; i < 10000; i += 2) ASSERT_TRUE(store.remove("k" + std::to_string(i), clock({{1, 1}})));
+  for (int i = 0; i < 10000; i += 2) ASSERT_TRUE(store.remove(absl::StrCat("k", i), clock({{1, 1}})));
   size_t n = 0;
   auto it = store.scan();
   while (it->next()) {

@@ -14,6 +14,8 @@
 #include <mutex>
 #include <thread>
 
+#include <absl/strings/str_cat.h>
+
 #include "cairn/errors.h"
 #include "engines/memory/memory_store.h"
 #include "layers/grpc/cairn.grpc.pb.h"
@@ -38,7 +40,7 @@ class InProcess {
     }
     server_ = std::make_unique<StoreServer>(o, std::move(served));
   }
-  std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+  std::string address() const { return absl::StrCat("127.0.0.1:", server_->port()); }
   StoreServer& server() { return *server_; }
 
   std::unique_ptr<GrpcStore> client(const std::string& store = "s") const {
@@ -95,7 +97,7 @@ TEST(GrpcTest, MessagesOverTheLimitAreInvalidArgument) {
 TEST(GrpcTest, ScanStreamsEveryKey) {
   InProcess server;
   auto c = server.client();
-  for (int i = 0; i < 2000; ++i) c->put("k" + std::to_string(i), versioned("v", {{1, 1}}));
+  for (int i = 0; i < 2000; ++i) c->put(absl::StrCat("k", i), versioned("v", {{1, 1}}));
   size_t n = 0;
   auto it = c->scan();
   while (it->next()) {
@@ -122,7 +124,7 @@ TEST(GrpcTest, CallbackCallsFanOutWithoutAThreadEach) {
     if (++done == kCalls) cv.notify_all();
   };
   for (int i = 0; i < kCalls; ++i) {
-    c->async_put("k" + std::to_string(i), versioned("v" + std::to_string(i), {{1, 1}}),
+    c->async_put(absl::StrCat("k", i), versioned(absl::StrCat("v", i), {{1, 1}}),
                  [&](PutResult r, std::exception_ptr e) { finished(!e && r == PutResult::kStored); });
   }
   {
@@ -133,8 +135,8 @@ TEST(GrpcTest, CallbackCallsFanOutWithoutAThreadEach) {
   done = 0;
   std::atomic<int> right{0};
   for (int i = 0; i < kCalls; ++i) {
-    c->async_get("k" + std::to_string(i), [&, i](std::vector<Versioned> v, std::exception_ptr e) {
-      if (!e && v.size() == 1 && v[0].value == "v" + std::to_string(i)) ++right;
+    c->async_get(absl::StrCat("k", i), [&, i](std::vector<Versioned> v, std::exception_ptr e) {
+      if (!e && v.size() == 1 && v[0].value == absl::StrCat("v", i)) ++right;
       finished(!e);
     });
   }
@@ -171,12 +173,12 @@ TEST(GrpcTest, StreamPipelinesTaggedRequests) {
     if (i % 2 == 0) {
       rpc::PutRequest* put = req->mutable_put();
       put->set_store(i % 10 == 0 ? "missing" : "s");
-      put->set_key("k" + std::to_string(i));
+      put->set_key(absl::StrCat("k", i));
       put->mutable_version()->set_value("v");
       put->mutable_version()->mutable_clock()->add_entries()->set_counter(1);
     } else {
       req->mutable_get()->set_store("s");
-      req->mutable_get()->set_key("k" + std::to_string(i - 1));
+      req->mutable_get()->set_key(absl::StrCat("k", i - 1));
     }
     if (batch.requests_size() == size || i == kRequests - 1) {
       ASSERT_TRUE(stream->Write(batch, grpc::WriteOptions().set_buffer_hint()));
@@ -387,7 +389,7 @@ TEST(GrpcProcessTest, SigtermDrainsAndLmdbSurvivesARestart) {
   std::thread writer([&] {
     for (int i = 0; !stop; ++i) {
       try {
-        c.put("k" + std::to_string(i), versioned("v" + std::to_string(i), {{1, 1}}));
+        c.put(absl::StrCat("k", i), versioned(absl::StrCat("v", i), {{1, 1}}));
         acknowledged = i + 1;
       } catch (const Error&) {
         return;  // the server went away: later writes were never acknowledged
@@ -403,7 +405,7 @@ TEST(GrpcProcessTest, SigtermDrainsAndLmdbSurvivesARestart) {
   o.targets = {again.address()};
   GrpcStore after(o);
   for (int i = 0; i < acknowledged.load(); ++i) {
-    ASSERT_EQ(after.get("k" + std::to_string(i)).at(0).value, "v" + std::to_string(i))
+    ASSERT_EQ(after.get(absl::StrCat("k", i)).at(0).value, absl::StrCat("v", i))
         << "acknowledged write " << i << " of " << acknowledged.load();
   }
 }

@@ -1,5 +1,6 @@
 #include "layers/stats/stats_store.h"
 
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 
 #include "cairn/errors.h"
@@ -53,7 +54,7 @@ TEST_F(StatsStoreTest, CountsErrorsAndRethrowsThem) {
 }
 
 TEST_F(StatsStoreTest, ReportHasALinePerOperationThatRan) {
-  for (int i = 0; i < 10; ++i) stats_.put("k" + std::to_string(i), versioned("v", {{1, 1}}));
+  for (int i = 0; i < 10; ++i) stats_.put(absl::StrCat("k", i), versioned("v", {{1, 1}}));
   stats_.get("k1");
   const std::string report = stats_.report();
   EXPECT_EQ(report.rfind("stats for 'users'\n", 0), 0u) << report;

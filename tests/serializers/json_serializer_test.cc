@@ -1,5 +1,6 @@
 #include "cairn/json_serializer.h"
 
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -72,8 +73,8 @@ TEST(JsonSerializerTest, EveryTypeHasADistinctNull) {
   for (const char* type : {"boolean", "int8", "int16", "int32", "int64", "float32", "float64",
                            "date", "string", "bytes"}) {
     for (const std::string& schema :
-         {"\"" + std::string(type) + "\"", "[\"" + std::string(type) + "\"]",
-          "{\"f\": \"" + std::string(type) + "\"}"}) {
+         {absl::StrCat("\"", type, "\""), absl::StrCat("[\"", type, "\"]"),
+          absl::StrCat("{\"f\": \"", type, "\"}")}) {
       auto s = serializer(schema);
       EXPECT_TRUE(s->read(s->to_bytes(Json())).is_null()) << schema;
     }
