@@ -49,9 +49,9 @@
 #include <string>
 #include <vector>
 
+#include "cairn/lmdb_store.h"
+#include "cairn/log_store.h"
 #include "cairn/versioned.h"
-#include "engines/lmdb/lmdb_store.h"
-#include "engines/log/log_store.h"
 
 namespace {
 

@@ -29,10 +29,10 @@
 #include <string>
 #include <vector>
 
+#include "cairn/lmdb_store.h"
+#include "cairn/log_store.h"
+#include "cairn/memory_store.h"
 #include "core/version_list.h"
-#include "engines/lmdb/lmdb_store.h"
-#include "engines/log/log_store.h"
-#include "engines/memory/memory_store.h"
 
 namespace {
 

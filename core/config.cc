@@ -9,6 +9,7 @@
 #include <set>
 
 #include "cairn/errors.h"
+#include "core/config_internal.h"
 
 namespace cairn {
 
@@ -936,12 +937,13 @@ std::unique_ptr<Store> Config::open(std::string_view store,
 
 std::unique_ptr<Store> Config::open_node(std::string_view store, NodeId node,
                                          const LayerRegistry& registry) const {
-  return open_node(store, node, nullptr, registry);
+  return ConfigInternal::open_node(*this, store, node, nullptr, registry);
 }
 
-std::unique_ptr<Store> Config::open_node(std::string_view store, NodeId node,
-                                         std::shared_ptr<HintedHandoff> hints,
-                                         const LayerRegistry& registry) const {
+std::unique_ptr<Store> ConfigInternal::open_node(const Config& config, std::string_view store,
+                                                 NodeId node, std::shared_ptr<HintedHandoff> hints,
+                                                 const LayerRegistry& registry) {
+  const internal::ConfigData* d_ = config.d_.get();
   const StoreDef& def = find_store(*d_, store);
   const Stack& stack = !def.node.empty() ? def.node : def.stack;
   if (stack.empty()) {

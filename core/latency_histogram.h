@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "cairn/stats_store.h"  // LatencySummary
+
 namespace cairn::internal {
 
 class LatencyHistogram {
@@ -21,16 +23,7 @@ class LatencyHistogram {
   // Adds every record of `other` (e.g. per-thread histograms into one).
   void merge_from(const LatencyHistogram& other);
 
-  struct Summary {
-    uint64_t count = 0;
-    uint64_t sum_ns = 0;  // exact, for rates (Prometheus' _sum)
-    uint64_t mean_ns = 0;
-    uint64_t p50_ns = 0;
-    uint64_t p90_ns = 0;
-    uint64_t p99_ns = 0;
-    uint64_t p999_ns = 0;
-    uint64_t max_ns = 0;
-  };
+  using Summary = LatencySummary;
   Summary summary() const;
   // The value below which a fraction `q` (0..1) of the records fall.
   uint64_t percentile(double q) const;

@@ -13,8 +13,8 @@
 
 #include "cairn/config.h"
 #include "cairn/forwarding_store.h"
-#include "engines/memory/memory_store.h"
-#include "layers/stats/stats_store.h"
+#include "cairn/memory_store.h"
+#include "cairn/stats_store.h"
 
 namespace {
 

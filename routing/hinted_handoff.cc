@@ -4,8 +4,8 @@
 
 #include "cairn/errors.h"
 #include "cairn/log.h"
+#include "cairn/ring.h"
 #include "routing/replica.h"
-#include "routing/ring.h"
 
 namespace cairn {
 

@@ -1,4 +1,4 @@
-#include "routing/ring.h"
+#include "cairn/ring.h"
 
 #include <algorithm>
 #include <map>

@@ -8,6 +8,7 @@
 
 #include "cairn/errors.h"
 #include "cairn/log.h"
+#include "catalogue/builtin.h"
 #include "core/executor.h"
 #include "routing/failure_detector.h"
 #include "routing/hinted_handoff.h"
@@ -740,6 +741,12 @@ std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx) {
   if (ctx.self != nullptr) self = *ctx.self;
   return std::make_unique<RoutedStore>(std::move(o), std::move(ring), std::move(replicas), self,
                                        ctx.hints);
+}
+
+std::unique_ptr<Store> open_routed_store(RouteOptions options, Ring ring,
+                                         std::vector<std::shared_ptr<Store>> replicas) {
+  return std::make_unique<RoutedStore>(std::move(options), std::move(ring), std::move(replicas),
+                                       std::nullopt, nullptr);
 }
 
 }  // namespace cairn

@@ -4,6 +4,7 @@
 #include "cairn/errors.h"
 #include "cairn/registry.h"
 #include "cairn/serializer.h"
+#include "catalogue/builtin.h"
 #include "core/utf8.h"
 
 namespace cairn {

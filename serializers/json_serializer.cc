@@ -10,6 +10,7 @@
 
 #include "cairn/errors.h"
 #include "cairn/registry.h"
+#include "catalogue/builtin.h"
 #include "core/utf8.h"
 #include "core/varint.h"
 

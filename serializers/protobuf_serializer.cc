@@ -18,6 +18,7 @@
 #include "cairn/errors.h"
 #include "cairn/protobuf.h"
 #include "cairn/registry.h"
+#include "catalogue/builtin.h"
 
 namespace cairn {
 

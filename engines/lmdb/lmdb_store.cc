@@ -1,4 +1,4 @@
-#include "engines/lmdb/lmdb_store.h"
+#include "cairn/lmdb_store.h"
 
 #include <lmdb.h>
 #include <sys/stat.h>
@@ -15,6 +15,7 @@
 
 #include "cairn/errors.h"
 #include "cairn/log.h"
+#include "catalogue/builtin.h"
 #include "core/shared_spin_lock.h"
 #include "core/version_list.h"
 

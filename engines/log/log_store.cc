@@ -1,4 +1,4 @@
-#include "engines/log/log_store.h"
+#include "cairn/log_store.h"
 
 #include <absl/container/flat_hash_map.h>
 #include <fcntl.h>
@@ -21,6 +21,7 @@
 
 #include "cairn/errors.h"
 #include "cairn/log.h"
+#include "catalogue/builtin.h"
 #include "core/version_list.h"
 #include "engines/log/huge_pages.h"
 #include "engines/log/key_index.h"

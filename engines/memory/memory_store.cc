@@ -1,4 +1,4 @@
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
 
 #include <absl/hash/hash.h>
 
@@ -9,6 +9,7 @@
 #include <new>
 
 #include "cairn/errors.h"
+#include "catalogue/builtin.h"
 #include "core/clock_codec.h"
 #include "core/version_list.h"
 #include "engines/memory/epoch.h"

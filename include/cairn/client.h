@@ -30,9 +30,11 @@
 
 #include "cairn/config.h"
 #include "cairn/errors.h"
+#include "cairn/export.h"
 #include "cairn/serializer.h"
 #include "cairn/store.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 struct ClientOptions {
@@ -249,5 +251,6 @@ Client<K, V> open_client(const std::string& config_path, std::string_view store,
 }
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_CLIENT_H_

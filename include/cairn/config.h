@@ -22,14 +22,18 @@
 #include <string_view>
 #include <vector>
 
+#include "cairn/export.h"
 #include "cairn/registry.h"
 #include "cairn/store.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 namespace internal {
-struct ConfigData;
+struct CAIRN_INTERNAL ConfigData;
 }  // namespace internal
+
+class CAIRN_INTERNAL ConfigInternal;
 
 // A node of the cluster a config describes.
 struct NodeInfo {
@@ -37,7 +41,7 @@ struct NodeInfo {
   std::string address;  // host:port
   std::string zone;     // empty: the cluster has no zones
   // The partitions it owns, as listed in the config; empty when the
-  // cluster deals them out evenly (see routing/ring.h).
+  // cluster deals them out evenly (see cairn/ring.h).
   std::vector<uint32_t> partitions;
 };
 
@@ -96,11 +100,6 @@ class Config {
   // `stack:`. "{node}" in parameters expands to the node's id.
   std::unique_ptr<Store> open_node(std::string_view store, NodeId node,
                                    const LayerRegistry& registry = default_registry()) const;
-  // The same, for a node that keeps hints for the other nodes (cairn-server
-  // does): a `route` in the stack parks the writes a replica missed there.
-  std::unique_ptr<Store> open_node(std::string_view store, NodeId node,
-                                   std::shared_ptr<HintedHandoff> hints,
-                                   const LayerRegistry& registry = default_registry()) const;
 
   // The `cluster: nodes:` entries, in file order (empty without a cluster).
   const std::vector<NodeInfo>& nodes() const;
@@ -127,10 +126,12 @@ class Config {
                                const LayerRegistry& registry = default_registry()) const;
 
  private:
+  friend class ConfigInternal;  // the library's own access, for cairn-server
   explicit Config(std::shared_ptr<const internal::ConfigData> data);
   std::shared_ptr<const internal::ConfigData> d_;
 };
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_CONFIG_H_

@@ -13,6 +13,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "cairn/export.h"
+
+CAIRN_API_BEGIN
 namespace cairn {
 
 // Frozen: these values cross the wire.
@@ -87,5 +90,6 @@ class ConfigError : public InvalidArgument {
 [[noreturn]] void throw_error(ErrorCode code, const std::string& message);
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_ERRORS_H_

@@ -9,8 +9,10 @@
 #include <string>
 #include <string_view>
 
+#include "cairn/export.h"
 #include "cairn/store.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 class ForwardingStore : public Store {
@@ -57,5 +59,6 @@ T* find_layer(Store& store) {
 }
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_FORWARDING_STORE_H_

@@ -18,6 +18,9 @@
 #include <variant>
 #include <vector>
 
+#include "cairn/export.h"
+
+CAIRN_API_BEGIN
 namespace cairn {
 
 class Json {
@@ -94,5 +97,6 @@ class Json {
 };
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_JSON_H_

@@ -8,7 +8,7 @@
 // every type. Every value starts with a one-byte schema version: a store may
 // list several schemas; writes use the newest and reads use the one the
 // value was written with, so old values stay readable while a schema
-// evolves. The byte format is in the README ("JSON byte format").
+// evolves. The byte format is in docs/formats.md ("JSON byte format").
 //
 // Immutable and thread-safe.
 
@@ -18,9 +18,11 @@
 #include <memory>
 #include <vector>
 
+#include "cairn/export.h"
 #include "cairn/json.h"
 #include "cairn/serializer.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 class JsonSerializer final : public Serializer<Json> {
@@ -54,7 +56,7 @@ class JsonSerializer final : public Serializer<Json> {
   // Schema version `v` as canonical JSON text (fields sorted).
   std::string schema_text(int v) const;
 
-  struct Impl;
+  struct CAIRN_INTERNAL Impl;
 
  private:
   explicit JsonSerializer(std::unique_ptr<Impl> impl);
@@ -62,5 +64,6 @@ class JsonSerializer final : public Serializer<Json> {
 };
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_JSON_SERIALIZER_H_

@@ -7,6 +7,9 @@
 #include <functional>
 #include <string_view>
 
+#include "cairn/export.h"
+
+CAIRN_API_BEGIN
 namespace cairn {
 
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
@@ -29,5 +32,6 @@ using LogSink = std::function<void(LogLevel, std::string_view)>;
 void set_log_sink(LogSink sink);
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_LOG_H_

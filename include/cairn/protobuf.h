@@ -25,8 +25,10 @@
 #include <type_traits>
 
 #include "cairn/errors.h"
+#include "cairn/export.h"
 #include "cairn/serializer.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 template <typename M>
@@ -105,5 +107,6 @@ std::shared_ptr<const Serializer<M>> adapt_serializer(SerializerTag, std::type_i
 }  // namespace internal
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_PROTOBUF_H_

@@ -18,21 +18,23 @@
 #include <string_view>
 #include <vector>
 
+#include "cairn/export.h"
 #include "cairn/json.h"
 #include "cairn/serializer.h"
 #include "cairn/store.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 namespace internal {
-struct ParamsData;
+struct CAIRN_INTERNAL ParamsData;
 }  // namespace internal
 
 struct NodeInfo;
 struct ClusterInfo;
 struct Replication;
 struct ServerTls;
-class HintedHandoff;
+class CAIRN_INTERNAL HintedHandoff;
 
 // The parameters of one layer or engine as written in a config file, e.g.
 // `{path: data/users, durability: nosync}`, or a lone scalar as in
@@ -93,7 +95,7 @@ using EngineFactory = std::function<std::unique_ptr<Store>(const Params&)>;
 // Builds the serializer named by a store's `key:` or `value:`.
 using SerializerFactory = std::function<std::shared_ptr<const AnySerializer>(const Params&)>;
 
-// What the `route` layer is built from (routing/routed_store.h). Unlike
+// What the `route` layer is built from (cairn/routed_store.h). Unlike
 // other layers it wraps not one store but one per node: the part of the
 // stack below it, built once for each node it sends to.
 struct RouteContext {
@@ -147,17 +149,11 @@ class LayerRegistry {
   std::string router_summary_;
 };
 
-// Built-in serializers (serializers/): their config factories.
-std::shared_ptr<const AnySerializer> make_identity_serializer(const Params& params);
-std::shared_ptr<const AnySerializer> make_string_serializer(const Params& params);
-std::shared_ptr<const AnySerializer> make_int_serializer(const Params& params);
-std::shared_ptr<const AnySerializer> make_json_serializer(const Params& params);
-std::shared_ptr<const AnySerializer> make_protobuf_serializer(const Params& params);
-
 // The registry with every built-in layer and engine. Add your own to it
 // before opening stacks that name them.
 LayerRegistry& default_registry();
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_REGISTRY_H_

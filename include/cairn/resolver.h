@@ -11,8 +11,10 @@
 #include <span>
 #include <string>
 
+#include "cairn/export.h"
 #include "cairn/versioned.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 // Merges two or more siblings — none dominates another — into one value.
@@ -26,5 +28,6 @@ using MergeFunction = std::function<std::string(std::span<const Versioned> sibli
 void register_merge(std::string name, MergeFunction merge);
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_RESOLVER_H_

@@ -14,6 +14,9 @@
 #include <string_view>
 #include <typeindex>
 
+#include "cairn/export.h"
+
+CAIRN_API_BEGIN
 namespace cairn {
 
 // What every serializer offers without knowing its C++ type: a name for
@@ -75,5 +78,6 @@ std::shared_ptr<const Serializer<std::string>> string_serializer();
 std::shared_ptr<const Serializer<int64_t>> int_serializer(int bits);
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_SERIALIZER_H_

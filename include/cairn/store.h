@@ -15,8 +15,10 @@
 #include <string_view>
 #include <vector>
 
+#include "cairn/export.h"
 #include "cairn/versioned.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 // The outcome of a put that did not fail.
@@ -140,5 +142,6 @@ void check_value(std::string_view store, std::string_view key,
 std::string printable_key(std::string_view key);
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_STORE_H_

@@ -12,10 +12,13 @@
 #include <string_view>
 #include <vector>
 
+#include "cairn/export.h"
+
+CAIRN_API_BEGIN
 namespace cairn {
 
 namespace internal {
-struct ClockCodec;
+struct CAIRN_INTERNAL ClockCodec;
 }  // namespace internal
 
 // Identifies a node (or a client acting as one) in a vector clock.
@@ -128,5 +131,6 @@ struct Versioned {
 int64_t now_ms();
 
 }  // namespace cairn
+CAIRN_API_END
 
 #endif  // CAIRN_VERSIONED_H_

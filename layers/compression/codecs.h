@@ -15,9 +15,11 @@
 #include <string>
 #include <string_view>
 
+#include "cairn/compression_store.h"  // Codec
+
 namespace cairn::internal {
 
-enum class Codec : uint8_t { kRaw = 0, kZstd = 1, kLz4 = 2, kSnappy = 3, kGzip = 4 };  // frozen
+using Codec = ::cairn::Codec;
 
 const char* to_string(Codec c);
 // The codec named `name` ("zstd", ...); false if none is.

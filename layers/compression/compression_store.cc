@@ -1,6 +1,8 @@
-#include "layers/compression/compression_store.h"
+#include "cairn/compression_store.h"
 
 #include "cairn/errors.h"
+#include "catalogue/builtin.h"
+#include "layers/compression/codecs.h"
 
 namespace cairn {
 

@@ -1,7 +1,9 @@
-#include "layers/faults/fault_store.h"
+#include "cairn/fault_store.h"
 
 #include <sstream>
 #include <thread>
+
+#include "catalogue/builtin.h"
 
 namespace cairn {
 

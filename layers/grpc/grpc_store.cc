@@ -14,6 +14,7 @@
 #include "cairn/config.h"
 #include "cairn/errors.h"
 #include "cairn/log.h"
+#include "catalogue/builtin.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/wire.h"
 
@@ -490,6 +491,10 @@ std::string GrpcStore::describe() const {
          " ms, " + std::to_string(impl_->options.retries) + " retries" +
          (impl_->options.targets.size() > 1 ? ", round-robin" : "") +
          (impl_->options.tls_ca.empty() ? "" : ", TLS") + ")";
+}
+
+std::unique_ptr<Store> open_grpc_store(GrpcOptions options) {
+  return std::make_unique<GrpcStore>(std::move(options));
 }
 
 std::unique_ptr<Store> make_grpc_engine(const Params& p) {

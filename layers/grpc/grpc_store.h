@@ -20,41 +20,11 @@
 #include <string>
 #include <vector>
 
-#include "cairn/registry.h"
+#include "cairn/grpc_store.h"
 #include "cairn/store.h"
 #include "routing/hint.h"
 
 namespace cairn {
-
-struct GrpcOptions {
-  // The store's name on the servers.
-  std::string store = "default";
-  // host:port of each server. Several are balanced round-robin; they must
-  // then be IPv4 literals (ipv4:a,b,c) or a single DNS name.
-  std::vector<std::string> targets;
-  // Deadline of each call (each attempt).
-  std::chrono::milliseconds timeout{5000};
-  // Attempts after the first for a call that fails with UNAVAILABLE, with
-  // backoff doubling from `backoff`. Reads only, unless retry_writes.
-  int retries = 2;
-  std::chrono::milliseconds backoff{50};
-  bool retry_writes = false;
-  // Deadline of a whole scan.
-  std::chrono::milliseconds scan_timeout{std::chrono::minutes(10)};
-  // Largest message received; raise it with the values you store.
-  size_t max_message_size = 64 << 20;
-  // TLS: the CA that signed the servers' certificates; with a certificate
-  // and key too, the client presents them (mutual TLS). Empty: plaintext.
-  std::string tls_ca;
-  std::string tls_cert;
-  std::string tls_key;
-  // The name to check servers' certificates against, when it is not the
-  // target's host (e.g. tests with a certificate issued to "localhost").
-  std::string tls_server_name;
-  // Reach the servers' own replicas, below their routing layers (set by
-  // the routing layer for its replicas, and by admin tools).
-  bool replica = false;
-};
 
 class GrpcStore final : public Store {
  public:
@@ -103,9 +73,6 @@ class GrpcStore final : public Store {
   std::shared_ptr<Impl> impl_;
 };
 
-// The `grpc` layer of config files, the network leaf of a client's stack:
-//   grpc: {targets: [127.0.0.1:7070], timeout_ms: 5000, retries: 2}
-std::unique_ptr<Store> make_grpc_engine(const Params& params);
 
 }  // namespace cairn
 

@@ -13,10 +13,10 @@
 #include <sstream>
 
 #include "cairn/log.h"
+#include "cairn/stats_store.h"
 #include "core/executor.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/wire.h"
-#include "layers/stats/stats_store.h"
 
 namespace cairn {
 

@@ -6,7 +6,7 @@
 #include "cairn/errors.h"
 #include "cairn/forwarding_store.h"
 #include "cairn/json.h"
-#include "layers/stats/stats_store.h"
+#include "cairn/stats_store.h"
 
 namespace cairn::internal {
 

@@ -1,6 +1,7 @@
-#include "layers/logging/logging_store.h"
+#include "cairn/logging_store.h"
 
 #include "cairn/errors.h"
+#include "catalogue/builtin.h"
 #include "core/latency_histogram.h"
 
 namespace cairn {

@@ -1,8 +1,19 @@
-#include "layers/stats/stats_store.h"
+#include "cairn/stats_store.h"
 
+#include <atomic>
 #include <chrono>
 
+#include "catalogue/builtin.h"
+#include "core/latency_histogram.h"
+
 namespace cairn {
+
+struct StatsStore::Counters {
+  std::atomic<uint64_t> count{0};
+  std::atomic<uint64_t> errors{0};
+  std::atomic<uint64_t> outcome{0};
+  internal::LatencyHistogram latency;
+};
 
 const char* StatsStore::op_name(Op op) {
   static constexpr const char* kNames[kOps] = {"get",    "get_all",  "put",
@@ -11,7 +22,11 @@ const char* StatsStore::op_name(Op op) {
 }
 
 StatsStore::StatsStore(std::unique_ptr<Store> inner, std::string name)
-    : ForwardingStore(std::move(inner)), name_(std::move(name)) {}
+    : ForwardingStore(std::move(inner)),
+      name_(std::move(name)),
+      counters_(std::make_unique<Counters[]>(kOps)) {}
+
+StatsStore::~StatsStore() = default;
 
 template <typename Fn>
 auto StatsStore::timed(Op op, Fn&& fn) {

@@ -1,10 +1,11 @@
-#include "layers/versioning/resolving_store.h"
+#include "cairn/resolving_store.h"
 
 #include <algorithm>
 #include <map>
 #include <mutex>
 
 #include "cairn/errors.h"
+#include "catalogue/builtin.h"
 
 namespace cairn {
 

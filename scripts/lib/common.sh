@@ -9,7 +9,7 @@ JOBS="${CAIRN_JOBS:-2}"
 
 # Everything builds from Debian packages; nothing is downloaded at build time.
 CAIRN_PACKAGES=(
-  g++ meson ninja-build pkg-config python3
+  g++ meson ninja-build pkg-config python3 cmake iproute2
   liblmdb-dev libyaml-cpp-dev libabsl-dev
   libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc

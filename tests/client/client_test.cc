@@ -8,7 +8,7 @@
 #include "cairn/forwarding_store.h"
 #include "cairn/json.h"
 #include "cairn/json_serializer.h"
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn::testing {

@@ -15,7 +15,7 @@
 #include <absl/strings/str_cat.h>
 
 #include "cairn/errors.h"
-#include "routing/ring.h"
+#include "cairn/ring.h"
 #include "tests/testing/local_cluster.h"
 #include "tests/testing/test_util.h"
 

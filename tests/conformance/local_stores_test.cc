@@ -2,14 +2,15 @@
 // each layer stacked over the memory engine, plus stacks built from YAML.
 
 #include "cairn/config.h"
-#include "engines/lmdb/lmdb_store.h"
-#include "engines/log/log_store.h"
-#include "engines/memory/memory_store.h"
-#include "layers/compression/compression_store.h"
-#include "layers/faults/fault_store.h"
-#include "layers/logging/logging_store.h"
-#include "layers/stats/stats_store.h"
-#include "layers/versioning/resolving_store.h"
+#include "cairn/compression_store.h"
+#include "cairn/fault_store.h"
+#include "cairn/lmdb_store.h"
+#include "cairn/log_store.h"
+#include "cairn/logging_store.h"
+#include "cairn/memory_store.h"
+#include "cairn/resolving_store.h"
+#include "cairn/stats_store.h"
+#include "layers/compression/codecs.h"
 #include "tests/conformance/conformance.h"
 
 namespace cairn::testing {

@@ -6,8 +6,8 @@
 
 #include "cairn/errors.h"
 #include "cairn/forwarding_store.h"
-#include "engines/memory/memory_store.h"
-#include "layers/stats/stats_store.h"
+#include "cairn/memory_store.h"
+#include "cairn/stats_store.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn::testing {
@@ -335,7 +335,8 @@ class UppercaseKeys final : public ForwardingStore {
 
 TEST(ConfigTest, UserLayersRegisterInARegistry) {
   LayerRegistry registry;
-  registry.add_engine("memory", make_memory_engine, "memory");
+  registry.add_engine(
+      "memory", [](const Params&) { return std::make_unique<MemoryStore>(); }, "memory");
   registry.add_layer(
       "uppercase",
       [](std::unique_ptr<Store> inner, const Params&) {

@@ -1,4 +1,4 @@
-#include "engines/lmdb/lmdb_store.h"
+#include "cairn/lmdb_store.h"
 
 #include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>

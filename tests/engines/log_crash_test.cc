@@ -28,7 +28,7 @@
 
 #include <absl/strings/str_cat.h>
 
-#include "engines/log/log_store.h"
+#include "cairn/log_store.h"
 #include "tests/testing/test_util.h"
 
 extern char** environ;

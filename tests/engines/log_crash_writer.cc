@@ -13,8 +13,8 @@
 
 #include <absl/strings/str_cat.h>
 
+#include "cairn/log_store.h"
 #include "cairn/versioned.h"
-#include "engines/log/log_store.h"
 
 // Not a multiple of 5: each key is put and removed in turn, so removes
 // write tombstones.

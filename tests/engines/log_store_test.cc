@@ -1,6 +1,6 @@
 // The log engine beyond the conformance suite: files, recovery, damage.
 
-#include "engines/log/log_store.h"
+#include "cairn/log_store.h"
 
 #include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>

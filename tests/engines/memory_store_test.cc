@@ -1,4 +1,4 @@
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
 
 #include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>

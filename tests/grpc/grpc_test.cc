@@ -17,7 +17,7 @@
 #include <absl/strings/str_cat.h>
 
 #include "cairn/errors.h"
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/grpc_store.h"
 #include "layers/grpc/server.h"

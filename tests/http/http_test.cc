@@ -14,11 +14,11 @@
 
 #include "cairn/json.h"
 #include "cairn/json_serializer.h"
-#include "engines/lmdb/lmdb_store.h"
-#include "engines/memory/memory_store.h"
+#include "cairn/lmdb_store.h"
+#include "cairn/memory_store.h"
+#include "cairn/stats_store.h"
 #include "layers/http/http_handler.h"
 #include "layers/http/http_server.h"
-#include "layers/stats/stats_store.h"
 #include "tests/testing/curl.h"
 #include "tests/testing/test_util.h"
 

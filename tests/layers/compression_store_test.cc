@@ -1,10 +1,11 @@
-#include "layers/compression/compression_store.h"
+#include "cairn/compression_store.h"
 
 #include <gtest/gtest.h>
 
 #include "cairn/config.h"
 #include "cairn/errors.h"
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
+#include "layers/compression/codecs.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn::testing {

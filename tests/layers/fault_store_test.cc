@@ -1,4 +1,4 @@
-#include "layers/faults/fault_store.h"
+#include "cairn/fault_store.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 
 #include "cairn/config.h"
 #include "cairn/errors.h"
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn::testing {

@@ -1,11 +1,11 @@
-#include "layers/logging/logging_store.h"
+#include "cairn/logging_store.h"
 
 #include <gtest/gtest.h>
 
 #include <mutex>
 
 #include "cairn/errors.h"
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn::testing {

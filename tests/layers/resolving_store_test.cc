@@ -1,4 +1,4 @@
-#include "layers/versioning/resolving_store.h"
+#include "cairn/resolving_store.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include "cairn/config.h"
 #include "cairn/errors.h"
 #include "cairn/json.h"
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn::testing {

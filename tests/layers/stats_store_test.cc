@@ -1,10 +1,10 @@
-#include "layers/stats/stats_store.h"
+#include "cairn/stats_store.h"
 
 #include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 
 #include "cairn/errors.h"
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn::testing {

@@ -11,9 +11,9 @@
 #include <thread>
 
 #include "cairn/errors.h"
+#include "cairn/fault_store.h"
 #include "cairn/forwarding_store.h"
-#include "engines/memory/memory_store.h"
-#include "layers/faults/fault_store.h"
+#include "cairn/memory_store.h"
 #include "routing/hinted_handoff.h"
 #include "tests/testing/test_util.h"
 

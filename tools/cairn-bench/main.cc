@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "cairn/version.h"
 #include "core/latency_histogram.h"
 #include "tools/cairn-bench/keys.h"
 #include "tools/cairn-bench/targets.h"
@@ -61,6 +62,7 @@ Options:
   --no-load               skip the load phase (the records are there)
   --json                  also print one JSON object per phase on stdout
   --seed N                random seed (default 1)
+  --version               print cairn's version and exit
 
 An update writes a whole value: for cairn, with the clock {0: n} where n
 counts up across the run, so each write supersedes the last; a write that
@@ -100,6 +102,9 @@ std::optional<Args> parse(int argc, char** argv) {
     };
     if (arg == "--help" || arg == "-h") {
       std::cout << kHelp;
+      return std::nullopt;
+    } else if (arg == "--version") {
+      std::cout << "cairn-bench " << cairn::version() << "\n";
       return std::nullopt;
     } else if (arg == "--target") {
       if (have_target) throw UsageError("give --target or --config, not both");

@@ -15,14 +15,16 @@
 
 #include "cairn/config.h"
 #include "cairn/errors.h"
-#include "tools/flags.h"
 #include "cairn/forwarding_store.h"
 #include "cairn/log.h"
-#include "engines/memory/memory_store.h"
+#include "cairn/memory_store.h"
+#include "cairn/version.h"
+#include "core/config_internal.h"
 #include "layers/grpc/server.h"
 #include "layers/http/http_server.h"
 #include "routing/hinted_handoff.h"
 #include "routing/routed_store.h"
+#include "tools/flags.h"
 
 namespace {
 
@@ -44,7 +46,7 @@ parameters expands to the node id, so one config describes every node.
   --port-file FILE       write the port listened on to FILE once serving
   --http ADDR:PORT       also serve HTTP/1.1 there: GET/PUT/DELETE
                          /stores/STORE/keys/KEY, /stores, /metrics, /health
-                         (see the README). Off by default
+                         (see docs/network.md). Off by default
   --http-port-file FILE  write the HTTP port to FILE once serving
   --http-threads N       threads serving HTTP connections (default 2)
   --workers N            threads for engine work that may block (default 4)
@@ -61,6 +63,7 @@ parameters expands to the node id, so one config describes every node.
                          config's `cluster: tls: {cert, key, ca}`
   --grace-ms N           on SIGTERM or SIGINT, let in-flight calls finish for
                          up to N ms before cancelling them (default 5000)
+  --version              print cairn's version and exit
 
 A node of a cluster keeps hints for the other nodes (writes they missed)
 in its `cluster: hints:` stack (in memory if the config has none, which
@@ -97,6 +100,9 @@ std::optional<Args> parse(int argc, char** argv) {
     };
     if (arg == "--help" || arg == "-h") {
       std::cout << kHelp;
+      return std::nullopt;
+    } else if (arg == "--version") {
+      std::cout << "cairn-server " << cairn::version() << "\n";
       return std::nullopt;
     } else if (arg == "--config") {
       a.config = value();
@@ -203,7 +209,7 @@ int serve(const Args& a) {
   std::string served;
   for (const std::string& name : config.store_names()) {
     const StoreSerializers s = config.serializers(name);
-    ServedStore store{std::shared_ptr<Store>(config.open_node(name, a.node, hints)), s.key,
+    ServedStore store{std::shared_ptr<Store>(ConfigInternal::open_node(config, name, a.node, hints)), s.key,
                       s.value};
     if (auto* routed = find_layer<RoutedStore>(*store.store)) {
       store.replica = routed->local_replica();

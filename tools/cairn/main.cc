@@ -11,10 +11,11 @@
 #include "cairn/client.h"
 #include "cairn/config.h"
 #include "cairn/errors.h"
-#include "tools/flags.h"
+#include "cairn/ring.h"
 #include "cairn/store.h"
+#include "cairn/version.h"
 #include "layers/grpc/grpc_store.h"
-#include "routing/ring.h"
+#include "tools/flags.h"
 
 namespace {
 
@@ -57,6 +58,7 @@ Options (before or after the command):
                     below its routing layer (what that node holds)
   --hex             read and print identity keys and values as hexadecimal
                     (without it, raw bytes)
+  --version         print cairn's version and exit
 
 Keys and values are read and printed in the store's formats, named by its
 `key:` and `value:` in the config: JSON text for json, text for string,
@@ -138,6 +140,7 @@ struct Args {
   bool hex = false;
   bool replica = false;
   bool help = false;
+  bool version = false;
 };
 
 using tools::UsageError;
@@ -159,6 +162,8 @@ Args parse_args(int argc, char** argv) {
       options_done = true;
     } else if (arg == "--help" || arg == "-h") {
       a.help = true;
+    } else if (arg == "--version") {
+      a.version = true;
     } else if (arg == "--config") {
       a.config = value(i, arg);
     } else if (arg == "--store") {
@@ -357,7 +362,8 @@ int cmd_scan(Target& t, const Args& a) {
     }
   }
   std::cout.flush();
-  std::cerr << keys << " keys, " << versions << " versions\n";
+  std::cerr << keys << (keys == 1 ? " key, " : " keys, ") << versions
+            << (versions == 1 ? " version\n" : " versions\n");
   return kOk;
 }
 
@@ -405,6 +411,10 @@ int cmd_layers() {
 
 int run(int argc, char** argv) {
   const Args a = parse_args(argc, argv);
+  if (a.version) {
+    std::cout << "cairn " << cairn::version() << "\n";
+    return kOk;
+  }
   const std::string command = a.positional.empty() ? "" : a.positional[0];
   if (command.empty() || command == "help") {
     const char* text = a.positional.size() > 1 ? help_for(a.positional[1]) : kMainHelp;

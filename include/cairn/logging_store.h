@@ -4,16 +4,17 @@
 //
 // Thread-safe: it keeps no state of its own.
 
-#ifndef CAIRN_LAYERS_LOGGING_LOGGING_STORE_H_
-#define CAIRN_LAYERS_LOGGING_LOGGING_STORE_H_
+#ifndef CAIRN_LOGGING_STORE_H_
+#define CAIRN_LOGGING_STORE_H_
 
 #include <chrono>
 #include <string>
 
+#include "cairn/export.h"
 #include "cairn/forwarding_store.h"
 #include "cairn/log.h"
-#include "cairn/registry.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 struct LoggingOptions {
@@ -47,10 +48,7 @@ class LoggingStore final : public ForwardingStore {
   LoggingOptions options_;
 };
 
-// The `logging` layer of config files:
-//   logging: {level: debug | info, slow_ms: 0}
-std::unique_ptr<Store> make_logging_layer(std::unique_ptr<Store> inner, const Params& params);
-
 }  // namespace cairn
+CAIRN_API_END
 
-#endif  // CAIRN_LAYERS_LOGGING_LOGGING_STORE_H_
+#endif  // CAIRN_LOGGING_STORE_H_

@@ -1,4 +1,4 @@
-// LogStore, the `log` engine (issue 6, after Yahoo's HaloDB): every key in
+// LogStore, the `log` engine (after Yahoo's HaloDB): every key in
 // an in-memory index pointing at its record in append-only data files; a
 // get is one index probe and one read, the record's CRC checked.
 //
@@ -39,17 +39,18 @@
 // Thread-safe: reads take a shared lock on the index only; writes are
 // serialized.
 
-#ifndef CAIRN_ENGINES_LOG_LOG_STORE_H_
-#define CAIRN_ENGINES_LOG_LOG_STORE_H_
+#ifndef CAIRN_LOG_STORE_H_
+#define CAIRN_LOG_STORE_H_
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 
-#include "cairn/registry.h"
+#include "cairn/export.h"
 #include "cairn/store.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 struct LogOptions {
@@ -137,15 +138,13 @@ class LogStore final : public Store {
   // if compaction is paused or off.
   void compact();
 
-  struct State;
+  struct CAIRN_INTERNAL State;
 
  private:
   std::shared_ptr<State> s_;
 };
 
-// engine: {log: {path: DIR, sync: none|always, max_file_size: 64MiB, ...}}
-std::unique_ptr<Store> make_log_engine(const Params& params);
-
 }  // namespace cairn
+CAIRN_API_END
 
-#endif  // CAIRN_ENGINES_LOG_LOG_STORE_H_
+#endif  // CAIRN_LOG_STORE_H_

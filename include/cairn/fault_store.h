@@ -9,17 +9,18 @@
 // fails with `fail` (none, unavailable, io_error, timeout) or goes on.
 // Tests may change both at run time. Thread-safe.
 
-#ifndef CAIRN_LAYERS_FAULTS_FAULT_STORE_H_
-#define CAIRN_LAYERS_FAULTS_FAULT_STORE_H_
+#ifndef CAIRN_FAULT_STORE_H_
+#define CAIRN_FAULT_STORE_H_
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 
 #include "cairn/errors.h"
+#include "cairn/export.h"
 #include "cairn/forwarding_store.h"
-#include "cairn/registry.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 class FaultStore final : public ForwardingStore {
@@ -65,9 +66,7 @@ class FaultStore final : public ForwardingStore {
   std::atomic<Failure> failure_;
 };
 
-// The `faults` layer of config files.
-std::unique_ptr<Store> make_faults_layer(std::unique_ptr<Store> inner, const Params& params);
-
 }  // namespace cairn
+CAIRN_API_END
 
-#endif  // CAIRN_LAYERS_FAULTS_FAULT_STORE_H_
+#endif  // CAIRN_FAULT_STORE_H_

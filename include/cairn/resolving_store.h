@@ -19,15 +19,16 @@
 //
 // Thread-safe: it keeps no state but its strategy.
 
-#ifndef CAIRN_LAYERS_VERSIONING_RESOLVING_STORE_H_
-#define CAIRN_LAYERS_VERSIONING_RESOLVING_STORE_H_
+#ifndef CAIRN_RESOLVING_STORE_H_
+#define CAIRN_RESOLVING_STORE_H_
 
 #include <string>
 
+#include "cairn/export.h"
 #include "cairn/forwarding_store.h"
-#include "cairn/registry.h"
 #include "cairn/resolver.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 class ResolvingStore final : public ForwardingStore {
@@ -54,11 +55,7 @@ class ResolvingStore final : public ForwardingStore {
   MergeFunction merge_;
 };
 
-// The `resolve` layer of config files:
-//   resolve: vector-clock | timestamp
-//   resolve: {custom: NAME}      (NAME registered with register_merge)
-std::unique_ptr<Store> make_resolving_layer(std::unique_ptr<Store> inner, const Params& params);
-
 }  // namespace cairn
+CAIRN_API_END
 
-#endif  // CAIRN_LAYERS_VERSIONING_RESOLVING_STORE_H_
+#endif  // CAIRN_RESOLVING_STORE_H_

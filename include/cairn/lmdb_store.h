@@ -6,20 +6,21 @@
 // Thread-safe. Reads run in parallel on every thread, each reusing its own
 // read transaction; writes are serialized by LMDB's single writer lock.
 
-#ifndef CAIRN_ENGINES_LMDB_LMDB_STORE_H_
-#define CAIRN_ENGINES_LMDB_LMDB_STORE_H_
+#ifndef CAIRN_LMDB_STORE_H_
+#define CAIRN_LMDB_STORE_H_
 
 #include <cstddef>
 #include <memory>
 #include <string>
 
-#include "cairn/registry.h"
+#include "cairn/export.h"
 #include "cairn/store.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 namespace internal {
-class LmdbEnv;
+class CAIRN_INTERNAL LmdbEnv;
 }  // namespace internal
 
 struct LmdbOptions {
@@ -104,11 +105,7 @@ class LmdbStore final : public Store {
 // "sync" or "nosync".
 const char* to_string(LmdbOptions::Durability d);
 
-// The `lmdb` engine of config files; every LmdbOptions field has a parameter
-// of the same name (durability: sync | nosync; sizes take KiB/MiB/GiB):
-//   engine: {lmdb: {path: data/{store}, durability: nosync, map_size: 1GiB}}
-std::unique_ptr<Store> make_lmdb_engine(const Params& params);
-
 }  // namespace cairn
+CAIRN_API_END
 
-#endif  // CAIRN_ENGINES_LMDB_LMDB_STORE_H_
+#endif  // CAIRN_LMDB_STORE_H_

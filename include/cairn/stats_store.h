@@ -4,19 +4,33 @@
 //
 // Thread-safe and lock-free: counters are relaxed atomics.
 
-#ifndef CAIRN_LAYERS_STATS_STATS_STORE_H_
-#define CAIRN_LAYERS_STATS_STATS_STORE_H_
+#ifndef CAIRN_STATS_STORE_H_
+#define CAIRN_STATS_STORE_H_
 
 #include <array>
-#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "cairn/export.h"
 #include "cairn/forwarding_store.h"
-#include "cairn/registry.h"
-#include "core/latency_histogram.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
+
+// A latency distribution in nanoseconds. Percentiles come from log-linear
+// buckets (8 per power of two), so each is within 6.25% of the true value;
+// count, sum and max are exact.
+struct LatencySummary {
+  uint64_t count = 0;
+  uint64_t sum_ns = 0;  // for rates (Prometheus' _sum)
+  uint64_t mean_ns = 0;
+  uint64_t p50_ns = 0;
+  uint64_t p90_ns = 0;
+  uint64_t p99_ns = 0;
+  uint64_t p999_ns = 0;
+  uint64_t max_ns = 0;
+};
 
 class StatsStore final : public ForwardingStore {
  public:
@@ -30,7 +44,7 @@ class StatsStore final : public ForwardingStore {
     // get: keys found; get_all: keys found; put: obsolete results;
     // remove: calls that deleted something. 0 for the others.
     uint64_t outcome = 0;
-    internal::LatencyHistogram::Summary latency;
+    LatencySummary latency;
   };
   struct Snapshot {
     std::array<OpStats, kOps> ops;
@@ -39,6 +53,7 @@ class StatsStore final : public ForwardingStore {
 
   // `name` labels the report (usually the store's name).
   StatsStore(std::unique_ptr<Store> inner, std::string name);
+  ~StatsStore() override;
 
   void get_into(std::string_view key, std::vector<Versioned>* out) override;
   std::map<std::string, std::vector<Versioned>> get_all(
@@ -57,22 +72,15 @@ class StatsStore final : public ForwardingStore {
   std::string report() const;
 
  private:
-  struct Counters {
-    std::atomic<uint64_t> count{0};
-    std::atomic<uint64_t> errors{0};
-    std::atomic<uint64_t> outcome{0};
-    internal::LatencyHistogram latency;
-  };
+  struct CAIRN_INTERNAL Counters;  // one per Op: relaxed atomics and a latency histogram
   template <typename Fn>
   auto timed(Op op, Fn&& fn);
 
   std::string name_;
-  std::array<Counters, kOps> counters_;
+  std::unique_ptr<Counters[]> counters_;
 };
 
-// The `stats` layer of config files. No parameters.
-std::unique_ptr<Store> make_stats_layer(std::unique_ptr<Store> inner, const Params& params);
-
 }  // namespace cairn
+CAIRN_API_END
 
-#endif  // CAIRN_LAYERS_STATS_STATS_STORE_H_
+#endif  // CAIRN_STATS_STORE_H_

@@ -5,21 +5,22 @@
 // Thread-safe. Gets take no lock and never wait for writers; writers wait
 // only for other writers of the same shard.
 
-#ifndef CAIRN_ENGINES_MEMORY_MEMORY_STORE_H_
-#define CAIRN_ENGINES_MEMORY_MEMORY_STORE_H_
+#ifndef CAIRN_MEMORY_STORE_H_
+#define CAIRN_MEMORY_STORE_H_
 
 #include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
 
-#include "cairn/registry.h"
+#include "cairn/export.h"
 #include "cairn/store.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 namespace internal {
-struct MemoryState;
+struct CAIRN_INTERNAL MemoryState;
 }  // namespace internal
 
 struct MemoryOptions {
@@ -65,10 +66,7 @@ class MemoryStore final : public Store {
   std::shared_ptr<internal::MemoryState> state_;
 };
 
-// The `memory` engine of config files:
-//   engine: {memory: {shards: 64, max_key_size: 511, max_value_size: 16MiB}}
-std::unique_ptr<Store> make_memory_engine(const Params& params);
-
 }  // namespace cairn
+CAIRN_API_END
 
-#endif  // CAIRN_ENGINES_MEMORY_MEMORY_STORE_H_
+#endif  // CAIRN_MEMORY_STORE_H_

@@ -16,8 +16,8 @@
 //
 // A Ring is immutable and safe to share between threads.
 
-#ifndef CAIRN_ROUTING_RING_H_
-#define CAIRN_ROUTING_RING_H_
+#ifndef CAIRN_RING_H_
+#define CAIRN_RING_H_
 
 #include <cstdint>
 #include <string>
@@ -25,7 +25,9 @@
 #include <vector>
 
 #include "cairn/config.h"
+#include "cairn/export.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
 
 class Ring {
@@ -77,5 +79,6 @@ class Ring {
 };
 
 }  // namespace cairn
+CAIRN_API_END
 
-#endif  // CAIRN_ROUTING_RING_H_
+#endif  // CAIRN_RING_H_

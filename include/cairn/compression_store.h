@@ -8,21 +8,26 @@
 //
 // Thread-safe: it keeps no state but its options.
 
-#ifndef CAIRN_LAYERS_COMPRESSION_COMPRESSION_STORE_H_
-#define CAIRN_LAYERS_COMPRESSION_COMPRESSION_STORE_H_
+#ifndef CAIRN_COMPRESSION_STORE_H_
+#define CAIRN_COMPRESSION_STORE_H_
 
+#include <cstdint>
 #include <string>
 
+#include "cairn/export.h"
 #include "cairn/forwarding_store.h"
-#include "cairn/registry.h"
-#include "layers/compression/codecs.h"
 
+CAIRN_API_BEGIN
 namespace cairn {
+
+// How a value is compressed. Frozen: the number is the first byte of every
+// stored value (kRaw marks one stored as it was).
+enum class Codec : uint8_t { kRaw = 0, kZstd = 1, kLz4 = 2, kSnappy = 3, kGzip = 4 };
 
 struct CompressionOptions {
   // Used in error messages.
   std::string name = "store";
-  internal::Codec codec = internal::Codec::kZstd;
+  Codec codec = Codec::kZstd;
   // Codec-specific: zstd 1-22 (3), gzip 0-9 (6), lz4 0 fast or 1-12 HC (0);
   // snappy has none. Higher levels save more bytes and cost more time.
   // -1: the codec's default.
@@ -56,11 +61,7 @@ class CompressionStore final : public ForwardingStore {
   CompressionOptions options_;
 };
 
-// The `compress` layer of config files:
-//   compress: zstd
-//   compress: {codec: zstd | lz4 | snappy | gzip, level: N, min_size: 64, max_value_size: 16MiB}
-std::unique_ptr<Store> make_compression_layer(std::unique_ptr<Store> inner, const Params& params);
-
 }  // namespace cairn
+CAIRN_API_END
 
-#endif  // CAIRN_LAYERS_COMPRESSION_COMPRESSION_STORE_H_
+#endif  // CAIRN_COMPRESSION_STORE_H_

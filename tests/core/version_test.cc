@@ -1,0 +1,16 @@
+#include "cairn/version.h"
+
+#include <absl/strings/str_cat.h>
+#include <gtest/gtest.h>
+
+namespace cairn {
+namespace {
+
+TEST(VersionTest, TheHeadersAndTheLibrarySayTheSameVersion) {
+  EXPECT_STREQ(version(), CAIRN_VERSION_STRING);
+  EXPECT_EQ(absl::StrCat(CAIRN_VERSION_MAJOR, ".", CAIRN_VERSION_MINOR, ".", CAIRN_VERSION_PATCH),
+            CAIRN_VERSION_STRING);
+}
+
+}  // namespace
+}  // namespace cairn
