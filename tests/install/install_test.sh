@@ -2,10 +2,11 @@
 # cairn as another project gets it: installs a built cairn into a staging
 # tree (DESTDIR), checks what was installed (headers, libraries, SONAME,
 # exported symbols, pkg-config and CMake files, tools, proto, configs),
-# compiles each public header on its own, then builds and runs
-# examples/consumer against the staged tree four ways: meson and CMake,
-# each with libcairn.so and with libcairn.a. Nothing from the source tree
-# is on the consumer's include path.
+# compiles each public header on its own, builds and runs
+# examples/consumer against the staged tree four ways (meson and CMake,
+# each with libcairn.so and with libcairn.a), and compiles and runs every
+# complete C++ program README.md and docs/ show. Nothing from the source
+# tree is on their include path.
 #
 #   tests/install/install_test.sh BUILD_DIR     (a built meson build dir)
 #
@@ -14,7 +15,7 @@
 set -euo pipefail
 
 if [ $# -ne 1 ] || [ "$1" = "--help" ] || [ "$1" = "-h" ]; then
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
   [ $# -eq 1 ] && [ "$1" != "${1#-}" ] && exit 0
   exit 2
 fi
@@ -113,6 +114,18 @@ for kind in shared static; do
   check_linked "$work/cmake-$kind/consumer" "$kind"
   ctest --test-dir "$work/cmake-$kind" --output-on-failure >/dev/null ||
     { ctest --test-dir "$work/cmake-$kind" --output-on-failure; fail "consumer tests (CMake, $kind)"; }
+done
+
+step "the C++ programs the docs show compile, link and run"
+mkdir -p "$work/doc-programs/run"
+ln -s "$root/examples" "$work/doc-programs/run/examples"
+programs="$(python3 "$root/tests/install/doc_programs.py" "$work/doc-programs" "$root/README.md" "$root"/docs/*.md)"
+[ -n "$programs" ] || fail "no C++ program found in the docs"
+for src in $programs; do
+  c++ -std=c++20 -Wall -Wextra -Werror "$src" -o "${src%.cc}" $(pkg-config --cflags --libs cairn) ||
+    fail "$(head -1 "$src" | cut -c4-): does not compile against the installed cairn"
+  (cd "$work/doc-programs/run" && "${src%.cc}" >/dev/null) ||
+    fail "$(head -1 "$src" | cut -c4-): the program fails"
 done
 
 step "the consumer's program, as a user runs it"
