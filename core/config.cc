@@ -504,6 +504,10 @@ std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::s
 
 Params::Params(std::shared_ptr<internal::ParamsData> data) : d_(std::move(data)) {}
 
+Params ConfigInternal::make_params(std::shared_ptr<internal::ParamsData> data) {
+  return Params(std::move(data));
+}
+
 const std::string& Params::store() const { return d_->store; }
 const std::string& Params::layer() const { return d_->layer; }
 
@@ -747,7 +751,7 @@ namespace {
 template <typename Fn>
 std::unique_ptr<Store> build_one(const std::string& file, const LayerEntry& e,
                                  const std::shared_ptr<ParamsData>& data, Fn&& fn) {
-  Params params(data);
+  Params params = ConfigInternal::make_params(data);
   std::unique_ptr<Store> built;
   try {
     built = fn(params);
@@ -793,7 +797,7 @@ std::shared_ptr<const AnySerializer> build_serializer(const ConfigData& d, const
   data->node = spec.params;
   data->where = spec.where;
   data->used.insert("type");
-  Params params(data);
+  Params params = ConfigInternal::make_params(data);
   std::shared_ptr<const AnySerializer> built;
   try {
     built = (*f)(params);

@@ -14,6 +14,9 @@ namespace cairn {
 
 class ConfigInternal {
  public:
+  // The parameters a factory gets (Params' constructor is private).
+  static Params make_params(std::shared_ptr<internal::ParamsData> data);
+
   // Config::open_node(), for a node that keeps hints for the other nodes:
   // a `route` in the stack parks the writes a replica missed in `hints`
   // (nullptr: the route layer keeps none).

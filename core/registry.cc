@@ -1,23 +1,33 @@
 #include "cairn/registry.h"
 
 #include <algorithm>
-#include <cassert>
+
+#include "cairn/errors.h"
 
 namespace cairn {
 
+namespace {
+
+// A name used twice would silently keep one factory: refuse it.
+void check_free(bool taken, const std::string& kind, const std::string& name) {
+  if (taken) throw InvalidArgument("registry: " + kind + " '" + name + "' is already registered");
+}
+
+}  // namespace
+
 void LayerRegistry::add_layer(std::string name, LayerFactory factory, std::string summary) {
-  assert(!layers_.contains(name) && !engines_.contains(name));
+  check_free(layers_.contains(name) || engines_.contains(name) || name == "route", "layer", name);
   layers_.emplace(std::move(name), std::pair(std::move(factory), std::move(summary)));
 }
 
 void LayerRegistry::add_engine(std::string name, EngineFactory factory, std::string summary) {
-  assert(!layers_.contains(name) && !engines_.contains(name));
+  check_free(layers_.contains(name) || engines_.contains(name) || name == "route", "engine", name);
   engines_.emplace(std::move(name), std::pair(std::move(factory), std::move(summary)));
 }
 
 void LayerRegistry::add_serializer(std::string name, SerializerFactory factory,
                                    std::string summary) {
-  assert(!serializers_.contains(name));
+  check_free(serializers_.contains(name), "serializer", name);
   serializers_.emplace(std::move(name), std::pair(std::move(factory), std::move(summary)));
 }
 

@@ -2,6 +2,7 @@
 
 #include <cairn/errors.h>
 
+#include <stdexcept>
 #include <utility>
 
 namespace consumer {
@@ -25,6 +26,7 @@ auto Inventory::guarded(const char* what, const std::string& item, Fn&& fn) cons
 }
 
 int64_t Inventory::add(const std::string& item, int64_t n) {
+  if (n <= 0) throw std::invalid_argument("add: the number of units must be positive");
   return guarded("add", item, [&] {
     return stock_.update(item, [n](const std::optional<int64_t>& have) {
       return have.value_or(0) + n;
@@ -33,14 +35,22 @@ int64_t Inventory::add(const std::string& item, int64_t n) {
 }
 
 bool Inventory::take(const std::string& item, int64_t n) {
+  if (n <= 0) throw std::invalid_argument("take: the number of units must be positive");
   return guarded("take", item, [&] {
     // Read, check, and write only if nobody wrote since the read; a racing
     // writer makes put_if stale, and the loop reads again.
-    for (;;) {
+    for (int attempt = 0; attempt < kMaxTries; ++attempt) {
       const auto versions = stock_.get_versions(item);
-      if (versions.empty() || versions.at(0).value < n) return false;
-      if (stock_.put_if(item, versions.at(0).value - n, versions.at(0).clock)) return true;
+      if (versions.empty()) return false;
+      if (versions.size() > 1) {
+        // A write based on one sibling would never supersede the other.
+        throw cairn::FailedPrecondition("take " + item + ": concurrent versions of the count");
+      }
+      if (versions[0].value < n) return false;
+      if (stock_.put_if(item, versions[0].value - n, versions[0].clock)) return true;
     }
+    throw cairn::ObsoleteVersion("take " + item + ": lost " + std::to_string(kMaxTries) +
+                                 " races in a row");
   });
 }
 

@@ -28,14 +28,19 @@ class InventoryUnavailable : public std::runtime_error {
 class Inventory {
  public:
   using Stock = cairn::Client<std::string, int64_t>;
+  static constexpr int kMaxTries = 64;
 
   explicit Inventory(Stock stock);
 
   // Adds `n` units of `item` and returns how many there are now.
+  // REQUIRES: n > 0 (std::invalid_argument otherwise).
   int64_t add(const std::string& item, int64_t n);
   // Takes `n` units of `item` if there are at least `n`, and returns true;
   // otherwise takes nothing and returns false. Racing takers never take
-  // more than there is.
+  // more than there is. Throws cairn::FailedPrecondition if the count has
+  // concurrent versions (writers with different node ids), and
+  // cairn::ObsoleteVersion after losing kMaxTries races in a row.
+  // REQUIRES: n > 0 (std::invalid_argument otherwise).
   bool take(const std::string& item, int64_t n);
   // How many units of `item` there are (0 if it was never stocked).
   int64_t count(const std::string& item) const;

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -36,6 +37,23 @@ TEST(InventoryTest, TakesOnlyWhatIsInStock) {
   EXPECT_FALSE(inventory.take("apples", 3));
   EXPECT_FALSE(inventory.take("pears", 1));
   EXPECT_EQ(inventory.count("apples"), 2);
+}
+
+TEST(InventoryTest, NoUnitsIsNotAQuantity) {
+  Inventory inventory(memory_stock());
+  EXPECT_THROW(inventory.add("apples", 0), std::invalid_argument);
+  EXPECT_THROW(inventory.take("apples", -1), std::invalid_argument);
+}
+
+TEST(InventoryTest, ConcurrentCountsAreRefusedNotLoopedOn) {
+  auto store = std::make_shared<cairn::MemoryStore>();
+  Inventory inventory(memory_stock(store));
+  // Two writers with different node ids, each unaware of the other: siblings.
+  ASSERT_EQ(store->put("apples", {cairn::int_serializer(64)->to_bytes(5), cairn::VectorClock({{1, 1}})}),
+            cairn::PutResult::kStored);
+  ASSERT_EQ(store->put("apples", {cairn::int_serializer(64)->to_bytes(7), cairn::VectorClock({{2, 1}})}),
+            cairn::PutResult::kStored);
+  EXPECT_THROW(inventory.take("apples", 1), cairn::FailedPrecondition);
 }
 
 TEST(InventoryTest, RacingTakersNeverOversell) {
@@ -76,7 +94,7 @@ INSTANTIATE_TEST_SUITE_P(Failures, InventoryFaultTest,
                          ::testing::Values(FaultStore::Failure::kUnavailable,
                                            FaultStore::Failure::kTimeout));
 
-TEST(InventoryTest, ACorruptStoreIsNotAnOutage) {
+TEST(InventoryTest, AnIoErrorIsNotTakenForAnOutage) {
   auto faults = std::make_shared<FaultStore>(std::make_unique<cairn::MemoryStore>(),
                                              FaultStore::kGet, std::chrono::milliseconds(0),
                                              FaultStore::Failure::kIoError);

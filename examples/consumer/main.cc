@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <string_view>
 
 #include "inventory.h"
 #include "namespace_store.h"
@@ -27,6 +28,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::cout << "cairn " << cairn::version() << " (headers " << CAIRN_VERSION_STRING << ")\n";
+  if (std::string_view(cairn::version()) != CAIRN_VERSION_STRING) {
+    std::cerr << "consumer: built against cairn " CAIRN_VERSION_STRING " but runs with "
+              << cairn::version() << "\n";
+    return EXIT_FAILURE;
+  }
   std::filesystem::remove_all("consumer-data");
   consumer::register_namespace_layer(cairn::default_registry());
 

@@ -26,7 +26,7 @@ class NamespaceIterator final : public cairn::StoreIterator {
 
  private:
   std::unique_ptr<cairn::StoreIterator> inner_;
-  std::string_view prefix_;  // the store's; scan() callers keep the store alive
+  const std::string prefix_;  // a copy: the iterator may outlive the store
 };
 
 }  // namespace

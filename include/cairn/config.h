@@ -33,8 +33,6 @@ namespace internal {
 struct CAIRN_INTERNAL ConfigData;
 }  // namespace internal
 
-class CAIRN_INTERNAL ConfigInternal;
-
 // A node of the cluster a config describes.
 struct NodeInfo {
   NodeId id = 0;

@@ -1,6 +1,7 @@
 // FaultStore: injects delays and failures, for tests of what sits above a
-// slow or failing store (a server's worker pool, deadlines, later the
-// routing layer's timeouts and retries). Not for production stacks.
+// slow or failing store: an application's error path, a server's worker
+// pool and deadlines, the routing layer's timeouts and failover. Not for
+// production stacks.
 //
 //   - faults: {delay_ms: 300, ops: "put,remove", fail: none}
 //

@@ -8,7 +8,7 @@
 // every type. Every value starts with a one-byte schema version: a store may
 // list several schemas; writes use the newest and reads use the one the
 // value was written with, so old values stay readable while a schema
-// evolves. The byte format is in docs/formats.md ("JSON byte format").
+// evolves. The byte format is in docs/formats.md ("JSON values").
 //
 // Immutable and thread-safe.
 

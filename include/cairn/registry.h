@@ -35,6 +35,7 @@ struct ClusterInfo;
 struct Replication;
 struct ServerTls;
 class CAIRN_INTERNAL HintedHandoff;
+class CAIRN_INTERNAL ConfigInternal;
 
 // The parameters of one layer or engine as written in a config file, e.g.
 // `{path: data/users, durability: nosync}`, or a lone scalar as in
@@ -44,8 +45,6 @@ class CAIRN_INTERNAL HintedHandoff;
 // misspelt name is an error, not a silently ignored setting.
 class Params {
  public:
-  explicit Params(std::shared_ptr<internal::ParamsData> data);
-
   // The store and the layer these parameters configure.
   const std::string& store() const;
   const std::string& layer() const;
@@ -84,6 +83,9 @@ class Params {
   void check_all_used() const;
 
  private:
+  friend class ConfigInternal;  // the config builder makes them
+  explicit Params(std::shared_ptr<internal::ParamsData> data);
+
   std::shared_ptr<internal::ParamsData> d_;
 };
 
@@ -122,7 +124,8 @@ class LayerRegistry {
   LayerRegistry& operator=(const LayerRegistry&) = delete;
 
   // Registers a factory under `name`; `summary` is one line for --help.
-  // REQUIRES: `name` is not registered yet as a layer (or engine).
+  // Throws InvalidArgument if `name` is taken: by a layer or an engine
+  // (or it is "route"), or for add_serializer() by a serializer.
   void add_layer(std::string name, LayerFactory factory, std::string summary);
   void add_engine(std::string name, EngineFactory factory, std::string summary);
   void add_serializer(std::string name, SerializerFactory factory, std::string summary);

@@ -353,5 +353,21 @@ TEST(ConfigTest, UserLayersRegisterInARegistry) {
   EXPECT_THROW(config.open("s"), ConfigError) << "the default registry has no 'uppercase'";
 }
 
+TEST(ConfigTest, ANameRegisteredTwiceIsRefused) {
+  LayerRegistry registry;
+  auto memory = [](const Params&) { return std::make_unique<MemoryStore>(); };
+  registry.add_engine("memory", memory, "memory");
+  EXPECT_THROW(registry.add_engine("memory", memory, "again"), InvalidArgument);
+  EXPECT_THROW(registry.add_layer(
+                   "memory", [](std::unique_ptr<Store> inner, const Params&) { return inner; }, "x"),
+               InvalidArgument);
+  EXPECT_THROW(registry.add_engine("route", memory, "x"), InvalidArgument);
+  registry.add_serializer("memory", [](const Params&) { return string_serializer(); }, "ok");
+  EXPECT_THROW(
+      registry.add_serializer("memory", [](const Params&) { return string_serializer(); }, "x"),
+      InvalidArgument);
+  EXPECT_EQ(registry.engines().size(), 1u);
+}
+
 }  // namespace
 }  // namespace cairn::testing

@@ -401,6 +401,9 @@ def parse_args(argv):
                         "each file's working directory")
     parser.add_argument("--timeout", type=float, default=30, metavar="S",
                         help="seconds each command may take (default 30)")
+    parser.add_argument("--every-page-of", metavar="DIR",
+                        help="fail unless every DIR/*.md is among the FILE.md given "
+                        "(a page added to DIR but not to the test's list)")
     parser.add_argument("files", nargs="*", metavar="FILE.md")
     # Internal: how the runner invokes itself for one file.
     for name in ("--one-file", "--where", "--workdir", "--scratch"):
@@ -420,6 +423,14 @@ def main(argv):
         print(f"run_docs: --tools {args.tools}: not a directory", file=sys.stderr)
         return 2
     root = os.path.abspath(args.root)
+    if args.every_page_of:
+        given = {os.path.realpath(f) for f in args.files}
+        left_out = sorted(f for f in os.listdir(args.every_page_of) if f.endswith(".md")
+                          and os.path.realpath(os.path.join(args.every_page_of, f)) not in given)
+        if left_out:
+            print(f"run_docs: not checked: {', '.join(left_out)} in {args.every_page_of} "
+                  "(add them to the list of pages)", file=sys.stderr)
+            return 1
     netns, why = netns_permitted()
     if not netns:
         print(f"run_docs: unshare --net is not permitted ({why or 'no reason given'}); "

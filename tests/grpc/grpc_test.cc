@@ -20,7 +20,7 @@
 #include "cairn/memory_store.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/grpc_store.h"
-#include "layers/grpc/server.h"
+#include "server/grpc_server.h"
 #include "layers/grpc/wire.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/test_util.h"

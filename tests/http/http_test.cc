@@ -17,8 +17,8 @@
 #include "cairn/lmdb_store.h"
 #include "cairn/memory_store.h"
 #include "cairn/stats_store.h"
-#include "layers/http/http_handler.h"
-#include "layers/http/http_server.h"
+#include "server/http_handler.h"
+#include "server/http_server.h"
 #include "tests/testing/curl.h"
 #include "tests/testing/test_util.h"
 

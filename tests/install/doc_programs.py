@@ -21,8 +21,10 @@ def main():
             if lines[i].strip() == "```cpp":
                 start = i + 1
                 j = start
-                while lines[j].strip() != "```":
+                while j < len(lines) and lines[j].strip() != "```":
                     j += 1
+                if j == len(lines):
+                    sys.exit(f"doc_programs: {path}:{start}: a ```cpp block is never closed")
                 body = "\n".join(lines[start:j]) + "\n"
                 if re.search(r"\bint main\(", body):
                     name = os.path.basename(path).replace(".md", "") + f"-{start}.cc"

@@ -67,7 +67,8 @@ for tool in cairn cairn-server; do
 done
 
 step "libcairn.so exports the public API only"
-python3 "$root/tests/install/check_exports.py" "$lib/libcairn.so.$version" "$top/include"
+python3 "$root/tests/install/check_exports.py" "$lib/libcairn.so.$version" "$lib/libcairn.a" \
+  "$top/include"
 
 export PKG_CONFIG_PATH="$lib/pkgconfig"
 [ "$(pkg-config --modversion cairn)" = "$version" ] || fail "pkg-config --modversion cairn"
@@ -85,22 +86,27 @@ export cflags
 (cd "$top/include/cairn" && ls ./*.h | sed 's|^\./||') |
   xargs -P "$jobs" -I{} bash -c 'header_check {}'
 
-export LD_LIBRARY_PATH="$lib"
 consumer="$root/examples/consumer"
-check_linked() {  # BINARY STATIC: linked to the staged library, or not at all
-  local deps
-  deps="$(ldd "$1")"
+check_linked() {  # BINARY shared|static: needs libcairn.so (and loads the staged one), or not at all
+  local needed
+  needed="$(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')"
   if [ "$2" = static ]; then
-    ! grep -q libcairn <<< "$deps" || fail "$1 links libcairn.so, not libcairn.a"
+    ! grep -q libcairn <<< "$needed" || fail "$1 needs libcairn.so; it should link libcairn.a"
   else
-    grep -q "libcairn.so.$soversion => $lib/" <<< "$deps" || fail "$1 does not load the staged libcairn.so: $deps"
+    grep -qx "libcairn.so.$soversion" <<< "$needed" || fail "$1 does not need libcairn.so.$soversion: $needed"
+    LD_LIBRARY_PATH="$lib" ldd "$1" | grep -q "libcairn.so.$soversion => $lib/" ||
+      fail "$1 does not load the staged libcairn.so"
   fi
 }
+# The programs below run with the staged library (the tools' rpath is the
+# build tree's, and /usr/local may hold another cairn).
+export LD_LIBRARY_PATH="$lib"
 
 for kind in shared static; do
   step "examples/consumer with meson, $kind"
   static=false; [ "$kind" = static ] && static=true
-  meson setup "$work/meson-$kind" "$consumer" -Dcairn_static=$static >/dev/null
+  # Release: the public headers must pass -O3 with -Werror in a user's build too.
+  meson setup "$work/meson-$kind" "$consumer" --buildtype=release -Dcairn_static=$static >/dev/null
   ninja -C "$work/meson-$kind" -j "$jobs" >/dev/null
   check_linked "$work/meson-$kind/consumer" "$kind"
   meson test -C "$work/meson-$kind" --print-errorlogs >/dev/null ||
@@ -109,7 +115,7 @@ for kind in shared static; do
   step "examples/consumer with CMake, $kind"
   on=OFF; [ "$kind" = static ] && on=ON
   cmake -S "$consumer" -B "$work/cmake-$kind" -G Ninja -DCMAKE_PREFIX_PATH="$top" \
-    -DCAIRN_STATIC=$on >/dev/null
+    -DCMAKE_BUILD_TYPE=Release -DCAIRN_STATIC=$on >/dev/null
   cmake --build "$work/cmake-$kind" -j "$jobs" >/dev/null
   check_linked "$work/cmake-$kind/consumer" "$kind"
   ctest --test-dir "$work/cmake-$kind" --output-on-failure >/dev/null ||
@@ -122,10 +128,18 @@ ln -s "$root/examples" "$work/doc-programs/run/examples"
 programs="$(python3 "$root/tests/install/doc_programs.py" "$work/doc-programs" "$root/README.md" "$root"/docs/*.md)"
 [ -n "$programs" ] || fail "no C++ program found in the docs"
 for src in $programs; do
+  where="$(head -1 "$src" | cut -c4-)"
+  # The two command lines docs/library.md shows: shared, then libcairn.a.
   c++ -std=c++20 -Wall -Wextra -Werror "$src" -o "${src%.cc}" $(pkg-config --cflags --libs cairn) ||
-    fail "$(head -1 "$src" | cut -c4-): does not compile against the installed cairn"
-  (cd "$work/doc-programs/run" && "${src%.cc}" >/dev/null) ||
-    fail "$(head -1 "$src" | cut -c4-): the program fails"
+    fail "$where: does not compile against the installed cairn"
+  c++ -std=c++20 -Wall -Wextra -Werror "$src" -o "${src%.cc}-static" $(pkg-config --cflags cairn) \
+    $(pkg-config --static --libs cairn | sed 's/-lcairn /-l:libcairn.a /') ||
+    fail "$where: does not link with libcairn.a"
+  check_linked "${src%.cc}" shared
+  check_linked "${src%.cc}-static" static
+  for program in "${src%.cc}" "${src%.cc}-static"; do
+    (cd "$work/doc-programs/run" && "$program" >/dev/null) || fail "$where: $(basename "$program") fails"
+  done
 done
 
 step "the consumer's program, as a user runs it"

@@ -86,8 +86,11 @@ class BenchTest(unittest.TestCase):
             self.assertIn(says, r.stderr, args)
         help_text = self.bench("--help").stdout
         for flag in ("--target", "--records", "--workloads", "--distribution", "--threads",
-                     "--depth", "--duration", "--json"):
+                     "--depth", "--duration", "--json", "--version"):
             self.assertIn(flag, help_text)
+        r = self.bench("--version")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^cairn-bench \d+\.\d+\.\d+\n$")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-#include "layers/grpc/server.h"
+#include "server/grpc_server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>

@@ -1,4 +1,4 @@
-#include "layers/http/http_handler.h"
+#include "server/http_handler.h"
 
 #include <cstdio>
 #include <optional>

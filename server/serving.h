@@ -2,8 +2,8 @@
 // server and the HTTP front take the same map; the serializers tell them
 // (and the clients they describe stores to) how keys and values are encoded.
 
-#ifndef CAIRN_LAYERS_SERVING_H_
-#define CAIRN_LAYERS_SERVING_H_
+#ifndef CAIRN_SERVER_SERVING_H_
+#define CAIRN_SERVER_SERVING_H_
 
 #include <map>
 #include <memory>
@@ -29,4 +29,4 @@ using ServedStores = std::map<std::string, ServedStore>;
 
 }  // namespace cairn
 
-#endif  // CAIRN_LAYERS_SERVING_H_
+#endif  // CAIRN_SERVER_SERVING_H_

@@ -8,8 +8,8 @@
 // Thread-safe. The server owns the stores it serves and closes them after
 // it has stopped.
 
-#ifndef CAIRN_LAYERS_GRPC_SERVER_H_
-#define CAIRN_LAYERS_GRPC_SERVER_H_
+#ifndef CAIRN_SERVER_GRPC_SERVER_H_
+#define CAIRN_SERVER_GRPC_SERVER_H_
 
 #include <chrono>
 #include <functional>
@@ -17,7 +17,7 @@
 #include <memory>
 #include <string>
 
-#include "layers/serving.h"
+#include "server/serving.h"
 #include "routing/hint.h"
 
 namespace cairn {
@@ -81,4 +81,4 @@ class StoreServer {
 
 }  // namespace cairn
 
-#endif  // CAIRN_LAYERS_GRPC_SERVER_H_
+#endif  // CAIRN_SERVER_GRPC_SERVER_H_

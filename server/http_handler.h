@@ -4,8 +4,8 @@
 //
 // Thread-safe: requests may be handled concurrently.
 
-#ifndef CAIRN_LAYERS_HTTP_HTTP_HANDLER_H_
-#define CAIRN_LAYERS_HTTP_HTTP_HANDLER_H_
+#ifndef CAIRN_SERVER_HTTP_HANDLER_H_
+#define CAIRN_SERVER_HTTP_HANDLER_H_
 
 #include <array>
 #include <atomic>
@@ -19,7 +19,7 @@
 
 #include "cairn/client.h"
 #include "cairn/versioned.h"
-#include "layers/serving.h"
+#include "server/serving.h"
 
 namespace cairn::internal {
 
@@ -84,4 +84,4 @@ std::string percent_decode(std::string_view text);
 
 }  // namespace cairn::internal
 
-#endif  // CAIRN_LAYERS_HTTP_HTTP_HANDLER_H_
+#endif  // CAIRN_SERVER_HTTP_HANDLER_H_

@@ -1,4 +1,4 @@
-#include "layers/http/http_server.h"
+#include "server/http_server.h"
 
 // With -fsanitize=address, GCC 12 reports a boost::optional inside Beast's
 // parser as maybe-uninitialized (a known false positive of the middle end,
@@ -25,7 +25,7 @@
 
 #include "cairn/errors.h"
 #include "cairn/log.h"
-#include "layers/http/http_handler.h"
+#include "server/http_handler.h"
 
 namespace cairn {
 

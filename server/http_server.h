@@ -21,8 +21,8 @@
 // Connections are kept alive and served by a few threads (asio), never a
 // thread each. Store calls run on those threads.
 
-#ifndef CAIRN_LAYERS_HTTP_HTTP_SERVER_H_
-#define CAIRN_LAYERS_HTTP_HTTP_SERVER_H_
+#ifndef CAIRN_SERVER_HTTP_SERVER_H_
+#define CAIRN_SERVER_HTTP_SERVER_H_
 
 #include <chrono>
 #include <functional>
@@ -30,7 +30,7 @@
 #include <string>
 
 #include "cairn/versioned.h"
-#include "layers/serving.h"
+#include "server/serving.h"
 
 namespace cairn {
 
@@ -78,4 +78,4 @@ class HttpServer {
 
 }  // namespace cairn
 
-#endif  // CAIRN_LAYERS_HTTP_HTTP_SERVER_H_
+#endif  // CAIRN_SERVER_HTTP_SERVER_H_
