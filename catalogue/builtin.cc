@@ -3,6 +3,8 @@
 
 #include "catalogue/builtin.h"
 
+#include "core/config_internal.h"
+
 namespace cairn {
 
 LayerRegistry& default_registry() {
@@ -20,8 +22,9 @@ LayerRegistry& default_registry() {
     r->add_layer("logging", make_logging_layer, "one log line per operation (or per slow one)");
     r->add_layer("compress", make_compression_layer, "compresses values (zstd, lz4, snappy, gzip)");
     r->add_layer("faults", make_faults_layer, "injects delays and failures (for tests)");
-    r->set_router(make_routed_layer,
-                  "sends each key to its N replicas on the ring; R/W quorums, read repair, hints");
+    ConfigInternal::set_router(
+        *r, make_routed_layer,
+        "sends each key to its N replicas on the ring; R/W quorums, read repair, hints");
     // Serializers, named by a store's `key:` and `value:`.
     r->add_serializer("identity", make_identity_serializer, "bytes as they are");
     r->add_serializer("string", make_string_serializer, "UTF-8 text");

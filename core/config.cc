@@ -884,7 +884,7 @@ std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, con
                 " needs at least as many nodes; the cluster has " +
                 std::to_string(d.cluster.nodes.size()));
   }
-  const RouteFactory* factory = registry.router();
+  const RouteFactory* factory = ConfigInternal::router(registry);
   if (factory == nullptr) fail_at(d.source, e.where, "this registry has no `route` layer");
   auto data = std::make_shared<ParamsData>();
   data->file = d.source;

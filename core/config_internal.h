@@ -1,16 +1,43 @@
-// What cairn-server needs of a Config besides the public API: the stack a
-// node serves, wired to the node's keeper of hints. Internal (LevelDB's
-// WriteBatchInternal pattern): HintedHandoff is not a public type.
+// What the library's own parts need of a Config and a LayerRegistry besides
+// the public API (LevelDB's WriteBatchInternal pattern): the stack a node
+// serves, wired to the node's keeper of hints (cairn-server), the `route`
+// layer's factory (catalogue/, routing/), and Params (the builder).
+// Internal: HintedHandoff and RouteContext are not public types.
 
 #ifndef CAIRN_CORE_CONFIG_INTERNAL_H_
 #define CAIRN_CORE_CONFIG_INTERNAL_H_
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "cairn/config.h"
 
 namespace cairn {
+
+class HintedHandoff;
+
+// What the `route` layer is built from (cairn/routed_store.h). Unlike
+// other layers it wraps not one store but one per node: the part of the
+// stack below it, built once for each node it sends to.
+struct RouteContext {
+  const Params* params = nullptr;  // route's own parameters
+  const ClusterInfo* cluster = nullptr;
+  const Replication* replication = nullptr;
+  // Set in a node's stack (served by cairn-server): the node it runs on,
+  // whose replica is the stack below `route`, its TLS files for calls to
+  // the other nodes, and where it keeps hints.
+  const NodeId* self = nullptr;
+  const ServerTls* tls = nullptr;
+  std::shared_ptr<HintedHandoff> hints;
+  // Builds the stack below `route` for `node`. In a client's stack that is
+  // how the client reaches the node (a grpc engine whose targets default
+  // to the node's address); in a node's stack it is called for `self`.
+  std::function<std::unique_ptr<Store>(const NodeInfo& node)> open_below;
+};
+using RouteFactory = std::function<std::unique_ptr<Store>(const RouteContext&)>;
+
 
 class ConfigInternal {
  public:
@@ -23,6 +50,11 @@ class ConfigInternal {
   static std::unique_ptr<Store> open_node(const Config& config, std::string_view store,
                                           NodeId node, std::shared_ptr<HintedHandoff> hints,
                                           const LayerRegistry& registry = default_registry());
+
+  // The factory of `registry`'s `route` layer (one per registry; lists as
+  // "route" among its layers), or nullptr when it has none.
+  static void set_router(LayerRegistry& registry, RouteFactory factory, std::string summary);
+  static const RouteFactory* router(const LayerRegistry& registry);
 };
 
 }  // namespace cairn

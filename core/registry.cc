@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "cairn/errors.h"
+#include "core/config_internal.h"
 
 namespace cairn {
 
@@ -31,9 +32,14 @@ void LayerRegistry::add_serializer(std::string name, SerializerFactory factory,
   serializers_.emplace(std::move(name), std::pair(std::move(factory), std::move(summary)));
 }
 
-void LayerRegistry::set_router(RouteFactory factory, std::string summary) {
-  router_ = std::move(factory);
-  router_summary_ = std::move(summary);
+void ConfigInternal::set_router(LayerRegistry& registry, RouteFactory factory,
+                                std::string summary) {
+  registry.router_ = std::move(factory);
+  registry.router_summary_ = std::move(summary);
+}
+
+const RouteFactory* ConfigInternal::router(const LayerRegistry& registry) {
+  return registry.router_ ? &registry.router_ : nullptr;
 }
 
 const SerializerFactory* LayerRegistry::serializer(std::string_view name) const {

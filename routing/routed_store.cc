@@ -9,6 +9,7 @@
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "catalogue/builtin.h"
+#include "core/config_internal.h"
 #include "core/executor.h"
 #include "routing/failure_detector.h"
 #include "routing/hinted_handoff.h"

@@ -31,11 +31,8 @@ struct CAIRN_INTERNAL ParamsData;
 }  // namespace internal
 
 struct NodeInfo;
-struct ClusterInfo;
-struct Replication;
-struct ServerTls;
-class CAIRN_INTERNAL HintedHandoff;
 class CAIRN_INTERNAL ConfigInternal;
+struct CAIRN_INTERNAL RouteContext;
 
 // The parameters of one layer or engine as written in a config file, e.g.
 // `{path: data/users, durability: nosync}`, or a lone scalar as in
@@ -97,26 +94,6 @@ using EngineFactory = std::function<std::unique_ptr<Store>(const Params&)>;
 // Builds the serializer named by a store's `key:` or `value:`.
 using SerializerFactory = std::function<std::shared_ptr<const AnySerializer>(const Params&)>;
 
-// What the `route` layer is built from (cairn/routed_store.h). Unlike
-// other layers it wraps not one store but one per node: the part of the
-// stack below it, built once for each node it sends to.
-struct RouteContext {
-  const Params* params = nullptr;  // route's own parameters
-  const ClusterInfo* cluster = nullptr;
-  const Replication* replication = nullptr;
-  // Set in a node's stack (served by cairn-server): the node it runs on,
-  // whose replica is the stack below `route`, its TLS files for calls to
-  // the other nodes, and where it keeps hints.
-  const NodeId* self = nullptr;
-  const ServerTls* tls = nullptr;
-  std::shared_ptr<HintedHandoff> hints;
-  // Builds the stack below `route` for `node`. In a client's stack that is
-  // how the client reaches the node (a grpc engine whose targets default
-  // to the node's address); in a node's stack it is called for `self`.
-  std::function<std::unique_ptr<Store>(const NodeInfo& node)> open_below;
-};
-using RouteFactory = std::function<std::unique_ptr<Store>(const RouteContext&)>;
-
 class LayerRegistry {
  public:
   LayerRegistry() = default;
@@ -130,10 +107,6 @@ class LayerRegistry {
   void add_engine(std::string name, EngineFactory factory, std::string summary);
   void add_serializer(std::string name, SerializerFactory factory, std::string summary);
 
-  // The factory of the `route` layer (one per registry).
-  void set_router(RouteFactory factory, std::string summary);
-  const RouteFactory* router() const { return router_ ? &router_ : nullptr; }
-
   // nullptr when no such name is registered. Borrowed from the registry.
   const LayerFactory* layer(std::string_view name) const;
   const EngineFactory* engine(std::string_view name) const;
@@ -145,10 +118,14 @@ class LayerRegistry {
   std::vector<std::pair<std::string, std::string>> serializers() const;
 
  private:
+  // The `route` layer is the library's own (default_registry() has it):
+  // it is built from the whole cluster, not from Params alone.
+  friend class ConfigInternal;
+
   std::map<std::string, std::pair<LayerFactory, std::string>, std::less<>> layers_;
   std::map<std::string, std::pair<EngineFactory, std::string>, std::less<>> engines_;
   std::map<std::string, std::pair<SerializerFactory, std::string>, std::less<>> serializers_;
-  RouteFactory router_;
+  std::function<std::unique_ptr<Store>(const RouteContext&)> router_;
   std::string router_summary_;
 };
 
