@@ -17,22 +17,38 @@ const char* to_string(Deployment d) {
   return d == Deployment::kSmartClient ? "SmartClient" : "ServerRouted";
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot find a free port");
+std::vector<int> free_ports(int n) {
+  // Every socket stays bound until all ports are read: a port closed at
+  // once can be handed out again by the next bind (a cluster config then
+  // names one address twice, as a CI run once did).
+  std::vector<int> fds, ports;
+  auto close_all = [&] {
+    for (int fd : fds) ::close(fd);
+  };
+  for (int i = 0; i < n; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+      close_all();
+      throw std::runtime_error("socket() failed");
+    }
+    fds.push_back(fd);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      close_all();
+      throw std::runtime_error("cannot find a free port");
+    }
+    ports.push_back(ntohs(addr.sin_port));
   }
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  close_all();
+  return ports;
 }
+
+int free_port() { return free_ports(1).at(0); }
 
 LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
     : dir_(std::move(dir)), options_(std::move(options)), config_path_(dir_ + "/cluster.yaml") {
@@ -41,8 +57,8 @@ LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
                      "\n  hints: [{engine: {lmdb: {path: \"" + dir_ +
                      "/hints-{node}\", durability: nosync}}}]\n  nodes:\n";
   std::string targets;
+  ports_ = free_ports(n);
   for (int i = 0; i < n; ++i) {
-    ports_.push_back(free_port());
     yaml += "    - {id: " + std::to_string(i) + ", address: " + address(i) + "}\n";
     targets += (targets.empty() ? "" : ", ") + address(i);
   }

@@ -45,6 +45,8 @@ struct ClusterOptions {
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int free_port();
+// `n` distinct such ports.
+std::vector<int> free_ports(int n);
 
 class LocalCluster {
  public:
