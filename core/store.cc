@@ -32,6 +32,48 @@ std::vector<VectorClock> Store::versions(std::string_view key) {
   return clocks;
 }
 
+namespace {
+
+// Runs a blocking call and hands its result, or what it threw, to `done`.
+template <typename T, typename Call>
+void answer_inline(const Callback<T>& done, Call&& call) {
+  T result{};
+  std::exception_ptr error;
+  try {
+    result = call();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  done(std::move(result), std::move(error));
+}
+
+}  // namespace
+
+void Store::async_get(std::string_view key, Callback<std::vector<Versioned>> done) {
+  answer_inline(done, [&] { return get(key); });
+}
+
+void Store::async_get_all(std::vector<std::string> keys,
+                          Callback<std::map<std::string, std::vector<Versioned>>> done) {
+  answer_inline(done, [&] { return get_all(keys); });
+}
+
+void Store::async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) {
+  answer_inline(done, [&] {
+    PutReply reply;
+    reply.result = put(key, value, &reply.stored);
+    return reply;
+  });
+}
+
+void Store::async_remove(std::string_view key, const VectorClock& version, Callback<bool> done) {
+  answer_inline(done, [&] { return remove(key, version); });
+}
+
+void Store::async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) {
+  answer_inline(done, [&] { return versions(key); });
+}
+
 std::string printable_key(std::string_view key) {
   constexpr size_t kMaxShown = 48;
   const std::string_view shown = key.substr(0, kMaxShown);

@@ -7,12 +7,14 @@
 #include <set>
 
 #include "cairn/errors.h"
+#include "cairn/forwarding_store.h"
 #include "cairn/log.h"
 #include "catalogue/builtin.h"
 #include "core/config_internal.h"
 #include "core/executor.h"
 #include "routing/failure_detector.h"
 #include "routing/hinted_handoff.h"
+#include "routing/hint.h"
 #include "routing/replica.h"
 
 namespace cairn {
@@ -67,6 +69,11 @@ std::string what_of(const std::exception_ptr& e) {
   }
 }
 
+// What the failure detector reads to see whether a banned node answers:
+// any key does (an absent one is an answer); this one is short, valid for
+// every engine, and unlikely to be a user's.
+constexpr std::string_view kProbeKey("\0cairn-probe", 12);
+
 bool is_tombstone(const VectorClock& c) { return c.counter(kTombstoneEntry) % 2 == 1; }
 
 // Drops the tombstones from what a read returns.
@@ -110,7 +117,10 @@ bool is_bad_request(const std::exception_ptr& e) {
 struct RoutedStore::Shared {
   RouteOptions options;
   Ring ring;
-  std::vector<std::unique_ptr<Replica>> replicas;  // by node index
+  std::vector<std::shared_ptr<Store>> replicas;    // by node index
+  // The replica stack's way to leave a hint with its node (the grpc engine
+  // at its bottom), or nullptr: by node index.
+  std::vector<HintKeeper*> keepers;
   std::vector<std::vector<size_t>> prefs;          // by partition: node indexes
   std::optional<size_t> self;                      // index of the node we run on
   std::shared_ptr<HintedHandoff> hints;
@@ -172,7 +182,7 @@ struct RoutedStore::Shared {
       in_background([this, hint = std::move(hint)] { hints->keep(hint); });
       return;
     }
-    if (!keeper || !replicas[*keeper]->remote()) {
+    if (!keeper || keepers[*keeper] == nullptr) {
       // In-process replicas (an embedded routed store) have no node to keep
       // hints: read repair is their only mender.
       log(keeper ? LogLevel::kDebug : LogLevel::kError,
@@ -182,7 +192,7 @@ struct RoutedStore::Shared {
     }
     begin();
     const size_t k = *keeper;
-    replicas[k]->put_hint(hint, [this, i, k](std::exception_ptr error) {
+    keepers[k]->async_put_hint(hint, [this, i, k](std::exception_ptr error) {
       if (error) {
         log(LogLevel::kError, "route '" + options.store + "': " + name(k) +
                                   " did not keep the hint for " + name(i) + ": " +
@@ -207,7 +217,7 @@ struct RoutedStore::Shared {
         if (has) continue;
         auto push = [this, i = i, key, m] {
           begin();
-          replicas[i]->put(key, m, [this, i, key](PutResult, std::exception_ptr error) {
+          replicas[i]->async_put(key, m, [this, i, key](PutReply, std::exception_ptr error) {
             if (error) {
               log(LogLevel::kDebug, "read repair of key " + printable_key(key) + " on " +
                                         name(i) + " failed: " + what_of(error));
@@ -215,10 +225,12 @@ struct RoutedStore::Shared {
             end();
           });
         };
-        if (replicas[i]->remote()) {
-          push();
-        } else {
+        // A replica whose calls would run its disk inline is repaired from
+        // the background thread, not from a network library's.
+        if (replicas[i]->async_calls_block()) {
           in_background(push);
+        } else {
+          push();
         }
       }
     }
@@ -297,7 +309,11 @@ RoutedStore::RoutedStore(RouteOptions options, Ring ring,
                           std::to_string(s.ring.nodes().size()) + " nodes");
   }
   if (s.options.timeout.count() < 1) throw InvalidArgument("route: timeout must be positive");
-  for (auto& r : replicas) s.replicas.push_back(make_replica(std::move(r)));
+  for (auto& r : replicas) {
+    if (r == nullptr) throw InvalidArgument("route: a replica stack is null");
+    s.keepers.push_back(find_layer<HintKeeper>(*r));
+    s.replicas.push_back(std::move(r));
+  }
   auto index_of = [&](NodeId id) {
     for (size_t i = 0; i < s.ring.nodes().size(); ++i) {
       if (s.ring.nodes()[i].id == id) return i;
@@ -316,7 +332,11 @@ RoutedStore::RoutedStore(RouteOptions options, Ring ring,
   s.detector = std::make_unique<FailureDetector>(
       s.replicas.size(), s.options.ban, s.options.probe_interval,
       [sp](size_t i, std::function<void(std::exception_ptr)> done) {
-        sp->replicas[i]->probe(std::move(done));
+        // A probe is a read through the whole stack below `route`: what
+        // answers it answers real calls.
+        sp->replicas[i]->async_versions(kProbeKey, [done = std::move(done)](
+                                                       std::vector<VectorClock>,
+                                                       std::exception_ptr e) { done(e); });
       },
       [sp](size_t i) { return "route '" + sp->options.store + "': " + sp->name(i); });
 }
@@ -338,11 +358,18 @@ bool RoutedStore::banned(NodeId id) const {
   return false;
 }
 
+std::shared_ptr<Store> RoutedStore::replica(NodeId id) const {
+  for (size_t i = 0; i < s_->ring.nodes().size(); ++i) {
+    if (s_->ring.nodes()[i].id == id) return std::shared_ptr<Store>(s_, s_->replicas[i].get());
+  }
+  return nullptr;
+}
+
 std::shared_ptr<Store> RoutedStore::local_replica() const {
   if (!s_->self) return nullptr;
   // The replica owns the stack; hand out an alias that keeps all of the
   // shared state alive.
-  return std::shared_ptr<Store>(s_, &s_->replicas[*s_->self]->store());
+  return std::shared_ptr<Store>(s_, s_->replicas[*s_->self].get());
 }
 
 namespace {
@@ -389,7 +416,7 @@ void RoutedStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   using Versions = std::vector<Versioned>;
   auto g = read_quorum<Versions>(
       s, "get", key,
-      [&](Replica& r, Replica::Done<Versions> done) { r.get(key, std::move(done)); },
+      [&](Store& r, Callback<Versions> done) { r.async_get(key, std::move(done)); },
       [sp = &s, k = std::string(key)](const std::vector<std::pair<size_t, Versions>>& ok) {
         if (sp->options.read_repair) sp->repair(k, ok);
       });
@@ -405,7 +432,7 @@ std::vector<VectorClock> RoutedStore::versions(std::string_view key) {
   using Clocks = std::vector<VectorClock>;
   auto g = read_quorum<Clocks>(
       *s_, "versions", key,
-      [&](Replica& r, Replica::Done<Clocks> done) { r.versions(key, std::move(done)); },
+      [&](Store& r, Callback<Clocks> done) { r.async_versions(key, std::move(done)); },
       [](const std::vector<std::pair<size_t, Clocks>>&) {});
   std::vector<VectorClock> out;
   std::lock_guard lock(g->mu);
@@ -451,9 +478,10 @@ std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
     const size_t i = node;  // clang 14 cannot capture a structured binding
     s.begin();
     std::vector<std::string> asked = node_keys;
-    s.replicas[i]->get_all(
+    s.replicas[i]->async_get_all(
         std::move(node_keys),
-        [sp = &s, op, i, need, asked = std::move(asked)](Replica::Map found, std::exception_ptr e) {
+        [sp = &s, op, i, need, asked = std::move(asked)](
+            std::map<std::string, std::vector<Versioned>> found, std::exception_ptr e) {
           if (e) sp->detector->record_failure(i, e);
           bool last = false;
           {
@@ -552,9 +580,9 @@ PutResult RoutedStore::write(std::string_view key, const Versioned& value, Vecto
     auto g = std::make_shared<Gather<PutResult>>();
     g->sent = 1;
     s.begin();
-    s.replicas[i]->put(key, stamped, [sp = &s, g, i](PutResult r, std::exception_ptr e) {
+    s.replicas[i]->async_put(key, stamped, [sp = &s, g, i](PutReply r, std::exception_ptr e) {
       if (e) sp->detector->record_failure(i, e);
-      g->answer(i, r, e);
+      g->answer(i, r.result, e);
       sp->end();
     });
     if (g->wait(1, deadline) == 0) {
@@ -583,12 +611,13 @@ PutResult RoutedStore::write(std::string_view key, const Versioned& value, Vecto
   Hint hint{.key = std::string(key), .version = stamped};
   for (size_t i : rest) {
     s.begin();
-    s.replicas[i]->put(key, stamped, [sp = &s, g, i, hint, home](PutResult r, std::exception_ptr e) {
+    s.replicas[i]->async_put(key, stamped, [sp = &s, g, i, hint, home](PutReply r,
+                                                                       std::exception_ptr e) {
       if (e) {
         sp->detector->record_failure(i, e);
         if (!is_bad_request(e)) sp->leave_hint(i, hint, home);
       }
-      g->answer(i, r, e);  // obsolete: the replica has this write or a newer one
+      g->answer(i, r.result, e);  // obsolete: the replica has this write or a newer one
       sp->end();
     });
   }
@@ -646,7 +675,7 @@ bool RoutedIterator::next() {
     if (!cur_) {
       while (node_ < live_.size() && !live_[node_]) ++node_;
       if (node_ == live_.size()) return false;
-      cur_ = s_->replicas[node_]->store().scan();
+      cur_ = s_->replicas[node_]->scan();
     }
     if (!cur_->next()) {
       cur_.reset();
@@ -689,7 +718,7 @@ void RoutedStore::close() {
   std::exception_ptr first;
   for (auto& r : s.replicas) {
     try {
-      r->store().close();
+      r->close();
     } catch (...) {
       if (!first) first = std::current_exception();
     }
@@ -708,7 +737,7 @@ std::string RoutedStore::describe() const {
                     (s.options.read_repair ? ", read repair" : "") +
                     (s.self ? ", in " + s.name(*s.self) : "");
   for (size_t i = 0; i < s.replicas.size(); ++i) {
-    std::string below = s.replicas[i]->store().describe();
+    std::string below = s.replicas[i]->describe();
     for (size_t at = 0; (at = below.find('\n', at)) != std::string::npos; at += 5) {
       below.replace(at, 1, "\n    ");
     }

@@ -53,6 +53,10 @@ class RoutedStore final : public Store {
   std::shared_ptr<Store> local_replica() const;
   // Whether node `id` is banned by the failure detector now.
   bool banned(NodeId id) const;
+  // The stack below this layer that reaches node `id` (in a node, for
+  // itself, its own replica), sharing this store's lifetime; nullptr for a
+  // node not on the ring. For tests and tools.
+  std::shared_ptr<Store> replica(NodeId id) const;
 
   struct Shared;
 

@@ -55,7 +55,21 @@ class CompressionStore final : public ForwardingStore {
   std::unique_ptr<StoreIterator> scan() override;
   std::string describe() const override;
 
+  // Non-blocking: values are compressed before the call goes down and
+  // decompressed in its callback.
+  void async_get(std::string_view key, Callback<std::vector<Versioned>> done) override;
+  void async_get_all(std::vector<std::string> keys,
+                     Callback<std::map<std::string, std::vector<Versioned>>> done) override;
+  void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) override;
+  void async_remove(std::string_view key, const VectorClock& version,
+                    Callback<bool> done) override;
+  void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override;
+  bool async_calls_block() const override { return inner().async_calls_block(); }
+
  private:
+  // The value as stored: a header byte, and the codec's output or the raw
+  // bytes. Throws InvalidArgument for a value over max_value_size.
+  Versioned encode(std::string_view key, const Versioned& value) const;
   void decode(std::string_view key, std::vector<Versioned>* versions) const;
 
   CompressionOptions options_;

@@ -4,18 +4,24 @@
 // production stacks.
 //
 //   - faults: {delay_ms: 300, ops: "put,remove", fail: none}
+//   - faults: {delay_ms: 200, nodes: [3]}   (below a client's `route`: only
+//                                           the copy reaching node 3)
 //
 // `ops` names the operations affected (get, get_all, put, remove, versions,
 // scan; default all of them); each affected call sleeps `delay_ms`, then
 // fails with `fail` (none, unavailable, io_error, timeout) or goes on.
-// Tests may change both at run time. Thread-safe.
+// Tests may change both at run time. The non-blocking calls wait out the
+// delay on a timer, not on the caller's thread: a slow node stays slow
+// without holding up the calls made after it. Thread-safe.
 
 #ifndef CAIRN_FAULT_STORE_H_
 #define CAIRN_FAULT_STORE_H_
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 
 #include "cairn/errors.h"
 #include "cairn/export.h"
@@ -40,6 +46,8 @@ class FaultStore final : public ForwardingStore {
 
   FaultStore(std::unique_ptr<Store> inner, uint32_t ops, std::chrono::milliseconds delay,
              Failure failure);
+  // Waits for async calls still waiting out their delay.
+  ~FaultStore() override;
 
   void set_delay(std::chrono::milliseconds delay) { delay_ms_.store(delay.count()); }
   void set_failure(Failure f) { failure_.store(f); }
@@ -52,7 +60,19 @@ class FaultStore final : public ForwardingStore {
   bool remove(std::string_view key, const VectorClock& version) override;
   std::vector<VectorClock> versions(std::string_view key) override;
   std::unique_ptr<StoreIterator> scan() override;
+  // Waits for the async calls still waiting out their delay, then closes.
+  void close() override;
   std::string describe() const override;
+
+  void async_get(std::string_view key, Callback<std::vector<Versioned>> done) override;
+  void async_get_all(std::vector<std::string> keys,
+                     Callback<std::map<std::string, std::vector<Versioned>>> done) override;
+  void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) override;
+  void async_remove(std::string_view key, const VectorClock& version,
+                    Callback<bool> done) override;
+  void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override;
+  bool async_calls_block() const override { return inner().async_calls_block(); }
+
   // True when writes are among the operations affected: their delay may
   // be raised at any time, and a server asks once.
   bool writes_may_block() const override {
@@ -61,10 +81,19 @@ class FaultStore final : public ForwardingStore {
 
  private:
   void inject(Op op, const char* name) const;
+  // The failure set now, as an error (nullptr for kNone).
+  std::exception_ptr injected(const char* name) const;
+  // An async call: after the delay (on the timer), fails it or runs
+  // `forward(done)`, which passes it down.
+  template <typename T, typename Forward>
+  void delayed(Op op, const char* name, Callback<T> done, Forward forward);
 
   const uint32_t ops_;
   std::atomic<int64_t> delay_ms_;
   std::atomic<Failure> failure_;
+  std::mutex pending_mu_;
+  std::condition_variable pending_cv_;
+  int pending_ = 0;  // async calls waiting out a delay; guarded by pending_mu_
 };
 
 }  // namespace cairn

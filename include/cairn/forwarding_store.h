@@ -1,5 +1,10 @@
 // ForwardingStore: the base of every layer. It owns the Store it wraps and
-// forwards every call to it, so a layer overrides only what it changes.
+// forwards every blocking call to it, so a layer overrides only what it
+// changes. The non-blocking calls (async_*) are not forwarded: they run
+// this layer's blocking calls inline (Store's defaults), so a layer that
+// overrides only blocking calls stays correct. A layer whose async calls
+// should not block overrides them too and passes them to inner(),
+// transforming values in the callback (cairn's own layers all do).
 // Thread-safety is that of the wrapped store plus whatever the subclass adds.
 
 #ifndef CAIRN_FORWARDING_STORE_H_

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <string>
 
+#include "cairn/errors.h"
 #include "cairn/export.h"
 #include "cairn/forwarding_store.h"
 #include "cairn/log.h"
@@ -41,9 +42,28 @@ class LoggingStore final : public ForwardingStore {
   void close() override;
   std::string describe() const override;
 
+  // Non-blocking, logged like the blocking calls when their callback runs.
+  void async_get(std::string_view key, Callback<std::vector<Versioned>> done) override;
+  void async_get_all(std::vector<std::string> keys,
+                     Callback<std::map<std::string, std::vector<Versioned>>> done) override;
+  void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) override;
+  void async_remove(std::string_view key, const VectorClock& version,
+                    Callback<bool> done) override;
+  void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override;
+  bool async_calls_block() const override { return inner().async_calls_block(); }
+
  private:
   template <typename Fn, typename Describe>
   auto logged(std::string_view op, std::string_view key, Fn&& fn, Describe&& outcome);
+  // `done`, logging the call when it answers, as logged() does.
+  template <typename T, typename Describe>
+  Callback<T> logged_async(std::string_view op, std::string_view key, Callback<T> done,
+                           Describe outcome);
+  // "store 'NAME' OP KEY", the start of every line.
+  std::string line_for(std::string_view op, std::string_view key) const;
+  void log_outcome(std::string_view op, std::string_view key, std::chrono::nanoseconds took,
+                   const std::string& outcome) const;
+  void log_failure(std::string_view op, std::string_view key, const Error& e) const;
 
   LoggingOptions options_;
 };

@@ -54,6 +54,8 @@ class MemoryStore final : public Store {
   std::string describe() const override;
   // Writes take a shard's lock for a copy, never for I/O.
   bool writes_may_block() const override { return false; }
+  // The async calls run inline (Store's defaults), and never wait.
+  bool async_calls_block() const override { return false; }
 
   // Number of keys stored. A snapshot: it may be stale as soon as it returns.
   size_t size() const;

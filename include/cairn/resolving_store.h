@@ -45,6 +45,17 @@ class ResolvingStore final : public ForwardingStore {
   std::unique_ptr<StoreIterator> scan() override;
   std::string describe() const override;
 
+  // Non-blocking: reads are settled in their callback; the other calls
+  // pass through.
+  void async_get(std::string_view key, Callback<std::vector<Versioned>> done) override;
+  void async_get_all(std::vector<std::string> keys,
+                     Callback<std::map<std::string, std::vector<Versioned>>> done) override;
+  void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) override;
+  void async_remove(std::string_view key, const VectorClock& version,
+                    Callback<bool> done) override;
+  void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override;
+  bool async_calls_block() const override { return inner().async_calls_block(); }
+
   // Applies the strategy to one key's versions, in place. Throws
   // Corruption, naming the key, if a custom merge throws.
   void resolve(std::string_view key, std::vector<Versioned>* versions) const;

@@ -65,6 +65,17 @@ class StatsStore final : public ForwardingStore {
   std::unique_ptr<StoreIterator> scan() override;
   std::string describe() const override;
 
+  // Non-blocking, counted like the blocking calls: the latency runs until
+  // the callback.
+  void async_get(std::string_view key, Callback<std::vector<Versioned>> done) override;
+  void async_get_all(std::vector<std::string> keys,
+                     Callback<std::map<std::string, std::vector<Versioned>>> done) override;
+  void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) override;
+  void async_remove(std::string_view key, const VectorClock& version,
+                    Callback<bool> done) override;
+  void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override;
+  bool async_calls_block() const override { return inner().async_calls_block(); }
+
   // The counters now. Approximate while operations race it.
   Snapshot snapshot() const;
   // A table of the snapshot, one line per operation that has run:
@@ -75,6 +86,10 @@ class StatsStore final : public ForwardingStore {
   struct CAIRN_INTERNAL Counters;  // one per Op: relaxed atomics and a latency histogram
   template <typename Fn>
   auto timed(Op op, Fn&& fn);
+  // `done`, counting the call as `op` when it answers; `outcome(result)`
+  // says whether it counts as the op's outcome.
+  template <typename T, typename Outcome>
+  Callback<T> counted(Op op, Callback<T> done, Outcome outcome);
 
   std::string name_;
   std::unique_ptr<Counters[]> counters_;

@@ -8,6 +8,8 @@
 #ifndef CAIRN_STORE_H_
 #define CAIRN_STORE_H_
 
+#include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -29,6 +31,19 @@ enum class PutResult {
 };
 
 const char* to_string(PutResult r);
+
+// What a put that did not fail reports: its result, and the clock the value
+// was stored under (meaningful when the result is kStored).
+struct PutReply {
+  PutResult result = PutResult::kStored;
+  VectorClock stored;
+};
+
+// The answer to a non-blocking call: the result, or the error the blocking
+// call would have thrown (then `result` is a default value). Called exactly
+// once. It must not block and must not throw.
+template <typename T>
+using Callback = std::function<void(T result, std::exception_ptr error)>;
 
 // A forward-only cursor over every key of a store and its versions.
 // Not thread-safe: use one iterator from one thread at a time. A scan is
@@ -114,6 +129,31 @@ class Store {
 
   // This layer in one line and, indented below it, what it wraps.
   virtual std::string describe() const = 0;
+
+  // Non-blocking calls. Each starts the blocking call of the same name and
+  // returns; `done` gets its result or its error, exactly once, on any
+  // thread: a network library's, or the caller's before the call returns.
+  // Arguments are copied as needed: they need not outlive the call.
+  //
+  // The defaults run the blocking call inline, on the caller's thread: a
+  // store that can only block still answers, just not sooner. The engines
+  // that never wait (memory) and the network (grpc) answer without
+  // blocking, and so do the built-in layers over them: they pass the calls
+  // down, transforming values in the callback. A layer of your own that
+  // overrides only blocking calls stays correct (its async calls run them).
+  // REQUIRES: the store is not closed before every `done` has run.
+  virtual void async_get(std::string_view key, Callback<std::vector<Versioned>> done);
+  virtual void async_get_all(std::vector<std::string> keys,
+                             Callback<std::map<std::string, std::vector<Versioned>>> done);
+  virtual void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done);
+  virtual void async_remove(std::string_view key, const VectorClock& version,
+                            Callback<bool> done);
+  virtual void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done);
+  // Whether the async calls may block the caller: true for the defaults,
+  // which run the blocking calls inline; false for stores whose async
+  // calls only start the work (a caller on a network library's thread may
+  // then call them there).
+  virtual bool async_calls_block() const { return true; }
 
   // Whether a write (put, remove) may wait on something slow: a disk, a
   // lock held across I/O, the network. Servers run writes that may block

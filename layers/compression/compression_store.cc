@@ -2,6 +2,7 @@
 
 #include "cairn/errors.h"
 #include "catalogue/builtin.h"
+#include "core/async.h"
 #include "layers/compression/codecs.h"
 
 namespace cairn {
@@ -35,15 +36,55 @@ std::map<std::string, std::vector<Versioned>> CompressionStore::get_all(
   return found;
 }
 
-PutResult CompressionStore::put_stamped(std::string_view key, const Versioned& value,
-                                        VectorClock* stored) {
+Versioned CompressionStore::encode(std::string_view key, const Versioned& value) const {
   // The limit is on the value the caller sees: compression must not let a
   // value through that a get could not return.
   check_value(options_.name, key, value.value, options_.max_value_size);
   Versioned compressed{std::string(), value.clock};
   internal::encode_value(options_.codec, options_.level, options_.min_size, value.value,
                          &compressed.value);
-  return ForwardingStore::put_stamped(key, compressed, stored);
+  return compressed;
+}
+
+PutResult CompressionStore::put_stamped(std::string_view key, const Versioned& value,
+                                        VectorClock* stored) {
+  return ForwardingStore::put_stamped(key, encode(key, value), stored);
+}
+
+void CompressionStore::async_get(std::string_view key, Callback<std::vector<Versioned>> done) {
+  inner().async_get(key, internal::transformed(std::move(done),
+                                               [this, k = std::string(key)](auto& versions) {
+                                                 decode(k, &versions);
+                                               }));
+}
+
+void CompressionStore::async_get_all(
+    std::vector<std::string> keys, Callback<std::map<std::string, std::vector<Versioned>>> done) {
+  inner().async_get_all(std::move(keys),
+                        internal::transformed(std::move(done), [this](auto& found) {
+                          for (auto& [key, versions] : found) decode(key, &versions);
+                        }));
+}
+
+void CompressionStore::async_put(std::string_view key, const Versioned& value,
+                                 Callback<PutReply> done) {
+  Versioned compressed;
+  try {
+    compressed = encode(key, value);
+  } catch (...) {
+    return internal::fail(done, std::current_exception());
+  }
+  inner().async_put(key, compressed, std::move(done));
+}
+
+void CompressionStore::async_remove(std::string_view key, const VectorClock& version,
+                                    Callback<bool> done) {
+  inner().async_remove(key, version, std::move(done));
+}
+
+void CompressionStore::async_versions(std::string_view key,
+                                      Callback<std::vector<VectorClock>> done) {
+  inner().async_versions(key, std::move(done));
 }
 
 namespace {

@@ -3,7 +3,11 @@
 #include <sstream>
 #include <thread>
 
+#include "cairn/config.h"
+#include "cairn/json.h"
 #include "catalogue/builtin.h"
+#include "core/async.h"
+#include "core/timer.h"
 
 namespace cairn {
 
@@ -31,17 +35,87 @@ FaultStore::FaultStore(std::unique_ptr<Store> inner, uint32_t ops,
                        std::chrono::milliseconds delay, Failure failure)
     : ForwardingStore(std::move(inner)), ops_(ops), delay_ms_(delay.count()), failure_(failure) {}
 
+std::exception_ptr FaultStore::injected(const char* name) const {
+  const std::string why = std::string("faults: injected failure of ") + name;
+  switch (failure_.load()) {
+    case Failure::kNone: return nullptr;
+    case Failure::kUnavailable: return std::make_exception_ptr(Unavailable(why));
+    case Failure::kIoError: return std::make_exception_ptr(IoError(why));
+    case Failure::kTimeout: return std::make_exception_ptr(Timeout(why));
+  }
+  return nullptr;
+}
+
 void FaultStore::inject(Op op, const char* name) const {
   if ((ops_ & op) == 0) return;
   const int64_t ms = delay_ms_.load();
   if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-  const std::string why = std::string("faults: injected failure of ") + name;
-  switch (failure_.load()) {
-    case Failure::kNone: return;
-    case Failure::kUnavailable: throw Unavailable(why);
-    case Failure::kIoError: throw IoError(why);
-    case Failure::kTimeout: throw Timeout(why);
+  if (std::exception_ptr e = injected(name)) std::rethrow_exception(e);
+}
+
+template <typename T, typename Forward>
+void FaultStore::delayed(Op op, const char* name, Callback<T> done, Forward forward) {
+  if ((ops_ & op) == 0) return forward(std::move(done));
+  auto go = [this, name, done = std::move(done), forward = std::move(forward)]() mutable {
+    if (std::exception_ptr e = injected(name)) return internal::fail(done, std::move(e));
+    forward(std::move(done));
+  };
+  const int64_t ms = delay_ms_.load();
+  if (ms <= 0) return go();
+  {
+    std::lock_guard lock(pending_mu_);
+    ++pending_;
   }
+  internal::Timer::shared().after(std::chrono::milliseconds(ms), [this, go]() mutable {
+    go();
+    std::lock_guard lock(pending_mu_);
+    if (--pending_ == 0) pending_cv_.notify_all();
+  });
+}
+
+void FaultStore::async_get(std::string_view key, Callback<std::vector<Versioned>> done) {
+  delayed(kGet, "get", std::move(done), [this, key = std::string(key)](auto cb) {
+    inner().async_get(key, std::move(cb));
+  });
+}
+
+void FaultStore::async_get_all(std::vector<std::string> keys,
+                               Callback<std::map<std::string, std::vector<Versioned>>> done) {
+  delayed(kGetAll, "get_all", std::move(done), [this, keys = std::move(keys)](auto cb) {
+    inner().async_get_all(keys, std::move(cb));
+  });
+}
+
+void FaultStore::async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) {
+  delayed(kPut, "put", std::move(done), [this, key = std::string(key), value](auto cb) {
+    inner().async_put(key, value, std::move(cb));
+  });
+}
+
+void FaultStore::async_remove(std::string_view key, const VectorClock& version,
+                              Callback<bool> done) {
+  delayed(kRemove, "remove", std::move(done), [this, key = std::string(key), version](auto cb) {
+    inner().async_remove(key, version, std::move(cb));
+  });
+}
+
+void FaultStore::async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) {
+  delayed(kVersions, "versions", std::move(done), [this, key = std::string(key)](auto cb) {
+    inner().async_versions(key, std::move(cb));
+  });
+}
+
+void FaultStore::close() {
+  {
+    std::unique_lock lock(pending_mu_);
+    pending_cv_.wait(lock, [this] { return pending_ == 0; });
+  }
+  ForwardingStore::close();
+}
+
+FaultStore::~FaultStore() {
+  std::unique_lock lock(pending_mu_);
+  pending_cv_.wait(lock, [this] { return pending_ == 0; });
 }
 
 void FaultStore::get_into(std::string_view key, std::vector<Versioned>* out) {
@@ -113,6 +187,22 @@ std::unique_ptr<Store> make_faults_layer(std::unique_ptr<Store> inner, const Par
                                       : fail == "io_error"  ? FaultStore::Failure::kIoError
                                       : fail == "timeout"   ? FaultStore::Failure::kTimeout
                                                             : FaultStore::Failure::kNone;
+  if (params.has("nodes")) {
+    // Below a client's `route`, one copy of the stack per node: only the
+    // copies reaching these nodes get the faults.
+    const NodeInfo* node = params.routed_node();
+    if (node == nullptr) params.fail("nodes", "`nodes` needs the layer below a client's `route`");
+    const Json nodes = params.get_json("nodes");
+    bool listed = false;
+    for (const Json& n : nodes.is_array() ? nodes.as_array() : Json::Array{nodes}) {
+      if (!n.is_string() || n.as_string().empty() ||
+          n.as_string().find_first_not_of("0123456789") != std::string::npos) {
+        params.fail("nodes", "expected a list of node ids, like [1, 3]");
+      }
+      listed |= n.as_string() == std::to_string(node->id);
+    }
+    if (!listed) return inner;
+  }
   return std::make_unique<FaultStore>(std::move(inner), ops, delay, failure);
 }
 

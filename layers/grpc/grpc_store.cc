@@ -110,6 +110,14 @@ struct GrpcStore::Impl {
       throw FailedPrecondition(where + ": store is closed");
     }
   }
+  // check_open() for an async call: false, with the error handed to
+  // `done`, when the store is closed.
+  template <typename T>
+  bool open_for(const Callback<T>& done) const {
+    if (!closed.load(std::memory_order_relaxed)) return true;
+    done(T{}, std::make_exception_ptr(FailedPrecondition(where + ": store is closed")));
+    return false;
+  }
 
   void prepare(grpc::ClientContext* ctx, std::chrono::milliseconds timeout) const {
     ctx->set_deadline(std::chrono::system_clock::now() + timeout);
@@ -380,9 +388,8 @@ std::unique_ptr<StoreIterator> GrpcStore::scan() {
     impl->stub->async()->method(c, rq, rs, std::move(cb));          \
   }
 
-void GrpcStore::async_get(std::string_view key,
-                          std::function<void(std::vector<Versioned>, std::exception_ptr)> done) {
-  impl_->check_open();
+void GrpcStore::async_get(std::string_view key, Callback<std::vector<Versioned>> done) {
+  if (!impl_->open_for(done)) return;
   rpc::GetRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
@@ -397,10 +404,9 @@ void GrpcStore::async_get(std::string_view key,
       std::move(done));
 }
 
-void GrpcStore::async_get_all(
-    std::vector<std::string> keys,
-    std::function<void(std::map<std::string, std::vector<Versioned>>, std::exception_ptr)> done) {
-  impl_->check_open();
+void GrpcStore::async_get_all(std::vector<std::string> keys,
+                              Callback<std::map<std::string, std::vector<Versioned>>> done) {
+  if (!impl_->open_for(done)) return;
   rpc::GetAllRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
@@ -418,9 +424,8 @@ void GrpcStore::async_get_all(
       std::move(done));
 }
 
-void GrpcStore::async_versions(
-    std::string_view key, std::function<void(std::vector<VectorClock>, std::exception_ptr)> done) {
-  impl_->check_open();
+void GrpcStore::async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) {
+  if (!impl_->open_for(done)) return;
   rpc::GetRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
@@ -435,9 +440,8 @@ void GrpcStore::async_versions(
       std::move(done));
 }
 
-void GrpcStore::async_put(std::string_view key, const Versioned& value,
-                          std::function<void(PutResult, std::exception_ptr)> done) {
-  impl_->check_open();
+void GrpcStore::async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) {
+  if (!impl_->open_for(done)) return;
   rpc::PutRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
@@ -445,15 +449,21 @@ void GrpcStore::async_put(std::string_view key, const Versioned& value,
   internal::to_wire(value, req.mutable_version());
   start_async<rpc::PutRequest, rpc::PutResponse>(
       impl_.get(), "put", std::move(req), CAIRN_ASYNC(stub, Put),
-      [](rpc::PutResponse& resp) {
-        return resp.obsolete() ? PutResult::kObsolete : PutResult::kStored;
+      [clock = value.clock](rpc::PutResponse& resp) {
+        PutReply reply;
+        if (resp.obsolete()) {
+          reply.result = PutResult::kObsolete;
+        } else {
+          reply.stored = resp.has_clock() ? internal::from_wire(resp.clock()) : clock;
+        }
+        return reply;
       },
       std::move(done));
 }
 
 void GrpcStore::async_remove(std::string_view key, const VectorClock& version,
-                             std::function<void(bool, std::exception_ptr)> done) {
-  impl_->check_open();
+                             Callback<bool> done) {
+  if (!impl_->open_for(done)) return;
   rpc::DeleteRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
@@ -464,17 +474,10 @@ void GrpcStore::async_remove(std::string_view key, const VectorClock& version,
       [](rpc::DeleteResponse& resp) { return resp.deleted(); }, std::move(done));
 }
 
-void GrpcStore::async_probe(std::function<void(std::exception_ptr)> done) {
-  impl_->check_open();
-  rpc::StatsRequest req;
-  req.set_store(impl_->options.store);
-  start_async<rpc::StatsRequest, rpc::StatsResponse>(
-      impl_.get(), "probe", std::move(req), CAIRN_ASYNC(admin, Stats),
-      [](rpc::StatsResponse&) {}, std::move(done));
-}
-
 void GrpcStore::async_put_hint(const Hint& hint, std::function<void(std::exception_ptr)> done) {
-  impl_->check_open();
+  if (impl_->closed.load(std::memory_order_relaxed)) {
+    return done(std::make_exception_ptr(FailedPrecondition(impl_->where + ": store is closed")));
+  }
   rpc::Hint req;
   internal::to_wire(hint, &req);
   start_async<rpc::Hint, rpc::PutHintResponse>(

@@ -5,8 +5,9 @@
 // balanced with gRPC's round_robin policy: the load-balanced entry point of
 // a server-routed cluster.
 //
-// Besides the blocking Store calls it offers callback-based ones, so the
-// routing layer can fan out to many replicas without a thread each.
+// Its non-blocking Store calls are gRPC callback calls, so the routing
+// layer fans out to many replicas without a thread each, through whatever
+// layers sit between it and this engine.
 //
 // Thread-safe.
 
@@ -26,7 +27,7 @@
 
 namespace cairn {
 
-class GrpcStore final : public Store {
+class GrpcStore final : public Store, public HintKeeper {
  public:
   // Creates the channel; connects lazily. Throws InvalidArgument for bad
   // options, IoError for unreadable TLS files.
@@ -45,34 +46,27 @@ class GrpcStore final : public Store {
   std::string describe() const override;
   bool reads_may_block() const override { return true; }
 
-  // The non-blocking path: the callback runs once, on a gRPC thread, with
-  // the result or the error (as an exception_ptr holding a cairn::Error).
-  // It must not block, and must not destroy this store; what it throws is
-  // logged and dropped. If the call cannot start (the store is closed) it
-  // throws FailedPrecondition at once and the callback never runs. No
-  // retries: the caller fans out and decides.
-  void async_get(std::string_view key,
-                 std::function<void(std::vector<Versioned>, std::exception_ptr)> done);
-  void async_put(std::string_view key, const Versioned& value,
-                 std::function<void(PutResult, std::exception_ptr)> done);
-  void async_remove(std::string_view key, const VectorClock& version,
-                    std::function<void(bool, std::exception_ptr)> done);
-  void async_versions(std::string_view key,
-                      std::function<void(std::vector<VectorClock>, std::exception_ptr)> done);
+  // Non-blocking: each is one gRPC callback call, without retries (the
+  // caller fans out and decides); `done` runs on a gRPC thread. What it
+  // throws is logged and dropped. A closed store answers FailedPrecondition
+  // through `done`.
+  void async_get(std::string_view key, Callback<std::vector<Versioned>> done) override;
   void async_get_all(std::vector<std::string> keys,
-                     std::function<void(std::map<std::string, std::vector<Versioned>>,
-                                        std::exception_ptr)> done);
-  // Whether the server answers and serves this store (its Admin Stats).
-  void async_probe(std::function<void(std::exception_ptr)> done);
+                     Callback<std::map<std::string, std::vector<Versioned>>> done) override;
+  void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) override;
+  void async_remove(std::string_view key, const VectorClock& version,
+                    Callback<bool> done) override;
+  void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override;
+  bool async_calls_block() const override { return false; }
+
   // Leaves `hint` with the server, which delivers it to hint.node later.
-  void async_put_hint(const Hint& hint, std::function<void(std::exception_ptr)> done);
+  void async_put_hint(const Hint& hint, std::function<void(std::exception_ptr)> done) override;
 
   struct Impl;
 
  private:
   std::shared_ptr<Impl> impl_;
 };
-
 
 }  // namespace cairn
 

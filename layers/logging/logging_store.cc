@@ -9,31 +9,109 @@ namespace cairn {
 LoggingStore::LoggingStore(std::unique_ptr<Store> inner, LoggingOptions options)
     : ForwardingStore(std::move(inner)), options_(std::move(options)) {}
 
+namespace {
+
+std::chrono::nanoseconds since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                              start);
+}
+
+}  // namespace
+
+std::string LoggingStore::line_for(std::string_view op, std::string_view key) const {
+  std::string s = "store '" + options_.name + "' " + std::string(op);
+  if (!key.empty()) s.append(" ").append(printable_key(key));
+  return s;
+}
+
+void LoggingStore::log_outcome(std::string_view op, std::string_view key,
+                               std::chrono::nanoseconds took, const std::string& outcome) const {
+  log(options_.level, line_for(op, key) + " -> " + outcome + " in " +
+                          internal::format_nanos(static_cast<uint64_t>(took.count())));
+}
+
+void LoggingStore::log_failure(std::string_view op, std::string_view key, const Error& e) const {
+  log(LogLevel::kWarn, line_for(op, key) + " failed: " + to_string(e.code()) + ": " + e.what());
+}
+
 template <typename Fn, typename Describe>
 auto LoggingStore::logged(std::string_view op, std::string_view key, Fn&& fn,
                           Describe&& outcome) {
   const auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::steady_clock::now() - start);
-  };
-  auto prefix = [&] {
-    std::string s = "store '" + options_.name + "' " + std::string(op);
-    if (!key.empty()) s.append(" ").append(printable_key(key));
-    return s;
-  };
   try {
     auto result = fn();
-    const auto took = elapsed();
+    const auto took = since(start);
     if (took >= options_.slow && log_enabled(options_.level)) {
-      log(options_.level, prefix() + " -> " + outcome(result) + " in " +
-                              internal::format_nanos(static_cast<uint64_t>(took.count())));
+      log_outcome(op, key, took, outcome(result));
     }
     return result;
   } catch (const Error& e) {
-    log(LogLevel::kWarn, prefix() + " failed: " + to_string(e.code()) + ": " + e.what());
+    log_failure(op, key, e);
     throw;
   }
+}
+
+template <typename T, typename Describe>
+Callback<T> LoggingStore::logged_async(std::string_view op, std::string_view key,
+                                       Callback<T> done, Describe outcome) {
+  return [this, op = std::string(op), key = std::string(key),
+          start = std::chrono::steady_clock::now(), done = std::move(done),
+          outcome = std::move(outcome)](T result, std::exception_ptr error) {
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const Error& e) {
+        log_failure(op, key, e);
+      } catch (...) {
+      }
+    } else if (const auto took = since(start); took >= options_.slow && log_enabled(options_.level)) {
+      log_outcome(op, key, took, outcome(result));
+    }
+    done(std::move(result), std::move(error));
+  };
+}
+
+void LoggingStore::async_get(std::string_view key, Callback<std::vector<Versioned>> done) {
+  inner().async_get(key, logged_async("get", key, std::move(done), [](const auto& versions) {
+                      return versions.empty() ? std::string("absent")
+                                              : std::to_string(versions.size()) + " version(s)";
+                    }));
+}
+
+void LoggingStore::async_get_all(std::vector<std::string> keys,
+                                 Callback<std::map<std::string, std::vector<Versioned>>> done) {
+  const size_t asked = keys.size();
+  inner().async_get_all(std::move(keys),
+                        logged_async("get_all", "", std::move(done), [asked](const auto& r) {
+                          return std::to_string(r.size()) + " of " + std::to_string(asked) +
+                                 " keys found";
+                        }));
+}
+
+void LoggingStore::async_put(std::string_view key, const Versioned& value,
+                             Callback<PutReply> done) {
+  inner().async_put(key, value,
+                    logged_async("put", key, std::move(done),
+                                 [size = value.value.size(), clock = value.clock](const PutReply& r) {
+                                   return std::string(to_string(r.result)) + " (" +
+                                          std::to_string(size) + " B at " + clock.to_string() +
+                                          ")";
+                                 }));
+}
+
+void LoggingStore::async_remove(std::string_view key, const VectorClock& version,
+                                Callback<bool> done) {
+  inner().async_remove(key, version,
+                       logged_async("remove", key, std::move(done), [version](bool removed) {
+                         return std::string(removed ? "removed" : "nothing removed") + " (at " +
+                                version.to_string() + ")";
+                       }));
+}
+
+void LoggingStore::async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) {
+  inner().async_versions(key, logged_async("versions", key, std::move(done), [](const auto& r) {
+                           return std::to_string(r.size()) + " clock(s)";
+                         }));
 }
 
 void LoggingStore::get_into(std::string_view key, std::vector<Versioned>* out) {

@@ -93,6 +93,55 @@ std::unique_ptr<StoreIterator> StatsStore::scan() {
   return timed(Op::kScan, [&](Counters&) { return ForwardingStore::scan(); });
 }
 
+template <typename T, typename Outcome>
+Callback<T> StatsStore::counted(Op op, Callback<T> done, Outcome outcome) {
+  Counters& c = counters_[static_cast<size_t>(op)];
+  return [&c, start = std::chrono::steady_clock::now(), done = std::move(done), outcome](
+             T result, std::exception_ptr error) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    c.count.fetch_add(1, std::memory_order_relaxed);
+    c.latency.record(static_cast<uint64_t>(ns));
+    if (error) {
+      c.errors.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      c.outcome.fetch_add(outcome(result), std::memory_order_relaxed);
+    }
+    done(std::move(result), std::move(error));
+  };
+}
+
+void StatsStore::async_get(std::string_view key, Callback<std::vector<Versioned>> done) {
+  inner().async_get(key, counted(Op::kGet, std::move(done), [](const auto& versions) {
+                      return uint64_t{!versions.empty()};
+                    }));
+}
+
+void StatsStore::async_get_all(std::vector<std::string> keys,
+                               Callback<std::map<std::string, std::vector<Versioned>>> done) {
+  inner().async_get_all(std::move(keys), counted(Op::kGetAll, std::move(done),
+                                                 [](const auto& found) { return found.size(); }));
+}
+
+void StatsStore::async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) {
+  inner().async_put(key, value, counted(Op::kPut, std::move(done), [](const PutReply& r) {
+                      return uint64_t{r.result == PutResult::kObsolete};
+                    }));
+}
+
+void StatsStore::async_remove(std::string_view key, const VectorClock& version,
+                              Callback<bool> done) {
+  inner().async_remove(key, version, counted(Op::kRemove, std::move(done), [](bool removed) {
+                         return uint64_t{removed};
+                       }));
+}
+
+void StatsStore::async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) {
+  inner().async_versions(key, counted(Op::kVersions, std::move(done),
+                                      [](const auto&) { return uint64_t{0}; }));
+}
+
 std::string StatsStore::describe() const { return describe_as("stats"); }
 
 StatsStore::Snapshot StatsStore::snapshot() const {

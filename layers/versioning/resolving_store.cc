@@ -6,6 +6,7 @@
 
 #include "cairn/errors.h"
 #include "catalogue/builtin.h"
+#include "core/async.h"
 
 namespace cairn {
 
@@ -106,6 +107,36 @@ std::map<std::string, std::vector<Versioned>> ResolvingStore::get_all(
   auto found = ForwardingStore::get_all(keys);
   for (auto& [key, versions] : found) resolve(key, &versions);
   return found;
+}
+
+void ResolvingStore::async_get(std::string_view key, Callback<std::vector<Versioned>> done) {
+  inner().async_get(key, internal::transformed(std::move(done),
+                                               [this, k = std::string(key)](auto& versions) {
+                                                 resolve(k, &versions);
+                                               }));
+}
+
+void ResolvingStore::async_get_all(
+    std::vector<std::string> keys, Callback<std::map<std::string, std::vector<Versioned>>> done) {
+  inner().async_get_all(std::move(keys),
+                        internal::transformed(std::move(done), [this](auto& found) {
+                          for (auto& [key, versions] : found) resolve(key, &versions);
+                        }));
+}
+
+void ResolvingStore::async_put(std::string_view key, const Versioned& value,
+                               Callback<PutReply> done) {
+  inner().async_put(key, value, std::move(done));
+}
+
+void ResolvingStore::async_remove(std::string_view key, const VectorClock& version,
+                                  Callback<bool> done) {
+  inner().async_remove(key, version, std::move(done));
+}
+
+void ResolvingStore::async_versions(std::string_view key,
+                                    Callback<std::vector<VectorClock>> done) {
+  inner().async_versions(key, std::move(done));
 }
 
 namespace {

@@ -15,7 +15,10 @@
 #include <absl/strings/str_cat.h>
 
 #include "cairn/errors.h"
+#include "cairn/forwarding_store.h"
 #include "cairn/ring.h"
+#include "cairn/stats_store.h"
+#include "routing/routed_store.h"
 #include "tests/testing/local_cluster.h"
 #include "tests/testing/test_util.h"
 
@@ -329,6 +332,63 @@ TEST_P(ClusterTest, KeysLandWhereTheRingSays) {
 INSTANTIATE_TEST_SUITE_P(Deployments, ClusterTest,
                          ::testing::Values(Deployment::kSmartClient, Deployment::kServerRouted),
                          [](const auto& p) { return std::string(to_string(p.param)); });
+
+// Layers between a smart client's `route` and its `grpc` engines keep the
+// fan-out non-blocking: with one node made slow by the faults layer in its
+// copy of the stack, reads and writes answer from the two fast replicas.
+// Before the layers had non-blocking calls, each call to the slow node
+// held up the calls after it.
+TEST(ClusterLayersTest, ALayerBetweenRouteAndGrpcLeavesTheFanOutNonBlocking) {
+  TempDir dir;
+  ClusterOptions o;
+  o.timeout_ms = 20000;
+  LocalCluster cluster(dir.path(), o);
+  constexpr NodeId kSlow = 2;
+  constexpr int kDelayMs = 4000;
+  const ClusterInfo info = cluster.config().cluster();
+  std::string yaml = absl::StrCat("cluster:\n  partitions: ", info.partitions, "\n  nodes:\n");
+  for (const NodeInfo& n : info.nodes) {
+    absl::StrAppend(&yaml, "    - {id: ", n.id, ", address: ", n.address, "}\n");
+  }
+  absl::StrAppend(&yaml,
+                  "stores:\n  default:\n    replication: {n: 3, r: 2, w: 2}\n    client:\n"
+                  "      - route: {timeout_ms: 20000}\n"
+                  "      - compress: {codec: zstd, min_size: 0}\n"
+                  "      - stats\n"
+                  "      - faults: {delay_ms: ", kDelayMs, ", nodes: [", kSlow, "]}\n"
+                  "      - engine: {grpc: {timeout_ms: 30000, retries: 0}}\n");
+  std::unique_ptr<Store> client = Config::parse(yaml, "slow-node.yaml").open("default");
+  auto* routed = dynamic_cast<RoutedStore*>(client.get());
+  ASSERT_NE(routed, nullptr);
+  auto stats = [&](NodeId n) { return find_layer<StatsStore>(*routed->replica(n))->snapshot(); };
+
+  // Keys whose home is a fast node (a write goes to its home first, and a
+  // slow home is slow whatever the layers do).
+  const Ring ring(info);
+  std::vector<std::string> keys;
+  for (int i = 0; keys.size() < 20; ++i) {
+    const std::string key = absl::StrCat("k", i);
+    if (ring.preference_list(key, 3).front() != kSlow) keys.push_back(key);
+  }
+  for (const std::string& key : keys) {
+    ASSERT_EQ(client->put(key, versioned("v-" + key, {{1000, 1}})), PutResult::kStored);
+    ASSERT_EQ(value_of(*client, key), "v-" + key);
+  }
+  // Every answer came from the fast nodes while each call to the slow one
+  // was still waiting out its delay: it has answered nothing yet. (Its
+  // stats layer sits above the faults layer, and counts a call when it
+  // answers.)
+  for (NodeId n : {NodeId{0}, NodeId{1}}) {
+    EXPECT_EQ(stats(n)[StatsStore::Op::kPut].count, keys.size()) << "node " << n;
+  }
+  EXPECT_EQ(stats(kSlow)[StatsStore::Op::kPut].count, 0u) << "a write waited for the slow node";
+  EXPECT_EQ(stats(kSlow)[StatsStore::Op::kGet].count, 0u) << "a read waited for the slow node";
+  // The slow node still took every write, once its delay was over.
+  EXPECT_TRUE(eventually([&] { return stats(kSlow)[StatsStore::Op::kPut].count == keys.size(); }));
+  client->close();
+  const Contents slow = contents(*cluster.replica(static_cast<int>(kSlow)));
+  EXPECT_EQ(slow.size(), keys.size());
+}
 
 }  // namespace
 }  // namespace cairn::testing

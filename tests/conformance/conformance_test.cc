@@ -2,10 +2,17 @@
 // INSTANTIATE_TEST_SUITE_P lines of the binaries that link this file.
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <iterator>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include <absl/strings/str_cat.h>
@@ -79,6 +86,48 @@ void Conformance::expect_scan(const std::map<std::string, std::vector<std::strin
 }
 
 using Values = std::vector<std::string>;
+
+// What an async call answered, and how many times its callback ran.
+template <typename T>
+struct Answer {
+  T result{};
+  std::exception_ptr error;
+};
+
+// Starts an async call with `start(callback)` and waits (up to 30 s) for
+// its answer. The callback's state outlives this frame, so a second call
+// of it (a bug) is counted, not a crash; `calls` says how many ran so far.
+template <typename T, typename Start>
+Answer<T> await_call(Start&& start, std::shared_ptr<std::atomic<int>> calls = nullptr) {
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<Answer<T>> answer;
+  };
+  auto state = std::make_shared<State>();
+  if (calls == nullptr) calls = std::make_shared<std::atomic<int>>(0);
+  start(Callback<T>([state, calls](T result, std::exception_ptr error) {
+    ++*calls;
+    std::lock_guard lock(state->mu);
+    if (!state->answer) state->answer = Answer<T>{std::move(result), std::move(error)};
+    state->cv.notify_all();
+  }));
+  std::unique_lock lock(state->mu);
+  if (!state->cv.wait_for(lock, std::chrono::seconds(30), [&] { return state->answer.has_value(); })) {
+    throw std::runtime_error("an async call never answered");
+  }
+  return *state->answer;
+}
+
+std::string error_kind(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return to_string(err.code());
+  } catch (const std::exception& err) {
+    return err.what();
+  }
+}
 
 TEST_P(Conformance, AbsentKeyIsEmptyNotAnError) {
   EXPECT_TRUE(store_->get("nope").empty());
@@ -383,6 +432,93 @@ TEST_P(Conformance, RacingReadModifyWritesNeverLoseAVersionSilently) {
   // Only writer n increments entry n, and it always starts from a clock that
   // includes its own last stored write, so no put of either is obsolete.
   EXPECT_EQ(stored.load(), 2 * kRounds);
+}
+
+TEST_P(Conformance, AsyncCallsAnswerWhatTheBlockingCallsWould) {
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  using Versions = std::vector<Versioned>;
+  EXPECT_TRUE(await_call<Versions>([&](auto done) { store_->async_get("k", done); }, calls)
+                  .result.empty());
+
+  const Versioned v = versioned("hello", {{1, 1}});
+  const auto put = await_call<PutReply>([&](auto done) { store_->async_put("k", v, done); }, calls);
+  ASSERT_FALSE(put.error) << error_kind(put.error);
+  ASSERT_EQ(put.result.result, PutResult::kStored);
+  if (!GetParam().stamps) {
+    EXPECT_EQ(put.result.stored, v.clock);
+  }
+  const auto got = await_call<Versions>([&](auto done) { store_->async_get("k", done); }, calls);
+  ASSERT_FALSE(got.error) << error_kind(got.error);
+  ASSERT_EQ(got.result.size(), 1u);
+  EXPECT_EQ(got.result[0].value, "hello");
+  EXPECT_EQ(got.result[0].clock, put.result.stored) << "the clock the async put reported";
+  EXPECT_EQ(store_->get("k").at(0).value, "hello") << "and the blocking calls see it";
+
+  const auto obsolete =
+      await_call<PutReply>([&](auto done) { store_->async_put("k", v, done); }, calls);
+  EXPECT_EQ(obsolete.result.result, PutResult::kObsolete);
+  const auto clocks = await_call<std::vector<VectorClock>>(
+      [&](auto done) { store_->async_versions("k", done); }, calls);
+  EXPECT_EQ(clocks.result, std::vector<VectorClock>{put.result.stored});
+
+  ASSERT_EQ(store_->put("j", versioned("j", {{1, 1}})), PutResult::kStored);
+  const auto all = await_call<std::map<std::string, Versions>>(
+      [&](auto done) { store_->async_get_all({"k", "j", "absent", "k"}, done); }, calls);
+  ASSERT_FALSE(all.error) << error_kind(all.error);
+  EXPECT_EQ(all.result.size(), 2u);
+  EXPECT_EQ(all.result.at("j").at(0).value, "j");
+
+  const auto removed = await_call<bool>(
+      [&](auto done) { store_->async_remove("k", put.result.stored, done); }, calls);
+  EXPECT_TRUE(removed.result);
+  EXPECT_TRUE(store_->get("k").empty());
+  EXPECT_FALSE(await_call<bool>([&](auto done) { store_->async_remove("k", put.result.stored, done); },
+                                calls)
+                   .result);
+  EXPECT_EQ(calls->load(), 8) << "every callback ran exactly once";
+}
+
+TEST_P(Conformance, AsyncCallsReportFailuresThroughTheirCallback) {
+  const std::string long_key(GetParam().max_key_size + 1, 'k');
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  // Nothing is thrown at the caller: the error arrives as the blocking
+  // call would have thrown it.
+  const auto put = await_call<PutReply>(
+      [&](auto done) { store_->async_put(long_key, versioned("v", {{1, 1}}), done); }, calls);
+  EXPECT_EQ(error_kind(put.error), "InvalidArgument");
+  const auto get = await_call<std::vector<Versioned>>(
+      [&](auto done) { store_->async_get("", done); }, calls);
+  EXPECT_EQ(error_kind(get.error), "InvalidArgument");
+  const Versioned too_big{std::string(GetParam().max_value_size + 1, 'v'), clock({{1, 1}})};
+  const auto big = await_call<PutReply>([&](auto done) { store_->async_put("k", too_big, done); },
+                                        calls);
+  EXPECT_EQ(error_kind(big.error), "InvalidArgument");
+  EXPECT_TRUE(store_->get("k").empty()) << "a refused put stores nothing";
+  EXPECT_EQ(calls->load(), 3);
+}
+
+TEST_P(Conformance, AsyncCallsFromManyThreadsAllAnswer) {
+  constexpr int kThreads = 4, kKeys = 100;
+  std::atomic<int> answered{0}, wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kKeys; ++i) {
+        const std::string key = absl::StrCat("t", t, "-", i);
+        const auto put = await_call<PutReply>(
+            [&](auto done) { store_->async_put(key, versioned(key, {{1, 1}}), done); });
+        if (put.error || put.result.result != PutResult::kStored) ++wrong;
+        const auto got = await_call<std::vector<Versioned>>(
+            [&](auto done) { store_->async_get(key, done); });
+        if (got.error || got.result.size() != 1 || got.result[0].value != key) ++wrong;
+        answered += 2;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(answered.load(), 2 * kThreads * kKeys);
+  EXPECT_EQ(scan_all().size(), static_cast<size_t>(kThreads * kKeys));
 }
 
 TEST_P(Conformance, ReopenKeepsDataIfPersistentOtherwiseStartsEmpty) {

@@ -125,7 +125,9 @@ TEST(GrpcTest, CallbackCallsFanOutWithoutAThreadEach) {
   };
   for (int i = 0; i < kCalls; ++i) {
     c->async_put(absl::StrCat("k", i), versioned(absl::StrCat("v", i), {{1, 1}}),
-                 [&](PutResult r, std::exception_ptr e) { finished(!e && r == PutResult::kStored); });
+                 [&](PutReply r, std::exception_ptr e) {
+                   finished(!e && r.result == PutResult::kStored && r.stored.counter(1) == 1);
+                 });
   }
   {
     std::unique_lock lock(mu);

@@ -1,8 +1,14 @@
 #include "cairn/fault_store.h"
 
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "cairn/config.h"
 #include "cairn/errors.h"
@@ -37,6 +43,65 @@ TEST(FaultStoreTest, DelaysAndSaysItsWritesMayBlock) {
   const auto start = std::chrono::steady_clock::now();
   store.get("k");
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(30));
+}
+
+TEST(FaultStoreTest, AnAsyncCallWaitsOutItsDelayOffTheCallersThread) {
+  FaultStore store(std::make_unique<MemoryStore>(), FaultStore::kAll, std::chrono::milliseconds(1000),
+                   FaultStore::Failure::kNone);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> answered;  // in the order the callbacks ran
+  auto note = [&](std::string what) {
+    std::lock_guard lock(mu);
+    answered.push_back(std::move(what));
+    cv.notify_all();
+  };
+  store.async_put("k", versioned("v", {{1, 1}}),
+                  [&](PutReply r, std::exception_ptr e) { note(e ? "error" : to_string(r.result)); });
+  // The call returned long before its delay is over: nothing answered yet.
+  {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(answered.empty());
+  }
+  store.set_delay(std::chrono::milliseconds(0));
+  store.set_failure(FaultStore::Failure::kUnavailable);
+  // Undelayed now, and failing: it answers at once, before the first one.
+  store.async_get("k", [&](std::vector<Versioned>, std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const Unavailable&) {
+      note("unavailable");
+    } catch (...) {
+      note("something else");
+    }
+  });
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return answered.size() == 2; }));
+  // The failure is sampled when the delay ends: the put failed too.
+  EXPECT_EQ(answered, (std::vector<std::string>{"unavailable", "error"}));
+  lock.unlock();
+  store.close();
+}
+
+TEST(FaultStoreTest, CloseWaitsForTheAsyncCallsStillDelayed) {
+  auto store = std::make_unique<FaultStore>(std::make_unique<MemoryStore>(), FaultStore::kPut,
+                                            std::chrono::milliseconds(300),
+                                            FaultStore::Failure::kNone);
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 5; ++i) {
+    store->async_put(absl::StrCat("k", i), versioned("v", {{1, 1}}),
+                     [&](PutReply, std::exception_ptr) { ++answered; });
+  }
+  store->close();
+  EXPECT_EQ(answered.load(), 5) << "close() returned before every callback ran";
+}
+
+TEST(FaultStoreTest, NodesNeedsTheLayerBelowAClientsRoute) {
+  EXPECT_THROW(Config::parse("stores:\n  s:\n    stack:\n"
+                             "      - faults: {delay_ms: 5, nodes: [1]}\n"
+                             "      - engine: memory\n")
+                   .open("s"),
+               ConfigError);
 }
 
 TEST(FaultStoreTest, FromAConfig) {

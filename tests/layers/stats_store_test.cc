@@ -53,6 +53,33 @@ TEST_F(StatsStoreTest, CountsErrorsAndRethrowsThem) {
   EXPECT_EQ(s[StatsStore::Op::kGet].errors, 1u);
 }
 
+TEST_F(StatsStoreTest, CountsAsyncCallsWhenTheyAnswer) {
+  // The memory engine answers inline, so each callback has run when the
+  // call returns.
+  int answered = 0;
+  stats_.async_put("a", versioned("1", {{1, 2}}), [&](PutReply, std::exception_ptr) { ++answered; });
+  stats_.async_put("a", versioned("0", {{1, 1}}), [&](PutReply r, std::exception_ptr) {
+    EXPECT_EQ(r.result, PutResult::kObsolete);
+    ++answered;
+  });
+  stats_.async_get("a", [&](std::vector<Versioned>, std::exception_ptr) { ++answered; });
+  stats_.async_get("", [&](std::vector<Versioned>, std::exception_ptr e) {
+    EXPECT_TRUE(e != nullptr);
+    ++answered;
+  });
+  stats_.async_remove("a", clock({{1, 2}}), [&](bool, std::exception_ptr) { ++answered; });
+  ASSERT_EQ(answered, 5);
+  const auto s = stats_.snapshot();
+  using Op = StatsStore::Op;
+  EXPECT_EQ(s[Op::kPut].count, 2u);
+  EXPECT_EQ(s[Op::kPut].outcome, 1u) << "one obsolete put";
+  EXPECT_EQ(s[Op::kGet].count, 2u);
+  EXPECT_EQ(s[Op::kGet].errors, 1u);
+  EXPECT_EQ(s[Op::kGet].outcome, 1u);
+  EXPECT_EQ(s[Op::kRemove].outcome, 1u);
+  EXPECT_EQ(s[Op::kGet].latency.count, 2u);
+}
+
 TEST_F(StatsStoreTest, ReportHasALinePerOperationThatRan) {
   for (int i = 0; i < 10; ++i) stats_.put(absl::StrCat("k", i), versioned("v", {{1, 1}}));
   stats_.get("k1");

@@ -76,8 +76,8 @@ class CairnUnary final : public Connection {
       return;
     }
     grpc_->async_put(key, next_version(value, clock_),
-                      [this, slot](PutResult r, std::exception_ptr e) {
-                        complete(slot, e, false, r == PutResult::kObsolete);
+                      [this, slot](PutReply r, std::exception_ptr e) {
+                        complete(slot, e, false, r.result == PutResult::kObsolete);
                       });
   }
 
