@@ -43,7 +43,8 @@ std::unique_ptr<Store> make_resolving_layer(std::unique_ptr<Store> inner, const 
 // compress: zstd
 // compress: {codec: zstd | lz4 | snappy | gzip, level: N, min_size: 64, max_value_size: 16MiB}
 std::unique_ptr<Store> make_compression_layer(std::unique_ptr<Store> inner, const Params& params);
-// route: {timeout_ms: 5000, ban_ms: 1000, probe_interval_ms: 1000, read_repair: true}
+// route: {timeout_ms: 5000, ban_ms: 1000, probe_interval_ms: 1000, read_hedge_ms: 50,
+//         read_repair: true, read_repair_chance: 0.1}
 // (RouteContext: core/config_internal.h)
 std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx);
 

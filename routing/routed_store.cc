@@ -2,16 +2,21 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
+#include <future>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 
 #include "cairn/errors.h"
 #include "cairn/forwarding_store.h"
 #include "cairn/log.h"
 #include "catalogue/builtin.h"
+#include "core/async.h"
 #include "core/config_internal.h"
 #include "core/executor.h"
+#include "core/timer.h"
 #include "routing/failure_detector.h"
 #include "routing/hinted_handoff.h"
 #include "routing/hint.h"
@@ -20,42 +25,6 @@
 namespace cairn {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// What the replicas sent one call answered: results by node index, and
-// failures. The caller waits for enough results; the last answer may
-// trigger background work (read repair).
-template <typename T>
-struct Gather {
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t sent = 0;  // set before the first call goes out
-  size_t answered = 0;
-  std::vector<std::pair<size_t, T>> ok;
-  std::vector<std::pair<size_t, std::exception_ptr>> failed;
-
-  // Records one answer; true if it was the last.
-  bool answer(size_t i, T result, std::exception_ptr error) {
-    std::lock_guard lock(mu);
-    if (error) {
-      failed.emplace_back(i, std::move(error));
-    } else {
-      ok.emplace_back(i, std::move(result));
-    }
-    ++answered;
-    cv.notify_all();
-    return answered == sent;
-  }
-
-  // Waits until `need` results are in, every replica answered, or the
-  // deadline; returns the results in so far.
-  size_t wait(size_t need, Clock::time_point deadline) {
-    std::unique_lock lock(mu);
-    cv.wait_until(lock, deadline, [&] { return ok.size() >= need || answered == sent; });
-    return ok.size();
-  }
-};
 
 std::string what_of(const std::exception_ptr& e) {
   try {
@@ -74,7 +43,20 @@ std::string what_of(const std::exception_ptr& e) {
 // every engine, and unlikely to be a user's.
 constexpr std::string_view kProbeKey("\0cairn-probe", 12);
 
+// Threads for the calls to replicas that would block (a node's own
+// engine): LMDB reads run in parallel, its writes one at a time anyway.
+constexpr int kLocalThreads = 4;
+
 bool is_tombstone(const VectorClock& c) { return c.counter(kTombstoneEntry) % 2 == 1; }
+
+// The clock a write that read `value.clock` goes out with: a writer that
+// read a tombstone's clock succeeds the tombstone and is live, so the
+// tombstone entry becomes even again.
+Versioned live_successor(const Versioned& value) {
+  if (!is_tombstone(value.clock)) return value;
+  return Versioned{value.value,
+                   value.clock.incremented(kTombstoneEntry, value.clock.timestamp_ms())};
+}
 
 // Drops the tombstones from what a read returns.
 void drop_tombstones(std::vector<Versioned>* versions) {
@@ -128,6 +110,11 @@ struct RoutedStore::Shared {
   // Local work started from callbacks (repairs and hints that write to this
   // node's disk), so that no gRPC thread waits on a disk.
   std::unique_ptr<internal::Executor> background;
+  // Whether a replica's async calls would run their work inline (a node's
+  // own engine on disk): by node index. Calls to those go to `local`, so
+  // that no caller, network thread or timer waits on a disk.
+  std::vector<bool> blocking;
+  std::unique_ptr<internal::Executor> local;  // only if some replica blocks
 
   std::mutex mu;
   std::condition_variable cv;
@@ -154,6 +141,14 @@ struct RoutedStore::Shared {
     if (--inflight == 0) cv.notify_all();
   }
 
+  // Makes a call to replica `i` with `call(store)`, from a thread of
+  // `local` if its calls would block. The caller has counted it in flight.
+  template <typename Call>
+  void call_replica(size_t i, Call&& call) {
+    if (!blocking[i]) return call(*replicas[i]);
+    local->submit([this, i, call = std::forward<Call>(call)]() mutable { call(*replicas[i]); });
+  }
+
   // Runs `task` on the background thread, counted as in flight.
   void in_background(std::function<void()> task) {
     begin();
@@ -165,6 +160,14 @@ struct RoutedStore::Shared {
       }
       end();
     });
+  }
+
+  // Whether this read goes to every live replica (read repair's sample).
+  bool sample_for_repair() const {
+    if (!options.read_repair || options.read_repair_chance <= 0) return false;
+    if (options.read_repair_chance >= 1) return true;
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    return std::uniform_real_distribution<double>(0, 1)(rng) < options.read_repair_chance;
   }
 
   // Live and banned replicas of a key, in preference order.
@@ -215,23 +218,18 @@ struct RoutedStore::Shared {
         const bool has = std::any_of(versions.begin(), versions.end(),
                                      [&](const Versioned& v) { return v.clock == m.clock; });
         if (has) continue;
-        auto push = [this, i = i, key, m] {
-          begin();
-          replicas[i]->async_put(key, m, [this, i, key](PutReply, std::exception_ptr error) {
+        // A replica whose calls would run its disk inline is repaired from
+        // a thread of `local`, not from a network library's.
+        begin();
+        call_replica(i, [this, i = i, key, m](Store& r) {
+          r.async_put(key, m, [this, i, key](PutReply, std::exception_ptr error) {
             if (error) {
               log(LogLevel::kDebug, "read repair of key " + printable_key(key) + " on " +
                                         name(i) + " failed: " + what_of(error));
             }
             end();
           });
-        };
-        // A replica whose calls would run its disk inline is repaired from
-        // the background thread, not from a network library's.
-        if (replicas[i]->async_calls_block()) {
-          in_background(push);
-        } else {
-          push();
-        }
+        });
       }
     }
   }
@@ -239,13 +237,14 @@ struct RoutedStore::Shared {
   // The error for an operation that missed its quorum: the first error
   // that is not a node failure (a bad request fails alike everywhere),
   // else InsufficientReplicas saying who answered and why the rest did not.
-  [[noreturn]] void fail(const char* op, std::string_view key, size_t need, size_t got,
-                         const std::vector<size_t>& answered,
-                         const std::vector<std::pair<size_t, std::exception_ptr>>& failed,
-                         const std::vector<size_t>& down, const std::vector<size_t>& silent,
-                         const std::vector<size_t>& late = {}) {
+  std::exception_ptr insufficient(const char* op, std::string_view key, size_t need, size_t got,
+                                  const std::vector<size_t>& answered,
+                                  const std::vector<std::pair<size_t, std::exception_ptr>>& failed,
+                                  const std::vector<size_t>& down,
+                                  const std::vector<size_t>& silent,
+                                  const std::vector<size_t>& late = {}) {
     for (const auto& [i, e] : failed) {
-      if (is_bad_request(e)) std::rethrow_exception(e);
+      if (is_bad_request(e)) return e;
     }
     std::string why;
     auto add = [&](const std::string& s) { why += (why.empty() ? "" : "; ") + s; };
@@ -256,37 +255,10 @@ struct RoutedStore::Shared {
       add(name(i) + ": no answer within " + std::to_string(options.timeout.count()) + " ms");
     }
     for (size_t i : late) add(name(i) + " answered after the deadline");
-    throw InsufficientReplicas(std::string(op) + " of key " + printable_key(key) + " in store '" +
-                               options.store + "': " + std::to_string(got) + " of the " +
-                               std::to_string(need) + " replicas required answered (" + why + ")");
-  }
-
-  // fail() for a Gather sent to `live`, whose wait() counted `in_time`
-  // answers (those after them came too late); `answered_too` and
-  // `failed_too` are replicas heard from before it (a put's home).
-  template <typename T>
-  [[noreturn]] void fail_gather(const char* op, std::string_view key, size_t need, Gather<T>& g,
-                                size_t in_time, const std::vector<size_t>& live,
-                                const std::vector<size_t>& down,
-                                std::vector<size_t> answered_too = {},
-                                std::vector<std::pair<size_t, std::exception_ptr>> failed_too = {}) {
-    std::vector<size_t> answered = std::move(answered_too);
-    std::vector<size_t> late;
-    std::vector<std::pair<size_t, std::exception_ptr>> failed = std::move(failed_too);
-    {
-      std::lock_guard lock(g.mu);
-      for (size_t k = 0; k < g.ok.size(); ++k) (k < in_time ? answered : late).push_back(g.ok[k].first);
-      failed.insert(failed.end(), g.failed.begin(), g.failed.end());
-    }
-    std::vector<size_t> silent;
-    for (size_t i : live) {
-      const bool heard = std::find(answered.begin(), answered.end(), i) != answered.end() ||
-                         std::find(late.begin(), late.end(), i) != late.end() ||
-                         std::any_of(failed.begin(), failed.end(),
-                                     [&](const auto& f) { return f.first == i; });
-      if (!heard) silent.push_back(i);
-    }
-    fail(op, key, need, answered.size(), answered, failed, down, silent, late);
+    return std::make_exception_ptr(InsufficientReplicas(
+        std::string(op) + " of key " + printable_key(key) + " in store '" + options.store +
+        "': " + std::to_string(got) + " of the " + std::to_string(need) +
+        " replicas required answered (" + why + ")"));
   }
 
   Shared(RouteOptions o, Ring r) : options(std::move(o)), ring(std::move(r)) {}
@@ -312,7 +284,11 @@ RoutedStore::RoutedStore(RouteOptions options, Ring ring,
   for (auto& r : replicas) {
     if (r == nullptr) throw InvalidArgument("route: a replica stack is null");
     s.keepers.push_back(find_layer<HintKeeper>(*r));
+    s.blocking.push_back(r->async_calls_block());
     s.replicas.push_back(std::move(r));
+  }
+  if (std::find(s.blocking.begin(), s.blocking.end(), true) != s.blocking.end()) {
+    s.local = std::make_unique<internal::Executor>(kLocalThreads);
   }
   auto index_of = [&](NodeId id) {
     for (size_t i = 0; i < s.ring.nodes().size(); ++i) {
@@ -374,277 +350,785 @@ std::shared_ptr<Store> RoutedStore::local_replica() const {
 
 namespace {
 
-// A read of one key from every live replica: `call(replica, done)` starts
-// one; `last(ok)` runs when the last replica has answered (read repair).
-// Returns, under its lock, the answers once R are in; throws if R are not
-// in by the deadline.
-template <typename T, typename Call, typename Last>
-std::shared_ptr<Gather<T>> read_quorum(RoutedStore::Shared& s, const char* op,
-                                       std::string_view key, Call&& call, Last last) {
-  s.check_open();
-  const auto deadline = Clock::now() + s.options.timeout;
-  const size_t need = static_cast<size_t>(s.options.replication.r);
-  std::vector<size_t> live, down;
-  s.split(key, &live, &down);
-  auto g = std::make_shared<Gather<T>>();
-  g->sent = live.size();
-  for (size_t i : live) {
-    s.begin();
-    call(*s.replicas[i], [sp = &s, g, i, last](T v, std::exception_ptr e) {
-      if (e) sp->detector->record_failure(i, e);
-      if (g->answer(i, std::move(v), e)) {
-        std::vector<std::pair<size_t, T>> ok;
-        {
-          std::lock_guard lock(g->mu);
-          ok = g->ok;
-        }
-        last(ok);
-      }
-      sp->end();
-    });
-  }
-  if (const size_t got = g->wait(need, deadline); got < need) {
-    s.fail_gather(op, key, need, *g, got, live, down);
-  }
-  return g;
-}
+// One quorum read of one key (a get, or versions): to the first R live
+// replicas in preference order (to every live one for a sampled read),
+// bringing in the next when one fails or when `read_hedge` passes without
+// R answers. `finish` gets the answers once R are in, or the error: at
+// once when too few replicas are left, or at the deadline. Once every
+// replica asked has answered, `last` gets all their answers (read repair).
+// Never blocks: replicas answer on their own threads, timers on the
+// shared timer's.
+template <typename T>
+class ReadOp : public std::enable_shared_from_this<ReadOp<T>> {
+ public:
+  using Answers = std::vector<std::pair<size_t, T>>;
+  using Call = std::function<void(Store&, Callback<T>)>;
+  using Finish = std::function<void(Answers, std::exception_ptr)>;
+  using Last = std::function<void(const Answers&)>;
 
-}  // namespace
+  ReadOp(std::shared_ptr<RoutedStore::Shared> s, const char* op, std::string key, Call call,
+         Finish finish, Last last)
+      : s_(std::move(s)),
+        op_(op),
+        key_(std::move(key)),
+        need_(static_cast<size_t>(s_->options.replication.r)),
+        call_(std::move(call)),
+        finish_(std::move(finish)),
+        last_(std::move(last)) {}
 
-void RoutedStore::get_into(std::string_view key, std::vector<Versioned>* out) {
-  Shared& s = *s_;
-  using Versions = std::vector<Versioned>;
-  auto g = read_quorum<Versions>(
-      s, "get", key,
-      [&](Store& r, Callback<Versions> done) { r.async_get(key, std::move(done)); },
-      [sp = &s, k = std::string(key)](const std::vector<std::pair<size_t, Versions>>& ok) {
-        if (sp->options.read_repair) sp->repair(k, ok);
+  void start() {
+    RoutedStore::Shared& s = *s_;
+    s.split(key_, &live_, &down_);
+    if (live_.size() < need_) {
+      std::exception_ptr e =
+          s.insufficient(op_, key_, need_, 0, {}, {}, down_, {});
+      return complete(Answers{}, std::move(e));
+    }
+    const bool all = s.sample_for_repair();
+    auto self = this->shared_from_this();
+    deadline_ = internal::Timer::shared().after(s.options.timeout, [self] { self->expire(); });
+    if (!all && need_ < live_.size()) {
+      hedge_ = internal::Timer::shared().after(s.options.read_hedge, [self] { self->hedge(); });
+    }
+    send(all ? live_.size() : need_);
+  }
+
+ private:
+  // Sends the call to the next `n` live replicas not asked yet.
+  void send(size_t n) {
+    std::vector<size_t> targets;
+    {
+      std::lock_guard lock(mu_);
+      while (n-- > 0 && sent_ < live_.size()) targets.push_back(live_[sent_++]);
+    }
+    for (size_t i : targets) {
+      s_->begin();
+      s_->call_replica(i, [self = this->shared_from_this(), i](Store& r) {
+        self->call_(r, [self, i](T result, std::exception_ptr e) {
+          self->answer(i, std::move(result), std::move(e));
+        });
       });
-  out->clear();
-  std::lock_guard lock(g->mu);
-  for (const auto& [i, versions] : g->ok) {
-    for (const Versioned& v : versions) add_non_dominated(out, v);
+    }
   }
-  drop_tombstones(out);
+
+  void answer(size_t i, T result, std::exception_ptr error) {
+    RoutedStore::Shared& s = *s_;
+    if (error) s.detector->record_failure(i, error);
+    bool finish_now = false, replace = false, all_in = false;
+    std::exception_ptr failure;
+    Answers finished_with, everything;
+    {
+      std::lock_guard lock(mu_);
+      ++answered_;
+      if (error) {
+        failed_.emplace_back(i, std::move(error));
+      } else {
+        ok_.emplace_back(i, std::move(result));
+      }
+      if (!finished_) {
+        if (ok_.size() >= need_) {
+          finished_ = finish_now = true;
+          finished_with = ok_;
+        } else if (!failed_.empty() && failed_.back().first == i && sent_ < live_.size()) {
+          replace = true;  // a failed replica: ask the next
+        } else if (answered_ == sent_ && sent_ == live_.size()) {
+          finished_ = finish_now = true;  // every live replica answered, too few of them well
+          failure = error_locked();
+        }
+      }
+      // Nothing is sent once the read has finished: the last answer to
+      // come in is the last of all.
+      all_in = finished_ && answered_ == sent_;
+      if (all_in && last_) everything = ok_;
+    }
+    if (replace) send(1);
+    if (finish_now) complete(std::move(finished_with), std::move(failure));
+    if (all_in && last_) last_(everything);
+    s.end();
+  }
+
+  // The read has not heard from R replicas in `read_hedge`: ask the rest.
+  void hedge() {
+    size_t rest;
+    {
+      std::lock_guard lock(mu_);
+      if (finished_) return;
+      rest = live_.size() - sent_;
+    }
+    send(rest);
+  }
+
+  // The deadline passed without R answers.
+  void expire() {
+    std::exception_ptr e;
+    {
+      std::lock_guard lock(mu_);
+      if (finished_) return;
+      finished_ = true;
+      e = error_locked();
+    }
+    complete(Answers{}, std::move(e));
+  }
+
+  // InsufficientReplicas (or a bad request's own error) for what came in.
+  std::exception_ptr error_locked() const {
+    std::vector<size_t> answered, silent;
+    for (const auto& [i, v] : ok_) answered.push_back(i);
+    for (size_t k = 0; k < sent_; ++k) {
+      const size_t i = live_[k];
+      const bool heard = std::find(answered.begin(), answered.end(), i) != answered.end() ||
+                         std::any_of(failed_.begin(), failed_.end(),
+                                     [&](const auto& f) { return f.first == i; });
+      if (!heard) silent.push_back(i);
+    }
+    return s_->insufficient(op_, key_, need_, ok_.size(), answered, failed_, down_, silent);
+  }
+
+  void complete(Answers answers, std::exception_ptr error) {
+    if (hedge_ != 0) internal::Timer::shared().cancel(hedge_);
+    if (deadline_ != 0) internal::Timer::shared().cancel(deadline_);
+    finish_(std::move(answers), std::move(error));
+  }
+
+  const std::shared_ptr<RoutedStore::Shared> s_;
+  const char* const op_;
+  const std::string key_;
+  const size_t need_;
+  const Call call_;
+  const Finish finish_;
+  const Last last_;
+  std::vector<size_t> live_, down_;  // set by start(), then read-only
+  internal::Timer::Id hedge_ = 0, deadline_ = 0;
+
+  mutable std::mutex mu_;
+  size_t sent_ = 0;      // live_[0, sent_) were asked; guarded by mu_
+  size_t answered_ = 0;  // guarded by mu_
+  Answers ok_;           // guarded by mu_
+  std::vector<std::pair<size_t, std::exception_ptr>> failed_;  // guarded by mu_
+  bool finished_ = false;                                      // guarded by mu_
+};
+
+// Waits for a read started with `start(finish)` and returns its answers,
+// or throws its error.
+template <typename T, typename Start>
+std::vector<std::pair<size_t, T>> await_read(Start&& start) {
+  using Answers = std::vector<std::pair<size_t, T>>;
+  auto result = std::make_shared<std::promise<Answers>>();
+  auto future = result->get_future();
+  start([result](Answers answers, std::exception_ptr e) {
+    if (e) {
+      result->set_exception(std::move(e));
+    } else {
+      result->set_value(std::move(answers));
+    }
+  });
+  return future.get();
 }
 
-std::vector<VectorClock> RoutedStore::versions(std::string_view key) {
-  using Clocks = std::vector<VectorClock>;
-  auto g = read_quorum<Clocks>(
-      *s_, "versions", key,
-      [&](Store& r, Callback<Clocks> done) { r.async_versions(key, std::move(done)); },
-      [](const std::vector<std::pair<size_t, Clocks>>&) {});
+// The versions none of the answers supersedes, tombstones dropped.
+std::vector<Versioned> merge_versions(
+    const std::vector<std::pair<size_t, std::vector<Versioned>>>& answers) {
+  std::vector<Versioned> out;
+  for (const auto& [i, versions] : answers) {
+    for (const Versioned& v : versions) add_non_dominated(&out, v);
+  }
+  drop_tombstones(&out);
+  return out;
+}
+
+std::vector<VectorClock> merge_clocks(
+    const std::vector<std::pair<size_t, std::vector<VectorClock>>>& answers) {
   std::vector<VectorClock> out;
-  std::lock_guard lock(g->mu);
-  for (const auto& [i, clocks] : g->ok) {
+  for (const auto& [i, clocks] : answers) {
     for (const VectorClock& c : clocks) add_non_dominated(&out, c);
   }
   return out;
 }
 
-std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
-    std::span<const std::string> keys) {
-  Shared& s = *s_;
-  s.check_open();
-  const auto deadline = Clock::now() + s.options.timeout;
-  const size_t need = static_cast<size_t>(s.options.replication.r);
-  struct KeyState {
-    size_t sent = 0;
+}  // namespace
+
+void RoutedStore::start_get(std::string_view key,
+                            std::function<void(std::vector<std::pair<size_t, std::vector<Versioned>>>,
+                                               std::exception_ptr)> finish) {
+  using Versions = std::vector<Versioned>;
+  s_->check_open();
+  auto last = [s = s_, k = std::string(key)](const std::vector<std::pair<size_t, Versions>>& ok) {
+    if (s->options.read_repair) s->repair(k, ok);
+  };
+  std::make_shared<ReadOp<Versions>>(
+      s_, "get", std::string(key),
+      [k = std::string(key)](Store& r, Callback<Versions> done) { r.async_get(k, std::move(done)); },
+      std::move(finish), std::move(last))
+      ->start();
+}
+
+void RoutedStore::start_versions(
+    std::string_view key,
+    std::function<void(std::vector<std::pair<size_t, std::vector<VectorClock>>>, std::exception_ptr)>
+        finish) {
+  using Clocks = std::vector<VectorClock>;
+  s_->check_open();
+  std::make_shared<ReadOp<Clocks>>(
+      s_, "versions", std::string(key),
+      [k = std::string(key)](Store& r, Callback<Clocks> done) { r.async_versions(k, std::move(done)); },
+      std::move(finish), nullptr)
+      ->start();
+}
+
+void RoutedStore::get_into(std::string_view key, std::vector<Versioned>* out) {
+  *out = merge_versions(await_read<std::vector<Versioned>>(
+      [&](auto finish) { start_get(key, std::move(finish)); }));
+}
+
+std::vector<VectorClock> RoutedStore::versions(std::string_view key) {
+  return merge_clocks(await_read<std::vector<VectorClock>>(
+      [&](auto finish) { start_versions(key, std::move(finish)); }));
+}
+
+void RoutedStore::async_get(std::string_view key, Callback<std::vector<Versioned>> done) {
+  try {
+    start_get(key, [done](auto answers, std::exception_ptr e) {
+      if (e) return internal::fail(done, std::move(e));
+      done(merge_versions(answers), nullptr);
+    });
+  } catch (...) {
+    internal::fail(done, std::current_exception());
+  }
+}
+
+void RoutedStore::async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) {
+  try {
+    start_versions(key, [done](auto answers, std::exception_ptr e) {
+      if (e) return internal::fail(done, std::move(e));
+      done(merge_clocks(answers), nullptr);
+    });
+  } catch (...) {
+    internal::fail(done, std::current_exception());
+  }
+}
+
+namespace {
+
+// A quorum read of many keys (get_all): each key to its first R live
+// replicas (every live one for a sampled key), one request per node for
+// all the keys it is asked; a key whose replica fails goes to its next
+// one, and keys short of R after `read_hedge` go to all their others. The
+// call answers once every key has R answers (or can have no more), and
+// fails with the first key that fell short, as get() would for it.
+class MultiReadOp : public std::enable_shared_from_this<MultiReadOp> {
+ public:
+  using Found = std::map<std::string, std::vector<Versioned>>;
+
+  MultiReadOp(std::shared_ptr<RoutedStore::Shared> s, Callback<Found> done)
+      : s_(std::move(s)),
+        need_(static_cast<size_t>(s_->options.replication.r)),
+        done_(std::move(done)) {}
+
+  void start(std::span<const std::string> keys) {
+    RoutedStore::Shared& s = *s_;
+    std::map<size_t, std::vector<std::string>> batches;
+    {
+      std::lock_guard lock(mu_);
+      for (const std::string& key : keys) {
+        auto [it, fresh] = keys_.try_emplace(key);
+        if (!fresh) continue;
+        Key& k = it->second;
+        s.split(key, &k.live, &k.down);
+        const size_t first = s.sample_for_repair() ? k.live.size() : std::min(need_, k.live.size());
+        take(key, k, first, &batches);
+        if (k.live.size() < need_) {
+          k.finished = true;  // it can never have R
+        } else {
+          ++open_;
+        }
+      }
+      if (open_ == 0) finished_ = true;
+      batches_sent_ = batches.size();
+    }
+    auto self = shared_from_this();
+    if (open_ == 0) return finish();
+    deadline_ = internal::Timer::shared().after(s.options.timeout, [self] { self->expire(); });
+    hedge_ = internal::Timer::shared().after(s.options.read_hedge, [self] { self->hedge(); });
+    send(std::move(batches));
+  }
+
+ private:
+  struct Key {
+    std::vector<size_t> live, down;  // in preference order
+    size_t sent = 0;                 // live[0, sent) were asked
     size_t answered = 0;
     std::vector<std::pair<size_t, std::vector<Versioned>>> ok;
     std::vector<std::pair<size_t, std::exception_ptr>> failed;
-    std::vector<size_t> live, down;
+    bool finished = false;  // has R, or can have no more
   };
-  struct Op {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::map<std::string, KeyState, std::less<>> keys;
-    size_t pending = 0;  // keys still short of R with replicas yet to answer
-    size_t nodes_sent = 0, nodes_answered = 0;
-  };
-  auto op = std::make_shared<Op>();
-  std::map<size_t, std::vector<std::string>> by_node;
-  for (const std::string& key : keys) {
-    auto [it, fresh] = op->keys.try_emplace(key);
-    if (!fresh) continue;
-    KeyState& k = it->second;
-    s.split(key, &k.live, &k.down);
-    k.sent = k.live.size();
-    for (size_t i : k.live) by_node[i].push_back(key);
-    if (k.sent > 0 && need > 0) ++op->pending;
+
+  // Adds the next `n` replicas of `key` to the batches. Needs mu_.
+  static void take(const std::string& key, Key& k, size_t n,
+                   std::map<size_t, std::vector<std::string>>* batches) {
+    while (n-- > 0 && k.sent < k.live.size()) (*batches)[k.live[k.sent++]].push_back(key);
   }
-  op->nodes_sent = by_node.size();
-  for (auto& [node, node_keys] : by_node) {
-    const size_t i = node;  // clang 14 cannot capture a structured binding
-    s.begin();
-    std::vector<std::string> asked = node_keys;
-    s.replicas[i]->async_get_all(
-        std::move(node_keys),
-        [sp = &s, op, i, need, asked = std::move(asked)](
-            std::map<std::string, std::vector<Versioned>> found, std::exception_ptr e) {
-          if (e) sp->detector->record_failure(i, e);
-          bool last = false;
-          {
-            std::lock_guard lock(op->mu);
-            for (const std::string& key : asked) {
-              KeyState& k = op->keys.find(key)->second;
-              const bool was_pending = k.ok.size() < need && k.answered < k.sent;
-              if (e) {
-                k.failed.emplace_back(i, e);
-              } else {
-                auto f = found.find(key);
-                k.ok.emplace_back(i, f == found.end() ? std::vector<Versioned>() : f->second);
-              }
-              ++k.answered;
-              const bool now_pending = k.ok.size() < need && k.answered < k.sent;
-              if (was_pending && !now_pending) --op->pending;
-            }
-            last = ++op->nodes_answered == op->nodes_sent;
-            op->cv.notify_all();
-          }
-          if (last && sp->options.read_repair) {
-            std::map<std::string, std::vector<std::pair<size_t, std::vector<Versioned>>>> oks;
-            {
-              std::lock_guard lock(op->mu);
-              for (const auto& [key, k] : op->keys) oks.emplace(key, k.ok);
-            }
-            for (const auto& [key, ok] : oks) sp->repair(key, ok);
-          }
-          sp->end();
+
+  void send(std::map<size_t, std::vector<std::string>> batches) {
+    for (auto& [node, keys] : batches) {
+      const size_t i = node;  // clang 14 cannot capture a structured binding
+      s_->begin();
+      s_->call_replica(i, [self = shared_from_this(), i, keys = std::move(keys)](Store& r) {
+        r.async_get_all(keys, [self, i, keys](Found found, std::exception_ptr e) {
+          self->answer(i, keys, std::move(found), std::move(e));
         });
+      });
+    }
   }
-  std::unique_lock lock(op->mu);
-  op->cv.wait_until(lock, deadline, [&] { return op->pending == 0; });
-  std::map<std::string, std::vector<Versioned>> out;
-  for (const auto& [key, k] : op->keys) {
-    if (k.ok.size() < need) {
-      std::vector<size_t> answered, silent;
-      for (const auto& [i, v] : k.ok) answered.push_back(i);
-      for (size_t i : k.live) {
-        bool heard = std::find(answered.begin(), answered.end(), i) != answered.end();
-        for (const auto& f : k.failed) heard |= f.first == i;
-        if (!heard) silent.push_back(i);
+
+  void answer(size_t i, const std::vector<std::string>& asked, Found found,
+              std::exception_ptr error) {
+    RoutedStore::Shared& s = *s_;
+    if (error) s.detector->record_failure(i, error);
+    std::map<size_t, std::vector<std::string>> more;
+    bool finish_now = false, all_in = false;
+    {
+      std::lock_guard lock(mu_);
+      ++batches_answered_;
+      for (const std::string& key : asked) {
+        Key& k = keys_.find(key)->second;
+        ++k.answered;
+        if (error) {
+          k.failed.emplace_back(i, error);
+        } else {
+          auto f = found.find(key);
+          k.ok.emplace_back(i, f == found.end() ? std::vector<Versioned>() : std::move(f->second));
+        }
+        if (k.finished || finished_) continue;
+        if (k.ok.size() >= need_) {
+          k.finished = true;
+        } else if (error && k.sent < k.live.size()) {
+          take(key, k, 1, &more);  // a failed replica: ask the key's next
+        } else if (k.answered == k.sent && k.sent == k.live.size()) {
+          k.finished = true;  // every live replica answered, too few of them well
+        }
+        if (k.finished && --open_ == 0) finished_ = finish_now = true;
       }
-      const auto failed = k.failed;
-      const auto down = k.down;
-      const size_t got = k.ok.size();
-      lock.unlock();
-      s.fail("get_all", key, need, got, answered, failed, down, silent);
+      batches_sent_ += more.size();
+      all_in = finished_ && batches_answered_ == batches_sent_;
     }
-    std::vector<Versioned> merged;
-    for (const auto& [i, versions] : k.ok) {
-      for (const Versioned& v : versions) add_non_dominated(&merged, v);
+    send(std::move(more));
+    if (finish_now) finish();
+    if (all_in && s.options.read_repair) {
+      std::map<std::string, std::vector<std::pair<size_t, std::vector<Versioned>>>> oks;
+      {
+        std::lock_guard lock(mu_);
+        for (const auto& [key, k] : keys_) oks.emplace(key, k.ok);
+      }
+      for (const auto& [key, ok] : oks) s.repair(key, ok);
     }
-    drop_tombstones(&merged);
-    if (!merged.empty()) out.emplace(key, std::move(merged));
+    s.end();
   }
-  return out;
+
+  void hedge() {
+    std::map<size_t, std::vector<std::string>> more;
+    {
+      std::lock_guard lock(mu_);
+      if (finished_) return;
+      for (auto& [key, k] : keys_) {
+        if (!k.finished) take(key, k, k.live.size(), &more);
+      }
+      batches_sent_ += more.size();
+    }
+    send(std::move(more));
+  }
+
+  void expire() {
+    {
+      std::lock_guard lock(mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    finish();
+  }
+
+  // Answers the caller: every key's merged versions, or the first key's
+  // failure.
+  void finish() {
+    if (hedge_ != 0) internal::Timer::shared().cancel(hedge_);
+    if (deadline_ != 0) internal::Timer::shared().cancel(deadline_);
+    Found out;
+    std::exception_ptr error;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [key, k] : keys_) {
+        if (k.ok.size() < need_) {
+          std::vector<size_t> answered, silent;
+          for (const auto& [i, v] : k.ok) answered.push_back(i);
+          for (size_t n = 0; n < k.sent; ++n) {
+            const size_t i = k.live[n];
+            bool heard = std::find(answered.begin(), answered.end(), i) != answered.end();
+            for (const auto& f : k.failed) heard |= f.first == i;
+            if (!heard) silent.push_back(i);
+          }
+          error = s_->insufficient("get_all", key, need_, k.ok.size(), answered, k.failed,
+                                   k.down, silent);
+          break;
+        }
+        std::vector<Versioned> merged = merge_versions(k.ok);
+        if (!merged.empty()) out.emplace(key, std::move(merged));
+      }
+    }
+    if (error) return internal::fail(done_, std::move(error));
+    done_(std::move(out), nullptr);
+  }
+
+  const std::shared_ptr<RoutedStore::Shared> s_;
+  const size_t need_;
+  const Callback<Found> done_;
+  internal::Timer::Id hedge_ = 0, deadline_ = 0;
+
+  std::mutex mu_;
+  std::map<std::string, Key, std::less<>> keys_;  // guarded by mu_
+  size_t open_ = 0;              // keys not finished; guarded by mu_
+  size_t batches_sent_ = 0;      // follow-up batches; guarded by mu_
+  size_t batches_answered_ = 0;  // guarded by mu_
+  bool finished_ = false;        // guarded by mu_
+};
+
+}  // namespace
+
+void RoutedStore::async_get_all(std::vector<std::string> keys,
+                                Callback<std::map<std::string, std::vector<Versioned>>> done) {
+  try {
+    s_->check_open();
+  } catch (...) {
+    return internal::fail(done, std::current_exception());
+  }
+  std::make_shared<MultiReadOp>(s_, std::move(done))->start(keys);
+}
+
+std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
+    std::span<const std::string> keys) {
+  using Found = std::map<std::string, std::vector<Versioned>>;
+  s_->check_open();
+  auto result = std::make_shared<std::promise<Found>>();
+  auto future = result->get_future();
+  std::make_shared<MultiReadOp>(s_, [result](Found found, std::exception_ptr e) {
+    if (e) {
+      result->set_exception(std::move(e));
+    } else {
+      result->set_value(std::move(found));
+    }
+  })->start(keys);
+  return future.get();
 }
 
 PutResult RoutedStore::put_stamped(std::string_view key, const Versioned& value,
                                    VectorClock* stored) {
-  if (!is_tombstone(value.clock)) return write(key, value, stored);
-  // The writer read a tombstone's clock: its write succeeds the tombstone
-  // and is live, so the tombstone entry becomes even again.
-  Versioned live{value.value, value.clock.incremented(kTombstoneEntry, value.clock.timestamp_ms())};
-  return write(key, live, stored);
+  return write(key, live_successor(value), stored);
+}
+
+namespace {
+
+// One quorum write of one key: to the key's home first, the first live
+// replica that takes it (it stamps the clock with its own entry, and its
+// version rules decide a race between writers: obsolete there is obsolete),
+// then to the other live replicas at once; answers once W replicas (the
+// home included) hold it. Replicas that are down or fail get hints; hints
+// never count toward W. Never blocks.
+class WriteOp : public std::enable_shared_from_this<WriteOp> {
+ public:
+  WriteOp(std::shared_ptr<RoutedStore::Shared> s, std::string key, Versioned value,
+          Callback<PutReply> done)
+      : s_(std::move(s)),
+        key_(std::move(key)),
+        value_(std::move(value)),
+        need_(static_cast<size_t>(s_->options.replication.w)),
+        done_(std::move(done)) {}
+
+  void start() {
+    RoutedStore::Shared& s = *s_;
+    s.split(key_, &live_, &down_);
+    missed_ = down_;
+    // Too few replicas up for W: fail before writing anything anywhere.
+    if (live_.size() < need_) {
+      std::string why;
+      for (size_t i : down_) why += "; " + s.name(i) + ": " + s.detector->why(i);
+      return complete(std::make_exception_ptr(InsufficientReplicas(
+          "put of key " + printable_key(key_) + " in store '" + s.options.store + "': " +
+          std::to_string(live_.size()) + " of its replicas are up, and " +
+          std::to_string(need_) + " must take a write (not written" + why + ")")),
+          PutReply{});
+    }
+    auto self = shared_from_this();
+    deadline_ = internal::Timer::shared().after(s.options.timeout, [self] { self->expire(); });
+    try_home(0);
+  }
+
+ private:
+  // Asks live_[h] to be the home.
+  void try_home(size_t h) {
+    const size_t i = live_[h];
+    Versioned stamped{value_.value,
+                      value_.clock.incremented(kStampBase + s_->ring.nodes()[i].id, now_ms())};
+    {
+      std::lock_guard lock(mu_);
+      trying_ = h;
+      stamped_ = stamped;
+    }
+    s_->begin();
+    s_->call_replica(i, [self = shared_from_this(), h, stamped](Store& r) {
+      r.async_put(self->key_, stamped, [self, h](PutReply reply, std::exception_ptr e) {
+        self->home_answered(h, reply.result, std::move(e));
+      });
+    });
+  }
+
+  void home_answered(size_t h, PutResult result, std::exception_ptr error) {
+    RoutedStore::Shared& s = *s_;
+    const size_t i = live_[h];
+    if (error) s.detector->record_failure(i, error);
+    enum { kNone, kNextHome, kRest, kDone } next = kNone;
+    std::exception_ptr failure;
+    PutReply reply;
+    {
+      std::lock_guard lock(mu_);
+      if (finished_) {
+        // The deadline passed while the home was silent: the write may
+        // have landed there, and the caller was told it failed.
+      } else if (error) {
+        if (is_bad_request(error)) {
+          finished_ = true;
+          failure = error;
+          next = kDone;
+        } else {
+          failed_.emplace_back(i, error);
+          missed_.push_back(i);
+          if (h + 1 < live_.size()) {
+            next = kNextHome;
+          } else {
+            finished_ = true;
+            failure = s.insufficient("put", key_, need_, 0, {}, failed_, down_, {});
+            next = kDone;
+          }
+        }
+      } else if (result == PutResult::kObsolete) {
+        finished_ = true;
+        reply.result = PutResult::kObsolete;
+        next = kDone;
+      } else {
+        home_ = h;
+        answered_ok_ = 1;
+        next = kRest;
+        if (answered_ok_ >= need_) {
+          finished_ = true;
+          reply.stored = stamped_.clock;
+        }
+      }
+    }
+    if (next == kNextHome) {
+      try_home(h + 1);
+    } else if (next == kRest) {
+      send_rest(h);
+      if (need_ <= 1) complete(nullptr, reply);
+    } else if (next == kDone) {
+      complete(std::move(failure), reply);
+    }
+    s.end();
+  }
+
+  // The other live replicas, at once; hints for those that missed it. One
+  // that fails later, after the caller has its answer, still gets a hint.
+  void send_rest(size_t h) {
+    RoutedStore::Shared& s = *s_;
+    std::vector<size_t> rest(live_.begin() + static_cast<std::ptrdiff_t>(h) + 1, live_.end());
+    Hint hint{.key = key_, .version = stamped_};
+    const std::optional<size_t> home = live_[h];
+    {
+      std::lock_guard lock(mu_);
+      rest_ = rest;
+    }
+    for (size_t i : rest) {
+      s.begin();
+      s.call_replica(i, [self = shared_from_this(), i, hint, home](Store& r) {
+        r.async_put(self->key_, hint.version, [self, i, hint, home](PutReply,
+                                                                   std::exception_ptr e) {
+          self->rest_answered(i, std::move(e), hint, home);
+        });
+      });
+    }
+    for (size_t i : missed_) s.leave_hint(i, hint, home);
+  }
+
+  void rest_answered(size_t i, std::exception_ptr error, const Hint& hint,
+                     std::optional<size_t> home) {
+    RoutedStore::Shared& s = *s_;
+    if (error) {
+      s.detector->record_failure(i, error);
+      if (!is_bad_request(error)) s.leave_hint(i, hint, home);
+    }
+    bool finish_now = false;
+    std::exception_ptr failure;
+    PutReply reply;
+    {
+      std::lock_guard lock(mu_);
+      ++rest_answered_;
+      if (error) {
+        rest_failed_.emplace_back(i, std::move(error));
+      } else {
+        ++answered_ok_;  // obsolete too: the replica has this write or a newer one
+        rest_ok_.push_back(i);
+      }
+      if (!finished_) {
+        if (answered_ok_ >= need_) {
+          finished_ = finish_now = true;
+          reply.stored = stamped_.clock;
+        } else if (rest_answered_ == rest_.size()) {
+          finished_ = finish_now = true;
+          failure = error_locked();
+        }
+      }
+    }
+    if (finish_now) complete(std::move(failure), reply);
+    s.end();
+  }
+
+  void expire() {
+    std::exception_ptr failure;
+    {
+      std::lock_guard lock(mu_);
+      if (finished_) return;
+      finished_ = true;
+      failure = error_locked();
+    }
+    complete(std::move(failure), PutReply{});
+  }
+
+  // InsufficientReplicas for what answered so far.
+  std::exception_ptr error_locked() const {
+    if (!home_) {
+      // No home by the deadline: the write may yet land on the one asked.
+      return s_->insufficient("put", key_, need_, 0, {}, failed_, down_, {live_[trying_]});
+    }
+    std::vector<size_t> answered = {live_[*home_]};
+    answered.insert(answered.end(), rest_ok_.begin(), rest_ok_.end());
+    std::vector<std::pair<size_t, std::exception_ptr>> failed = failed_;
+    failed.insert(failed.end(), rest_failed_.begin(), rest_failed_.end());
+    std::vector<size_t> silent;
+    for (size_t i : rest_) {
+      const bool heard = std::find(rest_ok_.begin(), rest_ok_.end(), i) != rest_ok_.end() ||
+                         std::any_of(rest_failed_.begin(), rest_failed_.end(),
+                                     [&](const auto& f) { return f.first == i; });
+      if (!heard) silent.push_back(i);
+    }
+    return s_->insufficient("put", key_, need_, answered.size(), answered, failed, down_, silent);
+  }
+
+  void complete(std::exception_ptr error, PutReply reply) {
+    if (deadline_ != 0) internal::Timer::shared().cancel(deadline_);
+    if (error) return internal::fail(done_, std::move(error));
+    done_(std::move(reply), nullptr);
+  }
+
+  const std::shared_ptr<RoutedStore::Shared> s_;
+  const std::string key_;
+  const Versioned value_;
+  const size_t need_;
+  const Callback<PutReply> done_;
+  std::vector<size_t> live_, down_;  // set by start(), then read-only
+  internal::Timer::Id deadline_ = 0;
+
+  mutable std::mutex mu_;
+  size_t trying_ = 0;                 // the home being asked; guarded by mu_
+  std::optional<size_t> home_;        // index in live_; guarded by mu_
+  Versioned stamped_;                 // guarded by mu_ until the home took it
+  std::vector<size_t> missed_;        // replicas that get a hint; guarded by mu_
+  std::vector<std::pair<size_t, std::exception_ptr>> failed_;  // homes that failed
+  std::vector<size_t> rest_;          // guarded by mu_
+  std::vector<size_t> rest_ok_;       // guarded by mu_
+  std::vector<std::pair<size_t, std::exception_ptr>> rest_failed_;  // guarded by mu_
+  size_t rest_answered_ = 0;          // guarded by mu_
+  size_t answered_ok_ = 0;            // the home and the rest that took it
+  bool finished_ = false;             // guarded by mu_
+};
+
+}  // namespace
+
+void RoutedStore::start_write(std::string_view key, const Versioned& value,
+                              Callback<PutReply> done) {
+  s_->check_open();
+  std::make_shared<WriteOp>(s_, std::string(key), value, std::move(done))->start();
 }
 
 PutResult RoutedStore::write(std::string_view key, const Versioned& value, VectorClock* stored) {
-  Shared& s = *s_;
-  s.check_open();
-  const auto deadline = Clock::now() + s.options.timeout;
-  const size_t need = static_cast<size_t>(s.options.replication.w);
-  std::vector<size_t> live, down;
-  s.split(key, &live, &down);
-  std::vector<size_t> missed = down;  // replicas that get a hint
-  std::vector<std::pair<size_t, std::exception_ptr>> failed;
-  // Too few replicas up for W: fail before writing anything anywhere.
-  if (live.size() < need) {
-    std::string why;
-    for (size_t i : down) why += "; " + s.name(i) + ": " + s.detector->why(i);
-    throw InsufficientReplicas("put of key " + printable_key(key) + " in store '" +
-                               s.options.store + "': " + std::to_string(live.size()) +
-                               " of its replicas are up, and " + std::to_string(need) +
-                               " must take a write (not written" + why + ")");
-  }
-
-  // The home: the first live replica that takes the write. It stamps the
-  // clock, and its version rules decide a race between writers.
-  Versioned stamped{value.value, VectorClock()};
-  std::optional<size_t> home;
-  size_t h = 0;
-  for (; h < live.size(); ++h) {
-    const size_t i = live[h];
-    stamped.clock = value.clock.incremented(kStampBase + s.ring.nodes()[i].id, now_ms());
-    auto g = std::make_shared<Gather<PutResult>>();
-    g->sent = 1;
-    s.begin();
-    s.replicas[i]->async_put(key, stamped, [sp = &s, g, i](PutReply r, std::exception_ptr e) {
-      if (e) sp->detector->record_failure(i, e);
-      g->answer(i, r.result, e);
-      sp->end();
-    });
-    if (g->wait(1, deadline) == 0) {
-      std::lock_guard lock(g->mu);
-      if (g->failed.empty()) {
-        // No answer by the deadline: the write may yet land there.
-        s.fail("put", key, need, 0, {}, failed, down, {i});
-      }
-      const std::exception_ptr e = g->failed.front().second;
-      if (is_bad_request(e)) std::rethrow_exception(e);
-      failed.emplace_back(i, e);
-      missed.push_back(i);
-      continue;
+  auto result = std::make_shared<std::promise<PutReply>>();
+  auto future = result->get_future();
+  start_write(key, value, [result](PutReply reply, std::exception_ptr e) {
+    if (e) {
+      result->set_exception(std::move(e));
+    } else {
+      result->set_value(std::move(reply));
     }
-    if (g->ok.front().second == PutResult::kObsolete) return PutResult::kObsolete;
-    home = i;
-    break;
-  }
-  if (!home) s.fail("put", key, need, 0, {}, failed, down, {});
-
-  // The other live replicas, at once. One that fails later, after we have
-  // answered, still gets a hint.
-  const std::vector<size_t> rest(live.begin() + static_cast<std::ptrdiff_t>(h) + 1, live.end());
-  auto g = std::make_shared<Gather<PutResult>>();
-  g->sent = rest.size();
-  Hint hint{.key = std::string(key), .version = stamped};
-  for (size_t i : rest) {
-    s.begin();
-    s.replicas[i]->async_put(key, stamped, [sp = &s, g, i, hint, home](PutReply r,
-                                                                       std::exception_ptr e) {
-      if (e) {
-        sp->detector->record_failure(i, e);
-        if (!is_bad_request(e)) sp->leave_hint(i, hint, home);
-      }
-      g->answer(i, r.result, e);  // obsolete: the replica has this write or a newer one
-      sp->end();
-    });
-  }
-  for (size_t i : missed) s.leave_hint(i, hint, home);
-  const size_t others = g->wait(need - 1, deadline);
-  if (1 + others < need) s.fail_gather("put", key, need, *g, others, rest, down, {*home}, failed);
-  if (stored != nullptr) *stored = stamped.clock;
-  return PutResult::kStored;
+  });
+  const PutReply reply = future.get();
+  if (reply.result == PutResult::kStored && stored != nullptr) *stored = reply.stored;
+  return reply.result;
 }
 
-bool RoutedStore::remove(std::string_view key, const VectorClock& version) {
-  // A delete is a tombstone written like any version: it supersedes the
-  // versions at or before `version` on every replica it reaches, and read
-  // repair and hints carry it to the others, so a replica that missed the
-  // delete cannot bring the value back. First, whether there is anything
-  // to delete (at R, like a read).
+void RoutedStore::async_put(std::string_view key, const Versioned& value,
+                            Callback<PutReply> done) {
+  try {
+    start_write(key, live_successor(value), done);
+  } catch (...) {
+    internal::fail(done, std::current_exception());
+  }
+}
+
+namespace {
+
+// A delete is a tombstone written like any version: it supersedes the
+// versions at or before `version` on every replica it reaches, and read
+// repair and hints carry it to the others, so a replica that missed the
+// delete cannot bring the value back. It is written only if a read (at R)
+// finds something to delete.
+bool deletes_something(const std::vector<VectorClock>& clocks, const VectorClock& version) {
   bool found = false;
-  for (const VectorClock& c : versions(key)) {
+  for (const VectorClock& c : clocks) {
     const Occurred o = compare(c, version);
     found |= !is_tombstone(c) && (o == Occurred::kBefore || o == Occurred::kEqual);
   }
-  if (!found) return false;
+  return found;
+}
+
+Versioned tombstone_for(const VectorClock& version) {
   Versioned tombstone{"", version};
   do {
     tombstone.clock.increment(kTombstoneEntry, now_ms());
   } while (!is_tombstone(tombstone.clock));
-  return write(key, tombstone, nullptr) == PutResult::kStored;
+  return tombstone;
+}
+
+}  // namespace
+
+bool RoutedStore::remove(std::string_view key, const VectorClock& version) {
+  if (!deletes_something(versions(key), version)) return false;
+  return write(key, tombstone_for(version), nullptr) == PutResult::kStored;
+}
+
+void RoutedStore::async_remove(std::string_view key, const VectorClock& version,
+                               Callback<bool> done) {
+  try {
+    start_versions(key, [s = s_, self = this, k = std::string(key), version, done](
+                            auto answers, std::exception_ptr e) {
+      if (e) return internal::fail(done, std::move(e));
+      if (!deletes_something(merge_clocks(answers), version)) return done(false, nullptr);
+      try {
+        self->start_write(k, tombstone_for(version), [done](PutReply r, std::exception_ptr we) {
+          if (we) return internal::fail(done, std::move(we));
+          done(r.result == PutResult::kStored, nullptr);
+        });
+      } catch (...) {
+        internal::fail(done, std::current_exception());
+      }
+    });
+  } catch (...) {
+    internal::fail(done, std::current_exception());
+  }
 }
 
 namespace {
@@ -715,6 +1199,7 @@ void RoutedStore::close() {
     s.cv.wait(lock, [&] { return s.inflight == 0; });
   }
   s.background.reset();
+  s.local.reset();
   std::exception_ptr first;
   for (auto& r : s.replicas) {
     try {
@@ -755,7 +1240,10 @@ std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx) {
   o.ban = std::chrono::milliseconds(p.get_int("ban_ms", o.ban.count(), 0, 3600000));
   o.probe_interval = std::chrono::milliseconds(
       p.get_int("probe_interval_ms", o.probe_interval.count(), 10, 3600000));
+  o.read_hedge =
+      std::chrono::milliseconds(p.get_int("read_hedge_ms", o.read_hedge.count(), 0, 3600000));
   o.read_repair = p.get_bool("read_repair", o.read_repair);
+  o.read_repair_chance = p.get_double("read_repair_chance", o.read_repair_chance, 0, 1);
   Ring ring(*ctx.cluster);
   std::vector<std::shared_ptr<Store>> replicas;
   for (const NodeInfo& n : ring.nodes()) {

@@ -10,6 +10,8 @@
 #define CAIRN_ROUTING_ROUTED_STORE_H_
 
 #include <chrono>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +38,17 @@ class RoutedStore final : public Store {
   ~RoutedStore() override;
 
   void get_into(std::string_view key, std::vector<Versioned>* out) override;
+  // Non-blocking reads: the replicas' answers and the timers drive them.
+  void async_get(std::string_view key, Callback<std::vector<Versioned>> done) override;
+  void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override;
+  void async_get_all(std::vector<std::string> keys,
+                     Callback<std::map<std::string, std::vector<Versioned>>> done) override;
+  void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) override;
+  void async_remove(std::string_view key, const VectorClock& version,
+                    Callback<bool> done) override;
+  // The async calls never wait: replicas answer on their own threads, and
+  // replica calls that would run a disk inline go to a background thread.
+  bool async_calls_block() const override { return false; }
   std::map<std::string, std::vector<Versioned>> get_all(
       std::span<const std::string> keys) override;
   PutResult put_stamped(std::string_view key, const Versioned& value,
@@ -61,6 +74,16 @@ class RoutedStore final : public Store {
   struct Shared;
 
  private:
+  // Starts a quorum read; `finish` gets the answers by replica (or the
+  // error) once R are in. Throws FailedPrecondition if closed.
+  void start_get(std::string_view key,
+                 std::function<void(std::vector<std::pair<size_t, std::vector<Versioned>>>,
+                                    std::exception_ptr)> finish);
+  void start_versions(std::string_view key,
+                      std::function<void(std::vector<std::pair<size_t, std::vector<VectorClock>>>,
+                                         std::exception_ptr)> finish);
+  // Starts a write through the home. Throws FailedPrecondition if closed.
+  void start_write(std::string_view key, const Versioned& value, Callback<PutReply> done);
   // A put through the home, then the other replicas (put_stamped's and
   // remove's tombstone's path).
   PutResult write(std::string_view key, const Versioned& value, VectorClock* stored);

@@ -30,6 +30,14 @@ struct Served {
   bool inline_replica_writes = false;  // the same for its replica stack
   bool blocking_reads = false;         // its reads wait on other nodes: pool
   bool blocking_replica_reads = false;
+  // Its async calls only start the work (a routing layer's): a call to it
+  // starts on gRPC's thread and finishes in the store's callback, with no
+  // thread waiting for the replicas.
+  bool async = false;
+  bool async_replica = false;
+  bool answers_async(bool replica) const {
+    return replica && store.replica ? async_replica : async;
+  }
   std::atomic<uint64_t> calls{0};
   bool writes_inline(bool replica) const {
     return replica && store.replica ? inline_replica_writes : inline_writes;
@@ -549,6 +557,13 @@ class StoreService final : public rpc::Store::CallbackService {
   // routes): then on a worker, so gRPC's threads never wait on the network.
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const rpc::GetRequest* req,
                                 rpc::GetResponse* resp) override {
+    if (!reads_inline(req->store(), req->replica()) && async(req->store(), req->replica())) {
+      return async_call<std::vector<Versioned>>(
+          ctx, [&](Store& s, auto done) { s.async_get(req->key(), std::move(done)); },
+          req->store(), req->replica(), [resp](const std::vector<Versioned>& versions) {
+            for (const Versioned& v : versions) internal::to_wire(v, resp->add_versions());
+          });
+    }
     if (reads_inline(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_get(stores_, *req, resp); });
     }
@@ -557,6 +572,22 @@ class StoreService final : public rpc::Store::CallbackService {
   }
   grpc::ServerUnaryReactor* GetAll(grpc::CallbackServerContext* ctx, const rpc::GetAllRequest* req,
                                    rpc::GetAllResponse* resp) override {
+    if (!reads_inline(req->store(), req->replica()) && async(req->store(), req->replica())) {
+      using Found = std::map<std::string, std::vector<Versioned>>;
+      return async_call<Found>(
+          ctx,
+          [&](Store& s, auto done) {
+            s.async_get_all(std::vector<std::string>(req->keys().begin(), req->keys().end()),
+                            std::move(done));
+          },
+          req->store(), req->replica(), [resp](const Found& found) {
+            for (const auto& [key, versions] : found) {
+              rpc::KeyVersions* kv = resp->add_found();
+              kv->set_key(key);
+              for (const Versioned& v : versions) internal::to_wire(v, kv->add_versions());
+            }
+          });
+    }
     if (reads_inline(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_get_all(stores_, *req, resp); });
     }
@@ -566,6 +597,13 @@ class StoreService final : public rpc::Store::CallbackService {
   grpc::ServerUnaryReactor* GetVersions(grpc::CallbackServerContext* ctx,
                                         const rpc::GetRequest* req,
                                         rpc::GetVersionsResponse* resp) override {
+    if (!reads_inline(req->store(), req->replica()) && async(req->store(), req->replica())) {
+      return async_call<std::vector<VectorClock>>(
+          ctx, [&](Store& s, auto done) { s.async_versions(req->key(), std::move(done)); },
+          req->store(), req->replica(), [resp](const std::vector<VectorClock>& clocks) {
+            for (const VectorClock& c : clocks) internal::to_wire(c, resp->add_clocks());
+          });
+    }
     if (reads_inline(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_get_versions(stores_, *req, resp); });
     }
@@ -574,6 +612,21 @@ class StoreService final : public rpc::Store::CallbackService {
   }
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const rpc::PutRequest* req,
                                 rpc::PutResponse* resp) override {
+    if (!inline_writes(req->store(), req->replica()) && async(req->store(), req->replica()) &&
+        req->has_version()) {
+      return async_call<PutReply>(
+          ctx,
+          [&](Store& s, auto done) {
+            s.async_put(req->key(), internal::from_wire(req->version()), std::move(done));
+          },
+          req->store(), req->replica(), [resp](const PutReply& r) {
+            if (r.result == PutResult::kObsolete) {
+              resp->set_obsolete(true);
+            } else {
+              internal::to_wire(r.stored, resp->mutable_clock());
+            }
+          });
+    }
     if (inline_writes(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_put(stores_, *req, resp); });
     }
@@ -582,6 +635,14 @@ class StoreService final : public rpc::Store::CallbackService {
   }
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const rpc::DeleteRequest* req,
                                    rpc::DeleteResponse* resp) override {
+    if (!inline_writes(req->store(), req->replica()) && async(req->store(), req->replica())) {
+      return async_call<bool>(
+          ctx,
+          [&](Store& s, auto done) {
+            s.async_remove(req->key(), internal::from_wire(req->clock()), std::move(done));
+          },
+          req->store(), req->replica(), [resp](bool deleted) { resp->set_deleted(deleted); });
+    }
     if (inline_writes(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_delete(stores_, *req, resp); });
     }
@@ -603,6 +664,10 @@ class StoreService final : public rpc::Store::CallbackService {
   }
 
  private:
+  bool async(const std::string& store, bool replica) const {
+    auto it = stores_.find(store);
+    return it != stores_.end() && it->second->answers_async(replica);
+  }
   bool inline_writes(const std::string& store, bool replica) const {
     auto it = stores_.find(store);
     return it != stores_.end() && it->second->writes_inline(replica);
@@ -635,6 +700,34 @@ class StoreService final : public rpc::Store::CallbackService {
     }
     reactor->Finish(status_of(fn));
     drain_.leave();
+    return reactor;
+  }
+
+  // A call to a store whose async calls never block: `start(store, done)`
+  // starts it on gRPC's thread; the store's callback fills the response
+  // with `fill(result)` and finishes the call. No thread waits meanwhile.
+  // Request and response outlive the call until Finish.
+  template <typename T, typename Start, typename Fill>
+  grpc::ServerUnaryReactor* async_call(grpc::CallbackServerContext* ctx, Start&& start,
+                                       const std::string& store, bool replica, Fill fill) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (!drain_.enter()) {
+      reactor->Finish(Drain::refused());
+      return reactor;
+    }
+    Callback<T> done = [this, reactor, fill = std::move(fill)](T result, std::exception_ptr e) {
+      reactor->Finish(status_of([&] {
+        if (e) std::rethrow_exception(e);
+        fill(result);
+      }));
+      drain_.leave();
+    };
+    try {
+      start(lookup(stores_, store, replica), done);
+    } catch (...) {
+      // Nothing started (a store to look up that is not there): answer.
+      done(T{}, std::current_exception());
+    }
     return reactor;
   }
 
@@ -811,6 +904,9 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
     served->inline_writes = !served->store.store->writes_may_block();
     served->inline_replica_writes =
         served->store.replica ? !served->store.replica->writes_may_block() : served->inline_writes;
+    served->async = !served->store.store->async_calls_block();
+    served->async_replica =
+        served->store.replica ? !served->store.replica->async_calls_block() : served->async;
     served->blocking_reads = served->store.store->reads_may_block();
     served->blocking_replica_reads =
         served->store.replica ? served->store.replica->reads_may_block() : served->blocking_reads;

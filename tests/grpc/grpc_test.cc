@@ -415,10 +415,13 @@ TEST(GrpcProcessTest, SigtermDrainsAndLmdbSurvivesARestart) {
 TEST(GrpcProcessTest, WritesQueuedPastTheirDeadlineAreNotRun) {
   TempDir dir;
   // One worker, and puts that take 400 ms: a second put waits in the queue.
+  // (Over LMDB, whose calls block: over the memory engine the faults layer
+  // would wait out its delay on a timer, and the server would not queue
+  // the call at all.)
   const std::string config = dir.sub("slow.yaml");
   std::ofstream(config) << "stores:\n  s:\n    node:\n"
                            "      - faults: {delay_ms: 400, ops: put}\n"
-                           "      - engine: memory\n";
+                           "      - engine: {lmdb: {path: \"" << dir.sub("lmdb") << "\", durability: nosync}}\n";
   ServerProcess server(config, 0, 0, {"--workers", "1"});
   GrpcOptions o;
   o.store = "s";

@@ -8,12 +8,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <thread>
 
 #include "cairn/errors.h"
 #include "cairn/fault_store.h"
 #include "cairn/forwarding_store.h"
 #include "cairn/memory_store.h"
+#include "cairn/stats_store.h"
 #include "routing/hinted_handoff.h"
 #include "tests/testing/test_util.h"
 
@@ -192,9 +194,16 @@ TEST_F(RoutedTest, MissingTheQuorumIsInsufficientReplicasSayingWhy) {
   EXPECT_THROW(writer->get(std::string(600, 'x')), InvalidArgument);
 }
 
+// Every read sampled for repair: it reaches all three replicas.
+RouteOptions every_read_repairs() {
+  RouteOptions o;
+  o.read_repair_chance = 1;
+  return o;
+}
+
 TEST_F(RoutedTest, ReadRepairBringsStaleReplicasUpToDate) {
   make_nodes(3);
-  auto r = route({3, 2, 2});
+  auto r = route({3, 2, 2}, every_read_repairs());
   const std::vector<NodeId> replicas = replicas_of("k", 3);
   ASSERT_EQ(r->put("k", versioned("old", {{1, 1}})), PutResult::kStored);
   ASSERT_TRUE(eventually([&] { return engine(replicas[2]).get("k").size() == 1; }));
@@ -203,7 +212,9 @@ TEST_F(RoutedTest, ReadRepairBringsStaleReplicasUpToDate) {
   const Versioned sibling = versioned("sib", {{2, 1}});
   ASSERT_EQ(engine(replicas[0]).put("k", newer), PutResult::kStored);
   ASSERT_EQ(engine(replicas[2]).put("k", sibling), PutResult::kStored);
-  EXPECT_EQ(r->get("k").size(), 2u) << "the newer version and the sibling";
+  // The read answers with what its first R replicas held (the newer
+  // version at least); every replica answers, and repair evens them out.
+  EXPECT_FALSE(r->get("k").empty());
   for (NodeId id : replicas) {
     EXPECT_TRUE(eventually([&] {
       std::vector<std::string> values;
@@ -212,11 +223,12 @@ TEST_F(RoutedTest, ReadRepairBringsStaleReplicasUpToDate) {
       return values == std::vector<std::string>{"new", "sib"};
     })) << "node " << id;
   }
+  EXPECT_EQ(r->get("k").size(), 2u) << "the newer version and the sibling";
 }
 
 TEST_F(RoutedTest, ADeleteAReplicaMissedDoesNotComeBack) {
   make_nodes(3);
-  auto r = route({3, 2, 2});
+  auto r = route({3, 2, 2}, every_read_repairs());
   const std::vector<NodeId> replicas = replicas_of("k", 3);
   VectorClock stored;
   ASSERT_EQ(r->put("k", versioned("v", {{1, 1}}), &stored), PutResult::kStored);
@@ -248,7 +260,7 @@ TEST_F(RoutedTest, ADeleteAReplicaMissedDoesNotComeBack) {
 
 TEST_F(RoutedTest, BannedNodesAreSkippedUntilAProbeAnswers) {
   make_nodes(3);
-  RouteOptions slow_probes;
+  RouteOptions slow_probes = every_read_repairs();
   slow_probes.probe_interval = std::chrono::hours(1);
   auto r = route({3, 1, 1}, slow_probes);
   const std::vector<NodeId> replicas = replicas_of("k", 3);
@@ -259,7 +271,7 @@ TEST_F(RoutedTest, BannedNodesAreSkippedUntilAProbeAnswers) {
   for (int i = 0; i < 5; ++i) r->get("k");
   EXPECT_EQ(counter(replicas[1]).gets.load(), before) << "a banned node is not asked";
   // With probes every 20 ms the ban lifts once the node answers.
-  RouteOptions fast;
+  RouteOptions fast = every_read_repairs();
   fast.ban = std::chrono::milliseconds(20);
   fast.probe_interval = std::chrono::milliseconds(20);
   auto r2 = route({3, 1, 1}, fast);
@@ -267,6 +279,98 @@ TEST_F(RoutedTest, BannedNodesAreSkippedUntilAProbeAnswers) {
   ASSERT_TRUE(eventually([&] { return r2->banned(replicas[1]); }));
   fault(replicas[1]).set_failure(FaultStore::Failure::kNone);
   EXPECT_TRUE(eventually([&] { return !r2->banned(replicas[1]); }));
+}
+
+TEST_F(RoutedTest, AReadGoesToRReplicasHomeFirst) {
+  make_nodes(3);
+  RouteOptions o;
+  o.read_repair_chance = 0;
+  auto r = route({3, 2, 2}, o);
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  ASSERT_EQ(r->put("k", versioned("v", {{1, 1}})), PutResult::kStored);
+  for (Counting* c : counters_) c->gets = 0;
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(r->get("k").at(0).value, "v");
+  EXPECT_EQ(counter(replicas[0]).gets.load(), 50) << "the home";
+  EXPECT_EQ(counter(replicas[1]).gets.load(), 50);
+  EXPECT_EQ(counter(replicas[2]).gets.load(), 0) << "R=2: the third is not asked";
+  // A replica that fails brings in the next: still R answers.
+  fault(replicas[0]).set_failure(FaultStore::Failure::kIoError);
+  EXPECT_EQ(r->get("k").at(0).value, "v");
+  EXPECT_EQ(counter(replicas[2]).gets.load(), 1);
+}
+
+TEST_F(RoutedTest, ASampledFractionOfReadsRepairsTheReplicaOutsideR) {
+  // Node X misses every write (an I/O error: not banned, and in-process
+  // replicas keep no hints); reads must bring it up to date. Where X is
+  // among a key's first R, the first read repairs it; where it is third,
+  // only the reads sampled for repair (10%) reach it.
+  make_nodes(3);
+  auto r = route({3, 2, 2});
+  const NodeId x = 10;
+  fault(x).set_failure(FaultStore::Failure::kIoError);
+  std::vector<std::string> in_r, third;
+  for (int i = 0; in_r.size() < 300 || third.size() < 300; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    const std::vector<NodeId> list = replicas_of(key, 3);
+    std::vector<std::string>& group = list[2] == x ? third : in_r;
+    if (group.size() == 300) continue;
+    ASSERT_EQ(r->put(key, versioned("v", {{1, 1}})), PutResult::kStored);
+    group.push_back(key);
+  }
+  fault(x).set_failure(FaultStore::Failure::kNone);
+  auto repaired = [&](const std::vector<std::string>& keys) {
+    size_t n = 0;
+    for (const std::string& k : keys) n += engine(x).get(k).size();
+    return n;
+  };
+  for (const std::string& k : in_r) r->get(k);
+  for (const std::string& k : third) r->get(k);
+  EXPECT_TRUE(eventually([&] { return repaired(in_r) == in_r.size(); }));
+  // Binomial(300, 0.1): 30 expected, with a standard deviation of 5.2.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // repairs in flight land
+  const size_t once = repaired(third);
+  EXPECT_GE(once, 6u);
+  EXPECT_LE(once, 75u);
+  for (int round = 0; round < 29; ++round) {
+    for (const std::string& k : third) r->get(k);
+  }
+  // After 30 reads each, 1 - 0.9^30 = 96% expected.
+  EXPECT_TRUE(eventually([&] { return repaired(third) >= 240; })) << repaired(third);
+  std::printf("read repair of a replica outside R (chance 0.1): %zu of 300 keys after one read, "
+              "%zu after 30\n", once, repaired(third));
+}
+
+TEST_F(RoutedTest, AStalledReplicaIsHedged) {
+  // Replicas whose async calls never block (faults over memory, counted
+  // above the delay), the key's home stalled for 3 s.
+  cluster_ = cluster(3);
+  std::vector<std::shared_ptr<Store>> stacks;
+  std::vector<StatsStore*> stats;
+  std::vector<FaultStore*> faults;
+  for (int i = 0; i < 3; ++i) {
+    auto f = std::make_unique<FaultStore>(std::make_unique<MemoryStore>(), FaultStore::kGet,
+                                          std::chrono::milliseconds(0), FaultStore::Failure::kNone);
+    faults.push_back(f.get());
+    auto s = std::make_shared<StatsStore>(std::move(f), "node");
+    stats.push_back(s.get());
+    stacks.push_back(s);
+  }
+  RouteOptions o;
+  o.store = "s";
+  o.replication = {3, 2, 2};
+  o.read_repair_chance = 0;
+  o.read_hedge = std::chrono::milliseconds(20);
+  o.timeout = std::chrono::seconds(30);
+  RoutedStore r(o, Ring(cluster_), stacks, std::nullopt, nullptr);
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  ASSERT_EQ(r.put("k", versioned("v", {{1, 1}})), PutResult::kStored);
+  faults[replicas[0] - 10]->set_delay(std::chrono::seconds(3));
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(r.get("k").at(0).value, "v");
+  // The reads were answered by the other two while the home's gets still
+  // wait out their delay.
+  EXPECT_EQ(stats[replicas[0] - 10]->snapshot()[StatsStore::Op::kGet].count, 0u);
+  EXPECT_EQ(stats[replicas[2] - 10]->snapshot()[StatsStore::Op::kGet].count, 5u) << "hedged";
+  r.close();
 }
 
 TEST_F(RoutedTest, GetAllSendsOneRequestPerNode) {
