@@ -54,6 +54,12 @@ struct GrpcOptions {
   // Reach the servers' own replicas, below their routing layers (set by
   // the routing layer for its replicas, and by admin tools).
   bool replica = false;
+  // The non-blocking calls (a routing layer's) ride one long-lived Stream
+  // to the server, many callers' requests coalesced into one message,
+  // instead of a unary call each: far fewer syscalls and wake-ups per call
+  // on both sides. With several targets they stay unary, so round-robin
+  // still spreads them. The blocking calls are unary either way.
+  bool pipeline = true;
 };
 
 // Opens a store on the servers `options.targets` name. Connections are made

@@ -15,7 +15,9 @@
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "catalogue/builtin.h"
+#include "core/async.h"
 #include "layers/grpc/cairn.grpc.pb.h"
+#include "layers/grpc/pipeline.h"
 #include "layers/grpc/wire.h"
 
 namespace cairn {
@@ -80,6 +82,9 @@ struct GrpcStore::Impl {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<rpc::Store::Stub> stub;
   std::unique_ptr<rpc::Admin::Stub> admin;
+  // The async calls' stream (options.pipeline, one target); null: a unary
+  // call each.
+  std::unique_ptr<internal::Pipeline> pipeline;
   std::atomic<bool> closed{false};
 
   // Callback calls in flight. The store waits for them before it goes, so
@@ -199,6 +204,18 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->channel = grpc::CreateCustomChannel(target, creds, args);
   impl_->stub = rpc::Store::NewStub(impl_->channel);
   impl_->admin = rpc::Admin::NewStub(impl_->channel);
+  // One stream goes to one server: with several targets the async calls
+  // stay unary, so round-robin still spreads them.
+  if (o.pipeline && o.targets.size() == 1) {
+    internal::Pipeline::Options p;
+    p.where = impl_->where;
+    p.timeout = o.timeout;
+    p.max_batch_bytes = o.max_message_size / 2;
+    Impl* impl = impl_.get();
+    p.stream_started = [impl] { impl->start_async(); };
+    p.stream_ended = [impl] { impl->end_async(); };
+    impl_->pipeline = std::make_unique<internal::Pipeline>(impl_->stub.get(), std::move(p));
+  }
 }
 
 GrpcStore::~GrpcStore() {
@@ -375,6 +392,59 @@ void start_async(GrpcStore::Impl* impl, const char* what, Req req, Start&& start
         });
 }
 
+// Sends `request` on the engine's pipeline; `read(response)` makes the
+// result from the response of `kind`.
+template <typename T, typename Read>
+void pipelined(GrpcStore::Impl* impl, rpc::StreamRequest request,
+               rpc::StreamResponse::ResultCase kind, Read read, Callback<T> done) {
+  impl->pipeline->send(std::move(request), [impl, kind, read = std::move(read), done = std::move(
+                                                                                     done)](
+                                               rpc::StreamResponse* response, std::exception_ptr e) {
+    if (e) return internal::fail(done, std::move(e));
+    T result{};
+    try {
+      if (response->result_case() != kind) {
+        throw Internal(impl->where + ": the server answered a request with another kind of response");
+      }
+      result = read(*response);
+    } catch (...) {
+      return internal::fail(done, std::current_exception());
+    }
+    done(std::move(result), nullptr);
+  });
+}
+
+std::vector<Versioned> versions_of(const rpc::GetResponse& resp) {
+  std::vector<Versioned> out;
+  for (const rpc::Version& v : resp.versions()) out.push_back(internal::from_wire(v));
+  return out;
+}
+
+std::map<std::string, std::vector<Versioned>> found_of(const rpc::GetAllResponse& resp) {
+  std::map<std::string, std::vector<Versioned>> out;
+  for (const rpc::KeyVersions& kv : resp.found()) {
+    std::vector<Versioned>& versions = out[kv.key()];
+    for (const rpc::Version& v : kv.versions()) versions.push_back(internal::from_wire(v));
+  }
+  return out;
+}
+
+std::vector<VectorClock> clocks_of(const rpc::GetVersionsResponse& resp) {
+  std::vector<VectorClock> out;
+  for (const rpc::Clock& c : resp.clocks()) out.push_back(internal::from_wire(c));
+  return out;
+}
+
+PutReply reply_of(const rpc::PutResponse& resp, const VectorClock& sent) {
+  PutReply reply;
+  if (resp.obsolete()) {
+    reply.result = PutResult::kObsolete;
+  } else {
+    reply.stored = resp.has_clock() ? internal::from_wire(resp.clock()) : sent;
+  }
+  return reply;
+}
+
 }  // namespace
 
 std::unique_ptr<StoreIterator> GrpcStore::scan() {
@@ -394,14 +464,16 @@ void GrpcStore::async_get(std::string_view key, Callback<std::vector<Versioned>>
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
   req.set_key(std::string(key));
+  if (impl_->pipeline) {
+    rpc::StreamRequest sr;
+    *sr.mutable_get() = std::move(req);
+    return pipelined<std::vector<Versioned>>(
+        impl_.get(), std::move(sr), rpc::StreamResponse::kGet,
+        [](rpc::StreamResponse& r) { return versions_of(r.get()); }, std::move(done));
+  }
   start_async<rpc::GetRequest, rpc::GetResponse>(
       impl_.get(), "get", std::move(req), CAIRN_ASYNC(stub, Get),
-      [](rpc::GetResponse& resp) {
-        std::vector<Versioned> out;
-        for (const rpc::Version& v : resp.versions()) out.push_back(internal::from_wire(v));
-        return out;
-      },
-      std::move(done));
+      [](rpc::GetResponse& resp) { return versions_of(resp); }, std::move(done));
 }
 
 void GrpcStore::async_get_all(std::vector<std::string> keys,
@@ -411,17 +483,16 @@ void GrpcStore::async_get_all(std::vector<std::string> keys,
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
   for (std::string& k : keys) req.add_keys(std::move(k));
+  if (impl_->pipeline) {
+    rpc::StreamRequest sr;
+    *sr.mutable_get_all() = std::move(req);
+    return pipelined<std::map<std::string, std::vector<Versioned>>>(
+        impl_.get(), std::move(sr), rpc::StreamResponse::kGetAll,
+        [](rpc::StreamResponse& r) { return found_of(r.get_all()); }, std::move(done));
+  }
   start_async<rpc::GetAllRequest, rpc::GetAllResponse>(
       impl_.get(), "get_all", std::move(req), CAIRN_ASYNC(stub, GetAll),
-      [](rpc::GetAllResponse& resp) {
-        std::map<std::string, std::vector<Versioned>> out;
-        for (const rpc::KeyVersions& kv : resp.found()) {
-          std::vector<Versioned>& versions = out[kv.key()];
-          for (const rpc::Version& v : kv.versions()) versions.push_back(internal::from_wire(v));
-        }
-        return out;
-      },
-      std::move(done));
+      [](rpc::GetAllResponse& resp) { return found_of(resp); }, std::move(done));
 }
 
 void GrpcStore::async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) {
@@ -430,14 +501,16 @@ void GrpcStore::async_versions(std::string_view key, Callback<std::vector<Vector
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
   req.set_key(std::string(key));
+  if (impl_->pipeline) {
+    rpc::StreamRequest sr;
+    *sr.mutable_get_versions() = std::move(req);
+    return pipelined<std::vector<VectorClock>>(
+        impl_.get(), std::move(sr), rpc::StreamResponse::kGetVersions,
+        [](rpc::StreamResponse& r) { return clocks_of(r.get_versions()); }, std::move(done));
+  }
   start_async<rpc::GetRequest, rpc::GetVersionsResponse>(
       impl_.get(), "get_versions", std::move(req), CAIRN_ASYNC(stub, GetVersions),
-      [](rpc::GetVersionsResponse& resp) {
-        std::vector<VectorClock> out;
-        for (const rpc::Clock& c : resp.clocks()) out.push_back(internal::from_wire(c));
-        return out;
-      },
-      std::move(done));
+      [](rpc::GetVersionsResponse& resp) { return clocks_of(resp); }, std::move(done));
 }
 
 void GrpcStore::async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) {
@@ -447,17 +520,17 @@ void GrpcStore::async_put(std::string_view key, const Versioned& value, Callback
   req.set_replica(impl_->options.replica);
   req.set_key(std::string(key));
   internal::to_wire(value, req.mutable_version());
+  if (impl_->pipeline) {
+    rpc::StreamRequest sr;
+    *sr.mutable_put() = std::move(req);
+    return pipelined<PutReply>(
+        impl_.get(), std::move(sr), rpc::StreamResponse::kPut,
+        [clock = value.clock](rpc::StreamResponse& r) { return reply_of(r.put(), clock); },
+        std::move(done));
+  }
   start_async<rpc::PutRequest, rpc::PutResponse>(
       impl_.get(), "put", std::move(req), CAIRN_ASYNC(stub, Put),
-      [clock = value.clock](rpc::PutResponse& resp) {
-        PutReply reply;
-        if (resp.obsolete()) {
-          reply.result = PutResult::kObsolete;
-        } else {
-          reply.stored = resp.has_clock() ? internal::from_wire(resp.clock()) : clock;
-        }
-        return reply;
-      },
+      [clock = value.clock](rpc::PutResponse& resp) { return reply_of(resp, clock); },
       std::move(done));
 }
 
@@ -469,6 +542,13 @@ void GrpcStore::async_remove(std::string_view key, const VectorClock& version,
   req.set_replica(impl_->options.replica);
   req.set_key(std::string(key));
   internal::to_wire(version, req.mutable_clock());
+  if (impl_->pipeline) {
+    rpc::StreamRequest sr;
+    *sr.mutable_delete_() = std::move(req);
+    return pipelined<bool>(
+        impl_.get(), std::move(sr), rpc::StreamResponse::kDelete,
+        [](rpc::StreamResponse& r) { return r.delete_().deleted(); }, std::move(done));
+  }
   start_async<rpc::DeleteRequest, rpc::DeleteResponse>(
       impl_.get(), "delete", std::move(req), CAIRN_ASYNC(stub, Delete),
       [](rpc::DeleteResponse& resp) { return resp.deleted(); }, std::move(done));
@@ -487,7 +567,10 @@ void GrpcStore::async_put_hint(const Hint& hint, std::function<void(std::excepti
 
 #undef CAIRN_ASYNC
 
-void GrpcStore::close() { impl_->closed.store(true); }
+void GrpcStore::close() {
+  impl_->closed.store(true);
+  if (impl_->pipeline) impl_->pipeline->close();
+}
 
 std::string GrpcStore::describe() const {
   return impl_->where + " (timeout " + std::to_string(impl_->options.timeout.count()) +
@@ -529,6 +612,7 @@ std::unique_ptr<Store> make_grpc_engine(const Params& p) {
   o.retries = static_cast<int>(p.get_int("retries", o.retries, 0, 100));
   o.backoff = std::chrono::milliseconds(p.get_int("backoff_ms", o.backoff.count(), 0, 60000));
   o.retry_writes = p.get_bool("retry_writes", o.retry_writes);
+  o.pipeline = p.get_bool("pipeline", o.pipeline);
   o.max_message_size = p.get_bytes("max_message_size", o.max_message_size, 1 << 20, 1u << 31);
   o.tls_ca = p.get_string("tls_ca", "");
   o.tls_cert = p.get_string("tls_cert", "");
