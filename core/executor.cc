@@ -43,4 +43,17 @@ void Executor::run() {
   }
 }
 
+namespace {
+thread_local bool completion_thread = false;
+}  // namespace
+
+void mark_completion_thread() { completion_thread = true; }
+bool on_completion_thread() { return completion_thread; }
+
+void run_where_waiting_is_safe(std::function<void()> task) {
+  if (!completion_thread) return task();
+  static Executor waiter(1);
+  waiter.submit(std::move(task));
+}
+
 }  // namespace cairn::internal

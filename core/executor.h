@@ -39,6 +39,19 @@ class Executor {
   std::vector<std::thread> threads_;
 };
 
+// Threads that run completions for others (gRPC's callback threads, the
+// shared timer) must never wait for another completion: it may need the
+// very thread. gRPC has two or so callback threads, so two such waits stop
+// every call of the process. Those threads mark themselves; code that must
+// wait (a store's destructor waiting for its calls and streams to end)
+// asks, and hands the wait to a thread kept for it.
+void mark_completion_thread();
+bool on_completion_thread();
+
+// Runs `task` here, or, on a completion thread, on a thread of its own
+// (started on first use; what it was given runs before the process exits).
+void run_where_waiting_is_safe(std::function<void()> task);
+
 }  // namespace cairn::internal
 
 #endif  // CAIRN_CORE_EXECUTOR_H_

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cairn/log.h"
+#include "core/executor.h"
 
 namespace cairn::internal {
 
@@ -50,6 +51,7 @@ Timer& Timer::shared() {
 }
 
 void Timer::run() {
+  mark_completion_thread();
   std::unique_lock lock(mu_);
   while (!stopping_) {
     if (tasks_.empty()) {

@@ -16,6 +16,7 @@
 #include "cairn/log.h"
 #include "catalogue/builtin.h"
 #include "core/async.h"
+#include "core/executor.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/pipeline.h"
 #include "layers/grpc/wire.h"
@@ -108,6 +109,11 @@ struct GrpcStore::Impl {
   void wait_async() {
     std::unique_lock lock(inflight_mu);
     inflight_cv.wait(lock, [this] { return inflight == 0; });
+  }
+
+  void close() {
+    closed.store(true);
+    if (pipeline) pipeline->close();
   }
 
   void check_open() const {
@@ -219,8 +225,13 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
 }
 
 GrpcStore::~GrpcStore() {
-  close();
-  impl_->wait_async();
+  // The last reference to a store may go on a gRPC thread (a routing
+  // layer's call finishing after its store closed): waiting there for the
+  // streams to end could wait for that very thread.
+  internal::run_where_waiting_is_safe([impl = impl_] {
+    impl->close();
+    impl->wait_async();
+  });
 }
 
 void GrpcStore::get_into(std::string_view key, std::vector<Versioned>* out) {
@@ -366,6 +377,7 @@ void start_async(GrpcStore::Impl* impl, const char* what, Req req, Start&& start
   impl->start_async();
   start(&call->ctx, &call->req, &call->resp,
         [call, impl, what, read = std::move(read), done = std::move(done)](grpc::Status status) {
+          internal::mark_completion_thread();
           using Result = std::invoke_result_t<Read, Resp&>;
           std::exception_ptr error;
           if constexpr (std::is_void_v<Result>) {
@@ -568,8 +580,10 @@ void GrpcStore::async_put_hint(const Hint& hint, std::function<void(std::excepti
 #undef CAIRN_ASYNC
 
 void GrpcStore::close() {
-  impl_->closed.store(true);
-  if (impl_->pipeline) impl_->pipeline->close();
+  impl_->close();
+  // The streams end here too, on the closing thread, so that the
+  // destructor has nothing left to wait for wherever it runs.
+  impl_->wait_async();
 }
 
 std::string GrpcStore::describe() const {

@@ -9,6 +9,7 @@
 
 #include "cairn/errors.h"
 #include "cairn/log.h"
+#include "core/executor.h"
 #include "core/timer.h"
 #include "layers/grpc/wire.h"
 
@@ -184,6 +185,7 @@ class StreamCall final : public grpc::ClientBidiReactor<rpc::StreamRequests, rpc
   void cancel() { ctx_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
+    mark_completion_thread();
     bool write = false, release = false;
     {
       std::lock_guard lock(s_->mu);
@@ -201,6 +203,7 @@ class StreamCall final : public grpc::ClientBidiReactor<rpc::StreamRequests, rpc
   }
 
   void OnReadDone(bool ok) override {
+    mark_completion_thread();
     if (!ok) return fail();
     std::vector<std::pair<Pipeline::Complete, rpc::StreamResponse>> answered;
     {
@@ -224,6 +227,7 @@ class StreamCall final : public grpc::ClientBidiReactor<rpc::StreamRequests, rpc
   }
 
   void OnDone(const grpc::Status& status) override {
+    mark_completion_thread();
     std::vector<Pipeline::Complete> failed;
     {
       std::lock_guard lock(s_->mu);

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -157,6 +158,67 @@ TEST(GrpcTest, CallbackCallsFanOutWithoutAThreadEach) {
   c.reset();  // waits for the call in flight
   ASSERT_TRUE(got.load());
   EXPECT_THROW(std::rethrow_exception(error), InvalidArgument);
+}
+
+// A store may be dropped by the callback of its own call, on a gRPC thread
+// (a routing layer's last call ending after its store closed does just
+// that). Were its destructor to wait there for its stream to end, gRPC's
+// few callback threads would soon all be waiting, and nothing in the
+// process would be answered again.
+TEST(GrpcTest, StoresDroppedInTheirOwnCallbacksStopNothing) {
+  InProcess server;
+  constexpr int kStores = 16;
+  std::mutex mu;
+  std::condition_variable cv;
+  int dropped = 0, answered = 0;
+  std::vector<std::shared_ptr<std::shared_ptr<GrpcStore>>> holders;
+  for (int i = 0; i < kStores; ++i) {
+    auto store = std::make_shared<std::shared_ptr<GrpcStore>>(server.client());
+    (*store)->put(absl::StrCat("k", i), versioned("v", {{1, 1}}));
+    holders.push_back(store);
+  }
+  // Every store's stream up first, so that each drop has one to end.
+  for (auto& h : holders) {
+    (*h)->async_get("k", [&](std::vector<Versioned>, std::exception_ptr) {
+      std::lock_guard lock(mu);
+      ++answered;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return answered == kStores; }));
+  }
+  for (int i = 0; i < kStores; ++i) {
+    std::shared_ptr<std::shared_ptr<GrpcStore>> h = std::move(holders[i]);
+    GrpcStore* raw = h->get();
+    raw->async_get(absl::StrCat("k", i), [&, h](std::vector<Versioned> v, std::exception_ptr e) {
+      EXPECT_FALSE(e);
+      EXPECT_EQ(v.size(), 1u);
+      h->reset();  // the last reference: the store goes here, on a gRPC thread
+      std::lock_guard lock(mu);
+      ++dropped;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return dropped == kStores; }))
+        << dropped << " of " << kStores << " callbacks returned";
+  }
+  // And the process's gRPC threads still answer a fresh client.
+  GrpcOptions o;
+  o.store = "s";
+  o.targets = {server.address()};
+  o.timeout = std::chrono::milliseconds(5000);
+  GrpcStore fresh(o);
+  std::promise<size_t> got;
+  fresh.async_get("k0", [&](std::vector<Versioned> v, std::exception_ptr e) {
+    got.set_value(e ? 0 : v.size());
+  });
+  std::future<size_t> f = got.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(f.get(), 1u);
 }
 
 TEST(GrpcTest, StreamPipelinesTaggedRequests) {
@@ -415,13 +477,13 @@ TEST(GrpcProcessTest, SigtermDrainsAndLmdbSurvivesARestart) {
 TEST(GrpcProcessTest, WritesQueuedPastTheirDeadlineAreNotRun) {
   TempDir dir;
   // One worker, and puts that take 400 ms: a second put waits in the queue.
-  // (Over LMDB, whose calls block: over the memory engine the faults layer
-  // would wait out its delay on a timer, and the server would not queue
-  // the call at all.)
+  // (Over LMDB with durability sync, whose writes block: over the memory
+  // engine, or LMDB without sync, the faults layer would wait out its delay
+  // on a timer, and the server would not queue the call at all.)
   const std::string config = dir.sub("slow.yaml");
   std::ofstream(config) << "stores:\n  s:\n    node:\n"
                            "      - faults: {delay_ms: 400, ops: put}\n"
-                           "      - engine: {lmdb: {path: \"" << dir.sub("lmdb") << "\", durability: nosync}}\n";
+                           "      - engine: {lmdb: {path: \"" << dir.sub("lmdb") << "\", durability: sync}}\n";
   ServerProcess server(config, 0, 0, {"--workers", "1"});
   GrpcOptions o;
   o.store = "s";
