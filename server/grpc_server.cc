@@ -821,7 +821,7 @@ class AdminService final : public rpc::Admin::CallbackService {
       for (const auto& [name, s] : stores_) {
         if (!req->store().empty() && req->store() != name) continue;
         (*resp->mutable_calls())[name] = s->calls.load(std::memory_order_relaxed);
-        if (auto* stats = find_layer<StatsStore>(*s->store.store)) {
+        if (auto* stats = stats_of(s->store)) {
           (*resp->mutable_reports())[name] = stats->report();
         }
       }

@@ -314,7 +314,7 @@ HttpResponse HttpHandler::metrics() const {
   // layer, snapshotted once.
   std::vector<std::pair<std::string, StatsStore::Snapshot>> snaps;
   for (const auto& [name, s] : stores_) {
-    if (auto* stats = find_layer<StatsStore>(*s.store.store)) snaps.emplace_back(name, stats->snapshot());
+    if (auto* stats = stats_of(s.store)) snaps.emplace_back(name, stats->snapshot());
   }
   auto family = [&](const char* name, const char* type, const char* help, auto&& line) {
     out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";

@@ -9,7 +9,9 @@
 #include <memory>
 #include <string>
 
+#include "cairn/forwarding_store.h"
 #include "cairn/serializer.h"
+#include "cairn/stats_store.h"
 #include "cairn/store.h"
 
 namespace cairn {
@@ -24,6 +26,15 @@ struct ServedStore {
   // Part of `store`: closing `store` closes it.
   std::shared_ptr<Store> replica;
 };
+
+// The stats layer whose figures a front reports for `s`: the first in its
+// stack, or, for a routed store with none above its `route`, the first in
+// the node's own replica (where a node counts the calls it serves). Null:
+// neither has one.
+inline StatsStore* stats_of(const ServedStore& s) {
+  if (StatsStore* top = find_layer<StatsStore>(*s.store)) return top;
+  return s.replica != nullptr ? find_layer<StatsStore>(*s.replica) : nullptr;
+}
 
 using ServedStores = std::map<std::string, ServedStore>;
 

@@ -7,9 +7,13 @@
 
 #include <gtest/gtest.h>
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
+#include <iostream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <absl/strings/str_cat.h>
@@ -18,6 +22,7 @@
 #include "cairn/forwarding_store.h"
 #include "cairn/ring.h"
 #include "cairn/stats_store.h"
+#include "layers/grpc/cairn.grpc.pb.h"
 #include "routing/routed_store.h"
 #include "tests/testing/local_cluster.h"
 #include "tests/testing/test_util.h"
@@ -53,6 +58,24 @@ std::string value_of(Store& s, const std::string& key) {
   const auto got = s.get(key);
   if (got.size() != 1) return absl::StrCat("<", got.size(), " versions>");
   return got[0].value;
+}
+
+// The count of `op` calls the stats layer of store `default` on `address`
+// has seen, asked from outside, as an operator would (Admin.Stats).
+uint64_t served(const std::string& address, const std::string& op) {
+  auto stub = rpc::Admin::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  rpc::StatsRequest req;
+  rpc::StatsResponse resp;
+  const grpc::Status st = stub->Stats(&ctx, req, &resp);
+  EXPECT_TRUE(st.ok()) << address << ": " << st.error_message();
+  if (!st.ok() || !resp.reports().contains("default")) return 0;
+  std::istringstream report(resp.reports().at("default"));
+  for (std::string line; std::getline(report, line);) {
+    if (line.rfind(op + " ", 0) == 0) return std::stoull(line.substr(op.size()));
+  }
+  return 0;  // no such call yet: the report leaves it out
 }
 
 }  // namespace
@@ -262,6 +285,33 @@ TEST_P(ClusterTest, ConcurrentWritesNeedFewThreads) {
   }
   for (std::thread& w : writers) w.join();
   EXPECT_EQ(stored.load(), 12 * 25);
+}
+
+// A read asks R replicas, not N: home first, the others only when one fails
+// or is slow (a hedge after read_hedge_ms), or for the sampled fraction
+// (read_repair_chance, 0.1) that keeps read repair working. Counted from
+// outside, at the nodes' own stats layers, below their routing.
+TEST_P(ClusterTest, AReadReachesAboutRReplicas) {
+  ClusterOptions o = options();
+  o.node_layers = {"stats"};
+  LocalCluster cluster(dir_.path(), o);
+  auto client = cluster.client();
+  constexpr int kKeys = 300;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_EQ(client->put(absl::StrCat("k", i), versioned("v", {{1000, 1}})), PutResult::kStored);
+  }
+  uint64_t before = 0;
+  for (int n = 0; n < 3; ++n) before += served(cluster.address(n), "get");
+  for (int i = 0; i < kKeys; ++i) ASSERT_EQ(value_of(*client, absl::StrCat("k", i)), "v");
+  uint64_t after = 0;
+  for (int n = 0; n < 3; ++n) after += served(cluster.address(n), "get");
+  const double per_read = static_cast<double>(after - before) / kKeys;
+  // R = 2 at least; the sample adds about 0.1 (one more replica for one
+  // read in ten) and hedges a little more: 1.2 R is the bound.
+  EXPECT_GE(per_read, 2.0);
+  EXPECT_LE(per_read, 2.4);
+  RecordProperty("replicas_per_read", absl::StrCat(per_read));
+  std::cout << "replicas reached per read (R=2, N=3): " << per_read << "\n";
 }
 
 // Scenario 4: two clients write one key concurrently. Each acknowledged

@@ -66,8 +66,11 @@ LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
                             ", ban_ms: " + std::to_string(options_.probe_interval_ms) +
                             ", probe_interval_ms: " + std::to_string(options_.probe_interval_ms) +
                             "}}";
-  const std::string engine =
+  std::string stack =  // below the route, if any
       "{engine: {lmdb: {path: \"" + dir_ + "/node-{node}/{store}\", durability: nosync}}}";
+  for (auto it = options_.node_layers.rbegin(); it != options_.node_layers.rend(); ++it) {
+    stack = *it + ", " + stack;
+  }
   const std::string grpc_timeout = "timeout_ms: " + std::to_string(options_.timeout_ms + 2000);
   std::vector<std::pair<std::string, Replication>> stores = {{"default", options_.replication}};
   for (const auto& s : options_.more_stores) stores.push_back(s);
@@ -76,10 +79,10 @@ LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
     yaml += "  " + name + ":\n    replication: {n: " + std::to_string(r.n) + ", r: " +
             std::to_string(r.r) + ", w: " + std::to_string(r.w) + "}\n";
     if (options_.deployment == Deployment::kSmartClient) {
-      yaml += "    node: [" + engine + "]\n    client: [" + route + ", {engine: {grpc: {" +
+      yaml += "    node: [" + stack + "]\n    client: [" + route + ", {engine: {grpc: {" +
               grpc_timeout + ", retries: 0}}}]\n";
     } else {
-      yaml += "    node: [" + route + ", " + engine + "]\n    client: [{engine: {grpc: {targets: [" +
+      yaml += "    node: [" + route + ", " + stack + "]\n    client: [{engine: {grpc: {targets: [" +
               targets + "], " + grpc_timeout + "}}}]\n";
     }
   }

@@ -39,6 +39,9 @@ struct ClusterOptions {
   // More stores, as YAML lines under `stores:` (each with its own
   // replication); they get the same node and client stacks.
   std::vector<std::pair<std::string, Replication>> more_stores;
+  // Layers (YAML flow items, e.g. "stats") every node runs above its
+  // engine, below its `route` if it has one: they see each replica call.
+  std::vector<std::string> node_layers;
   // Extra cairn-server arguments for every node.
   std::vector<std::string> server_args;
 };
