@@ -4,13 +4,16 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <condition_variable>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <sstream>
+#include <unordered_map>
 
 #include "cairn/log.h"
 #include "cairn/stats_store.h"
@@ -210,11 +213,16 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
 
 // Reads batches of requests one at a time (one read in flight), runs each
 // request — reads inline, writes inline too when the store's writes never
-// block, else on the worker pool, one batch at a time per stream so that a
-// stream's writes apply in the order sent — and writes responses as they
-// are ready: one write in flight, and the responses that pile up meanwhile
-// go out together in the next. Finishes once the client has half-closed
-// and every request has been answered.
+// block; requests to a store the node routes start on gRPC's thread and
+// are answered from the routing layer's callback, with no thread waiting;
+// the rest on the worker pool, one batch at a time per stream — and writes
+// responses as they are ready: one write in flight, and the responses that
+// pile up meanwhile go out together in the next. Finishes once the client
+// has half-closed and every request has been answered.
+//
+// A stream's requests on one key apply in the order sent: a routed request
+// waits for the stream's earlier routed requests on any of its keys (its
+// "lines", one per key), and a pooled batch waits for the one before.
 //
 // Bounded: a batch of more than kMaxBatch requests ends the stream
 // (INVALID_ARGUMENT); one batch's inline responses past the message size
@@ -263,8 +271,13 @@ class StreamReactor final
     }
     std::vector<rpc::StreamResponse> answered;
     auto pooled = std::make_shared<PoolBatch>();
+    std::vector<rpc::StreamRequest> routed_async;
     size_t bytes = 0;
     for (rpc::StreamRequest& req : *batch.mutable_requests()) {
+      if (answers_async(req)) {
+        routed_async.push_back(std::move(req));
+        continue;
+      }
       if (!runs_inline(req)) {
         pooled->routed |= routed(req);
         pooled->requests.push_back(std::move(req));
@@ -292,12 +305,13 @@ class StreamReactor final
         pool.submit([this] { run_pool_batches(); });
       }
     }
+    for (rpc::StreamRequest& req : routed_async) admit(std::move(req));
     // Responses first, then the next read: gRPC then sends the flow
     // control update the read announces in the same write as them, one
     // sendmsg instead of two.
     enqueue(std::move(answered));
     maybe_read();
-    finish_if_done(lock);
+    start_admitted(lock);
   }
 
   void OnWriteDone(bool ok) override {
@@ -333,6 +347,214 @@ class StreamReactor final
     std::chrono::steady_clock::time_point deadline;
     bool routed = false;  // some request waits on other nodes
   };
+
+  // A request to a store the node routes, answered from its callback.
+  struct Routed {
+    rpc::StreamRequest request;
+    std::vector<std::string> lines;  // "store\0key" of each of its keys, once
+    bool started = false;
+  };
+  using RoutedPtr = std::shared_ptr<Routed>;
+
+  // Whether a request goes to a store that routes and answers from its
+  // callback (a put without a version is answered inline: an error).
+  bool answers_async(const rpc::StreamRequest& req) const {
+    const auto [s, replica] = target(req);
+    if (s == nullptr || s->reads_inline(replica) || !s->answers_async(replica)) return false;
+    return !(req.has_put() && !req.put().has_version());
+  }
+
+  // REQUIRES: mu_ held. Puts a routed request at the back of its keys'
+  // lines; it starts once it is at the front of every one.
+  void admit(rpc::StreamRequest req) {
+    auto r = std::make_shared<Routed>();
+    auto line_of = [](const std::string& store, const std::string& key) {
+      std::string l = store;
+      l += '\0';
+      l += key;
+      return l;
+    };
+    switch (req.op_case()) {
+      case rpc::StreamRequest::kGet: r->lines.push_back(line_of(req.get().store(), req.get().key())); break;
+      case rpc::StreamRequest::kGetVersions:
+        r->lines.push_back(line_of(req.get_versions().store(), req.get_versions().key()));
+        break;
+      case rpc::StreamRequest::kPut: r->lines.push_back(line_of(req.put().store(), req.put().key())); break;
+      case rpc::StreamRequest::kDelete:
+        r->lines.push_back(line_of(req.delete_().store(), req.delete_().key()));
+        break;
+      case rpc::StreamRequest::kGetAll:
+        for (const std::string& key : req.get_all().keys()) {
+          r->lines.push_back(line_of(req.get_all().store(), key));
+        }
+        std::sort(r->lines.begin(), r->lines.end());
+        r->lines.erase(std::unique(r->lines.begin(), r->lines.end()), r->lines.end());
+        break;
+      default: break;
+    }
+    r->request = std::move(req);
+    for (const std::string& l : r->lines) lines_[l].push_back(r);
+    if (at_front(*r)) {
+      r->started = true;
+      to_start_.push_back(std::move(r));
+    }
+  }
+
+  // REQUIRES: mu_ held.
+  bool at_front(const Routed& r) const {
+    for (const std::string& l : r.lines) {
+      if (lines_.at(l).front().get() != &r) return false;
+    }
+    return true;
+  }
+
+  // REQUIRES: mu_ held. Takes an answered request off its lines, and
+  // queues the ones it was holding back that may start now.
+  void release(const Routed& r) {
+    for (const std::string& l : r.lines) {
+      auto it = lines_.find(l);
+      std::deque<RoutedPtr>& line = it->second;
+      line.pop_front();
+      if (line.empty()) {
+        lines_.erase(it);
+        continue;
+      }
+      const RoutedPtr& next = line.front();
+      if (!next->started && at_front(*next)) {
+        next->started = true;
+        to_start_.push_back(next);
+      }
+    }
+  }
+
+  // REQUIRES: `lock` holds mu_. Starts what admit() and release() queued,
+  // outside the lock (a store may answer inline), then finishes if done.
+  // One thread starts at a time, in a loop: an answer that comes inline
+  // queues the next request of its line rather than starting it from
+  // inside this one, so a long line never deepens the stack; and the
+  // stream cannot finish (and be deleted) while a thread is in the loop.
+  void start_admitted(std::unique_lock<std::mutex>& lock) {
+    if (!starting_) {
+      starting_ = true;
+      while (!to_start_.empty()) {
+        std::vector<RoutedPtr> batch;
+        batch.swap(to_start_);
+        if (failed_) {  // the stream is over: nothing more is run
+          for (const RoutedPtr& r : batch) release(*r);
+          pending_ -= static_cast<int>(batch.size());
+          update_busy();
+          continue;
+        }
+        lock.unlock();
+        for (RoutedPtr& r : batch) start(std::move(r));
+        lock.lock();
+      }
+      starting_ = false;
+    }
+    finish_if_done(lock);
+  }
+
+  // Starts one routed request; its callback answers it.
+  void start(RoutedPtr r) {
+    const rpc::StreamRequest& req = r->request;
+    auto answer_with = [this, r](std::exception_ptr e, auto&& fill) {
+      rpc::StreamResponse resp;
+      resp.set_id(r->request.id());
+      const grpc::Status st = status_of([&] {
+        if (e) std::rethrow_exception(e);
+        fill(&resp);
+      });
+      if (!st.ok()) {
+        resp = error(r->request.id(), static_cast<rpc::ErrorCode>(std::stoi(st.error_details())),
+                     st.error_message());
+      } else if (resp.ByteSizeLong() > max_response_bytes_) {
+        resp = error(r->request.id(), rpc::INVALID_ARGUMENT,
+                     "the response is " + std::to_string(resp.ByteSizeLong()) +
+                         " bytes, more than a message may hold (--max-message-size)");
+      }
+      answered(*r, std::move(resp));
+    };
+    try {
+      switch (req.op_case()) {
+        case rpc::StreamRequest::kGet:
+          lookup(stores_, req.get().store(), req.get().replica())
+              .async_get(req.get().key(), [answer_with](std::vector<Versioned> versions,
+                                                       std::exception_ptr e) {
+                answer_with(e, [&](rpc::StreamResponse* resp) {
+                  for (const Versioned& v : versions) internal::to_wire(v, resp->mutable_get()->add_versions());
+                });
+              });
+          break;
+        case rpc::StreamRequest::kGetVersions:
+          lookup(stores_, req.get_versions().store(), req.get_versions().replica())
+              .async_versions(req.get_versions().key(), [answer_with](std::vector<VectorClock> clocks,
+                                                                      std::exception_ptr e) {
+                answer_with(e, [&](rpc::StreamResponse* resp) {
+                  for (const VectorClock& c : clocks) {
+                    internal::to_wire(c, resp->mutable_get_versions()->add_clocks());
+                  }
+                });
+              });
+          break;
+        case rpc::StreamRequest::kGetAll: {
+          using Found = std::map<std::string, std::vector<Versioned>>;
+          lookup(stores_, req.get_all().store(), req.get_all().replica())
+              .async_get_all(std::vector<std::string>(req.get_all().keys().begin(),
+                                                      req.get_all().keys().end()),
+                             [answer_with](Found found, std::exception_ptr e) {
+                               answer_with(e, [&](rpc::StreamResponse* resp) {
+                                 for (const auto& [key, versions] : found) {
+                                   rpc::KeyVersions* kv = resp->mutable_get_all()->add_found();
+                                   kv->set_key(key);
+                                   for (const Versioned& v : versions) {
+                                     internal::to_wire(v, kv->add_versions());
+                                   }
+                                 }
+                               });
+                             });
+          break;
+        }
+        case rpc::StreamRequest::kPut:
+          lookup(stores_, req.put().store(), req.put().replica())
+              .async_put(req.put().key(), internal::from_wire(req.put().version()),
+                         [answer_with](PutReply reply, std::exception_ptr e) {
+                           answer_with(e, [&](rpc::StreamResponse* resp) {
+                             if (reply.result == PutResult::kObsolete) {
+                               resp->mutable_put()->set_obsolete(true);
+                             } else {
+                               internal::to_wire(reply.stored, resp->mutable_put()->mutable_clock());
+                             }
+                           });
+                         });
+          break;
+        case rpc::StreamRequest::kDelete:
+          lookup(stores_, req.delete_().store(), req.delete_().replica())
+              .async_remove(req.delete_().key(), internal::from_wire(req.delete_().clock()),
+                            [answer_with](bool deleted, std::exception_ptr e) {
+                              answer_with(e, [&](rpc::StreamResponse* resp) {
+                                resp->mutable_delete_()->set_deleted(deleted);
+                              });
+                            });
+          break;
+        default: throw Internal("a routed stream request without an operation");
+      }
+    } catch (...) {
+      // Nothing started (the store closed, a clock that does not decode).
+      answer_with(std::current_exception(), [](rpc::StreamResponse*) {});
+    }
+  }
+
+  // A routed request's answer: queued for the next write, and the
+  // requests its lines held back may start.
+  void answered(const Routed& r, rpc::StreamResponse resp) {
+    std::unique_lock lock(mu_);
+    release(r);
+    std::vector<rpc::StreamResponse> one;
+    one.push_back(std::move(resp));
+    enqueue(std::move(one));
+    maybe_read();
+    start_admitted(lock);
+  }
 
   static rpc::StreamResponse error(uint64_t id, rpc::ErrorCode code, const std::string& message) {
     rpc::StreamResponse r;
@@ -506,7 +728,7 @@ class StreamReactor final
   // lock is released, and nothing of `this` is touched after it: gRPC may
   // run OnDone (which deletes the reactor) on another thread at once.
   void finish_if_done(std::unique_lock<std::mutex>& lock) {
-    if (finished_ || pending_ > 0 || writing_ || pool_running_) return;
+    if (finished_ || pending_ > 0 || writing_ || pool_running_ || starting_) return;
     if (!failed_ && !(reads_done_ && queue_.empty())) return;
     finished_ = true;
     const grpc::Status st = failed_ ? status_ : grpc::Status::OK;
@@ -529,6 +751,10 @@ class StreamReactor final
   rpc::StreamResponses current_;  // the write in flight
   std::deque<std::shared_ptr<PoolBatch>> pool_batches_;
   bool pool_running_ = false;  // a worker is running pool_batches_
+  // Routed requests by "store\0key": the first of each line is running.
+  std::unordered_map<std::string, std::deque<RoutedPtr>> lines_;
+  std::vector<RoutedPtr> to_start_;  // may start, not started yet
+  bool starting_ = false;            // a thread is in start_admitted's loop
   int pending_ = 0;            // requests read and not yet answered
   bool reading_ = true;        // the constructor's read
   bool writing_ = false;

@@ -31,10 +31,12 @@ struct ServerOptions {
   size_t max_message_size = 64 << 20;
   // Threads for engine work that may block (writes, scans).
   int worker_threads = 4;
-  // Threads for the calls of stores that wait on other nodes (they route),
+  // Threads for the scans of stores that wait on other nodes (they route),
   // apart from the engine work so that they never hold up the replica
-  // calls other nodes make here. Started only if a store routes.
-  int route_threads = 32;
+  // calls other nodes make here. Their other calls, unary or streamed,
+  // start on gRPC's thread and finish in the routing layer's callback.
+  // Started only if a store routes.
+  int route_threads = 4;
   // A write still waiting for a worker this long after it arrived (or
   // after the client's deadline, if sooner) fails with DEADLINE_EXCEEDED
   // instead of running.

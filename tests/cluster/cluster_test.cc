@@ -314,6 +314,85 @@ TEST_P(ClusterTest, AReadReachesAboutRReplicas) {
   std::cout << "replicas reached per read (R=2, N=3): " << per_read << "\n";
 }
 
+// A Stream's requests to a store the node routes start on gRPC's thread and
+// are answered from the routing layer's callbacks, many at once, yet the
+// requests on one key apply in the order sent (each waits for the stream's
+// earlier ones on its keys). In one batch, for each key: a put, a put that
+// succeeds it, and a get: the second put is never obsolete (it would be,
+// had it overtaken the first) and the get sees it. One routing thread
+// (--route-threads 1): the stream needs none.
+TEST(ClusterStreamTest, RoutedRequestsOfAStreamKeepTheirOrderPerKey) {
+  TempDir dir;
+  ClusterOptions o;
+  o.deployment = Deployment::kServerRouted;
+  o.server_args = {"--route-threads", "1"};
+  LocalCluster cluster(dir.path(), o);
+  auto stub = rpc::Store::NewStub(
+      grpc::CreateChannel(cluster.address(0), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto stream = stub->Stream(&ctx);
+  constexpr int kKeys = 100;
+  rpc::StreamRequests batch;
+  uint64_t next_id = 0;
+  auto put = [&](const std::string& key, const std::string& value, uint64_t counter) {
+    rpc::StreamRequest* req = batch.add_requests();
+    req->set_id(next_id++);
+    rpc::PutRequest* p = req->mutable_put();
+    p->set_store("default");
+    p->set_key(key);
+    p->mutable_version()->set_value(value);
+    rpc::ClockEntry* e = p->mutable_version()->mutable_clock()->add_entries();
+    e->set_node(1);
+    e->set_counter(counter);
+  };
+  for (int i = 0; i < kKeys; ++i) {
+    const std::string key = absl::StrCat("k", i);
+    put(key, "first", 1);
+    put(key, "second", 2);
+    rpc::StreamRequest* get = batch.add_requests();
+    get->set_id(next_id++);
+    get->mutable_get()->set_store("default");
+    get->mutable_get()->set_key(key);
+  }
+  rpc::StreamRequest* all = batch.add_requests();
+  all->set_id(next_id++);
+  all->mutable_get_all()->set_store("default");
+  for (int i = 0; i < kKeys; ++i) all->mutable_get_all()->add_keys(absl::StrCat("k", i));
+  ASSERT_TRUE(stream->Write(batch));
+  stream->WritesDone();
+  std::map<uint64_t, rpc::StreamResponse> responses;
+  rpc::StreamResponses got;
+  while (stream->Read(&got)) {
+    for (const rpc::StreamResponse& r : got.responses()) {
+      EXPECT_TRUE(responses.emplace(r.id(), r).second) << "answered twice: " << r.id();
+    }
+  }
+  const grpc::Status st = stream->Finish();
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(responses.size(), next_id);
+  for (int i = 0; i < kKeys; ++i) {
+    const uint64_t first = 3 * static_cast<uint64_t>(i);
+    for (uint64_t id : {first, first + 1}) {
+      const rpc::StreamResponse& r = responses[id];
+      ASSERT_TRUE(r.has_put()) << "k" << i << ": " << r.error().message();
+      EXPECT_FALSE(r.put().obsolete()) << "k" << i << ": put " << id - first + 1
+                                       << " overtaken by a later one";
+    }
+    const rpc::StreamResponse& g = responses[first + 2];
+    ASSERT_TRUE(g.has_get()) << "k" << i << ": " << g.error().message();
+    ASSERT_EQ(g.get().versions_size(), 1) << "k" << i;
+    EXPECT_EQ(g.get().versions(0).value(), "second") << "k" << i;
+  }
+  const rpc::StreamResponse& a = responses[next_id - 1];
+  ASSERT_TRUE(a.has_get_all()) << a.error().message();
+  ASSERT_EQ(a.get_all().found_size(), kKeys);
+  for (const rpc::KeyVersions& kv : a.get_all().found()) {
+    ASSERT_EQ(kv.versions_size(), 1) << kv.key();
+    EXPECT_EQ(kv.versions(0).value(), "second") << kv.key();
+  }
+}
+
 // Scenario 4: two clients write one key concurrently. Each acknowledged
 // write survives as a version or is superseded by one that does: siblings
 // or a dominating version, never a silent loss.

@@ -52,9 +52,10 @@ parameters expands to the node id, so one config describes every node.
   --http-port-file FILE  write the HTTP port to FILE once serving
   --http-threads N       threads serving HTTP connections (default 2)
   --workers N            threads for engine work that may block (default 4)
-  --route-threads N      threads for the Stream requests of stores the node
-                         routes, which wait on other nodes (default 32);
-                         unary calls to them need no thread while they wait
+  --route-threads N      threads for scans of stores the node routes, which
+                         wait on other nodes (default 4); their gets, puts
+                         and deletes, unary or streamed, need no thread
+                         while they wait
   --max-message-size B   largest request or response in bytes (default 64 MiB)
   --request-timeout-ms N a call still queued for a worker N ms after it
                          arrived, or past the client's deadline if sooner,
