@@ -9,7 +9,10 @@
 //
 // `ops` names the operations affected (get, get_all, put, remove, versions,
 // scan; default all of them); each affected call sleeps `delay_ms`, then
-// fails with `fail` (none, unavailable, io_error, timeout) or goes on.
+// fails with `fail` (none, unavailable, io_error, timeout) or goes on. With
+// `after: true` an affected call is carried out first and fails after: its
+// answer is lost, as when a server applies a write and dies before it
+// replies.
 // Tests may change both at run time. The non-blocking calls wait out the
 // delay on a timer, not on the caller's thread: a slow node stays slow
 // without holding up the calls made after it. Thread-safe.
@@ -51,6 +54,8 @@ class FaultStore final : public ForwardingStore {
 
   void set_delay(std::chrono::milliseconds delay) { delay_ms_.store(delay.count()); }
   void set_failure(Failure f) { failure_.store(f); }
+  // Whether the failure comes after the call was carried out.
+  void set_fail_after(bool after) { fail_after_.store(after); }
 
   void get_into(std::string_view key, std::vector<Versioned>* out) override;
   std::map<std::string, std::vector<Versioned>> get_all(
@@ -81,6 +86,10 @@ class FaultStore final : public ForwardingStore {
 
  private:
   void inject(Op op, const char* name) const;
+  // `call()`, with the fault: the delay, then the failure before the call
+  // or, with fail_after_, after it.
+  template <typename Fn>
+  auto injected_around(Op op, const char* name, Fn&& call) const;
   // The failure set now, as an error (nullptr for kNone).
   std::exception_ptr injected(const char* name) const;
   // An async call: after the delay (on the timer), fails it or runs
@@ -91,6 +100,7 @@ class FaultStore final : public ForwardingStore {
   const uint32_t ops_;
   std::atomic<int64_t> delay_ms_;
   std::atomic<Failure> failure_;
+  std::atomic<bool> fail_after_{false};
   std::mutex pending_mu_;
   std::condition_variable pending_cv_;
   int pending_ = 0;  // async calls waiting out a delay; guarded by pending_mu_

@@ -50,15 +50,41 @@ void FaultStore::inject(Op op, const char* name) const {
   if ((ops_ & op) == 0) return;
   const int64_t ms = delay_ms_.load();
   if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  if (fail_after_.load()) return;
   if (std::exception_ptr e = injected(name)) std::rethrow_exception(e);
+}
+
+template <typename Fn>
+auto FaultStore::injected_around(Op op, const char* name, Fn&& call) const {
+  inject(op, name);
+  if constexpr (std::is_void_v<decltype(call())>) {
+    call();
+    if ((ops_ & op) != 0 && fail_after_.load()) {
+      if (std::exception_ptr e = injected(name)) std::rethrow_exception(e);
+    }
+  } else {
+    auto result = call();
+    if ((ops_ & op) != 0 && fail_after_.load()) {
+      if (std::exception_ptr e = injected(name)) std::rethrow_exception(e);
+    }
+    return result;
+  }
 }
 
 template <typename T, typename Forward>
 void FaultStore::delayed(Op op, const char* name, Callback<T> done, Forward forward) {
   if ((ops_ & op) == 0) return forward(std::move(done));
   auto go = [this, name, done = std::move(done), forward = std::move(forward)]() mutable {
-    if (std::exception_ptr e = injected(name)) return internal::fail(done, std::move(e));
-    forward(std::move(done));
+    if (!fail_after_.load()) {
+      if (std::exception_ptr e = injected(name)) return internal::fail(done, std::move(e));
+      return forward(std::move(done));
+    }
+    // Carried out, then its answer lost.
+    forward(Callback<T>([this, name, done = std::move(done)](T result, std::exception_ptr e) {
+      if (!e) e = injected(name);
+      if (e) return internal::fail(done, std::move(e));
+      done(std::move(result), nullptr);
+    }));
   };
   const int64_t ms = delay_ms_.load();
   if (ms <= 0) return go();
@@ -119,35 +145,30 @@ FaultStore::~FaultStore() {
 }
 
 void FaultStore::get_into(std::string_view key, std::vector<Versioned>* out) {
-  inject(kGet, "get");
-  ForwardingStore::get_into(key, out);
+  injected_around(kGet, "get", [&] { ForwardingStore::get_into(key, out); });
 }
 
 std::map<std::string, std::vector<Versioned>> FaultStore::get_all(
     std::span<const std::string> keys) {
-  inject(kGetAll, "get_all");
-  return ForwardingStore::get_all(keys);
+  return injected_around(kGetAll, "get_all", [&] { return ForwardingStore::get_all(keys); });
 }
 
 PutResult FaultStore::put_stamped(std::string_view key, const Versioned& value,
                                   VectorClock* stored) {
-  inject(kPut, "put");
-  return ForwardingStore::put_stamped(key, value, stored);
+  return injected_around(kPut, "put",
+                         [&] { return ForwardingStore::put_stamped(key, value, stored); });
 }
 
 bool FaultStore::remove(std::string_view key, const VectorClock& version) {
-  inject(kRemove, "remove");
-  return ForwardingStore::remove(key, version);
+  return injected_around(kRemove, "remove", [&] { return ForwardingStore::remove(key, version); });
 }
 
 std::vector<VectorClock> FaultStore::versions(std::string_view key) {
-  inject(kVersions, "versions");
-  return ForwardingStore::versions(key);
+  return injected_around(kVersions, "versions", [&] { return ForwardingStore::versions(key); });
 }
 
 std::unique_ptr<StoreIterator> FaultStore::scan() {
-  inject(kScan, "scan");
-  return ForwardingStore::scan();
+  return injected_around(kScan, "scan", [&] { return ForwardingStore::scan(); });
 }
 
 std::string FaultStore::describe() const {
@@ -158,7 +179,8 @@ std::string FaultStore::describe() const {
     ops += name;
   }
   return describe_as("faults (delay " + std::to_string(delay_ms_.load()) + " ms, fail " +
-                     failure_name(failure_.load()) + ", on " + ops + ")");
+                     failure_name(failure_.load()) + (fail_after_.load() ? " after the call" : "") +
+                     ", on " + ops + ")");
 }
 
 std::unique_ptr<Store> make_faults_layer(std::unique_ptr<Store> inner, const Params& params) {
@@ -187,6 +209,10 @@ std::unique_ptr<Store> make_faults_layer(std::unique_ptr<Store> inner, const Par
                                       : fail == "io_error"  ? FaultStore::Failure::kIoError
                                       : fail == "timeout"   ? FaultStore::Failure::kTimeout
                                                             : FaultStore::Failure::kNone;
+  const bool after = params.get_bool("after", false);
+  if (after && failure == FaultStore::Failure::kNone) {
+    params.fail("after", "`after: true` needs a `fail` to come after the call");
+  }
   if (params.has("nodes")) {
     // Below a client's `route`, one copy of the stack per node: only the
     // copies reaching these nodes get the faults.
@@ -203,7 +229,9 @@ std::unique_ptr<Store> make_faults_layer(std::unique_ptr<Store> inner, const Par
     }
     if (!listed) return inner;
   }
-  return std::make_unique<FaultStore>(std::move(inner), ops, delay, failure);
+  auto store = std::make_unique<FaultStore>(std::move(inner), ops, delay, failure);
+  store->set_fail_after(after);
+  return store;
 }
 
 }  // namespace cairn

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -29,6 +30,40 @@ TEST(FaultStoreTest, FailsOnlyTheNamedOperations) {
   store.set_failure(FaultStore::Failure::kNone);
   EXPECT_EQ(store.put("k", versioned("v", {{1, 1}})), PutResult::kStored);
   EXPECT_EQ(store.get("k").at(0).value, "v");
+}
+
+// `after`: the call is carried out, then its answer is lost: a write that
+// landed and was never acknowledged, blocking or not.
+TEST(FaultStoreTest, AFailureAfterTheCallLosesOnlyTheAnswer) {
+  auto inner = std::make_unique<MemoryStore>();
+  MemoryStore* memory = inner.get();
+  FaultStore store(std::move(inner), FaultStore::kPut, std::chrono::milliseconds(0),
+                   FaultStore::Failure::kUnavailable);
+  store.set_fail_after(true);
+  EXPECT_THROW(store.put("k", versioned("v", {{1, 1}})), Unavailable);
+  ASSERT_EQ(memory->get("k").size(), 1u) << "the put landed below, though it failed";
+  std::promise<std::exception_ptr> answer;
+  store.async_put("a", versioned("w", {{1, 1}}),
+                  [&](PutReply, std::exception_ptr e) { answer.set_value(e); });
+  std::exception_ptr e = answer.get_future().get();
+  ASSERT_TRUE(e);
+  EXPECT_THROW(std::rethrow_exception(e), Unavailable);
+  EXPECT_EQ(memory->get("a").at(0).value, "w");
+  EXPECT_NE(store.describe().find("after the call"), std::string::npos) << store.describe();
+  // From a config; `after` without a failure is refused.
+  auto from_yaml = Config::parse(
+      "stores:\n  s:\n    stack: [{faults: {ops: put, fail: timeout, after: true}}, {engine: memory}]\n",
+      "after.yaml").open("s");
+  EXPECT_THROW(from_yaml->put("k", versioned("v", {{1, 1}})), Timeout);
+  EXPECT_EQ(from_yaml->get("k").size(), 1u);
+  try {
+    Config::parse("stores:\n  s:\n    stack: [{faults: {after: true}}, {engine: memory}]\n",
+                  "bad.yaml")
+        .open("s");
+    ADD_FAILURE() << "after without fail was accepted";
+  } catch (const InvalidArgument& err) {
+    EXPECT_NE(std::string(err.what()).find("needs a `fail`"), std::string::npos) << err.what();
+  }
 }
 
 TEST(FaultStoreTest, DelaysAndSaysItsWritesMayBlock) {
