@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <random>
 
 #include "cairn/errors.h"
 #include "core/clock_codec.h"
@@ -10,20 +11,20 @@
 namespace cairn::internal {
 
 namespace {
-constexpr char kVersionListFormat = 0x01;
-}  // namespace
 
-namespace {
+constexpr char kPlainFormat = 0x01;  // clocks and values
+constexpr char kIdFormat = 0x02;     // and each version's write id
 
 [[noreturn]] void corrupt(std::string_view why) {
   throw Corruption("stored versions: " + std::string(why));
 }
 
 // Reads the header of a version list: the format byte and the count.
-[[gnu::always_inline]] inline size_t read_header(ByteReader* r) {
-  uint8_t format = 0;
-  if (!r->byte(&format)) corrupt("empty record");
-  if (format != kVersionListFormat) corrupt("unknown format byte " + std::to_string(format));
+[[gnu::always_inline]] inline size_t read_header(ByteReader* r, char* format) {
+  uint8_t f = 0;
+  if (!r->byte(&f)) corrupt("empty record");
+  if (f != kPlainFormat && f != kIdFormat) corrupt("unknown format byte " + std::to_string(f));
+  *format = static_cast<char>(f);
   uint64_t n = 0;
   if (!r->varint(&n) || n == 0) corrupt("bad version count");
   // A version takes at least ten bytes (an empty clock's count and
@@ -39,6 +40,14 @@ namespace {
   }
 }
 
+[[gnu::always_inline]] inline uint64_t read_write_id(ByteReader* r) {
+  uint64_t flags = 0, id = 0;
+  if (!r->varint(&flags)) corrupt("truncated write id");
+  if (flags > 1) corrupt("unknown version flags " + std::to_string(flags));
+  if (flags == 1 && (!r->fixed64(&id) || id == 0)) corrupt("truncated or zero write id");
+  return id;
+}
+
 [[gnu::always_inline]] inline std::string_view read_value(ByteReader* r) {
   uint64_t len = 0;
   std::string_view value;
@@ -46,65 +55,149 @@ namespace {
   return value;
 }
 
-// A parsed version list: each version's clock (to apply the rules) and its
-// whole encoding (clock, length, value: copied through when kept). Reused
-// per thread, so parsing allocates only while a thread warms up.
+void encode_version(const VectorClock& clock, uint64_t write_id, std::string_view value,
+                    char format, std::string* out) {
+  clock.encode_to(out);
+  if (format == kIdFormat) {
+    put_varint(out, write_id != 0 ? 1 : 0);
+    if (write_id != 0) put_fixed64(out, write_id);
+  }
+  put_varint(out, value.size());
+  out->append(value);
+}
+
+// A parsed version list: each version's clock and write id (to apply the
+// rules) and its bytes (copied through when kept): the clock, the write id
+// (format 0x02 only), and the length and value. Reused per thread, so
+// parsing allocates only while a thread warms up.
 struct Parsed {
+  struct Parts {
+    std::string_view clock, id, rest;
+  };
   std::vector<VectorClock> clocks;
-  std::vector<std::string_view> encodings;
+  std::vector<VersionMeta> metas;
+  std::vector<std::string_view> values;
+  std::vector<Parts> parts;
   std::vector<char> keep;
   size_t n = 0;
+  bool ids = false;  // some version has a write id
 
   void parse(std::string_view bytes) {
     n = 0;
+    ids = false;
     if (bytes.empty()) return;
     ByteReader r(bytes);
-    n = read_header(&r);
+    char format = 0;
+    n = read_header(&r, &format);
     if (clocks.size() < n) clocks.resize(n);
-    if (encodings.size() < n) encodings.resize(n);
+    if (metas.size() < n) metas.resize(n);
+    if (parts.size() < n) parts.resize(n);
+    if (values.size() < n) values.resize(n);
     for (size_t i = 0; i < n; ++i) {
+      Parts& p = parts[i];
       const char* start = r.position();
       read_clock(&r, &clocks[i]);
-      read_value(&r);
-      encodings[i] = {start, static_cast<size_t>(r.position() - start)};
+      p.clock = {start, static_cast<size_t>(r.position() - start)};
+      uint64_t id = 0;
+      const char* id_start = r.position();
+      if (format == kIdFormat) id = read_write_id(&r);
+      p.id = {id_start, static_cast<size_t>(r.position() - id_start)};
+      ids |= id != 0;
+      const char* rest = r.position();
+      values[i] = read_value(&r);
+      p.rest = {rest, static_cast<size_t>(r.position() - rest)};
+      metas[i] = {&clocks[i], id};
     }
     if (!r.empty()) corrupt("trailing bytes");
   }
-  std::span<const VectorClock> stored() const { return {clocks.data(), n}; }
+  std::span<const VersionMeta> stored() const { return {metas.data(), n}; }
 
-  // Writes the kept versions, then `extra` versions' worth of count.
-  void write_kept(size_t kept, size_t extra, std::string* out) const {
+  // Writes the kept versions, with room in the count for `extra` more, in
+  // the write-id format if `with_ids`.
+  void write_kept(size_t kept, size_t extra, bool with_ids, std::string* out) const {
     out->clear();
-    out->push_back(kVersionListFormat);
+    out->push_back(with_ids ? kIdFormat : kPlainFormat);
     put_varint(out, kept + extra);
     for (size_t i = 0; i < n; ++i) {
-      if (keep[i]) out->append(encodings[i]);
+      if (!keep[i]) continue;
+      out->append(parts[i].clock);
+      if (with_ids) {
+        if (parts[i].id.empty()) {
+          out->push_back(0);  // no write id
+        } else {
+          out->append(parts[i].id);
+        }
+      }
+      out->append(parts[i].rest);
     }
   }
 };
 
 thread_local Parsed t_parsed;
 
-}  // namespace
-
-PutResult put_rule(std::span<const VectorClock> stored, const VectorClock& incoming,
-                   std::vector<char>* keep) {
-  keep->assign(stored.size(), 0);
-  for (size_t i = 0; i < stored.size(); ++i) {
-    const Occurred o = compare(incoming, stored[i]);
-    if (o == Occurred::kBefore || o == Occurred::kEqual) return PutResult::kObsolete;
-    (*keep)[i] = o == Occurred::kConcurrent;
-  }
-  return PutResult::kStored;
+bool before_or_equal(const VectorClock& a, const VectorClock& b) {
+  const Occurred o = compare(a, b);
+  return o == Occurred::kBefore || o == Occurred::kEqual;
 }
 
-size_t remove_rule(std::span<const VectorClock> stored, const VectorClock& clock,
+}  // namespace
+
+uint64_t new_write_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  for (;;) {
+    if (const uint64_t id = rng(); id != 0) return id;
+  }
+}
+
+PutAction put_rule(std::span<const VersionMeta> stored, const VersionMeta& incoming,
+                   std::vector<char>* keep, size_t* same) {
+  keep->assign(stored.size(), 0);
+  *same = stored.size();
+  const VectorClock* dominant = incoming.clock;  // what the put stores
+  VectorClock joined;
+  for (size_t i = 0; i < stored.size(); ++i) {
+    if (incoming.write_id == 0 || stored[i].write_id != incoming.write_id) continue;
+    // Another copy of this write: a clock it adds nothing to is a
+    // duplicate; else the copies join.
+    if (before_or_equal(*incoming.clock, *stored[i].clock)) {
+      *same = i;
+      return PutAction::kDuplicate;
+    }
+    *same = i;
+    joined = stored[i].clock->merged(*incoming.clock);
+    dominant = &joined;
+    break;
+  }
+  for (size_t i = 0; i < stored.size(); ++i) {
+    if (i == *same) continue;
+    const Occurred o = compare(*dominant, *stored[i].clock);
+    if (o == Occurred::kBefore || o == Occurred::kEqual) return PutAction::kObsolete;
+    (*keep)[i] = o == Occurred::kConcurrent;
+  }
+  return *same < stored.size() ? PutAction::kMerge : PutAction::kStore;
+}
+
+PutAction apply_stamp(std::span<const VersionMeta> stored, const StampRequest& incoming,
+                      VectorClock* stamped, size_t* same) {
+  for (size_t i = 0; i < stored.size(); ++i) {
+    if (incoming.write_id != 0 && stored[i].write_id == incoming.write_id) {
+      *same = i;
+      return PutAction::kDuplicate;
+    }
+  }
+  for (const VersionMeta& s : stored) {
+    if (before_or_equal(incoming.clock, *s.clock)) return PutAction::kObsolete;
+  }
+  *stamped = incoming.clock.incremented(incoming.stamp, incoming.clock.timestamp_ms());
+  return PutAction::kStore;
+}
+
+size_t remove_rule(std::span<const VersionMeta> stored, const VectorClock& clock,
                    std::vector<char>* keep) {
   keep->assign(stored.size(), 1);
   size_t kept = stored.size();
   for (size_t i = 0; i < stored.size(); ++i) {
-    const Occurred o = compare(stored[i], clock);
-    if (o == Occurred::kBefore || o == Occurred::kEqual) {
+    if (before_or_equal(*stored[i].clock, clock)) {
       (*keep)[i] = 0;
       --kept;
     }
@@ -112,17 +205,49 @@ size_t remove_rule(std::span<const VectorClock> stored, const VectorClock& clock
   return kept;
 }
 
+PutDecision decide_put(std::span<const VersionMeta> stored,
+                       std::span<const std::string_view> values, const Versioned& incoming,
+                       std::vector<char>* keep) {
+  PutDecision d;
+  d.write_id = incoming.write_id;
+  for (size_t i = 0; i < stored.size() && d.write_id != 0; ++i) {
+    if (stored[i].write_id == d.write_id && values[i] != incoming.value) d.write_id = 0;
+  }
+  const VectorClock* clock = &incoming.clock;
+  VectorClock stamped;
+  if (incoming.stamp != 0) {
+    d.action = apply_stamp(stored, {d.write_id, incoming.clock, incoming.stamp}, &stamped, &d.same);
+    if (d.action != PutAction::kStore) return d;
+    clock = &stamped;
+  }
+  d.action = put_rule(stored, {clock, d.write_id}, keep, &d.same);
+  if (d.action == PutAction::kMerge) {
+    d.written = stored[d.same].clock->merged(*clock);
+  } else if (d.action == PutAction::kStore) {
+    d.written = *clock;
+  }
+  return d;
+}
+
 PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
-                            std::string* out) {
+                            std::string* out, VectorClock* stored_clock) {
   Parsed& p = t_parsed;
   p.parse(stored);
-  if (put_rule(p.stored(), incoming.clock, &p.keep) == PutResult::kObsolete) {
-    return PutResult::kObsolete;
+  const PutDecision d = decide_put(p.stored(), {p.values.data(), p.n}, incoming, &p.keep);
+  switch (d.action) {
+    case PutAction::kObsolete: return PutResult::kObsolete;
+    case PutAction::kDuplicate:
+      if (stored_clock != nullptr) *stored_clock = p.clocks[d.same];
+      out->clear();
+      return PutResult::kStored;
+    case PutAction::kStore:
+    case PutAction::kMerge: break;
   }
-  p.write_kept(static_cast<size_t>(std::count(p.keep.begin(), p.keep.end(), 1)), 1, out);
-  incoming.clock.encode_to(out);
-  put_varint(out, incoming.value.size());
-  out->append(incoming.value);
+  const bool with_ids = p.ids || d.write_id != 0;
+  p.write_kept(static_cast<size_t>(std::count(p.keep.begin(), p.keep.begin() + p.n, 1)), 1,
+               with_ids, out);
+  encode_version(d.written, d.write_id, incoming.value, with_ids ? kIdFormat : kPlainFormat, out);
+  if (stored_clock != nullptr) *stored_clock = d.written;
   return PutResult::kStored;
 }
 
@@ -133,18 +258,17 @@ bool apply_remove_encoded(std::string_view stored, const VectorClock& clock,
   const size_t kept = remove_rule(p.stored(), clock, &p.keep);
   if (kept == p.n) return false;
   out->clear();
-  if (kept > 0) p.write_kept(kept, 0, out);
+  if (kept > 0) p.write_kept(kept, 0, p.ids, out);
   return true;
 }
 
 void encode_versions(std::span<const Versioned> versions, std::string* out) {
-  out->push_back(kVersionListFormat);
+  const bool with_ids = std::any_of(versions.begin(), versions.end(),
+                                    [](const Versioned& v) { return v.write_id != 0; });
+  const char format = with_ids ? kIdFormat : kPlainFormat;
+  out->push_back(format);
   put_varint(out, versions.size());
-  for (const Versioned& v : versions) {
-    v.clock.encode_to(out);
-    put_varint(out, v.value.size());
-    out->append(v.value);
-  }
+  for (const Versioned& v : versions) encode_version(v.clock, v.write_id, v.value, format, out);
 }
 
 std::string encode_versions(std::span<const Versioned> versions) {
@@ -155,10 +279,13 @@ std::string encode_versions(std::span<const Versioned> versions) {
 
 void decode_versions(std::string_view bytes, std::vector<Versioned>* out) {
   ByteReader r(bytes);
-  const size_t n = read_header(&r);
+  char format = 0;
+  const size_t n = read_header(&r, &format);
   if (out->size() != n) out->resize(n);
   for (Versioned& v : *out) {
     read_clock(&r, &v.clock);
+    v.write_id = format == kIdFormat ? read_write_id(&r) : 0;
+    v.stamp = 0;
     const std::string_view value = read_value(&r);
     // resize + memcpy: a no-op resize when the size repeats, where assign()
     // always takes string's general replace path (~90 instructions).

@@ -15,36 +15,87 @@
 
 namespace cairn::internal {
 
-// The rules themselves, whatever the storage format. put_rule: kObsolete if
-// `incoming` is before or equal to any stored clock; otherwise kStored,
-// with (*keep)[i] set for the stored versions to keep (those concurrent with
-// `incoming`; it replaces the ones it dominates).
-PutResult put_rule(std::span<const VectorClock> stored, const VectorClock& incoming,
-                   std::vector<char>* keep);
+// A fresh write id: random, never 0.
+uint64_t new_write_id();
+
+// A version as the rules see it: its clock and write id, no value.
+struct VersionMeta {
+  const VectorClock* clock = nullptr;
+  uint64_t write_id = 0;
+};
+
+// What a put does. put_rule decides it for a put that asks for no stamp
+// (a stamp is checked and applied first: see apply_stamp); `*keep` says
+// which stored versions stay (kStore, kMerge) and `*same` names the stored
+// copy of the same write (kMerge, kDuplicate).
+enum class PutAction {
+  kObsolete,   // before or equal to a stored version: nothing changes
+  kDuplicate,  // a copy of a stored write it adds nothing to: nothing
+               // changes, and the put counts as stored
+  kStore,      // stored beside the versions it does not dominate
+  kMerge,      // another copy of a stored write (same write id, another
+               // home's stamp): one version with both clocks joined
+               // replaces that copy and what the join dominates
+};
+PutAction put_rule(std::span<const VersionMeta> stored, const VersionMeta& incoming,
+                   std::vector<char>* keep, size_t* same);
 // remove_rule: (*keep)[i] cleared for the versions at or before `clock`;
 // returns how many are kept.
-size_t remove_rule(std::span<const VectorClock> stored, const VectorClock& clock,
+size_t remove_rule(std::span<const VersionMeta> stored, const VectorClock& clock,
                    std::vector<char>* keep);
 
-// Applies a put of `incoming` to the encoded versions of one key, by
-// Voldemort's rule: if any stored clock is after or equal to the incoming
-// clock, returns kObsolete (leaving `*out` unspecified); otherwise writes to
-// `*out` the versions the incoming clock does not dominate followed by
-// `incoming`, and returns kStored. Values pass through as bytes, never into
-// Versioned objects: this is every engine's write path. `stored` may be
-// empty (no versions). Throws Corruption if `stored` is malformed.
+// For a put that asks for a stamp (the key's home): a write this store
+// already holds (same write id: a retry) is kDuplicate with `*same` set;
+// a clock before or equal to a stored one is kObsolete; otherwise kStore,
+// with `*stamped` the clock with one added to entry `stamp`.
+struct StampRequest {
+  uint64_t write_id = 0;
+  const VectorClock& clock;
+  NodeId stamp = 0;
+};
+PutAction apply_stamp(std::span<const VersionMeta> stored, const StampRequest& incoming,
+                      VectorClock* stamped, size_t* same);
+
+// The whole decision for a put, as each engine makes it under the key's
+// lock: the write id checked against the stored values (a stored version
+// with this id and another value is not a copy: a program reused a read
+// version's id, and the put goes by its clock alone), the stamp if asked,
+// then put_rule. `values` are the stored versions' values.
+struct PutDecision {
+  PutAction action = PutAction::kObsolete;
+  size_t same = 0;        // kDuplicate, kMerge: the stored copy
+  uint64_t write_id = 0;  // the id the new version keeps (0: none)
+  VectorClock written;    // kStore, kMerge: the new version's clock
+};
+PutDecision decide_put(std::span<const VersionMeta> stored,
+                       std::span<const std::string_view> values, const Versioned& incoming,
+                       std::vector<char>* keep);
+
+// Applies a put of `incoming` to the encoded versions of one key, by the
+// rules above: writes to `*out` what the key then holds and to
+// `*stored_clock` (if not null) the clock the put is stored under, and
+// returns kStored; or returns kObsolete (leaving `*out` unspecified). A
+// write already held (a duplicate copy, or a retry at its home) returns
+// kStored with `*out` empty, nothing to write, and the held clock. Values
+// pass through as bytes, never into Versioned objects: this is every
+// engine's write path. `stored` may be empty (no versions). Throws
+// Corruption if `stored` is malformed.
 PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
-                            std::string* out);
+                            std::string* out, VectorClock* stored_clock = nullptr);
 // Removes the versions whose clock is before or equal to `clock`. Returns
 // false if nothing was removed (leaving `*out` unspecified); otherwise `*out`
 // holds what remains, empty if nothing does.
 bool apply_remove_encoded(std::string_view stored, const VectorClock& clock,
                           std::string* out);
 
-// Version-list encoding (frozen: engines keep it on disk):
-//   byte    format          0x01
+// Version-list encoding (engines keep it on disk; both formats are read,
+// and 0x01 is written while no version has a write id):
+//   byte    format          0x01, or 0x02
 //   varint  n               number of versions, >= 1
 //   n x {   clock           VectorClock encoding (see versioned.h)
+//           [0x02 only:
+//           varint flags    1: a write id follows; 0: none
+//           fixed64 id      the write id, if flagged]
 //           varint len      value length
 //           len bytes       value }
 // REQUIRES: !versions.empty().

@@ -79,7 +79,8 @@ Hint HintedHandoff::decode(std::string_view key, const Versioned& stored) {
   for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(v[static_cast<size_t>(i)]);
   if (v.size() - 4 < n) throw Corruption("hint value shorter than its key");
   h.key = std::string(v.substr(4, n));
-  h.version = Versioned{h.remove ? std::string() : std::string(v.substr(4 + n)), stored.clock};
+  h.version = Versioned{h.remove ? std::string() : std::string(v.substr(4 + n)), stored.clock,
+                        stored.write_id};
   // The key of the entry must be the one the value names.
   if (encode_key(h) != key) throw Corruption("hint value names another key than its entry");
   return h;
@@ -90,7 +91,7 @@ void HintedHandoff::keep(const Hint& hint) {
   bool known = false;
   for (const NodeInfo& n : cluster_.nodes) known |= n.id == hint.node;
   if (!known) throw InvalidArgument("a hint for node " + std::to_string(hint.node) + ", which is not in the cluster");
-  hints_->put(encode_key(hint), Versioned{encode_value(hint), hint.version.clock});
+  hints_->put(encode_key(hint), Versioned{encode_value(hint), hint.version.clock, hint.version.write_id});
   // (obsolete: an equal or newer hint is kept already)
 }
 

@@ -17,6 +17,7 @@
 #include "core/config_internal.h"
 #include "core/executor.h"
 #include "core/timer.h"
+#include "core/version_list.h"
 #include "routing/failure_detector.h"
 #include "routing/hinted_handoff.h"
 #include "routing/hint.h"
@@ -70,6 +71,18 @@ const VectorClock& clock_of(const VectorClock& c) { return c; }
 // dropped if one is at or after it, and replacing those it is after.
 template <typename T>
 void add_non_dominated(std::vector<T>* out, const T& item) {
+  if constexpr (std::is_same_v<T, Versioned>) {
+    // Copies of one write that two homes stamped: one version, the clocks
+    // joined (what replicas holding both copies keep too).
+    if (item.write_id != 0) {
+      for (auto it = out->begin(); it != out->end(); ++it) {
+        if (it->write_id != item.write_id || it->value != item.value) continue;
+        Versioned joined{item.value, it->clock.merged(item.clock), item.write_id};
+        out->erase(it);
+        return add_non_dominated(out, joined);
+      }
+    }
+  }
   for (auto it = out->begin(); it != out->end();) {
     const Occurred o = compare(clock_of(item), clock_of(*it));
     if (o == Occurred::kBefore || o == Occurred::kEqual) return;
@@ -533,6 +546,9 @@ std::vector<Versioned> merge_versions(
     for (const Versioned& v : versions) add_non_dominated(&out, v);
   }
   drop_tombstones(&out);
+  // Write ids stay inside the cluster: a program that changes a version it
+  // read and writes it back makes a new write.
+  for (Versioned& v : out) v.write_id = 0;
   return out;
 }
 
@@ -839,7 +855,8 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
         key_(std::move(key)),
         value_(std::move(value)),
         need_(static_cast<size_t>(s_->options.replication.w)),
-        done_(std::move(done)) {}
+        done_(std::move(done)),
+        write_id_(value_.write_id != 0 ? value_.write_id : internal::new_write_id()) {}
 
   void start() {
     RoutedStore::Shared& s = *s_;
@@ -861,25 +878,28 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
   }
 
  private:
-  // Asks live_[h] to be the home.
+  // Asks live_[h] to be the home: to check the writer's clock against what
+  // it holds and stamp its own entry, in one step under the key's lock.
+  // Every home asked gets the same write id, so that two copies (a home
+  // that failed after it may have applied the write, and the next) are
+  // known for one write wherever they meet.
   void try_home(size_t h) {
     const size_t i = live_[h];
-    Versioned stamped{value_.value,
-                      value_.clock.incremented(kStampBase + s_->ring.nodes()[i].id, now_ms())};
+    Versioned request{value_.value, value_.clock, write_id_, kStampBase + s_->ring.nodes()[i].id};
+    request.clock.set_timestamp_ms(now_ms());
     {
       std::lock_guard lock(mu_);
       trying_ = h;
-      stamped_ = stamped;
     }
     s_->begin();
-    s_->call_replica(i, [self = shared_from_this(), h, stamped](Store& r) {
-      r.async_put(self->key_, stamped, [self, h](PutReply reply, std::exception_ptr e) {
-        self->home_answered(h, reply.result, std::move(e));
+    s_->call_replica(i, [self = shared_from_this(), h, request](Store& r) {
+      r.async_put(self->key_, request, [self, h](PutReply reply, std::exception_ptr e) {
+        self->home_answered(h, reply.result, std::move(reply.stored), std::move(e));
       });
     });
   }
 
-  void home_answered(size_t h, PutResult result, std::exception_ptr error) {
+  void home_answered(size_t h, PutResult result, VectorClock stored, std::exception_ptr error) {
     RoutedStore::Shared& s = *s_;
     const size_t i = live_[h];
     if (error) s.detector->record_failure(i, error);
@@ -913,6 +933,7 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
         next = kDone;
       } else {
         home_ = h;
+        stamped_ = Versioned{value_.value, std::move(stored), write_id_};
         answered_ok_ = 1;
         next = kRest;
         if (answered_ok_ >= need_) {
@@ -1030,13 +1051,14 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
   const Versioned value_;
   const size_t need_;
   const Callback<PutReply> done_;
+  const uint64_t write_id_;
   std::vector<size_t> live_, down_;  // set by start(), then read-only
   internal::Timer::Id deadline_ = 0;
 
   mutable std::mutex mu_;
   size_t trying_ = 0;                 // the home being asked; guarded by mu_
   std::optional<size_t> home_;        // index in live_; guarded by mu_
-  Versioned stamped_;                 // guarded by mu_ until the home took it
+  Versioned stamped_;                 // as the home stamped it; guarded by mu_
   std::vector<size_t> missed_;        // replicas that get a hint; guarded by mu_
   std::vector<std::pair<size_t, std::exception_ptr>> failed_;  // homes that failed
   std::vector<size_t> rest_;          // guarded by mu_
@@ -1175,6 +1197,7 @@ bool RoutedIterator::next() {
     if (!ours) continue;
     versions_ = cur_->versions();
     drop_tombstones(&versions_);
+    for (Versioned& v : versions_) v.write_id = 0;  // as a read returns them
     if (!versions_.empty()) return true;
   }
 }

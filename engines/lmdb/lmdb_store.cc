@@ -603,7 +603,7 @@ void LmdbStore::get_into(std::string_view key, std::vector<Versioned>* out) {
 }
 
 PutResult LmdbStore::put_stamped(std::string_view key, const Versioned& value,
-                                 VectorClock*) {
+                                 VectorClock* stored) {
   check_key(options_.name, key, options_.max_key_size);
   check_value(options_.name, key, value.value, options_.max_value_size);
   PutResult result = PutResult::kStored;
@@ -624,11 +624,11 @@ PutResult LmdbStore::put_stamped(std::string_view key, const Versioned& value,
     const bool exists = rc == 0;
     try {
       result = internal::apply_put_encoded(exists ? as_view(v) : std::string_view(), value,
-                                           &encoded);
+                                           &encoded, stored);
     } catch (const Corruption& e) {
       throw Corruption(env_->context("put", key) + ": " + e.what());
     }
-    if (result == PutResult::kObsolete) return internal::LmdbEnv::kNoChange;
+    if (result == PutResult::kObsolete || encoded.empty()) return internal::LmdbEnv::kNoChange;
     k = as_val(key);
     v = as_val(encoded);
     return mdb_cursor_put(cursor, &k, &v, exists ? MDB_CURRENT : 0);

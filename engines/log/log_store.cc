@@ -1080,7 +1080,8 @@ void LogStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   }
 }
 
-PutResult LogStore::put_stamped(std::string_view key, const Versioned& value, VectorClock*) {
+PutResult LogStore::put_stamped(std::string_view key, const Versioned& value,
+                                VectorClock* stored) {
   State& s = *s_;
   check_key(s.options.name, key, s.options.max_key_size);
   check_value(s.options.name, key, value.value, s.options.max_value_size);
@@ -1091,9 +1092,10 @@ PutResult LogStore::put_stamped(std::string_view key, const Versioned& value, Ve
     Loc* slot = nullptr;
     const bool exists = s.read(key, &s.stored, &slot);
     if (internal::apply_put_encoded(exists ? std::string_view(s.stored) : std::string_view(),
-                                    value, &s.updated) == PutResult::kObsolete) {
+                                    value, &s.updated, stored) == PutResult::kObsolete) {
       return PutResult::kObsolete;
     }
+    if (s.updated.empty()) return PutResult::kStored;  // stored already
     if (logrec::record_size(key.size(), s.updated.size()) > UINT32_MAX) {
       throw InvalidArgument(s.where("put", key) + ": its versions would total " +
                             std::to_string(s.updated.size()) + " bytes; a record holds at most 4 GiB");

@@ -123,7 +123,7 @@ constexpr size_t kMinCapacity = 16;
 // with the decode replaced by a copy).
 //
 //   u32 count
-//   count x { u32 entries; u32 value_size; i64 timestamp;
+//   count x { u32 entries; u32 value_size; i64 timestamp; u64 write_id;
 //             entries x ClockEntry (16-byte images); value bytes }
 //
 // Trusted: only this file writes it, so reads do not re-check it.
@@ -131,8 +131,9 @@ struct VersionHeader {
   uint32_t entries;
   uint32_t value_size;
   int64_t timestamp;
+  uint64_t write_id;
 };
-static_assert(sizeof(VersionHeader) == 16 && sizeof(ClockEntry) == 16);
+static_assert(sizeof(VersionHeader) == 24 && sizeof(ClockEntry) == 16);
 
 template <typename T>
 T load(const char* p) {
@@ -141,9 +142,10 @@ T load(const char* p) {
   return v;
 }
 
-void append_version(std::string* out, const VectorClock& clock, std::string_view value) {
+void append_version(std::string* out, const VectorClock& clock, uint64_t write_id,
+                    std::string_view value) {
   const VersionHeader h{static_cast<uint32_t>(clock.entries().size()),
-                        static_cast<uint32_t>(value.size()), clock.timestamp_ms()};
+                        static_cast<uint32_t>(value.size()), clock.timestamp_ms(), write_id};
   out->append(reinterpret_cast<const char*>(&h), sizeof h);
   out->append(reinterpret_cast<const char*>(clock.entries().data()),
               clock.entries().size() * sizeof(ClockEntry));
@@ -160,17 +162,22 @@ void decode_record(std::string_view data, std::vector<Versioned>* out) {
     p += sizeof h;
     internal::ClockCodec::assign(&v.clock, p, h.entries, h.timestamp);
     p += h.entries * sizeof(ClockEntry);
+    v.write_id = h.write_id;
+    v.stamp = 0;
     v.value.resize(h.value_size);
     if (h.value_size != 0) std::memcpy(v.value.data(), p, h.value_size);
     p += h.value_size;
   }
 }
 
-// A record's versions split for the version rules: each one's clock and its
-// bytes (copied through when kept). Reused per thread by the write path.
+// A record's versions split for the version rules: each one's clock and
+// write id, and its bytes (copied through when kept). Reused per thread by
+// the write path.
 struct ParsedRecord {
   std::vector<VectorClock> clocks;
+  std::vector<internal::VersionMeta> metas;
   std::vector<std::string_view> versions;
+  std::vector<std::string_view> values;
   std::vector<char> keep;
   size_t n = 0;
 
@@ -181,17 +188,23 @@ struct ParsedRecord {
     n = load<uint32_t>(p);
     p += 4;
     if (clocks.size() < n) clocks.resize(n);
+    if (metas.size() < n) metas.resize(n);
     if (versions.size() < n) versions.resize(n);
+    if (values.size() < n) values.resize(n);
     for (size_t i = 0; i < n; ++i) {
       const char* start = p;
       const VersionHeader h = load<VersionHeader>(p);
       p += sizeof h;
       internal::ClockCodec::assign(&clocks[i], p, h.entries, h.timestamp);
-      p += h.entries * sizeof(ClockEntry) + h.value_size;
+      p += h.entries * sizeof(ClockEntry);
+      values[i] = {p, h.value_size};
+      p += h.value_size;
       versions[i] = {start, static_cast<size_t>(p - start)};
+      metas[i] = {&clocks[i], h.write_id};
     }
   }
-  std::span<const VectorClock> stored() const { return {clocks.data(), n}; }
+  std::span<const internal::VersionMeta> stored() const { return {metas.data(), n}; }
+
 
   // The kept versions, and room in the count for `extra` more.
   void write_kept(size_t extra, std::string* out) const {
@@ -369,7 +382,7 @@ void MemoryStore::get_into(std::string_view key, std::vector<Versioned>* out) {
 }
 
 PutResult MemoryStore::put_stamped(std::string_view key, const Versioned& value,
-                                   VectorClock*) {
+                                   VectorClock* stored) {
   check_key(options_.name, key, options_.max_key_size);
   check_value(options_.name, key, value.value, options_.max_value_size);
   const uint64_t hash = hash_key(key);
@@ -383,11 +396,16 @@ PutResult MemoryStore::put_stamped(std::string_view key, const Versioned& value,
   auto [i, old] = t->find(key, hash);
   ParsedRecord& parsed = t_parsed;
   parsed.parse(holds_record(old) ? record_of(old)->data() : std::string_view());
-  if (internal::put_rule(parsed.stored(), value.clock, &parsed.keep) == PutResult::kObsolete) {
-    return PutResult::kObsolete;
+  const internal::PutDecision d =
+      internal::decide_put(parsed.stored(), {parsed.values.data(), parsed.n}, value, &parsed.keep);
+  if (d.action == internal::PutAction::kObsolete) return PutResult::kObsolete;
+  if (d.action == internal::PutAction::kDuplicate) {
+    if (stored != nullptr) *stored = parsed.clocks[d.same];
+    return PutResult::kStored;
   }
   parsed.write_kept(1, &encoded);
-  append_version(&encoded, value.clock, value.value);
+  append_version(&encoded, d.written, d.write_id, value.value);
+  if (stored != nullptr) *stored = d.written;
   // Records keep their size in 32 bits: refuse siblings that outgrow it.
   if (encoded.size() > UINT32_MAX) {
     throw InvalidArgument("store '" + options_.name + "': the versions of key " +

@@ -96,16 +96,18 @@ class Store {
     return put_stamped(key, value, nullptr);
   }
   // put(), saying in `*stored` the clock the value was stored under: its
-  // own, unless a layer below stamps it (the routing layer adds the key's
-  // home node's entry). Meaningful only when the result is kStored.
+  // own, unless it asks for a stamp (Versioned::stamp: the routing layer
+  // asks the key's home for its entry) or is a copy of a write stored
+  // already (Versioned::write_id; see docs/store.md). Meaningful only when
+  // the result is kStored.
   PutResult put(std::string_view key, const Versioned& value, VectorClock* stored) {
     *stored = value.clock;
     return put_stamped(key, value, stored);
   }
   // What both put()s call; layers override it. `stored` is null, or holds
-  // the clock stored so far: a layer that stamps the clock writes the
-  // stamped one there, a layer that forwards the put passes it on, and an
-  // engine ignores it.
+  // the clock stored so far: a layer that forwards the put passes it on,
+  // and an engine writes there the clock it stored (stamped, or joined
+  // with a copy of the same write).
   virtual PutResult put_stamped(std::string_view key, const Versioned& value,
                                 VectorClock* stored) = 0;
 

@@ -123,6 +123,17 @@ const char* to_string(Occurred o);
 struct Versioned {
   std::string value;
   VectorClock clock;
+  // The write this version came from, when a routing layer wrote it: it
+  // keeps its id through a home failover, so that the copies two homes
+  // stamped are known for one write and become one version where they
+  // meet (their clocks joined). 0: none. A routing layer returns versions
+  // without it; copies of a version a program changes must not carry it.
+  uint64_t write_id = 0;
+  // Asks the store taking the put to stamp the clock, as the key's home
+  // does in a cluster: it checks the clock as given (before or equal to a
+  // stored version: obsolete), then adds one to entry `stamp`, in one step
+  // under the key's lock. 0: no stamp. Never stored.
+  NodeId stamp = 0;
   friend bool operator==(const Versioned&, const Versioned&) = default;
 };
 

@@ -17,6 +17,7 @@
 #include "catalogue/builtin.h"
 #include "core/async.h"
 #include "core/executor.h"
+#include "core/version_list.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/pipeline.h"
 #include "layers/grpc/wire.h"
@@ -274,6 +275,12 @@ PutResult GrpcStore::put_stamped(std::string_view key, const Versioned& value,
   req.set_replica(impl_->options.replica);
   req.set_key(std::string(key));
   internal::to_wire(value, req.mutable_version());
+  // Retried, a write keeps one id: if the first attempt landed, the retry
+  // is known for a copy of it (stored once, answered stored) wherever the
+  // two meet, even when they took different homes.
+  if (impl_->options.retry_writes && value.write_id == 0) {
+    req.mutable_version()->set_write_id(internal::new_write_id());
+  }
   rpc::PutResponse resp;
   impl_->call("put", impl_->options.retry_writes, [&](grpc::ClientContext* ctx) {
     return impl_->stub->Put(ctx, req, &resp);

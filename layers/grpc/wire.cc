@@ -20,6 +20,8 @@ void to_wire(const VectorClock& clock, rpc::Clock* out) {
 void to_wire(const Versioned& v, rpc::Version* out) {
   out->set_value(v.value);
   to_wire(v.clock, out->mutable_clock());
+  if (v.write_id != 0) out->set_write_id(v.write_id);
+  if (v.stamp != 0) out->set_stamp(v.stamp);
 }
 
 VectorClock from_wire(const rpc::Clock& clock) {
@@ -43,7 +45,13 @@ VectorClock from_wire(const rpc::Clock& clock) {
   return out;
 }
 
-Versioned from_wire(const rpc::Version& v) { return Versioned{v.value(), from_wire(v.clock())}; }
+Versioned from_wire(const rpc::Version& v) {
+  if (v.stamp() != 0 && v.stamp() < kStampBase) {
+    throw InvalidArgument("a stamp on entry " + std::to_string(v.stamp()) +
+                          ", a writer's; stamps are nodes' entries (2^31 and up)");
+  }
+  return Versioned{v.value(), from_wire(v.clock()), v.write_id(), v.stamp()};
+}
 
 void to_wire(const Hint& hint, rpc::Hint* out) {
   out->set_node(hint.node);

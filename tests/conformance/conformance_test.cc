@@ -207,6 +207,61 @@ TEST_P(Conformance, ConcurrentPutsAreKeptAsSiblingsThenSuperseded) {
   EXPECT_EQ(got[0].value, "merged");
 }
 
+// A stamp (what a cluster's home applies): the clock is checked as given,
+// then the entry gets one more. A racer with the same clock is obsolete;
+// a retry of the same write (its write id) is stored once. A routed store
+// stamps with its key's home whatever the put asks; the rest holds alike.
+TEST_P(Conformance, AStampIsGivenAfterTheClockIsChecked) {
+  constexpr NodeId kStamp = kStampBase + 9;
+  Versioned v = versioned("x", {{1, 1}});
+  v.stamp = kStamp;
+  v.write_id = 0x1234567890abcdefULL;
+  VectorClock stored;
+  ASSERT_EQ(store_->put("k", v, &stored), PutResult::kStored);
+  EXPECT_EQ(compare(v.clock, stored), Occurred::kBefore) << stored.to_string();
+  if (!GetParam().stamps) {
+    EXPECT_EQ(stored, v.clock.incremented(kStamp, 0));
+  }
+  VectorClock again;
+  EXPECT_EQ(store_->put("k", v, &again), PutResult::kStored) << "a retry of the same write";
+  EXPECT_EQ(again, stored);
+  EXPECT_EQ(values("k"), Values{"x"});
+  Versioned racer = versioned("y", {{1, 1}});
+  racer.stamp = kStamp;
+  racer.write_id = 77;
+  EXPECT_EQ(store_->put("k", racer), PutResult::kObsolete) << "it read what the first did";
+  EXPECT_EQ(values("k"), Values{"x"});
+  const auto got = store_->get("k");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].stamp, 0u) << "a stamp is never stored";
+}
+
+// Copies of one write (one write id, one value) stamped at two homes are
+// one version where they meet, their clocks joined; the same id on
+// another value is not a copy, and goes by its clock alone.
+TEST_P(Conformance, CopiesOfOneWriteAreOneVersion) {
+  Versioned first = versioned("x", {{1, 1}, {kStampBase + 0, 1}});
+  first.write_id = 42;
+  Versioned second = versioned("x", {{1, 1}, {kStampBase + 1, 1}});
+  second.write_id = 42;
+  ASSERT_EQ(store_->put("k", first), PutResult::kStored);
+  ASSERT_EQ(store_->put("k", second), PutResult::kStored);
+  EXPECT_EQ(values("k"), Values{"x"});
+  EXPECT_EQ(store_->versions("k").size(), 1u);
+  if (!GetParam().stamps) {
+    EXPECT_EQ(store_->get("k").at(0).clock, first.clock.merged(second.clock));
+    EXPECT_EQ(store_->get("k").at(0).write_id, 42u) << "kept, for the copies yet to meet";
+  } else {
+    EXPECT_EQ(store_->get("k").at(0).write_id, 0u) << "a routed store keeps write ids inside";
+  }
+  EXPECT_EQ(store_->put("k", first), PutResult::kStored) << "a copy it holds already";
+  EXPECT_EQ(store_->versions("k").size(), 1u);
+  Versioned other = versioned("y", {{1, 1}, {5, 1}});
+  other.write_id = 42;
+  ASSERT_EQ(store_->put("k", other), PutResult::kStored);
+  expect_siblings("k", {"x", "y"});
+}
+
 TEST_P(Conformance, RemoveDeletesOnlyVersionsAtOrBeforeTheClock) {
   VectorClock a, b;
   ASSERT_EQ(store_->put("k", versioned("a", {{1, 2}}), &a), PutResult::kStored);

@@ -63,7 +63,8 @@ PutResult put(std::vector<Versioned>* stored, const Versioned& v) {
   std::string out;
   const std::string in = stored->empty() ? std::string() : encode_versions(*stored);
   const PutResult r = apply_put_encoded(in, v, &out);
-  if (r == PutResult::kStored) *stored = decode_versions(out);
+  // Stored with nothing to write: a copy held already.
+  if (r == PutResult::kStored && !out.empty()) *stored = decode_versions(out);
   return r;
 }
 
@@ -104,6 +105,76 @@ TEST(VersionListTest, ApplyRemoveKeepsConcurrentAndNewer) {
   EXPECT_EQ(stored, std::vector<Versioned>{versioned("b", {{2, 1}})});
   EXPECT_TRUE(remove(&stored, clock({{2, 1}})));
   EXPECT_TRUE(stored.empty());
+}
+
+// Lists without write ids keep format 0x01, byte for byte what older
+// cairn wrote and reads; a write id brings format 0x02, whose flags say
+// whether one follows.
+TEST(VersionListTest, WriteIdsTakeTheSecondFormatOnlyWhenPresent) {
+  const std::vector<Versioned> plain = {versioned("a", {{1, 1}})};
+  EXPECT_EQ(encode_versions(plain)[0], '\x01');
+  Versioned with_id = versioned("b", {{2, 1}});
+  with_id.write_id = 0x0102030405060708ULL;
+  const std::vector<Versioned> mixed = {plain[0], with_id};
+  const std::string bytes = encode_versions(mixed);
+  EXPECT_EQ(bytes[0], '\x02');
+  EXPECT_EQ(decode_versions(bytes), mixed);
+  // A stamp is a request, never encoded.
+  Versioned stamped = plain[0];
+  stamped.stamp = kStampBase + 1;
+  EXPECT_EQ(decode_versions(encode_versions(std::vector<Versioned>{stamped})), plain);
+  // Flags other than 0 and 1, a zero id and a cut id are corrupt.
+  std::string bad = encode_versions(mixed);
+  const size_t flags = 1 + 1 + plain[0].clock.encode().size();  // format, count, clock
+  bad[flags] = '\x02';
+  EXPECT_THROW(decode_versions(bad), Corruption);
+  std::string zero = encode_versions(std::vector<Versioned>{with_id});
+  std::fill(zero.begin() + 2 + with_id.clock.encode().size() + 1,
+            zero.begin() + 2 + with_id.clock.encode().size() + 9, '\0');
+  EXPECT_THROW(decode_versions(zero), Corruption);
+  EXPECT_THROW(decode_versions(bytes.substr(0, bytes.size() - 3)), Corruption);
+}
+
+TEST(VersionListTest, AStampIsCheckedThenGiven) {
+  std::vector<Versioned> stored;
+  Versioned v = versioned("x", {{1, 1}});
+  v.stamp = kStampBase + 3;
+  v.write_id = 5;
+  ASSERT_EQ(put(&stored, v), PutResult::kStored);
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].clock, clock({{1, 1}, {kStampBase + 3, 1}}));
+  EXPECT_EQ(stored[0].write_id, 5u);
+  EXPECT_EQ(put(&stored, v), PutResult::kStored) << "a retry: held already";
+  EXPECT_EQ(stored.size(), 1u);
+  Versioned racer = versioned("y", {{1, 1}});
+  racer.stamp = kStampBase + 3;
+  EXPECT_EQ(put(&stored, racer), PutResult::kObsolete) << "its clock is before the stored one";
+  Versioned later = versioned("z", {{1, 1}, {kStampBase + 3, 1}, {2, 1}});
+  later.stamp = kStampBase + 3;
+  ASSERT_EQ(put(&stored, later), PutResult::kStored);
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].clock, clock({{1, 1}, {2, 1}, {kStampBase + 3, 2}}));
+}
+
+TEST(VersionListTest, CopiesOfOneWriteJoin) {
+  Versioned a = versioned("x", {{1, 1}, {kStampBase + 0, 1}});
+  Versioned b = versioned("x", {{1, 1}, {kStampBase + 1, 1}});
+  a.write_id = b.write_id = 9;
+  std::vector<Versioned> stored = {versioned("older", {{1, 1}}), versioned("other", {{4, 1}})};
+  ASSERT_EQ(put(&stored, a), PutResult::kStored);
+  ASSERT_EQ(put(&stored, b), PutResult::kStored);
+  ASSERT_EQ(stored.size(), 2u) << "older replaced; other concurrent";
+  EXPECT_EQ(stored[0].value, "other");
+  EXPECT_EQ(stored[1].clock, a.clock.merged(b.clock));
+  EXPECT_EQ(stored[1].write_id, 9u);
+  EXPECT_EQ(put(&stored, a), PutResult::kStored);
+  EXPECT_EQ(stored.size(), 2u);
+  // The same id on another value: not a copy.
+  Versioned c = versioned("y", {{1, 1}, {kStampBase + 2, 1}});
+  c.write_id = 9;
+  ASSERT_EQ(put(&stored, c), PutResult::kStored);
+  EXPECT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored[2].write_id, 0u) << "stored without the id it shares with another write";
 }
 
 TEST(VersionListTest, ApplyOnMalformedBytesIsCorruption) {

@@ -221,6 +221,32 @@ TEST(GrpcTest, StoresDroppedInTheirOwnCallbacksStopNothing) {
   EXPECT_EQ(f.get(), 1u);
 }
 
+// With retry_writes a put carries a write id, the same on every attempt:
+// an attempt that landed and a retry of it are one write wherever they
+// meet (docs/clusters.md). Without retries, none is added.
+TEST(GrpcTest, RetriedWritesCarryOneWriteId) {
+  InProcess server;
+  GrpcOptions o;
+  o.store = "s";
+  o.targets = {server.address()};
+  o.retry_writes = true;
+  GrpcStore retrying(o);
+  ASSERT_EQ(retrying.put("r", versioned("v", {{1, 1}})), PutResult::kStored);
+  const std::vector<Versioned> got = retrying.get("r");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_NE(got[0].write_id, 0u);
+  // The same write again (what a retry sends): stored once, answered stored.
+  Versioned again = versioned("v", {{1, 1}});
+  again.write_id = got[0].write_id;
+  VectorClock stored;
+  EXPECT_EQ(retrying.put("r", again, &stored), PutResult::kStored);
+  EXPECT_EQ(stored, got[0].clock);
+  EXPECT_EQ(retrying.get("r").size(), 1u);
+  auto plain = server.client();
+  ASSERT_EQ(plain->put("p", versioned("v", {{1, 1}})), PutResult::kStored);
+  EXPECT_EQ(plain->get("p").at(0).write_id, 0u);
+}
+
 TEST(GrpcTest, StreamPipelinesTaggedRequests) {
   InProcess server;
   auto channel = grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials());
