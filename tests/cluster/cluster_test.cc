@@ -12,6 +12,7 @@
 #include <atomic>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -493,6 +494,107 @@ TEST_P(ClusterTest, UniqueKeyWritersUnderAKillNemesisLoseNothing) {
             << " reads of a key written once returned more than one version\n";
   RecordProperty("acknowledged", static_cast<int>(total));
   RecordProperty("split_writes", static_cast<int>(split));
+}
+
+// Writers sharing keys under the kill -9 nemesis: three clients, each with
+// its own writer id, read each key's versions, write a successor of all
+// of them, and remember the clock each acknowledged write was stored
+// under. Afterwards every acknowledged write is present or superseded by
+// a write whose writer read it (a final version's clock is at or after
+// its clock), and each key holds no more siblings than writers that could
+// have written it unseen: the three, and any write of it that failed
+// (it may have landed). Bounded: 5 kill cycles, 300 writes a writer.
+TEST_P(ClusterTest, SharedKeyWritersUnderAKillNemesisKeepEveryWrite) {
+  ClusterOptions o = options();
+  o.timeout_ms = 2000;
+  LocalCluster cluster(dir_.path(), o);
+  constexpr int kWriters = 3;
+  constexpr int kKeys = 10;
+  constexpr int kWrites = 300;
+  constexpr int kCycles = 5;
+  std::atomic<bool> nemesis_done{false};
+  std::mutex mu;
+  std::map<std::string, std::vector<VectorClock>> acked;  // guarded by mu
+  std::map<std::string, int> unknown;                     // failed writes; guarded by mu
+  std::atomic<size_t> most_seen{0};  // the most versions a writer's read met
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kWriters; ++t) {
+    writers.emplace_back([&, t] {
+      auto client = cluster.client();
+      const NodeId me = static_cast<NodeId>(2000 + t);
+      for (int i = 0; i < kWrites; ++i) {
+        const std::string key = absl::StrCat("hot", (i + t) % kKeys);
+        try {
+          VectorClock c;
+          const std::vector<VectorClock> seen = client->versions(key);
+          for (const VectorClock& v : seen) c = c.merged(v);
+          size_t before = most_seen.load();
+          while (seen.size() > before && !most_seen.compare_exchange_weak(before, seen.size())) {
+          }
+          c.increment(me, now_ms());
+          VectorClock stored;
+          const PutResult r = client->put(key, Versioned{absl::StrCat(me, "-", i), c}, &stored);
+          if (r == PutResult::kStored) {
+            std::lock_guard lock(mu);
+            acked[key].push_back(stored);
+          }
+        } catch (const Error&) {
+          std::lock_guard lock(mu);
+          ++unknown[key];  // a failed write may still have landed
+        }
+        if (!nemesis_done) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    });
+  }
+  std::thread nemesis([&] {
+    for (int c = 0; c < kCycles; ++c) {
+      const int victim = c % cluster.size();
+      std::this_thread::sleep_for(std::chrono::milliseconds(600));
+      EXPECT_EQ(cluster.stop(victim, SIGKILL), 128 + SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(600));
+      cluster.start(victim);
+    }
+    nemesis_done = true;
+  });
+  nemesis.join();
+  for (std::thread& w : writers) w.join();
+
+  auto client = cluster.client();
+  size_t most = 0, total_acked = 0;
+  for (int k = 0; k < kKeys; ++k) {
+    const std::string key = absl::StrCat("hot", k);
+    std::vector<Versioned> final_versions;
+    ASSERT_TRUE(eventually([&] {
+      try {
+        final_versions = client->get(key);
+        return true;
+      } catch (const Error&) {
+        return false;
+      }
+    })) << key;
+    ASSERT_FALSE(final_versions.empty()) << key;
+    most = std::max(most, final_versions.size());
+    EXPECT_LE(final_versions.size(), static_cast<size_t>(kWriters + unknown[key]))
+        << key << ": more siblings than writers that could have written it unseen";
+    total_acked += acked[key].size();
+    for (const VectorClock& clock : acked[key]) {
+      bool kept = false;
+      for (const Versioned& v : final_versions) {
+        const Occurred rel = compare(clock, v.clock);
+        kept |= rel == Occurred::kBefore || rel == Occurred::kEqual;
+      }
+      EXPECT_TRUE(kept) << key << ": acknowledged write at " << clock.to_string() << " was lost";
+    }
+  }
+  EXPECT_GT(total_acked, static_cast<size_t>(kWriters * kWrites / 2));
+  int failed = 0;
+  for (const auto& [key, n] : unknown) failed += n;
+  EXPECT_LE(most_seen.load(), static_cast<size_t>(kWriters + failed))
+      << "a read met more siblings than writers that could have written unseen";
+  std::cout << total_acked << " writes acknowledged on " << kKeys << " shared keys, " << failed
+            << " failed; at most " << most_seen.load() << " siblings met by a read, " << most
+            << " at the end\n";
+  RecordProperty("most_siblings", static_cast<int>(most));
 }
 
 // Scenario 4: two clients write one key concurrently. Each acknowledged
