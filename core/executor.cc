@@ -52,8 +52,10 @@ bool on_completion_thread() { return completion_thread; }
 
 void run_where_waiting_is_safe(std::function<void()> task) {
   if (!completion_thread) return task();
-  static Executor waiter(1);
-  waiter.submit(std::move(task));
+  // Leaked on purpose: a store may be dropped on a gRPC thread while the
+  // process exits, after a static waiter would have been destroyed.
+  static Executor* waiter = new Executor(1);
+  waiter->submit(std::move(task));
 }
 
 }  // namespace cairn::internal

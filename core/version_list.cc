@@ -180,7 +180,11 @@ PutAction put_rule(std::span<const VersionMeta> stored, const VersionMeta& incom
 PutAction apply_stamp(std::span<const VersionMeta> stored, const StampRequest& incoming,
                       VectorClock* stamped, size_t* same) {
   for (size_t i = 0; i < stored.size(); ++i) {
-    if (incoming.write_id != 0 && stored[i].write_id == incoming.write_id) {
+    // A retry of a write this home stamped: its clock is the one the home
+    // checked, before the stored stamp. (A newer clock on the same id is
+    // a copy to join, below.)
+    if (incoming.write_id != 0 && stored[i].write_id == incoming.write_id &&
+        before_or_equal(incoming.clock, *stored[i].clock)) {
       *same = i;
       return PutAction::kDuplicate;
     }

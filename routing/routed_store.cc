@@ -56,7 +56,8 @@ bool is_tombstone(const VectorClock& c) { return c.counter(kTombstoneEntry) % 2 
 Versioned live_successor(const Versioned& value) {
   if (!is_tombstone(value.clock)) return value;
   return Versioned{value.value,
-                   value.clock.incremented(kTombstoneEntry, value.clock.timestamp_ms())};
+                   value.clock.incremented(kTombstoneEntry, value.clock.timestamp_ms()),
+                   value.write_id};
 }
 
 // Drops the tombstones from what a read returns.

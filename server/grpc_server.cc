@@ -237,6 +237,7 @@ class StreamReactor final
  public:
   static constexpr int kMaxBatch = 10000;
   static constexpr size_t kMaxQueuedBytes = 8 << 20;
+  static constexpr int kMaxPending = kMaxBatch;
 
   StreamReactor(const StoreMap& stores, internal::Executor& executor,
                 internal::Executor& routed_executor, Drain& drain,
@@ -254,12 +255,16 @@ class StreamReactor final
     rpc::StreamRequests batch = std::move(request_);
     {
       std::unique_lock lock(mu_);
-      reading_ = false;
+      // `reading_` stays set until this batch's routed requests are in
+      // their lines (below): a read started meanwhile (an answer's
+      // maybe_read) could put the next batch's requests ahead of them.
       if (!ok || failed_) {
+        reading_ = false;
         reads_done_ = true;
         return finish_if_done(lock);
       }
       if (batch.requests_size() > kMaxBatch) {
+        reading_ = false;
         reads_done_ = true;  // read no more
         fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "a Stream batch of " + std::to_string(batch.requests_size()) +
@@ -306,6 +311,7 @@ class StreamReactor final
       }
     }
     for (rpc::StreamRequest& req : routed_async) admit(std::move(req));
+    reading_ = false;
     // Responses first, then the next read: gRPC then sends the flow
     // control update the read announces in the same write as them, one
     // sendmsg instead of two.
@@ -698,6 +704,9 @@ class StreamReactor final
   // client is done, or too much waits to be sent.
   void maybe_read() {
     if (reading_ || reads_done_ || failed_ || queued_bytes_ > kMaxQueuedBytes) return;
+    // Requests read and not yet answered: routed ones run many at once, so
+    // a client that keeps sending must wait for answers past this.
+    if (pending_ >= kMaxPending) return;
     reading_ = true;
     StartRead(&request_);
   }

@@ -1095,17 +1095,25 @@ PutResult LogStore::put_stamped(std::string_view key, const Versioned& value,
                                     value, &s.updated, stored) == PutResult::kObsolete) {
       return PutResult::kObsolete;
     }
-    if (s.updated.empty()) return PutResult::kStored;  // stored already
-    if (logrec::record_size(key.size(), s.updated.size()) > UINT32_MAX) {
-      throw InvalidArgument(s.where("put", key) + ": its versions would total " +
-                            std::to_string(s.updated.size()) + " bytes; a record holds at most 4 GiB");
+    if (s.updated.empty()) {
+      // Stored already (a copy of a write this store holds): answered once
+      // the record it holds is as durable as this put's would have been,
+      // since the original's writer may still be waiting for its sync.
+      if (s.options.sync == LogOptions::Sync::kAlways) {
+        pending = State::Pending{s.writing, nullptr, s.writing->size(), 0};
+      }
+    } else {
+      if (logrec::record_size(key.size(), s.updated.size()) > UINT32_MAX) {
+        throw InvalidArgument(s.where("put", key) + ": its versions would total " +
+                              std::to_string(s.updated.size()) + " bytes; a record holds at most 4 GiB");
+      }
+      if (slot == nullptr && !s.index.has_room(key.size())) {
+        // Refused before anything is appended: a record the index cannot
+        // hold must not reach the file.
+        throw FailedPrecondition(s.where("put", key) + ": the index's key pool is full");
+      }
+      pending = s.append_put(key, s.updated, slot);
     }
-    if (slot == nullptr && !s.index.has_room(key.size())) {
-      // Refused before anything is appended: a record the index cannot
-      // hold must not reach the file.
-      throw FailedPrecondition(s.where("put", key) + ": the index's key pool is full");
-    }
-    pending = s.append_put(key, s.updated, slot);
   }
   pending.wait();
   return PutResult::kStored;

@@ -587,6 +587,18 @@ void GrpcStore::async_put_hint(const Hint& hint, std::function<void(std::excepti
 #undef CAIRN_ASYNC
 
 void GrpcStore::close() {
+  if (internal::on_completion_thread()) {
+    // Closed from a callback (a routing layer dropped on a gRPC thread
+    // closes its replicas): the calls and streams in flight may need this
+    // very thread to end, so new calls are refused now and the wait goes
+    // to a thread that may wait.
+    impl_->closed.store(true);
+    internal::run_where_waiting_is_safe([impl = impl_] {
+      impl->close();
+      impl->wait_async();
+    });
+    return;
+  }
   impl_->close();
   // The streams end here too, on the closing thread, so that the
   // destructor has nothing left to wait for wherever it runs.

@@ -149,11 +149,19 @@ TEST(VersionListTest, AStampIsCheckedThenGiven) {
   Versioned racer = versioned("y", {{1, 1}});
   racer.stamp = kStampBase + 3;
   EXPECT_EQ(put(&stored, racer), PutResult::kObsolete) << "its clock is before the stored one";
-  Versioned later = versioned("z", {{1, 1}, {kStampBase + 3, 1}, {2, 1}});
+  // The same write id and value on a newer clock is no retry: a copy to
+  // join, stamped like any write.
+  Versioned newer = versioned("x", {{1, 2}});
+  newer.stamp = kStampBase + 3;
+  newer.write_id = 5;
+  ASSERT_EQ(put(&stored, newer), PutResult::kStored);
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].clock, clock({{1, 2}, {kStampBase + 3, 1}}));
+  Versioned later = versioned("z", {{1, 2}, {kStampBase + 3, 1}, {2, 1}});
   later.stamp = kStampBase + 3;
   ASSERT_EQ(put(&stored, later), PutResult::kStored);
   ASSERT_EQ(stored.size(), 1u);
-  EXPECT_EQ(stored[0].clock, clock({{1, 1}, {2, 1}, {kStampBase + 3, 2}}));
+  EXPECT_EQ(stored[0].clock, clock({{1, 2}, {2, 1}, {kStampBase + 3, 2}}));
 }
 
 TEST(VersionListTest, CopiesOfOneWriteJoin) {

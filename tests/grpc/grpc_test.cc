@@ -247,6 +247,39 @@ TEST(GrpcTest, RetriedWritesCarryOneWriteId) {
   EXPECT_EQ(plain->get("p").at(0).write_id, 0u);
 }
 
+// Closed from the callback of its own call, on a gRPC thread: close()
+// must not wait there for the stream to end either.
+TEST(GrpcTest, StoresClosedInTheirOwnCallbacksStopNothing) {
+  InProcess server;
+  constexpr int kStores = 16;
+  std::vector<std::unique_ptr<GrpcStore>> stores;
+  for (int i = 0; i < kStores; ++i) {
+    stores.push_back(server.client());
+    stores.back()->put(absl::StrCat("k", i), versioned("v", {{1, 1}}));
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int closed = 0;
+  for (int i = 0; i < kStores; ++i) {
+    GrpcStore* raw = stores[static_cast<size_t>(i)].get();
+    raw->async_get(absl::StrCat("k", i), [&, raw](std::vector<Versioned>, std::exception_ptr) {
+      raw->close();
+      std::lock_guard lock(mu);
+      ++closed;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return closed == kStores; }))
+        << closed << " of " << kStores << " callbacks returned";
+  }
+  for (auto& s : stores) EXPECT_THROW(s->get("k0"), FailedPrecondition) << "closed";
+  stores.clear();
+  auto fresh = server.client();
+  EXPECT_EQ(fresh->get("k0").size(), 1u) << "gRPC's threads still answer";
+}
+
 TEST(GrpcTest, StreamPipelinesTaggedRequests) {
   InProcess server;
   auto channel = grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials());
