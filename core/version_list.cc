@@ -211,24 +211,22 @@ size_t remove_rule(std::span<const VersionMeta> stored, const VectorClock& clock
 
 PutDecision decide_put(std::span<const VersionMeta> stored,
                        std::span<const std::string_view> values, const Versioned& incoming,
-                       std::vector<char>* keep) {
+                       std::vector<char>* keep, VectorClock* scratch) {
   PutDecision d;
   d.write_id = incoming.write_id;
   for (size_t i = 0; i < stored.size() && d.write_id != 0; ++i) {
     if (stored[i].write_id == d.write_id && values[i] != incoming.value) d.write_id = 0;
   }
-  const VectorClock* clock = &incoming.clock;
-  VectorClock stamped;
+  d.written = &incoming.clock;
   if (incoming.stamp != 0) {
-    d.action = apply_stamp(stored, {d.write_id, incoming.clock, incoming.stamp}, &stamped, &d.same);
+    d.action = apply_stamp(stored, {d.write_id, incoming.clock, incoming.stamp}, scratch, &d.same);
     if (d.action != PutAction::kStore) return d;
-    clock = &stamped;
+    d.written = scratch;
   }
-  d.action = put_rule(stored, {clock, d.write_id}, keep, &d.same);
+  d.action = put_rule(stored, {d.written, d.write_id}, keep, &d.same);
   if (d.action == PutAction::kMerge) {
-    d.written = stored[d.same].clock->merged(*clock);
-  } else if (d.action == PutAction::kStore) {
-    d.written = *clock;
+    *scratch = stored[d.same].clock->merged(*d.written);
+    d.written = scratch;
   }
   return d;
 }
@@ -237,7 +235,8 @@ PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
                             std::string* out, VectorClock* stored_clock) {
   Parsed& p = t_parsed;
   p.parse(stored);
-  const PutDecision d = decide_put(p.stored(), {p.values.data(), p.n}, incoming, &p.keep);
+  thread_local VectorClock scratch;
+  const PutDecision d = decide_put(p.stored(), {p.values.data(), p.n}, incoming, &p.keep, &scratch);
   switch (d.action) {
     case PutAction::kObsolete: return PutResult::kObsolete;
     case PutAction::kDuplicate:
@@ -250,8 +249,8 @@ PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
   const bool with_ids = p.ids || d.write_id != 0;
   p.write_kept(static_cast<size_t>(std::count(p.keep.begin(), p.keep.begin() + p.n, 1)), 1,
                with_ids, out);
-  encode_version(d.written, d.write_id, incoming.value, with_ids ? kIdFormat : kPlainFormat, out);
-  if (stored_clock != nullptr) *stored_clock = d.written;
+  encode_version(*d.written, d.write_id, incoming.value, with_ids ? kIdFormat : kPlainFormat, out);
+  if (stored_clock != nullptr) *stored_clock = *d.written;
   return PutResult::kStored;
 }
 

@@ -60,16 +60,18 @@ PutAction apply_stamp(std::span<const VersionMeta> stored, const StampRequest& i
 // lock: the write id checked against the stored values (a stored version
 // with this id and another value is not a copy: a program reused a read
 // version's id, and the put goes by its clock alone), the stamp if asked,
-// then put_rule. `values` are the stored versions' values.
+// then put_rule. `values` are the stored versions' values. A clock the
+// decision makes (stamped, or joined) goes into `*scratch`, so that a plain
+// put copies no clock: `written` points at it or at the incoming clock.
 struct PutDecision {
   PutAction action = PutAction::kObsolete;
   size_t same = 0;        // kDuplicate, kMerge: the stored copy
   uint64_t write_id = 0;  // the id the new version keeps (0: none)
-  VectorClock written;    // kStore, kMerge: the new version's clock
+  const VectorClock* written = nullptr;  // kStore, kMerge: the new version's clock
 };
 PutDecision decide_put(std::span<const VersionMeta> stored,
                        std::span<const std::string_view> values, const Versioned& incoming,
-                       std::vector<char>* keep);
+                       std::vector<char>* keep, VectorClock* scratch);
 
 // Applies a put of `incoming` to the encoded versions of one key, by the
 // rules above: writes to `*out` what the key then holds and to

@@ -396,16 +396,17 @@ PutResult MemoryStore::put_stamped(std::string_view key, const Versioned& value,
   auto [i, old] = t->find(key, hash);
   ParsedRecord& parsed = t_parsed;
   parsed.parse(holds_record(old) ? record_of(old)->data() : std::string_view());
-  const internal::PutDecision d =
-      internal::decide_put(parsed.stored(), {parsed.values.data(), parsed.n}, value, &parsed.keep);
+  thread_local VectorClock scratch;
+  const internal::PutDecision d = internal::decide_put(
+      parsed.stored(), {parsed.values.data(), parsed.n}, value, &parsed.keep, &scratch);
   if (d.action == internal::PutAction::kObsolete) return PutResult::kObsolete;
   if (d.action == internal::PutAction::kDuplicate) {
     if (stored != nullptr) *stored = parsed.clocks[d.same];
     return PutResult::kStored;
   }
   parsed.write_kept(1, &encoded);
-  append_version(&encoded, d.written, d.write_id, value.value);
-  if (stored != nullptr) *stored = d.written;
+  append_version(&encoded, *d.written, d.write_id, value.value);
+  if (stored != nullptr) *stored = *d.written;
   // Records keep their size in 32 bits: refuse siblings that outgrow it.
   if (encoded.size() > UINT32_MAX) {
     throw InvalidArgument("store '" + options_.name + "': the versions of key " +

@@ -57,16 +57,16 @@ void FaultStore::inject(Op op, const char* name) const {
 template <typename Fn>
 auto FaultStore::injected_around(Op op, const char* name, Fn&& call) const {
   inject(op, name);
+  auto after = [&] {
+    if ((ops_ & op) == 0 || !fail_after_.load()) return;
+    if (std::exception_ptr e = injected(name)) std::rethrow_exception(e);
+  };
   if constexpr (std::is_void_v<decltype(call())>) {
     call();
-    if ((ops_ & op) != 0 && fail_after_.load()) {
-      if (std::exception_ptr e = injected(name)) std::rethrow_exception(e);
-    }
+    after();
   } else {
     auto result = call();
-    if ((ops_ & op) != 0 && fail_after_.load()) {
-      if (std::exception_ptr e = injected(name)) std::rethrow_exception(e);
-    }
+    after();
     return result;
   }
 }

@@ -225,15 +225,10 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
   }
 }
 
-GrpcStore::~GrpcStore() {
-  // The last reference to a store may go on a gRPC thread (a routing
-  // layer's call finishing after its store closed): waiting there for the
-  // streams to end could wait for that very thread.
-  internal::run_where_waiting_is_safe([impl = impl_] {
-    impl->close();
-    impl->wait_async();
-  });
-}
+// The last reference to a store may go on a gRPC thread (a routing
+// layer's call finishing after its store closed): close() does not wait
+// there.
+GrpcStore::~GrpcStore() { close(); }
 
 void GrpcStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   rpc::GetRequest req;
@@ -587,22 +582,15 @@ void GrpcStore::async_put_hint(const Hint& hint, std::function<void(std::excepti
 #undef CAIRN_ASYNC
 
 void GrpcStore::close() {
-  if (internal::on_completion_thread()) {
-    // Closed from a callback (a routing layer dropped on a gRPC thread
-    // closes its replicas): the calls and streams in flight may need this
-    // very thread to end, so new calls are refused now and the wait goes
-    // to a thread that may wait.
-    impl_->closed.store(true);
-    internal::run_where_waiting_is_safe([impl = impl_] {
-      impl->close();
-      impl->wait_async();
-    });
-    return;
-  }
-  impl_->close();
-  // The streams end here too, on the closing thread, so that the
-  // destructor has nothing left to wait for wherever it runs.
-  impl_->wait_async();
+  // New calls are refused at once. Then the calls and streams in flight
+  // end, waited for here, or, on a completion thread (a store closed or
+  // dropped in a callback, such as a routing layer's on a gRPC thread),
+  // on a thread that may wait: they may need this very thread to end.
+  impl_->closed.store(true);
+  internal::run_where_waiting_is_safe([impl = impl_] {
+    impl->close();
+    impl->wait_async();
+  });
 }
 
 std::string GrpcStore::describe() const {

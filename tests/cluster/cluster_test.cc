@@ -13,6 +13,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -65,19 +66,43 @@ std::string value_of(Store& s, const std::string& key) {
 // The count of `op` calls the stats layer of store `default` on `address`
 // has seen, asked from outside, as an operator would (Admin.Stats).
 uint64_t served(const std::string& address, const std::string& op) {
-  auto stub = rpc::Admin::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  rpc::StatsRequest req;
-  rpc::StatsResponse resp;
-  const grpc::Status st = stub->Stats(&ctx, req, &resp);
-  EXPECT_TRUE(st.ok()) << address << ": " << st.error_message();
-  if (!st.ok() || !resp.reports().contains("default")) return 0;
+  const rpc::StatsResponse resp = admin_stats(address);
+  if (!resp.reports().contains("default")) return 0;
   std::istringstream report(resp.reports().at("default"));
   for (std::string line; std::getline(report, line);) {
     if (line.rfind(op + " ", 0) == 0) return std::stoull(line.substr(op.size()));
   }
   return 0;  // no such call yet: the report leaves it out
+}
+
+// The kill -9 nemesis of the history tests: `cycles` times, node
+// c % size is killed with SIGKILL and restarted, `pause` before and after
+// the kill; then `*done` is set.
+void kill_nemesis(LocalCluster& cluster, int cycles, std::chrono::milliseconds pause,
+                  std::atomic<bool>* done) {
+  for (int c = 0; c < cycles; ++c) {
+    const int victim = c % cluster.size();
+    std::this_thread::sleep_for(pause);
+    EXPECT_EQ(cluster.stop(victim, SIGKILL), 128 + SIGKILL);
+    std::this_thread::sleep_for(pause);
+    cluster.start(victim);
+  }
+  *done = true;
+}
+
+// `key`'s versions through `store`, asked again while a node is still
+// coming back; nullopt if it never answered (within eventually's limit).
+std::optional<std::vector<Versioned>> get_when_up(Store& store, const std::string& key) {
+  std::optional<std::vector<Versioned>> got;
+  eventually([&] {
+    try {
+      got = store.get(key);
+      return true;
+    } catch (const Error&) {
+      return false;
+    }
+  });
+  return got;
 }
 
 }  // namespace
@@ -437,16 +462,8 @@ TEST_P(ClusterTest, UniqueKeyWritersUnderAKillNemesisLoseNothing) {
       }
     });
   }
-  std::thread nemesis([&] {
-    for (int c = 0; c < kCycles; ++c) {
-      const int victim = c % cluster.size();
-      std::this_thread::sleep_for(std::chrono::milliseconds(700));
-      EXPECT_EQ(cluster.stop(victim, SIGKILL), 128 + SIGKILL);
-      std::this_thread::sleep_for(std::chrono::milliseconds(700));
-      cluster.start(victim);
-    }
-    nemesis_done = true;
-  });
+  std::thread nemesis(kill_nemesis, std::ref(cluster), kCycles, std::chrono::milliseconds(700),
+                      &nemesis_done);
   nemesis.join();
   for (std::thread& w : writers) w.join();
   size_t total = 0;
@@ -469,15 +486,9 @@ TEST_P(ClusterTest, UniqueKeyWritersUnderAKillNemesisLoseNothing) {
     }
     for (const auto& keys : acked) {
       for (const std::string& key : keys) {
-        std::vector<Versioned> got;
-        ASSERT_TRUE(eventually([&] {
-          try {
-            got = through->get(key);
-            return true;
-          } catch (const Error&) {
-            return false;  // a node still coming back
-          }
-        })) << key;
+        const std::optional<std::vector<Versioned>> answer = get_when_up(*through, key);
+        ASSERT_TRUE(answer) << key;
+        const std::vector<Versioned>& got = *answer;
         ASSERT_FALSE(got.empty()) << key << " acknowledged, and lost (read through node " << n << ")";
         for (const Versioned& v : got) {
           EXPECT_EQ(v.value, "v-" + key) << key << " at " << v.clock.to_string();
@@ -546,16 +557,8 @@ TEST_P(ClusterTest, SharedKeyWritersUnderAKillNemesisKeepEveryWrite) {
       }
     });
   }
-  std::thread nemesis([&] {
-    for (int c = 0; c < kCycles; ++c) {
-      const int victim = c % cluster.size();
-      std::this_thread::sleep_for(std::chrono::milliseconds(600));
-      EXPECT_EQ(cluster.stop(victim, SIGKILL), 128 + SIGKILL);
-      std::this_thread::sleep_for(std::chrono::milliseconds(600));
-      cluster.start(victim);
-    }
-    nemesis_done = true;
-  });
+  std::thread nemesis(kill_nemesis, std::ref(cluster), kCycles, std::chrono::milliseconds(600),
+                      &nemesis_done);
   nemesis.join();
   for (std::thread& w : writers) w.join();
 
@@ -563,15 +566,9 @@ TEST_P(ClusterTest, SharedKeyWritersUnderAKillNemesisKeepEveryWrite) {
   size_t most = 0, total_acked = 0;
   for (int k = 0; k < kKeys; ++k) {
     const std::string key = absl::StrCat("hot", k);
-    std::vector<Versioned> final_versions;
-    ASSERT_TRUE(eventually([&] {
-      try {
-        final_versions = client->get(key);
-        return true;
-      } catch (const Error&) {
-        return false;
-      }
-    })) << key;
+    const std::optional<std::vector<Versioned>> answer = get_when_up(*client, key);
+    ASSERT_TRUE(answer) << key;
+    const std::vector<Versioned>& final_versions = *answer;
     ASSERT_FALSE(final_versions.empty()) << key;
     most = std::max(most, final_versions.size());
     EXPECT_LE(final_versions.size(), static_cast<size_t>(kWriters + unknown[key]))

@@ -453,13 +453,7 @@ std::string write_config(const TempDir& dir, const std::string& name, const std:
 }
 
 int64_t calls_served(const std::string& address) {
-  auto stub = rpc::Admin::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  rpc::StatsRequest req;
-  rpc::StatsResponse resp;
-  const grpc::Status st = stub->Stats(&ctx, req, &resp);
-  EXPECT_TRUE(st.ok()) << st.error_message();
+  const rpc::StatsResponse resp = admin_stats(address);
   EXPECT_NE(resp.reports().at("s").find("\nget"), std::string::npos) << "the stats layer's report";
   return static_cast<int64_t>(resp.calls().at("s"));
 }

@@ -1,5 +1,8 @@
 #include "tests/testing/server_process.h"
 
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -15,6 +18,8 @@
 #include <thread>
 
 extern char** environ;
+
+#include "layers/grpc/cairn.grpc.pb.h"
 
 namespace cairn::testing {
 
@@ -105,6 +110,16 @@ std::string ServerProcess::log() const {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+rpc::StatsResponse admin_stats(const std::string& address) {
+  auto stub = rpc::Admin::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  rpc::StatsResponse resp;
+  const grpc::Status st = stub->Stats(&ctx, rpc::StatsRequest(), &resp);
+  EXPECT_TRUE(st.ok()) << address << ": " << st.error_message();
+  return st.ok() ? resp : rpc::StatsResponse();
 }
 
 }  // namespace cairn::testing

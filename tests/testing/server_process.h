@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "layers/grpc/cairn.pb.h"
+
 namespace cairn::testing {
 
 // The cairn-server binary: $CAIRN_SERVER, set by the test runner.
@@ -43,6 +45,10 @@ class ServerProcess {
   int port_ = 0;
   std::string log_path_;
 };
+
+// The server at `address`'s Admin.Stats answer (every store), asked as an
+// operator would; a failed call is a test failure (and an empty answer).
+rpc::StatsResponse admin_stats(const std::string& address);
 
 }  // namespace cairn::testing
 
