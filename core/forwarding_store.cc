@@ -19,7 +19,7 @@ std::map<std::string, std::vector<Versioned>> ForwardingStore::get_all(
 }
 
 PutResult ForwardingStore::put_stamped(std::string_view key, const Versioned& value,
-                                       VectorClock* stored) {
+                                       PutReply* stored) {
   return inner_->put_stamped(key, value, stored);
 }
 

@@ -60,8 +60,8 @@ void Store::async_get_all(std::vector<std::string> keys,
 
 void Store::async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) {
   answer_inline(done, [&] {
-    PutReply reply;
-    reply.result = put(key, value, &reply.stored);
+    PutReply reply{.stored = value.clock};
+    reply.result = put_stamped(key, value, &reply);
     return reply;
   });
 }

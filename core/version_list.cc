@@ -40,11 +40,25 @@ constexpr char kIdFormat = 0x02;     // and each version's write id
   }
 }
 
-[[gnu::always_inline]] inline uint64_t read_write_id(ByteReader* r) {
+constexpr uint64_t kHasId = 1, kHasReplaces = 2;
+
+// Reads a version's write id and the ids it replaces (format 0x02).
+[[gnu::always_inline]] inline uint64_t read_ids(ByteReader* r, std::vector<uint64_t>* replaces) {
   uint64_t flags = 0, id = 0;
+  replaces->clear();
   if (!r->varint(&flags)) corrupt("truncated write id");
-  if (flags > 1) corrupt("unknown version flags " + std::to_string(flags));
-  if (flags == 1 && (!r->fixed64(&id) || id == 0)) corrupt("truncated or zero write id");
+  if (flags > (kHasId | kHasReplaces)) corrupt("unknown version flags " + std::to_string(flags));
+  if ((flags & kHasId) != 0 && (!r->fixed64(&id) || id == 0)) {
+    corrupt("truncated or zero write id");
+  }
+  if ((flags & kHasReplaces) != 0) {
+    uint64_t m = 0;
+    if (!r->varint(&m) || m == 0 || m > kMaxReplaces) corrupt("bad count of replaced writes");
+    replaces->resize(m);
+    for (uint64_t& w : *replaces) {
+      if (!r->fixed64(&w) || w == 0) corrupt("truncated or zero replaced write id");
+    }
+  }
   return id;
 }
 
@@ -55,19 +69,24 @@ constexpr char kIdFormat = 0x02;     // and each version's write id
   return value;
 }
 
-void encode_version(const VectorClock& clock, uint64_t write_id, std::string_view value,
-                    char format, std::string* out) {
+void encode_version(const VectorClock& clock, uint64_t write_id,
+                    std::span<const uint64_t> replaces, std::string_view value, char format,
+                    std::string* out) {
   clock.encode_to(out);
   if (format == kIdFormat) {
-    put_varint(out, write_id != 0 ? 1 : 0);
+    put_varint(out, (write_id != 0 ? kHasId : 0) | (!replaces.empty() ? kHasReplaces : 0));
     if (write_id != 0) put_fixed64(out, write_id);
+    if (!replaces.empty()) {
+      put_varint(out, replaces.size());
+      for (uint64_t w : replaces) put_fixed64(out, w);
+    }
   }
   put_varint(out, value.size());
   out->append(value);
 }
 
-// A parsed version list: each version's clock and write id (to apply the
-// rules) and its bytes (copied through when kept): the clock, the write id
+// A parsed version list: each version's clock and ids (to apply the
+// rules) and its bytes (copied through when kept): the clock, the ids
 // (format 0x02 only), and the length and value. Reused per thread, so
 // parsing allocates only while a thread warms up.
 struct Parsed {
@@ -75,12 +94,13 @@ struct Parsed {
     std::string_view clock, id, rest;
   };
   std::vector<VectorClock> clocks;
+  std::vector<std::vector<uint64_t>> replaces;
   std::vector<VersionMeta> metas;
   std::vector<std::string_view> values;
   std::vector<Parts> parts;
   std::vector<char> keep;
   size_t n = 0;
-  bool ids = false;  // some version has a write id
+  bool ids = false;  // some version has a write id or replaces one
 
   void parse(std::string_view bytes) {
     n = 0;
@@ -90,6 +110,7 @@ struct Parsed {
     char format = 0;
     n = read_header(&r, &format);
     if (clocks.size() < n) clocks.resize(n);
+    if (replaces.size() < n) replaces.resize(n);
     if (metas.size() < n) metas.resize(n);
     if (parts.size() < n) parts.resize(n);
     if (values.size() < n) values.resize(n);
@@ -100,13 +121,14 @@ struct Parsed {
       p.clock = {start, static_cast<size_t>(r.position() - start)};
       uint64_t id = 0;
       const char* id_start = r.position();
-      if (format == kIdFormat) id = read_write_id(&r);
+      replaces[i].clear();
+      if (format == kIdFormat) id = read_ids(&r, &replaces[i]);
       p.id = {id_start, static_cast<size_t>(r.position() - id_start)};
-      ids |= id != 0;
+      ids |= id != 0 || !replaces[i].empty();
       const char* rest = r.position();
       values[i] = read_value(&r);
       p.rest = {rest, static_cast<size_t>(r.position() - rest)};
-      metas[i] = {&clocks[i], id};
+      metas[i] = {&clocks[i], id, replaces[i]};
     }
     if (!r.empty()) corrupt("trailing bytes");
   }
@@ -149,27 +171,40 @@ uint64_t new_write_id() {
   }
 }
 
+bool replaces_write(const VersionMeta& v, uint64_t id) {
+  return id != 0 && id != v.write_id &&
+         std::find(v.replaces.begin(), v.replaces.end(), id) != v.replaces.end();
+}
+
 PutAction put_rule(std::span<const VersionMeta> stored, const VersionMeta& incoming,
                    std::vector<char>* keep, size_t* same) {
   keep->assign(stored.size(), 0);
   *same = stored.size();
+  // A copy of a write a stored version replaced: whatever its clock, the
+  // write was read and succeeded.
+  for (const VersionMeta& s : stored) {
+    if (replaces_write(s, incoming.write_id)) return PutAction::kObsolete;
+  }
   const VectorClock* dominant = incoming.clock;  // what the put stores
   VectorClock joined;
   for (size_t i = 0; i < stored.size(); ++i) {
     if (incoming.write_id == 0 || stored[i].write_id != incoming.write_id) continue;
     // Another copy of this write: a clock it adds nothing to is a
-    // duplicate; else the copies join.
-    if (before_or_equal(*incoming.clock, *stored[i].clock)) {
-      *same = i;
-      return PutAction::kDuplicate;
-    }
+    // duplicate, unless it supersedes a copy of a write it replaced;
+    // else the copies join.
     *same = i;
+    if (before_or_equal(*incoming.clock, *stored[i].clock)) {
+      const bool replaces_some = std::any_of(stored.begin(), stored.end(), [&](const VersionMeta& s) {
+        return replaces_write(incoming, s.write_id);
+      });
+      if (!replaces_some) return PutAction::kDuplicate;
+    }
     joined = stored[i].clock->merged(*incoming.clock);
     dominant = &joined;
     break;
   }
   for (size_t i = 0; i < stored.size(); ++i) {
-    if (i == *same) continue;
+    if (i == *same || replaces_write(incoming, stored[i].write_id)) continue;
     const Occurred o = compare(*dominant, *stored[i].clock);
     if (o == Occurred::kBefore || o == Occurred::kEqual) return PutAction::kObsolete;
     (*keep)[i] = o == Occurred::kConcurrent;
@@ -190,7 +225,9 @@ PutAction apply_stamp(std::span<const VersionMeta> stored, const StampRequest& i
     }
   }
   for (const VersionMeta& s : stored) {
-    if (before_or_equal(incoming.clock, *s.clock)) return PutAction::kObsolete;
+    if (before_or_equal(incoming.clock, *s.clock) || replaces_write(s, incoming.write_id)) {
+      return PutAction::kObsolete;
+    }
   }
   *stamped = incoming.clock.incremented(incoming.stamp, incoming.clock.timestamp_ms());
   return PutAction::kStore;
@@ -211,7 +248,7 @@ size_t remove_rule(std::span<const VersionMeta> stored, const VectorClock& clock
 
 PutDecision decide_put(std::span<const VersionMeta> stored,
                        std::span<const std::string_view> values, const Versioned& incoming,
-                       std::vector<char>* keep, VectorClock* scratch) {
+                       std::vector<char>* keep, PutScratch* scratch) {
   PutDecision d;
   d.write_id = incoming.write_id;
   for (size_t i = 0; i < stored.size() && d.write_id != 0; ++i) {
@@ -219,38 +256,68 @@ PutDecision decide_put(std::span<const VersionMeta> stored,
   }
   d.written = &incoming.clock;
   if (incoming.stamp != 0) {
-    d.action = apply_stamp(stored, {d.write_id, incoming.clock, incoming.stamp}, scratch, &d.same);
+    d.action = apply_stamp(stored, {d.write_id, incoming.clock, incoming.stamp}, &scratch->clock,
+                           &d.same);
     if (d.action != PutAction::kStore) return d;
-    d.written = scratch;
+    d.written = &scratch->clock;
   }
-  d.action = put_rule(stored, {d.written, d.write_id}, keep, &d.same);
+  d.action = put_rule(stored, {d.written, d.write_id, incoming.replaces}, keep, &d.same);
   if (d.action == PutAction::kMerge) {
-    *scratch = stored[d.same].clock->merged(*d.written);
-    d.written = scratch;
+    scratch->clock = stored[d.same].clock->merged(*d.written);
+    d.written = &scratch->clock;
   }
+  d.replaces = std::span<const uint64_t>(incoming.replaces)
+                   .first(std::min(incoming.replaces.size(), kMaxReplaces));
+  if (d.action != PutAction::kStore && d.action != PutAction::kMerge) return d;
+  // The versions the new one takes the place of hand on what they
+  // replaced (a plain overwrite of versions that replaced nothing copies
+  // nothing).
+  bool inherits = false;
+  for (size_t i = 0; i < stored.size() && !inherits; ++i) {
+    inherits = (*keep)[i] == 0 && !stored[i].replaces.empty();
+  }
+  if (!inherits) return d;
+  std::vector<uint64_t>& list = scratch->replaces;
+  list.assign(d.replaces.begin(), d.replaces.end());
+  for (size_t i = 0; i < stored.size(); ++i) {
+    if ((*keep)[i] != 0) continue;
+    for (uint64_t w : stored[i].replaces) {
+      if (list.size() < kMaxReplaces && std::find(list.begin(), list.end(), w) == list.end()) {
+        list.push_back(w);
+      }
+    }
+  }
+  d.replaces = list;
   return d;
 }
 
 PutResult apply_put_encoded(std::string_view stored, const Versioned& incoming,
-                            std::string* out, VectorClock* stored_clock) {
+                            std::string* out, PutReply* reply) {
   Parsed& p = t_parsed;
   p.parse(stored);
-  thread_local VectorClock scratch;
+  thread_local PutScratch scratch;
   const PutDecision d = decide_put(p.stored(), {p.values.data(), p.n}, incoming, &p.keep, &scratch);
   switch (d.action) {
     case PutAction::kObsolete: return PutResult::kObsolete;
     case PutAction::kDuplicate:
-      if (stored_clock != nullptr) *stored_clock = p.clocks[d.same];
+      if (reply != nullptr) {
+        reply->stored = p.clocks[d.same];
+        reply->replaces = p.replaces[d.same];
+      }
       out->clear();
       return PutResult::kStored;
     case PutAction::kStore:
     case PutAction::kMerge: break;
   }
-  const bool with_ids = p.ids || d.write_id != 0;
+  const bool with_ids = p.ids || d.write_id != 0 || !d.replaces.empty();
   p.write_kept(static_cast<size_t>(std::count(p.keep.begin(), p.keep.begin() + p.n, 1)), 1,
                with_ids, out);
-  encode_version(*d.written, d.write_id, incoming.value, with_ids ? kIdFormat : kPlainFormat, out);
-  if (stored_clock != nullptr) *stored_clock = *d.written;
+  encode_version(*d.written, d.write_id, d.replaces, incoming.value,
+                 with_ids ? kIdFormat : kPlainFormat, out);
+  if (reply != nullptr) {
+    reply->stored = *d.written;
+    reply->replaces.assign(d.replaces.begin(), d.replaces.end());
+  }
   return PutResult::kStored;
 }
 
@@ -266,12 +333,18 @@ bool apply_remove_encoded(std::string_view stored, const VectorClock& clock,
 }
 
 void encode_versions(std::span<const Versioned> versions, std::string* out) {
-  const bool with_ids = std::any_of(versions.begin(), versions.end(),
-                                    [](const Versioned& v) { return v.write_id != 0; });
+  const bool with_ids = std::any_of(versions.begin(), versions.end(), [](const Versioned& v) {
+    return v.write_id != 0 || !v.replaces.empty();
+  });
   const char format = with_ids ? kIdFormat : kPlainFormat;
   out->push_back(format);
   put_varint(out, versions.size());
-  for (const Versioned& v : versions) encode_version(v.clock, v.write_id, v.value, format, out);
+  for (const Versioned& v : versions) {
+    // Longer lists than the format holds keep their newest ids.
+    const std::span<const uint64_t> replaces(
+        v.replaces.data(), std::min(v.replaces.size(), kMaxReplaces));
+    encode_version(v.clock, v.write_id, replaces, v.value, format, out);
+  }
 }
 
 std::string encode_versions(std::span<const Versioned> versions) {
@@ -287,7 +360,8 @@ void decode_versions(std::string_view bytes, std::vector<Versioned>* out) {
   if (out->size() != n) out->resize(n);
   for (Versioned& v : *out) {
     read_clock(&r, &v.clock);
-    v.write_id = format == kIdFormat ? read_write_id(&r) : 0;
+    v.replaces.clear();
+    v.write_id = format == kIdFormat ? read_ids(&r, &v.replaces) : 0;
     v.stamp = 0;
     const std::string_view value = read_value(&r);
     // resize + memcpy: a no-op resize when the size repeats, where assign()

@@ -80,7 +80,7 @@ Hint HintedHandoff::decode(std::string_view key, const Versioned& stored) {
   if (v.size() - 4 < n) throw Corruption("hint value shorter than its key");
   h.key = std::string(v.substr(4, n));
   h.version = Versioned{h.remove ? std::string() : std::string(v.substr(4 + n)), stored.clock,
-                        stored.write_id};
+                        stored.write_id, 0, stored.replaces};
   // The key of the entry must be the one the value names.
   if (encode_key(h) != key) throw Corruption("hint value names another key than its entry");
   return h;
@@ -91,7 +91,8 @@ void HintedHandoff::keep(const Hint& hint) {
   bool known = false;
   for (const NodeInfo& n : cluster_.nodes) known |= n.id == hint.node;
   if (!known) throw InvalidArgument("a hint for node " + std::to_string(hint.node) + ", which is not in the cluster");
-  hints_->put(encode_key(hint), Versioned{encode_value(hint), hint.version.clock, hint.version.write_id});
+  hints_->put(encode_key(hint), Versioned{encode_value(hint), hint.version.clock,
+                                          hint.version.write_id, 0, hint.version.replaces});
   // (obsolete: an equal or newer hint is kept already)
 }
 

@@ -1,6 +1,7 @@
 #include "routing/routed_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <future>
@@ -68,21 +69,39 @@ void drop_tombstones(std::vector<Versioned>* versions) {
 const VectorClock& clock_of(const Versioned& v) { return v.clock; }
 const VectorClock& clock_of(const VectorClock& c) { return c; }
 
+// Whether `v` took the place of a copy of write `id` (Versioned::replaces).
+bool replaces_write(const Versioned& v, uint64_t id) {
+  return internal::replaces_write({&v.clock, v.write_id, v.replaces}, id);
+}
+
 // Adds `item` (a version or a clock) to the items no other supersedes:
 // dropped if one is at or after it, and replacing those it is after.
+// Versions also supersede the copies of the writes they replaced.
 template <typename T>
 void add_non_dominated(std::vector<T>* out, const T& item) {
   if constexpr (std::is_same_v<T, Versioned>) {
-    // Copies of one write that two homes stamped: one version, the clocks
-    // joined (what replicas holding both copies keep too).
     if (item.write_id != 0) {
+      for (const Versioned& v : *out) {
+        if (replaces_write(v, item.write_id)) return;
+      }
+      // Copies of one write that two homes stamped: one version, the
+      // clocks joined (what replicas holding both copies keep too).
       for (auto it = out->begin(); it != out->end(); ++it) {
         if (it->write_id != item.write_id || it->value != item.value) continue;
-        Versioned joined{item.value, it->clock.merged(item.clock), item.write_id};
+        Versioned joined{item.value, it->clock.merged(item.clock), item.write_id, 0,
+                         item.replaces};
+        for (uint64_t w : it->replaces) {
+          if (joined.replaces.size() < kMaxReplaces &&
+              std::find(joined.replaces.begin(), joined.replaces.end(), w) ==
+                  joined.replaces.end()) {
+            joined.replaces.push_back(w);
+          }
+        }
         out->erase(it);
         return add_non_dominated(out, joined);
       }
     }
+    std::erase_if(*out, [&](const Versioned& v) { return replaces_write(item, v.write_id); });
   }
   for (auto it = out->begin(); it != out->end();) {
     const Occurred o = compare(clock_of(item), clock_of(*it));
@@ -129,6 +148,7 @@ struct RoutedStore::Shared {
   // that no caller, network thread or timer waits on a disk.
   std::vector<bool> blocking;
   std::unique_ptr<internal::Executor> local;  // only if some replica blocks
+  std::atomic<bool> warned_unstamped{false};  // a node that ignores stamps was logged
 
   std::mutex mu;
   std::condition_variable cv;
@@ -229,9 +249,14 @@ struct RoutedStore::Shared {
     }
     for (const auto& [i, versions] : ok) {
       for (const Versioned& m : merged) {
+        // A replica lacks `m` if no version it answered has m's clock, or
+        // if it also holds a copy of a write m replaced.
         const bool has = std::any_of(versions.begin(), versions.end(),
                                      [&](const Versioned& v) { return v.clock == m.clock; });
-        if (has) continue;
+        const bool stale = std::any_of(versions.begin(), versions.end(), [&](const Versioned& v) {
+          return replaces_write(m, v.write_id);
+        });
+        if (has && !stale) continue;
         // A replica whose calls would run its disk inline is repaired from
         // a thread of `local`, not from a network library's.
         begin();
@@ -549,7 +574,10 @@ std::vector<Versioned> merge_versions(
   drop_tombstones(&out);
   // Write ids stay inside the cluster: a program that changes a version it
   // read and writes it back makes a new write.
-  for (Versioned& v : out) v.write_id = 0;
+  for (Versioned& v : out) {
+    v.write_id = 0;
+    v.replaces.clear();
+  }
   return out;
 }
 
@@ -836,7 +864,7 @@ std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
 }
 
 PutResult RoutedStore::put_stamped(std::string_view key, const Versioned& value,
-                                   VectorClock* stored) {
+                                   PutReply* stored) {
   return write(key, live_successor(value), stored);
 }
 
@@ -884,23 +912,46 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
   // Every home asked gets the same write id, so that two copies (a home
   // that failed after it may have applied the write, and the next) are
   // known for one write wherever they meet.
+  //
+  // A write that comes to a second home may have been stored by the first
+  // under another stamp: the copy this home stores names its own write id
+  // among those it replaces, and every version that takes its place later
+  // inherits the id, so that the first home's copy, wherever it turns up
+  // later, stands below them and not beside them.
   void try_home(size_t h) {
     const size_t i = live_[h];
     Versioned request{value_.value, value_.clock, write_id_, kStampBase + s_->ring.nodes()[i].id};
     request.clock.set_timestamp_ms(now_ms());
+    if (h > 0) request.replaces = {write_id_};
     {
       std::lock_guard lock(mu_);
       trying_ = h;
     }
     s_->begin();
     s_->call_replica(i, [self = shared_from_this(), h, request](Store& r) {
-      r.async_put(self->key_, request, [self, h](PutReply reply, std::exception_ptr e) {
-        self->home_answered(h, reply.result, std::move(reply.stored), std::move(e));
+      r.async_put(self->key_, request, [self, h, stamp = request.stamp,
+                                        before = request.clock.counter(request.stamp)](
+                                           PutReply reply, std::exception_ptr e) {
+        // A node older than write ids ignores the stamp: its copy would
+        // stand as a sibling of every other writer's. The next node is
+        // the home instead (the unstamped copy is before its stamped one).
+        if (!e && reply.result == PutResult::kStored && reply.stored.counter(stamp) <= before) {
+          const std::string why = self->s_->name(self->live_[h]) +
+                                  " stored a write without the stamp its home must add: it runs "
+                                  "a cairn older than write ids; upgrade every node before its "
+                                  "clients";
+          if (!self->s_->warned_unstamped.exchange(true)) {
+            log(LogLevel::kWarn, "route '" + self->s_->options.store + "': " + why +
+                                     " (said once; each such write takes the next home)");
+          }
+          e = std::make_exception_ptr(FailedPrecondition(why));
+        }
+        self->home_answered(h, std::move(reply), std::move(e));
       });
     });
   }
 
-  void home_answered(size_t h, PutResult result, VectorClock stored, std::exception_ptr error) {
+  void home_answered(size_t h, PutReply answer, std::exception_ptr error) {
     RoutedStore::Shared& s = *s_;
     const size_t i = live_[h];
     if (error) s.detector->record_failure(i, error);
@@ -928,13 +979,14 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
             next = kDone;
           }
         }
-      } else if (result == PutResult::kObsolete) {
+      } else if (answer.result == PutResult::kObsolete) {
         finished_ = true;
         reply.result = PutResult::kObsolete;
         next = kDone;
       } else {
         home_ = h;
-        stamped_ = Versioned{value_.value, std::move(stored), write_id_};
+        stamped_ = Versioned{value_.value, std::move(answer.stored), write_id_, 0,
+                             std::move(answer.replaces)};
         answered_ok_ = 1;
         next = kRest;
         if (answered_ok_ >= need_) {
@@ -1078,7 +1130,7 @@ void RoutedStore::start_write(std::string_view key, const Versioned& value,
   std::make_shared<WriteOp>(s_, std::string(key), value, std::move(done))->start();
 }
 
-PutResult RoutedStore::write(std::string_view key, const Versioned& value, VectorClock* stored) {
+PutResult RoutedStore::write(std::string_view key, const Versioned& value, PutReply* stored) {
   auto result = std::make_shared<std::promise<PutReply>>();
   auto future = result->get_future();
   start_write(key, value, [result](PutReply reply, std::exception_ptr e) {
@@ -1089,7 +1141,7 @@ PutResult RoutedStore::write(std::string_view key, const Versioned& value, Vecto
     }
   });
   const PutReply reply = future.get();
-  if (reply.result == PutResult::kStored && stored != nullptr) *stored = reply.stored;
+  if (reply.result == PutResult::kStored && stored != nullptr) stored->stored = reply.stored;
   return reply.result;
 }
 
@@ -1198,7 +1250,10 @@ bool RoutedIterator::next() {
     if (!ours) continue;
     versions_ = cur_->versions();
     drop_tombstones(&versions_);
-    for (Versioned& v : versions_) v.write_id = 0;  // as a read returns them
+    for (Versioned& v : versions_) {  // as a read returns them
+      v.write_id = 0;
+      v.replaces.clear();
+    }
     if (!versions_.empty()) return true;
   }
 }

@@ -52,7 +52,7 @@ class RoutedStore final : public Store {
   std::map<std::string, std::vector<Versioned>> get_all(
       std::span<const std::string> keys) override;
   PutResult put_stamped(std::string_view key, const Versioned& value,
-                        VectorClock* stored) override;
+                        PutReply* stored) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::vector<VectorClock> versions(std::string_view key) override;
   std::unique_ptr<StoreIterator> scan() override;
@@ -86,7 +86,7 @@ class RoutedStore final : public Store {
   void start_write(std::string_view key, const Versioned& value, Callback<PutReply> done);
   // A put through the home, then the other replicas (put_stamped's and
   // remove's tombstone's path).
-  PutResult write(std::string_view key, const Versioned& value, VectorClock* stored);
+  PutResult write(std::string_view key, const Versioned& value, PutReply* stored);
 
   std::shared_ptr<Shared> s_;
 };

@@ -130,15 +130,22 @@ void do_get_all(const StoreMap& stores, const rpc::GetAllRequest& req, rpc::GetA
   }
 }
 
+void answer_put(const PutReply& reply, rpc::PutResponse* resp) {
+  if (reply.result == PutResult::kObsolete) {
+    resp->set_obsolete(true);
+    return;
+  }
+  internal::to_wire(reply.stored, resp->mutable_clock());
+  for (uint64_t w : reply.replaces) resp->add_replaces(w);
+}
+
 void do_put(const StoreMap& stores, const rpc::PutRequest& req, rpc::PutResponse* resp) {
   Store& store = lookup(stores, req.store(), req.replica());
   if (!req.has_version()) throw InvalidArgument("put without a version");
-  VectorClock stored;
-  if (store.put(req.key(), internal::from_wire(req.version()), &stored) == PutResult::kObsolete) {
-    resp->set_obsolete(true);
-  } else {
-    internal::to_wire(stored, resp->mutable_clock());
-  }
+  const Versioned value = internal::from_wire(req.version());
+  PutReply reply{.stored = value.clock};
+  reply.result = store.put_stamped(req.key(), value, &reply);
+  answer_put(reply, resp);
 }
 
 void do_delete(const StoreMap& stores, const rpc::DeleteRequest& req, rpc::DeleteResponse* resp) {
@@ -525,11 +532,7 @@ class StreamReactor final
               .async_put(req.put().key(), internal::from_wire(req.put().version()),
                          [answer_with](PutReply reply, std::exception_ptr e) {
                            answer_with(e, [&](rpc::StreamResponse* resp) {
-                             if (reply.result == PutResult::kObsolete) {
-                               resp->mutable_put()->set_obsolete(true);
-                             } else {
-                               internal::to_wire(reply.stored, resp->mutable_put()->mutable_clock());
-                             }
+                             answer_put(reply, resp->mutable_put());
                            });
                          });
           break;
@@ -854,13 +857,7 @@ class StoreService final : public rpc::Store::CallbackService {
           [&](Store& s, auto done) {
             s.async_put(req->key(), internal::from_wire(req->version()), std::move(done));
           },
-          req->store(), req->replica(), [resp](const PutReply& r) {
-            if (r.result == PutResult::kObsolete) {
-              resp->set_obsolete(true);
-            } else {
-              internal::to_wire(r.stored, resp->mutable_clock());
-            }
-          });
+          req->store(), req->replica(), [resp](const PutReply& r) { answer_put(r, resp); });
     }
     if (inline_writes(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_put(stores_, *req, resp); });

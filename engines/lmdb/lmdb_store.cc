@@ -603,7 +603,7 @@ void LmdbStore::get_into(std::string_view key, std::vector<Versioned>* out) {
 }
 
 PutResult LmdbStore::put_stamped(std::string_view key, const Versioned& value,
-                                 VectorClock* stored) {
+                                 PutReply* stored) {
   check_key(options_.name, key, options_.max_key_size);
   check_value(options_.name, key, value.value, options_.max_value_size);
   PutResult result = PutResult::kStored;

@@ -1081,7 +1081,7 @@ void LogStore::get_into(std::string_view key, std::vector<Versioned>* out) {
 }
 
 PutResult LogStore::put_stamped(std::string_view key, const Versioned& value,
-                                VectorClock* stored) {
+                                PutReply* stored) {
   State& s = *s_;
   check_key(s.options.name, key, s.options.max_key_size);
   check_value(s.options.name, key, value.value, s.options.max_value_size);

@@ -123,17 +123,25 @@ constexpr size_t kMinCapacity = 16;
 // with the decode replaced by a copy).
 //
 //   u32 count
-//   count x { u32 entries; u32 value_size; i64 timestamp; u64 write_id;
-//             entries x ClockEntry (16-byte images); value bytes }
+//   count x { u32 counts; u32 value_size; i64 timestamp; u64 write_id;
+//             entries x ClockEntry (16-byte images);
+//             replaced x u64 (Versioned::replaces); value bytes }
 //
-// Trusted: only this file writes it, so reads do not re-check it.
+// `counts` holds the clock's entries in its low 24 bits and the replaced
+// write ids above them. Trusted: only this file writes it, so reads do
+// not re-check it.
 struct VersionHeader {
-  uint32_t entries;
+  uint32_t counts;
   uint32_t value_size;
   int64_t timestamp;
   uint64_t write_id;
+
+  uint32_t entries() const { return counts & kMaxEntries; }
+  uint32_t replaced() const { return counts >> 24; }
+  static constexpr uint32_t kMaxEntries = (1u << 24) - 1;
 };
 static_assert(sizeof(VersionHeader) == 24 && sizeof(ClockEntry) == 16);
+static_assert(kMaxReplaces < 256);
 
 template <typename T>
 T load(const char* p) {
@@ -142,14 +150,23 @@ T load(const char* p) {
   return v;
 }
 
+// REQUIRES: the clock has at most VersionHeader::kMaxEntries entries;
+// replaces.size() <= kMaxReplaces.
 void append_version(std::string* out, const VectorClock& clock, uint64_t write_id,
-                    std::string_view value) {
-  const VersionHeader h{static_cast<uint32_t>(clock.entries().size()),
-                        static_cast<uint32_t>(value.size()), clock.timestamp_ms(), write_id};
+                    std::span<const uint64_t> replaces, std::string_view value) {
+  const VersionHeader h{
+      static_cast<uint32_t>(clock.entries().size() | (replaces.size() << 24)),
+      static_cast<uint32_t>(value.size()), clock.timestamp_ms(), write_id};
   out->append(reinterpret_cast<const char*>(&h), sizeof h);
   out->append(reinterpret_cast<const char*>(clock.entries().data()),
               clock.entries().size() * sizeof(ClockEntry));
+  out->append(reinterpret_cast<const char*>(replaces.data()), replaces.size() * sizeof(uint64_t));
   out->append(value);
+}
+
+void load_replaced(const char* p, uint32_t n, std::vector<uint64_t>* out) {
+  out->resize(n);
+  if (n != 0) std::memcpy(out->data(), p, n * sizeof(uint64_t));
 }
 
 void decode_record(std::string_view data, std::vector<Versioned>* out) {
@@ -160,8 +177,10 @@ void decode_record(std::string_view data, std::vector<Versioned>* out) {
   for (Versioned& v : *out) {
     const VersionHeader h = load<VersionHeader>(p);
     p += sizeof h;
-    internal::ClockCodec::assign(&v.clock, p, h.entries, h.timestamp);
-    p += h.entries * sizeof(ClockEntry);
+    internal::ClockCodec::assign(&v.clock, p, h.entries(), h.timestamp);
+    p += h.entries() * sizeof(ClockEntry);
+    load_replaced(p, h.replaced(), &v.replaces);
+    p += h.replaced() * sizeof(uint64_t);
     v.write_id = h.write_id;
     v.stamp = 0;
     v.value.resize(h.value_size);
@@ -175,6 +194,7 @@ void decode_record(std::string_view data, std::vector<Versioned>* out) {
 // the write path.
 struct ParsedRecord {
   std::vector<VectorClock> clocks;
+  std::vector<std::vector<uint64_t>> replaces;
   std::vector<internal::VersionMeta> metas;
   std::vector<std::string_view> versions;
   std::vector<std::string_view> values;
@@ -188,6 +208,7 @@ struct ParsedRecord {
     n = load<uint32_t>(p);
     p += 4;
     if (clocks.size() < n) clocks.resize(n);
+    if (replaces.size() < n) replaces.resize(n);
     if (metas.size() < n) metas.resize(n);
     if (versions.size() < n) versions.resize(n);
     if (values.size() < n) values.resize(n);
@@ -195,12 +216,14 @@ struct ParsedRecord {
       const char* start = p;
       const VersionHeader h = load<VersionHeader>(p);
       p += sizeof h;
-      internal::ClockCodec::assign(&clocks[i], p, h.entries, h.timestamp);
-      p += h.entries * sizeof(ClockEntry);
+      internal::ClockCodec::assign(&clocks[i], p, h.entries(), h.timestamp);
+      p += h.entries() * sizeof(ClockEntry);
+      load_replaced(p, h.replaced(), &replaces[i]);
+      p += h.replaced() * sizeof(uint64_t);
       values[i] = {p, h.value_size};
       p += h.value_size;
       versions[i] = {start, static_cast<size_t>(p - start)};
-      metas[i] = {&clocks[i], h.write_id};
+      metas[i] = {&clocks[i], h.write_id, replaces[i]};
     }
   }
   std::span<const internal::VersionMeta> stored() const { return {metas.data(), n}; }
@@ -382,7 +405,7 @@ void MemoryStore::get_into(std::string_view key, std::vector<Versioned>* out) {
 }
 
 PutResult MemoryStore::put_stamped(std::string_view key, const Versioned& value,
-                                   VectorClock* stored) {
+                                   PutReply* stored) {
   check_key(options_.name, key, options_.max_key_size);
   check_value(options_.name, key, value.value, options_.max_value_size);
   const uint64_t hash = hash_key(key);
@@ -396,17 +419,29 @@ PutResult MemoryStore::put_stamped(std::string_view key, const Versioned& value,
   auto [i, old] = t->find(key, hash);
   ParsedRecord& parsed = t_parsed;
   parsed.parse(holds_record(old) ? record_of(old)->data() : std::string_view());
-  thread_local VectorClock scratch;
+  thread_local internal::PutScratch scratch;
   const internal::PutDecision d = internal::decide_put(
       parsed.stored(), {parsed.values.data(), parsed.n}, value, &parsed.keep, &scratch);
   if (d.action == internal::PutAction::kObsolete) return PutResult::kObsolete;
   if (d.action == internal::PutAction::kDuplicate) {
-    if (stored != nullptr) *stored = parsed.clocks[d.same];
+    if (stored != nullptr) {
+      stored->stored = parsed.clocks[d.same];
+      stored->replaces = parsed.replaces[d.same];
+    }
     return PutResult::kStored;
   }
+  if (d.written->entries().size() > VersionHeader::kMaxEntries) {
+    throw InvalidArgument("store '" + options_.name + "': a clock of " +
+                          std::to_string(d.written->entries().size()) + " entries for key " +
+                          printable_key(key) + "; the memory engine holds at most " +
+                          std::to_string(VersionHeader::kMaxEntries));
+  }
   parsed.write_kept(1, &encoded);
-  append_version(&encoded, *d.written, d.write_id, value.value);
-  if (stored != nullptr) *stored = *d.written;
+  append_version(&encoded, *d.written, d.write_id, d.replaces, value.value);
+  if (stored != nullptr) {
+    stored->stored = *d.written;
+    stored->replaces.assign(d.replaces.begin(), d.replaces.end());
+  }
   // Records keep their size in 32 bits: refuse siblings that outgrow it.
   if (encoded.size() > UINT32_MAX) {
     throw InvalidArgument("store '" + options_.name + "': the versions of key " +

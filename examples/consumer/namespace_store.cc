@@ -60,7 +60,7 @@ std::map<std::string, std::vector<cairn::Versioned>> NamespaceStore::get_all(
 }
 
 cairn::PutResult NamespaceStore::put_stamped(std::string_view key, const cairn::Versioned& value,
-                                             cairn::VectorClock* stored) {
+                                             cairn::PutReply* stored) {
   return ForwardingStore::put_stamped(stored_key(key), value, stored);
 }
 

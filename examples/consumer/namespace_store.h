@@ -35,7 +35,7 @@ class NamespaceStore final : public cairn::ForwardingStore {
   std::map<std::string, std::vector<cairn::Versioned>> get_all(
       std::span<const std::string> keys) override;
   cairn::PutResult put_stamped(std::string_view key, const cairn::Versioned& value,
-                               cairn::VectorClock* stored) override;
+                               cairn::PutReply* stored) override;
   bool remove(std::string_view key, const cairn::VectorClock& version) override;
   std::vector<cairn::VectorClock> versions(std::string_view key) override;
   std::unique_ptr<cairn::StoreIterator> scan() override;

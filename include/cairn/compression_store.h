@@ -51,7 +51,7 @@ class CompressionStore final : public ForwardingStore {
   std::map<std::string, std::vector<Versioned>> get_all(
       std::span<const std::string> keys) override;
   PutResult put_stamped(std::string_view key, const Versioned& value,
-                        VectorClock* stored) override;
+                        PutReply* stored) override;
   std::unique_ptr<StoreIterator> scan() override;
   std::string describe() const override;
 

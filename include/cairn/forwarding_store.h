@@ -29,7 +29,7 @@ class ForwardingStore : public Store {
   std::map<std::string, std::vector<Versioned>> get_all(
       std::span<const std::string> keys) override;
   PutResult put_stamped(std::string_view key, const Versioned& value,
-                        VectorClock* stored) override;
+                        PutReply* stored) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::vector<VectorClock> versions(std::string_view key) override;
   std::unique_ptr<StoreIterator> scan() override;

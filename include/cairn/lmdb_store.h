@@ -81,7 +81,7 @@ class LmdbStore final : public Store {
 
   void get_into(std::string_view key, std::vector<Versioned>* out) override;
   PutResult put_stamped(std::string_view key, const Versioned& value,
-                        VectorClock* stored) override;
+                        PutReply* stored) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::unique_ptr<StoreIterator> scan() override;
   // Flushes to disk (nothing left to flush in kSync mode), then closes the

@@ -47,7 +47,7 @@ class MemoryStore final : public Store {
 
   void get_into(std::string_view key, std::vector<Versioned>* out) override;
   PutResult put_stamped(std::string_view key, const Versioned& value,
-                        VectorClock* stored) override;
+                        PutReply* stored) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::unique_ptr<StoreIterator> scan() override;
   void close() override;

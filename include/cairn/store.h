@@ -33,10 +33,12 @@ enum class PutResult {
 const char* to_string(PutResult r);
 
 // What a put that did not fail reports: its result, and the clock the value
-// was stored under (meaningful when the result is kStored).
+// was stored under and the write ids it replaces (Versioned::replaces),
+// meaningful when the result is kStored.
 struct PutReply {
   PutResult result = PutResult::kStored;
   VectorClock stored;
+  std::vector<uint64_t> replaces;
 };
 
 // The answer to a non-blocking call: the result, or the error the blocking
@@ -101,15 +103,19 @@ class Store {
   // already (Versioned::write_id; see docs/store.md). Meaningful only when
   // the result is kStored.
   PutResult put(std::string_view key, const Versioned& value, VectorClock* stored) {
-    *stored = value.clock;
-    return put_stamped(key, value, stored);
+    PutReply reply{.stored = value.clock};
+    const PutResult r = put_stamped(key, value, &reply);
+    *stored = std::move(reply.stored);
+    return r;
   }
   // What both put()s call; layers override it. `stored` is null, or holds
-  // the clock stored so far: a layer that forwards the put passes it on,
-  // and an engine writes there the clock it stored (stamped, or joined
-  // with a copy of the same write).
+  // the clock stored so far (and `replaces` empty): a layer that forwards
+  // the put passes it on, and an engine writes there the clock it stored
+  // (stamped, or joined with a copy of the same write) and the write ids
+  // the stored version replaces. `stored->result` is not used: the result
+  // is returned.
   virtual PutResult put_stamped(std::string_view key, const Versioned& value,
-                                VectorClock* stored) = 0;
+                                PutReply* stored) = 0;
 
   // Deletes the versions of `key` whose clocks are before or equal to
   // `version`; concurrent and newer versions stay. Returns whether anything

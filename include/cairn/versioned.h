@@ -31,6 +31,9 @@ using NodeId = uint32_t;
 // forms write these entries as "@ID" ("{0:3, @2:1}").
 inline constexpr NodeId kStampBase = 0x80000000u;
 
+// The most write ids a version keeps in Versioned::replaces.
+inline constexpr size_t kMaxReplaces = 16;
+
 // How one clock relates to another. See compare().
 enum class Occurred {
   kBefore,      // every event of the first is in the second, which has more
@@ -134,6 +137,14 @@ struct Versioned {
   // stored version: obsolete), then adds one to entry `stamp`, in one step
   // under the key's lock. 0: no stamp. Never stored.
   NodeId stamp = 0;
+  // The write ids whose copies this version supersedes wherever they meet
+  // it, whatever their clocks: a write a home may have stored before it
+  // failed over (its other copy has another home's stamp) names itself
+  // here, and a version that replaces such a copy takes the list over, so
+  // that a late copy of the replaced write cannot stand beside it. At most
+  // kMaxReplaces, newest first. Set by routing layers and engines; a
+  // routing layer returns versions without it.
+  std::vector<uint64_t> replaces;
   friend bool operator==(const Versioned&, const Versioned&) = default;
 };
 

@@ -40,14 +40,14 @@ Versioned CompressionStore::encode(std::string_view key, const Versioned& value)
   // The limit is on the value the caller sees: compression must not let a
   // value through that a get could not return.
   check_value(options_.name, key, value.value, options_.max_value_size);
-  Versioned compressed{std::string(), value.clock, value.write_id, value.stamp};
+  Versioned compressed{std::string(), value.clock, value.write_id, value.stamp, value.replaces};
   internal::encode_value(options_.codec, options_.level, options_.min_size, value.value,
                          &compressed.value);
   return compressed;
 }
 
 PutResult CompressionStore::put_stamped(std::string_view key, const Versioned& value,
-                                        VectorClock* stored) {
+                                        PutReply* stored) {
   return ForwardingStore::put_stamped(key, encode(key, value), stored);
 }
 

@@ -154,7 +154,7 @@ std::map<std::string, std::vector<Versioned>> FaultStore::get_all(
 }
 
 PutResult FaultStore::put_stamped(std::string_view key, const Versioned& value,
-                                  VectorClock* stored) {
+                                  PutReply* stored) {
   return injected_around(kPut, "put",
                          [&] { return ForwardingStore::put_stamped(key, value, stored); });
 }

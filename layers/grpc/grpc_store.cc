@@ -264,7 +264,7 @@ std::map<std::string, std::vector<Versioned>> GrpcStore::get_all(
 }
 
 PutResult GrpcStore::put_stamped(std::string_view key, const Versioned& value,
-                                 VectorClock* stored) {
+                                 PutReply* stored) {
   rpc::PutRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
@@ -281,7 +281,10 @@ PutResult GrpcStore::put_stamped(std::string_view key, const Versioned& value,
     return impl_->stub->Put(ctx, req, &resp);
   });
   if (resp.obsolete()) return PutResult::kObsolete;
-  if (stored != nullptr && resp.has_clock()) *stored = internal::from_wire(resp.clock());
+  if (stored != nullptr && resp.has_clock()) {
+    stored->stored = internal::from_wire(resp.clock());
+    stored->replaces.assign(resp.replaces().begin(), resp.replaces().end());
+  }
   return PutResult::kStored;
 }
 
@@ -455,6 +458,7 @@ PutReply reply_of(const rpc::PutResponse& resp, const VectorClock& sent) {
     reply.result = PutResult::kObsolete;
   } else {
     reply.stored = resp.has_clock() ? internal::from_wire(resp.clock()) : sent;
+    reply.replaces.assign(resp.replaces().begin(), resp.replaces().end());
   }
   return reply;
 }

@@ -22,6 +22,7 @@ void to_wire(const Versioned& v, rpc::Version* out) {
   to_wire(v.clock, out->mutable_clock());
   if (v.write_id != 0) out->set_write_id(v.write_id);
   if (v.stamp != 0) out->set_stamp(v.stamp);
+  for (uint64_t w : v.replaces) out->add_replaces(w);
 }
 
 VectorClock from_wire(const rpc::Clock& clock) {
@@ -50,7 +51,15 @@ Versioned from_wire(const rpc::Version& v) {
     throw InvalidArgument("a stamp on entry " + std::to_string(v.stamp()) +
                           ", a writer's; stamps are nodes' entries (2^31 and up)");
   }
-  return Versioned{v.value(), from_wire(v.clock()), v.write_id(), v.stamp()};
+  if (v.replaces_size() > static_cast<int>(kMaxReplaces)) {
+    throw InvalidArgument("a version replacing " + std::to_string(v.replaces_size()) +
+                          " writes; the limit is " + std::to_string(kMaxReplaces));
+  }
+  for (uint64_t w : v.replaces()) {
+    if (w == 0) throw InvalidArgument("a replaced write id of 0");
+  }
+  return Versioned{v.value(), from_wire(v.clock()), v.write_id(), v.stamp(),
+                   {v.replaces().begin(), v.replaces().end()}};
 }
 
 void to_wire(const Hint& hint, rpc::Hint* out) {

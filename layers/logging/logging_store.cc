@@ -133,7 +133,7 @@ std::map<std::string, std::vector<Versioned>> LoggingStore::get_all(
 }
 
 PutResult LoggingStore::put_stamped(std::string_view key, const Versioned& value,
-                                    VectorClock* stored) {
+                                    PutReply* stored) {
   return logged("put", key, [&] { return ForwardingStore::put_stamped(key, value, stored); },
                 [&](PutResult r) {
                   return std::string(to_string(r)) + " (" + std::to_string(value.value.size()) +

@@ -68,7 +68,7 @@ std::map<std::string, std::vector<Versioned>> StatsStore::get_all(
 }
 
 PutResult StatsStore::put_stamped(std::string_view key, const Versioned& value,
-                                  VectorClock* stored) {
+                                  PutReply* stored) {
   return timed(Op::kPut, [&](Counters& c) {
     const PutResult r = ForwardingStore::put_stamped(key, value, stored);
     if (r == PutResult::kObsolete) c.outcome.fetch_add(1, std::memory_order_relaxed);

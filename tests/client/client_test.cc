@@ -151,7 +151,7 @@ TEST_F(ClientTest, EightThreadsOnLmdbToo) {
 class AlwaysObsolete final : public ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
-  PutResult put_stamped(std::string_view, const Versioned&, VectorClock*) override {
+  PutResult put_stamped(std::string_view, const Versioned&, PutReply*) override {
     ++puts;
     return PutResult::kObsolete;
   }

@@ -769,5 +769,83 @@ TEST(ClusterLayersTest, AHomeThatLosesItsAnswerLeavesOneVersion) {
   }
 }
 
+// The write above, split between node 0 and the next home; then a writer
+// that read only the next home's copy replaces it while node 0 is out of
+// its reach (its stack fails every call to node 0 before sending), so
+// that the replacement's home is a node holding that copy. Node 0's copy
+// and its clock are concurrent with the replacement's; the replacement
+// carries the split write's id, and reaches node 0 by a hint, where it
+// takes the copy's place. (Before the ids a version replaced, node 0 kept
+// both.)
+TEST(ClusterLayersTest, ALateCopyOfAReplacedWriteStaysBelowItsReplacement) {
+  TempDir dir;
+  ClusterOptions o;
+  LocalCluster cluster(dir.path(), o);
+  const ClusterInfo info = cluster.config().cluster();
+  std::string nodes;
+  for (const NodeInfo& n : info.nodes) {
+    absl::StrAppend(&nodes, "    - {id: ", n.id, ", address: ", n.address, "}\n");
+  }
+  const auto client_with_faults = [&](const std::string& faults) {
+    const std::string yaml = absl::StrCat(
+        "cluster:\n  partitions: ", info.partitions, "\n  nodes:\n", nodes,
+        "stores:\n  default:\n    replication: {n: 3, r: 2, w: 2}\n    client:\n"
+        "      - route: {timeout_ms: 5000, ban_ms: 50, probe_interval_ms: 50}\n"
+        "      - faults: {nodes: [0], ", faults, "}\n"
+        "      - engine: {grpc: {timeout_ms: 5000, retries: 0}}\n");
+    return Config::parse(yaml, "faulty.yaml").open("default");
+  };
+  const Ring ring(info);
+  std::vector<std::string> keys;
+  for (int i = 0; keys.size() < 10; ++i) {
+    const std::string key = absl::StrCat("k", i);
+    if (ring.preference_list(key, 3).front() == 0) keys.push_back(key);
+  }
+  std::unique_ptr<Store> lossy = client_with_faults("ops: put, fail: unavailable, after: true");
+  for (const std::string& key : keys) {
+    ASSERT_EQ(lossy->put(key, versioned("w-" + key, {{1000, 1}})), PutResult::kStored) << key;
+    // Past the ban, so that node 0 is the next key's first home again
+    // (a write that skipped it is not split).
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  lossy->close();
+  std::unique_ptr<Store> cut_off = client_with_faults("fail: unavailable");
+  std::vector<std::string> split;
+  for (const std::string& key : keys) {
+    const NodeId second = ring.preference_list(key, 3).at(1);
+    const std::vector<Versioned> read = cluster.replica(static_cast<int>(second))->get(key);
+    ASSERT_EQ(read.size(), 1u) << key;
+    if (read[0].replaces.empty()) continue;  // node 0 was banned: not tried
+    EXPECT_EQ(read[0].replaces, std::vector<uint64_t>{read[0].write_id})
+        << key << ": the second home's copy names its own write";
+    split.push_back(key);
+    const Versioned next{"x-" + key, read[0].clock.incremented(1001, 0)};
+    ASSERT_EQ(cut_off->put(key, next), PutResult::kStored) << key;
+  }
+  cut_off->close();
+  ASSERT_GE(split.size(), keys.size() / 2) << "too few writes were split to test";
+  keys = split;
+  auto node0 = cluster.replica(0);
+  for (const std::string& key : keys) {
+    ASSERT_TRUE(eventually([&] {
+      for (const Versioned& v : node0->get(key)) {
+        if (v.value == "x-" + key) return true;
+      }
+      return false;
+    })) << key << ": the replacement never reached node 0";
+  }
+  auto client = cluster.client();
+  size_t two_on_node0 = 0, two_read = 0;
+  for (const std::string& key : keys) {
+    two_on_node0 += node0->get(key).size() > 1 ? 1 : 0;
+    const std::vector<Versioned> got = client->get(key);
+    two_read += got.size() > 1 ? 1 : 0;
+    for (const Versioned& v : got) EXPECT_EQ(v.value, "x-" + key);
+  }
+  EXPECT_EQ(two_on_node0, 0u) << "of " << keys.size()
+                              << " keys, node 0 kept the late copy beside its replacement";
+  EXPECT_EQ(two_read, 0u) << "of " << keys.size() << " keys read back as two siblings";
+}
+
 }  // namespace
 }  // namespace cairn::testing

@@ -262,6 +262,53 @@ TEST_P(Conformance, CopiesOfOneWriteAreOneVersion) {
   expect_siblings("k", {"x", "y"});
 }
 
+// A version that replaced one copy of a split write (one a second home
+// stored, naming its write id) supersedes the write's other copies
+// wherever they meet, whatever their clocks, and hands the id on; a
+// writer that did not read it still stands beside it. Routing layers set
+// these lists themselves: a program's is not taken.
+TEST_P(Conformance, AVersionSupersedesCopiesOfTheWritesItReplaced) {
+  constexpr uint64_t kSplit = 42;
+  Versioned first = versioned("x", {{1, 1}, {kStampBase + 0, 1}});
+  first.write_id = kSplit;
+  if (GetParam().stamps) {
+    Versioned v = versioned("y", {{1, 1}, {2, 1}});
+    v.replaces = {kSplit};
+    ASSERT_EQ(store_->put("k", v), PutResult::kStored);
+    Versioned other = versioned("x", {{3, 1}});
+    other.write_id = kSplit;
+    ASSERT_EQ(store_->put("k", other), PutResult::kStored);
+    expect_siblings("k", {"x", "y"});
+    for (const Versioned& got : store_->get("k")) EXPECT_TRUE(got.replaces.empty());
+    return;
+  }
+  Versioned second = versioned("x", {{1, 1}, {kStampBase + 1, 1}});
+  second.write_id = kSplit;
+  second.replaces = {kSplit};
+  Versioned next = versioned("y", {{1, 1}, {2, 1}, {kStampBase + 1, 1}});
+  next.write_id = 43;
+  ASSERT_EQ(store_->put("k", second), PutResult::kStored);
+  PutReply reply{.stored = next.clock};
+  ASSERT_EQ(store_->put_stamped("k", next, &reply), PutResult::kStored);
+  EXPECT_EQ(reply.replaces, std::vector<uint64_t>{kSplit}) << "handed on, and said";
+  EXPECT_EQ(store_->put("k", first), PutResult::kObsolete) << "the late copy";
+  EXPECT_EQ(values("k"), Values{"y"});
+  ASSERT_EQ(store_->get("k").size(), 1u);
+  EXPECT_EQ(store_->get("k")[0].replaces, std::vector<uint64_t>{kSplit});
+
+  // The late copy held first: the replacement takes its place.
+  ASSERT_EQ(store_->put("k2", first), PutResult::kStored);
+  Versioned replacement = store_->get("k").at(0);
+  ASSERT_EQ(store_->put("k2", replacement), PutResult::kStored);
+  EXPECT_EQ(store_->get("k2"), std::vector<Versioned>{replacement});
+
+  // A writer that read neither stays beside it.
+  Versioned racer = versioned("z", {{3, 1}});
+  racer.write_id = 44;
+  ASSERT_EQ(store_->put("k", racer), PutResult::kStored);
+  expect_siblings("k", {"y", "z"});
+}
+
 TEST_P(Conformance, RemoveDeletesOnlyVersionsAtOrBeforeTheClock) {
   VectorClock a, b;
   ASSERT_EQ(store_->put("k", versioned("a", {{1, 2}}), &a), PutResult::kStored);

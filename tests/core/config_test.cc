@@ -320,7 +320,7 @@ class UppercaseKeys final : public ForwardingStore {
   void get_into(std::string_view key, std::vector<Versioned>* out) override {
     ForwardingStore::get_into(upper(key), out);
   }
-  PutResult put_stamped(std::string_view key, const Versioned& v, VectorClock* c) override {
+  PutResult put_stamped(std::string_view key, const Versioned& v, PutReply* c) override {
     return ForwardingStore::put_stamped(upper(key), v, c);
   }
   std::string describe() const override { return describe_as("uppercase"); }

@@ -123,10 +123,10 @@ TEST(VersionListTest, WriteIdsTakeTheSecondFormatOnlyWhenPresent) {
   Versioned stamped = plain[0];
   stamped.stamp = kStampBase + 1;
   EXPECT_EQ(decode_versions(encode_versions(std::vector<Versioned>{stamped})), plain);
-  // Flags other than 0 and 1, a zero id and a cut id are corrupt.
+  // Unknown flags, a zero id and a cut id are corrupt.
   std::string bad = encode_versions(mixed);
   const size_t flags = 1 + 1 + plain[0].clock.encode().size();  // format, count, clock
-  bad[flags] = '\x02';
+  bad[flags] = '\x04';
   EXPECT_THROW(decode_versions(bad), Corruption);
   std::string zero = encode_versions(std::vector<Versioned>{with_id});
   std::fill(zero.begin() + 2 + with_id.clock.encode().size() + 1,
@@ -183,6 +183,104 @@ TEST(VersionListTest, CopiesOfOneWriteJoin) {
   ASSERT_EQ(put(&stored, c), PutResult::kStored);
   EXPECT_EQ(stored.size(), 3u);
   EXPECT_EQ(stored[2].write_id, 0u) << "stored without the id it shares with another write";
+}
+
+TEST(VersionListTest, ReplacedWriteIdsRoundTripAndAreChecked) {
+  Versioned v = versioned("a", {{1, 1}});
+  v.replaces = {7, 8};
+  const std::vector<Versioned> one = {v};
+  const std::string bytes = encode_versions(one);
+  EXPECT_EQ(bytes[0], '\x02') << "a list needs the second format, even without a write id";
+  EXPECT_EQ(decode_versions(bytes), one);
+  // flags, count, ids: a zero count, a count over the limit, a zero id and
+  // a cut list are corrupt.
+  const size_t at = 2 + v.clock.encode().size();
+  ASSERT_EQ(bytes[at], '\x02');
+  std::string bad = bytes;
+  bad[at + 1] = '\x00';
+  EXPECT_THROW(decode_versions(bad), Corruption);
+  bad[at + 1] = static_cast<char>(kMaxReplaces + 1);
+  EXPECT_THROW(decode_versions(bad), Corruption);
+  bad = bytes;
+  std::fill(bad.begin() + static_cast<std::ptrdiff_t>(at) + 2,
+            bad.begin() + static_cast<std::ptrdiff_t>(at) + 10, '\0');
+  EXPECT_THROW(decode_versions(bad), Corruption);
+  EXPECT_THROW(decode_versions(bytes.substr(0, at + 6)), Corruption);
+  // A longer list than the format holds keeps its newest ids.
+  Versioned longer = versioned("b", {{1, 1}});
+  for (uint64_t w = 1; w <= kMaxReplaces + 3; ++w) longer.replaces.push_back(w);
+  const auto back = decode_versions(encode_versions(std::vector<Versioned>{longer}));
+  EXPECT_EQ(back.at(0).replaces.size(), kMaxReplaces);
+  EXPECT_EQ(back.at(0).replaces.front(), 1u);
+}
+
+// The split write: home 0 stored it and failed before it answered, home 1
+// stored it again and named it among the writes its copy replaces. A
+// writer read home 1's copy and replaced it; home 0's copy turns up later.
+TEST(VersionListTest, AVersionSupersedesTheCopiesOfWritesItReplaced) {
+  constexpr uint64_t kSplit = 42;
+  Versioned first = versioned("x", {{1, 1}, {kStampBase + 0, 1}});
+  first.write_id = kSplit;
+  Versioned second = versioned("x", {{1, 1}, {kStampBase + 1, 1}});
+  second.write_id = kSplit;
+  second.replaces = {kSplit};
+  Versioned next = versioned("y", {{1, 1}, {2, 1}, {kStampBase + 1, 1}});
+  next.stamp = kStampBase + 1;
+  next.write_id = 43;
+
+  std::vector<Versioned> stored = {second};
+  ASSERT_EQ(put(&stored, next), PutResult::kStored);
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].value, "y");
+  EXPECT_EQ(stored[0].replaces, std::vector<uint64_t>{kSplit}) << "handed on by what it replaced";
+  const Versioned replacement = stored[0];
+  EXPECT_EQ(compare(first.clock, replacement.clock), Occurred::kConcurrent)
+      << "the clocks alone would keep the late copy beside it";
+  EXPECT_EQ(put(&stored, first), PutResult::kObsolete) << "the late copy";
+  EXPECT_EQ(stored, std::vector<Versioned>{replacement});
+
+  // The other way round: the late copy held (alone, or joined with the
+  // second), the replacement arriving.
+  for (const std::vector<Versioned>& held :
+       {std::vector<Versioned>{first}, std::vector<Versioned>{first, second}}) {
+    std::vector<Versioned> there;
+    for (const Versioned& v : held) ASSERT_EQ(put(&there, v), PutResult::kStored);
+    ASSERT_EQ(there.size(), 1u);
+    ASSERT_EQ(put(&there, replacement), PutResult::kStored);
+    EXPECT_EQ(there, std::vector<Versioned>{replacement});
+  }
+
+  // A real concurrent writer stays beside it, and a successor of both
+  // takes the list on.
+  Versioned racer = versioned("z", {{3, 1}, {kStampBase + 0, 2}});
+  racer.write_id = 44;
+  ASSERT_EQ(put(&stored, racer), PutResult::kStored);
+  ASSERT_EQ(stored.size(), 2u);
+  const Versioned both{"w", replacement.clock.merged(racer.clock)};
+  ASSERT_EQ(put(&stored, both), PutResult::kStored);
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].replaces, std::vector<uint64_t>{kSplit});
+  EXPECT_EQ(put(&stored, first), PutResult::kObsolete);
+
+  // Held copy and replacement both present (the replacement came without
+  // its list): the replacement again, with the list, drops the copy.
+  std::vector<Versioned> mixed = {first, versioned("y", {{1, 1}, {2, 1}, {kStampBase + 1, 2}})};
+  mixed[1].write_id = 43;
+  ASSERT_EQ(put(&mixed, replacement), PutResult::kStored);
+  EXPECT_EQ(mixed, std::vector<Versioned>{replacement});
+}
+
+TEST(VersionListTest, ReplacedListsAreBounded) {
+  std::vector<Versioned> stored;
+  for (uint64_t i = 1; i <= kMaxReplaces + 4; ++i) {
+    Versioned v = versioned("v" + std::to_string(i), {{1, i}});
+    v.write_id = 100 + i;
+    v.replaces = {100 + i};  // each a split write
+    ASSERT_EQ(put(&stored, v), PutResult::kStored);
+    ASSERT_EQ(stored.size(), 1u);
+  }
+  ASSERT_EQ(stored[0].replaces.size(), kMaxReplaces);
+  EXPECT_EQ(stored[0].replaces.front(), 100 + kMaxReplaces + 4) << "newest first";
 }
 
 TEST(VersionListTest, ApplyOnMalformedBytesIsCorruption) {

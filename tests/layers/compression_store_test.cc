@@ -112,7 +112,7 @@ class Borrowed final : public Store {
  public:
   explicit Borrowed(Store* s) : s_(s) {}
   void get_into(std::string_view k, std::vector<Versioned>* out) override { s_->get_into(k, out); }
-  PutResult put_stamped(std::string_view k, const Versioned& v, VectorClock* c) override {
+  PutResult put_stamped(std::string_view k, const Versioned& v, PutReply* c) override {
     return s_->put_stamped(k, v, c);
   }
   bool remove(std::string_view k, const VectorClock& c) override { return s_->remove(k, c); }

@@ -19,7 +19,7 @@ class Canned final : public Store {
  public:
   explicit Canned(std::vector<Versioned> v) : v_(std::move(v)) {}
   void get_into(std::string_view, std::vector<Versioned>* out) override { *out = v_; }
-  PutResult put_stamped(std::string_view, const Versioned&, VectorClock*) override {
+  PutResult put_stamped(std::string_view, const Versioned&, PutReply*) override {
     return PutResult::kStored;
   }
   bool remove(std::string_view, const VectorClock&) override { return false; }

@@ -226,6 +226,60 @@ TEST_F(RoutedTest, ReadRepairBringsStaleReplicasUpToDate) {
   EXPECT_EQ(r->get("k").size(), 2u) << "the newer version and the sibling";
 }
 
+// A split write (node replicas[0] stored one copy, replicas[1] another
+// that names the write) and a replacement of the second copy that never
+// reached replicas[0]: a read that meets the first copy beside the
+// replacement returns the replacement alone, and repair puts it in the
+// first copy's place.
+TEST_F(RoutedTest, AReadNeverReturnsACopyOfAWriteThatWasReplaced) {
+  make_nodes(3);
+  auto r = route({3, 2, 2}, every_read_repairs());
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  Versioned first = versioned("w", {{1, 1}, {kStampBase + replicas[0], 1}});
+  first.write_id = 42;
+  Versioned replacement = versioned("x", {{1, 1}, {2, 1}, {kStampBase + replicas[1], 2}});
+  replacement.write_id = 43;
+  replacement.replaces = {42};
+  ASSERT_EQ(compare(first.clock, replacement.clock), Occurred::kConcurrent);
+  ASSERT_EQ(engine(replicas[0]).put("k", first), PutResult::kStored);
+  ASSERT_EQ(engine(replicas[1]).put("k", replacement), PutResult::kStored);
+  ASSERT_EQ(engine(replicas[2]).put("k", replacement), PutResult::kStored);
+  const std::vector<Versioned> got = r->get("k");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "x");
+  EXPECT_TRUE(got[0].replaces.empty()) << "the list stays inside the cluster";
+  EXPECT_EQ(got[0].write_id, 0u);
+  EXPECT_TRUE(eventually([&] {
+    const std::vector<Versioned> held = engine(replicas[0]).get("k");
+    return held.size() == 1 && held[0].value == "x";
+  }));
+}
+
+// A node older than write ids ignores the stamp its home must add: the
+// coordinator refuses its answer and takes the next home.
+TEST_F(RoutedTest, AHomeThatDoesNotStampIsRefused) {
+  make_nodes(3);
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  class Unstamping final : public ForwardingStore {
+   public:
+    using ForwardingStore::ForwardingStore;
+    PutResult put_stamped(std::string_view key, const Versioned& value,
+                          PutReply* stored) override {
+      Versioned plain = value;
+      plain.stamp = 0;
+      return ForwardingStore::put_stamped(key, plain, stored);
+    }
+  };
+  stacks_[replicas[0] - 10] = std::make_shared<Unstamping>(std::make_unique<MemoryStore>());
+  auto r = route({3, 2, 2});
+  VectorClock stored;
+  ASSERT_EQ(r->put("k", versioned("v", {{1, 1}}), &stored), PutResult::kStored);
+  EXPECT_EQ(stored.counter(kStampBase + replicas[1]), 1u) << "the next node stamped it";
+  const std::vector<Versioned> got = r->get("k");
+  ASSERT_EQ(got.size(), 1u) << "the unstamped copy is below the stamped one";
+  EXPECT_EQ(got[0].clock, stored);
+}
+
 TEST_F(RoutedTest, ADeleteAReplicaMissedDoesNotComeBack) {
   make_nodes(3);
   auto r = route({3, 2, 2}, every_read_repairs());
