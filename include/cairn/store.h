@@ -103,7 +103,8 @@ class Store {
   // already (Versioned::write_id; see docs/store.md). Meaningful only when
   // the result is kStored.
   PutResult put(std::string_view key, const Versioned& value, VectorClock* stored) {
-    PutReply reply{.stored = value.clock};
+    PutReply reply;
+    reply.stored = value.clock;
     const PutResult r = put_stamped(key, value, &reply);
     *stored = std::move(reply.stored);
     return r;
