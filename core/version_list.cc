@@ -176,6 +176,13 @@ bool replaces_write(const VersionMeta& v, uint64_t id) {
          std::find(v.replaces.begin(), v.replaces.end(), id) != v.replaces.end();
 }
 
+void add_replaced(std::vector<uint64_t>* list, std::span<const uint64_t> more) {
+  for (uint64_t w : more) {
+    if (list->size() >= kMaxReplaces) return;
+    if (std::find(list->begin(), list->end(), w) == list->end()) list->push_back(w);
+  }
+}
+
 PutAction put_rule(std::span<const VersionMeta> stored, const VersionMeta& incoming,
                    std::vector<char>* keep, size_t* same) {
   keep->assign(stored.size(), 0);
@@ -249,6 +256,9 @@ size_t remove_rule(std::span<const VersionMeta> stored, const VectorClock& clock
 PutDecision decide_put(std::span<const VersionMeta> stored,
                        std::span<const std::string_view> values, const Versioned& incoming,
                        std::vector<char>* keep, PutScratch* scratch) {
+  for (uint64_t w : incoming.replaces) {
+    if (w == 0) throw InvalidArgument("a version that replaces write id 0 (ids are never 0)");
+  }
   PutDecision d;
   d.write_id = incoming.write_id;
   for (size_t i = 0; i < stored.size() && d.write_id != 0; ++i) {
@@ -280,12 +290,7 @@ PutDecision decide_put(std::span<const VersionMeta> stored,
   std::vector<uint64_t>& list = scratch->replaces;
   list.assign(d.replaces.begin(), d.replaces.end());
   for (size_t i = 0; i < stored.size(); ++i) {
-    if ((*keep)[i] != 0) continue;
-    for (uint64_t w : stored[i].replaces) {
-      if (list.size() < kMaxReplaces && std::find(list.begin(), list.end(), w) == list.end()) {
-        list.push_back(w);
-      }
-    }
+    if ((*keep)[i] == 0) add_replaced(&list, stored[i].replaces);
   }
   d.replaces = list;
   return d;

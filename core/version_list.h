@@ -30,6 +30,10 @@ struct VersionMeta {
 // the place of, whatever its clock. (A version never replaces itself.)
 bool replaces_write(const VersionMeta& v, uint64_t id);
 
+// Adds to `*list` the ids of `more` it lacks, while it holds fewer than
+// kMaxReplaces.
+void add_replaced(std::vector<uint64_t>* list, std::span<const uint64_t> more);
+
 // What a put does. put_rule decides it for a put that asks for no stamp
 // (a stamp is checked and applied first: see apply_stamp); `*keep` says
 // which stored versions stay (kStore, kMerge) and `*same` names the stored
@@ -73,9 +77,9 @@ PutAction apply_stamp(std::span<const VersionMeta> stored, const StampRequest& i
 // decision makes (stamped, or joined) goes into `scratch->clock`, so that
 // a plain put copies no clock: `written` points at it or at the incoming
 // clock. The new version replaces what the incoming one does, and what
-// each stored version it takes the place of replaced (newest first, at
-// most kMaxReplaces): `replaces` points into `scratch` or at the incoming
-// list.
+// each stored version it takes the place of replaced (the incoming ids
+// first, at most kMaxReplaces): `replaces` points into `scratch` or at
+// the incoming list. Throws InvalidArgument for a replaced id of 0.
 struct PutScratch {
   VectorClock clock;
   std::vector<uint64_t> replaces;
@@ -119,7 +123,7 @@ bool apply_remove_encoded(std::string_view stored, const VectorClock& clock,
 //                           it replaces follow
 //           fixed64 id      the write id, if flagged
 //           varint m        if flagged: 1..kMaxReplaces
-//           m x fixed64     the ids it replaces, newest first]
+//           m x fixed64     the ids it replaces, never 0]
 //           varint len      value length
 //           len bytes       value }
 // REQUIRES: !versions.empty().

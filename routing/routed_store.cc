@@ -66,53 +66,91 @@ void drop_tombstones(std::vector<Versioned>* versions) {
   std::erase_if(*versions, [](const Versioned& v) { return is_tombstone(v.clock); });
 }
 
-const VectorClock& clock_of(const Versioned& v) { return v.clock; }
-const VectorClock& clock_of(const VectorClock& c) { return c; }
-
 // Whether `v` took the place of a copy of write `id` (Versioned::replaces).
 bool replaces_write(const Versioned& v, uint64_t id) {
   return internal::replaces_write({&v.clock, v.write_id, v.replaces}, id);
 }
 
-// Adds `item` (a version or a clock) to the items no other supersedes:
-// dropped if one is at or after it, and replacing those it is after.
-// Versions also supersede the copies of the writes they replaced.
-template <typename T>
-void add_non_dominated(std::vector<T>* out, const T& item) {
-  if constexpr (std::is_same_v<T, Versioned>) {
-    if (item.write_id != 0) {
-      for (const Versioned& v : *out) {
-        if (replaces_write(v, item.write_id)) return;
-      }
-      // Copies of one write that two homes stamped: one version, the
-      // clocks joined (what replicas holding both copies keep too).
-      for (auto it = out->begin(); it != out->end(); ++it) {
-        if (it->write_id != item.write_id || it->value != item.value) continue;
-        Versioned joined{item.value, it->clock.merged(item.clock), item.write_id, 0,
-                         item.replaces};
-        for (uint64_t w : it->replaces) {
-          if (joined.replaces.size() < kMaxReplaces &&
-              std::find(joined.replaces.begin(), joined.replaces.end(), w) ==
-                  joined.replaces.end()) {
-            joined.replaces.push_back(w);
-          }
-        }
-        out->erase(it);
-        return add_non_dominated(out, joined);
-      }
-    }
-    std::erase_if(*out, [&](const Versioned& v) { return replaces_write(item, v.write_id); });
-  }
+// Adds `clock` to the clocks none is at or after, dropping those it is
+// after.
+void add_non_dominated(std::vector<VectorClock>* out, const VectorClock& clock) {
   for (auto it = out->begin(); it != out->end();) {
-    const Occurred o = compare(clock_of(item), clock_of(*it));
+    const Occurred o = compare(clock, *it);
     if (o == Occurred::kBefore || o == Occurred::kEqual) return;
-    if (o == Occurred::kAfter) {
-      it = out->erase(it);
-    } else {
-      ++it;
+    it = o == Occurred::kAfter ? out->erase(it) : it + 1;
+  }
+  out->push_back(clock);
+}
+
+// Whether `a` and `b` are copies of one write (two homes may have stamped
+// it): one write id, one value.
+bool same_write(const Versioned& a, const Versioned& b) {
+  return a.write_id != 0 && a.write_id == b.write_id && a.value == b.value;
+}
+
+// The versions that replicas' answers leave standing. A version falls if
+// another is after it by clock, or replaces its write (Versioned::replaces),
+// or is after another copy of its write: the copies of one write are one
+// event, whichever copy a writer read. Whatever a fallen version replaced,
+// the versions that took its place replace too (as engines keep it), and
+// the copies of one write left standing are one version, their clocks
+// joined. Every answer is weighed against every other, so the result does
+// not depend on the order the answers came in.
+std::vector<Versioned> standing_versions(
+    const std::vector<std::pair<size_t, std::vector<Versioned>>>& answers) {
+  std::vector<Versioned> v;  // distinct clocks
+  for (const auto& [i, versions] : answers) {
+    for (const Versioned& a : versions) {
+      auto same = std::find_if(v.begin(), v.end(), [&](const Versioned& b) { return b.clock == a.clock; });
+      if (same == v.end()) {
+        v.push_back(a);
+      } else {
+        internal::add_replaced(&same->replaces, a.replaces);
+      }
     }
   }
-  out->push_back(item);
+  const size_t n = v.size();
+  // supersedes(i, j): v[i] takes v[j]'s place.
+  const auto supersedes = [&](size_t i, size_t j) {
+    if (i == j || same_write(v[i], v[j])) return false;
+    if (replaces_write(v[i], v[j].write_id)) return true;
+    for (size_t k = 0; k < n; ++k) {
+      if ((k == j || same_write(v[k], v[j])) && compare(v[i].clock, v[k].clock) == Occurred::kAfter) {
+        return true;
+      }
+    }
+    return false;
+  };
+  std::vector<char> stands(n, 1);
+  for (size_t j = 0; j < n; ++j) {
+    for (size_t i = 0; i < n && stands[j]; ++i) stands[j] = !supersedes(i, j);
+  }
+  std::vector<Versioned> out;
+  for (size_t i = 0; i < n; ++i) {
+    if (!stands[i]) continue;
+    Versioned s = v[i];
+    for (size_t j = 0; j < n; ++j) {
+      if (!stands[j] && supersedes(i, j)) internal::add_replaced(&s.replaces, v[j].replaces);
+    }
+    auto copy = std::find_if(out.begin(), out.end(), [&](const Versioned& o) { return same_write(o, s); });
+    if (copy == out.end()) {
+      out.push_back(std::move(s));
+    } else {
+      copy->clock = copy->clock.merged(s.clock);
+      internal::add_replaced(&copy->replaces, s.replaces);
+    }
+  }
+  return out;
+}
+
+// Whether some home's entry of `stored` is past `sent`'s: the stamp a home
+// added (its own, or, for a copy of the write it held already, the stamp
+// of the home that stored that copy).
+bool has_a_stamp_beyond(const VectorClock& stored, const VectorClock& sent) {
+  for (const ClockEntry& e : stored.entries()) {
+    if (e.node >= kStampBase && e.counter > sent.counter(e.node)) return true;
+  }
+  return false;
 }
 
 // A request every replica would refuse alike (an oversized key): reported
@@ -243,10 +281,7 @@ struct RoutedStore::Shared {
   // lacks. Called once every replica of a read has answered.
   void repair(const std::string& key, const std::vector<std::pair<size_t, std::vector<Versioned>>>& ok) {
     if (ok.size() < 2) return;
-    std::vector<Versioned> merged;
-    for (const auto& [i, versions] : ok) {
-      for (const Versioned& v : versions) add_non_dominated(&merged, v);
-    }
+    const std::vector<Versioned> merged = standing_versions(ok);
     for (const auto& [i, versions] : ok) {
       for (const Versioned& m : merged) {
         // A replica lacks `m` if no version it answered has m's clock, or
@@ -567,10 +602,7 @@ std::vector<std::pair<size_t, T>> await_read(Start&& start) {
 // The versions none of the answers supersedes, tombstones dropped.
 std::vector<Versioned> merge_versions(
     const std::vector<std::pair<size_t, std::vector<Versioned>>>& answers) {
-  std::vector<Versioned> out;
-  for (const auto& [i, versions] : answers) {
-    for (const Versioned& v : versions) add_non_dominated(&out, v);
-  }
+  std::vector<Versioned> out = standing_versions(answers);
   drop_tombstones(&out);
   // Write ids stay inside the cluster: a program that changes a version it
   // read and writes it back makes a new write.
@@ -929,13 +961,12 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
     }
     s_->begin();
     s_->call_replica(i, [self = shared_from_this(), h, request](Store& r) {
-      r.async_put(self->key_, request, [self, h, stamp = request.stamp,
-                                        before = request.clock.counter(request.stamp)](
-                                           PutReply reply, std::exception_ptr e) {
+      r.async_put(self->key_, request, [self, h, sent = request.clock](PutReply reply,
+                                                                        std::exception_ptr e) {
         // A node older than write ids ignores the stamp: its copy would
         // stand as a sibling of every other writer's. The next node is
         // the home instead (the unstamped copy is before its stamped one).
-        if (!e && reply.result == PutResult::kStored && reply.stored.counter(stamp) <= before) {
+        if (!e && reply.result == PutResult::kStored && !has_a_stamp_beyond(reply.stored, sent)) {
           const std::string why = self->s_->name(self->live_[h]) +
                                   " stored a write without the stamp its home must add: it runs "
                                   "a cairn older than write ids; upgrade every node before its "

@@ -142,8 +142,8 @@ struct Versioned {
   // failed over (its other copy has another home's stamp) names itself
   // here, and a version that replaces such a copy takes the list over, so
   // that a late copy of the replaced write cannot stand beside it. At most
-  // kMaxReplaces, newest first. Set by routing layers and engines; a
-  // routing layer returns versions without it.
+  // kMaxReplaces (the version's own write first), never 0. Set by routing
+  // layers and engines; a routing layer returns versions without it.
   std::vector<uint64_t> replaces;
   friend bool operator==(const Versioned&, const Versioned&) = default;
 };

@@ -26,6 +26,17 @@ namespace cairn {
 
 namespace {
 
+// The write ids a put's answer says the stored version replaces, as a
+// version may hold them (at most kMaxReplaces, never 0): what a peer says
+// beyond that is not passed on to other replicas.
+std::vector<uint64_t> replaces_of(const rpc::PutResponse& resp) {
+  std::vector<uint64_t> out;
+  for (uint64_t w : resp.replaces()) {
+    if (w != 0 && out.size() < kMaxReplaces) out.push_back(w);
+  }
+  return out;
+}
+
 std::string read_file(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(std::string("cannot read the TLS ") + what + " " + path);
@@ -283,7 +294,7 @@ PutResult GrpcStore::put_stamped(std::string_view key, const Versioned& value,
   if (resp.obsolete()) return PutResult::kObsolete;
   if (stored != nullptr && resp.has_clock()) {
     stored->stored = internal::from_wire(resp.clock());
-    stored->replaces.assign(resp.replaces().begin(), resp.replaces().end());
+    stored->replaces = replaces_of(resp);
   }
   return PutResult::kStored;
 }
@@ -458,7 +469,7 @@ PutReply reply_of(const rpc::PutResponse& resp, const VectorClock& sent) {
     reply.result = PutResult::kObsolete;
   } else {
     reply.stored = resp.has_clock() ? internal::from_wire(resp.clock()) : sent;
-    reply.replaces.assign(resp.replaces().begin(), resp.replaces().end());
+    reply.replaces = replaces_of(resp);
   }
   return reply;
 }

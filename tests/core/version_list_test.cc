@@ -280,7 +280,15 @@ TEST(VersionListTest, ReplacedListsAreBounded) {
     ASSERT_EQ(stored.size(), 1u);
   }
   ASSERT_EQ(stored[0].replaces.size(), kMaxReplaces);
-  EXPECT_EQ(stored[0].replaces.front(), 100 + kMaxReplaces + 4) << "newest first";
+  EXPECT_EQ(stored[0].replaces.front(), 100 + kMaxReplaces + 4) << "the incoming write's own first";
+}
+
+TEST(VersionListTest, AReplacedIdOfZeroIsRefusedBeforeAnythingIsWritten) {
+  std::vector<Versioned> stored;
+  Versioned v = versioned("a", {{1, 1}});
+  v.replaces = {0};
+  EXPECT_THROW(put(&stored, v), InvalidArgument);
+  EXPECT_TRUE(stored.empty());
 }
 
 TEST(VersionListTest, ApplyOnMalformedBytesIsCorruption) {

@@ -255,6 +255,73 @@ TEST_F(RoutedTest, AReadNeverReturnsACopyOfAWriteThatWasReplaced) {
   }));
 }
 
+// The second home's copy V of a split write, replaced by W whose home held
+// neither copy (so W names nothing); the first copy X, alone or joined with
+// V, on another replica. W was written by a reader of V: it supersedes
+// every copy of V's write, whatever order the answers come in, and repair
+// leaves W alone everywhere.
+TEST_F(RoutedTest, AReadWeighsEveryAnswerAgainstEveryOther) {
+  make_nodes(3);
+  auto r = route({3, 3, 2}, every_read_repairs());  // R = 3: every answer in each read
+  int round = 0;
+  for (const bool joined : {false, true}) {
+    for (int order = 0; order < 3; ++order) {
+      const std::string key = "k" + std::to_string(round++);
+      SCOPED_TRACE(::testing::Message() << key << (joined ? ": joined" : ": alone"));
+      const std::vector<NodeId> replicas = replicas_of(key, 3);
+      Versioned first = versioned("x", {{1, 1}, {kStampBase + replicas[0], 1}});
+      first.write_id = 42;
+      Versioned second = versioned("x", {{1, 1}, {kStampBase + replicas[1], 1}});
+      second.write_id = 42;
+      second.replaces = {42};
+      Versioned next = versioned(
+          "w", {{1, 1}, {2, 1}, {kStampBase + replicas[1], 1}, {kStampBase + replicas[2], 1}});
+      next.write_id = 43;
+      // Which replica holds which rotates, so that the answers come in
+      // every order.
+      const NodeId holds_first = replicas[order % 3];
+      const NodeId holds_second = replicas[(order + 1) % 3];
+      const NodeId holds_next = replicas[(order + 2) % 3];
+      ASSERT_EQ(engine(holds_first).put(key, first), PutResult::kStored);
+      if (joined) {
+        ASSERT_EQ(engine(holds_first).put(key, second), PutResult::kStored);
+      }
+      ASSERT_EQ(engine(holds_second).put(key, second), PutResult::kStored);
+      ASSERT_EQ(engine(holds_next).put(key, next), PutResult::kStored);
+      const std::vector<Versioned> got = r->get(key);
+      ASSERT_EQ(got.size(), 1u);
+      EXPECT_EQ(got[0].value, "w");
+      for (NodeId id : replicas) {
+        EXPECT_TRUE(eventually([&] {
+          const std::vector<Versioned> held = engine(id).get(key);
+          return held.size() == 1 && held[0].value == "w";
+        })) << "node " << id << " holds " << engine(id).get(key).size() << " versions";
+      }
+    }
+  }
+}
+
+// A retry of a write whose home failed after passing it on: the next home
+// holds the first home's copy, and answers with its clock (stamped by the
+// first home, not by itself). That is a stored write, not a node that
+// ignores stamps.
+TEST_F(RoutedTest, ARetryAtAHomeHoldingAnotherHomesCopyIsStored) {
+  make_nodes(3);
+  const std::vector<NodeId> replicas = replicas_of("k", 3);
+  Versioned copy = versioned("v", {{1, 1}, {kStampBase + replicas[0], 1}});
+  copy.write_id = 7;
+  ASSERT_EQ(engine(replicas[1]).put("k", copy), PutResult::kStored);
+  ASSERT_EQ(engine(replicas[2]).put("k", copy), PutResult::kStored);
+  fault(replicas[0]).set_failure(FaultStore::Failure::kUnavailable);
+  auto r = route({3, 2, 2});
+  Versioned retry = versioned("v", {{1, 1}});
+  retry.write_id = 7;
+  VectorClock stored;
+  ASSERT_EQ(r->put("k", retry, &stored), PutResult::kStored);
+  EXPECT_EQ(stored, copy.clock);
+  EXPECT_EQ(engine(replicas[1]).get("k").size(), 1u);
+}
+
 // A node older than write ids ignores the stamp its home must add: the
 // coordinator refuses its answer and takes the next home.
 TEST_F(RoutedTest, AHomeThatDoesNotStampIsRefused) {
