@@ -38,7 +38,7 @@ const char* to_string(PutResult r);
 struct PutReply {
   PutResult result = PutResult::kStored;
   VectorClock stored;
-  std::vector<uint64_t> replaces;
+  std::vector<uint64_t> replaces = {};
 };
 
 // The answer to a non-blocking call: the result, or the error the blocking

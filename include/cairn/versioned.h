@@ -144,7 +144,7 @@ struct Versioned {
   // that a late copy of the replaced write cannot stand beside it. At most
   // kMaxReplaces (the version's own write first), never 0. Set by routing
   // layers and engines; a routing layer returns versions without it.
-  std::vector<uint64_t> replaces;
+  std::vector<uint64_t> replaces = {};
   friend bool operator==(const Versioned&, const Versioned&) = default;
 };
 

@@ -107,7 +107,8 @@ for kind in shared static; do
   static=false; [ "$kind" = static ] && static=true
   # Release: the public headers must pass -O3 with -Werror in a user's build too.
   meson setup "$work/meson-$kind" "$consumer" --buildtype=release -Dcairn_static=$static >/dev/null
-  ninja -C "$work/meson-$kind" -j "$jobs" >/dev/null
+  ninja -C "$work/meson-$kind" -j "$jobs" >"$work/ninja-$kind.log" ||
+    { cat "$work/ninja-$kind.log"; fail "consumer build (meson, $kind)"; }
   check_linked "$work/meson-$kind/consumer" "$kind"
   meson test -C "$work/meson-$kind" --print-errorlogs >/dev/null ||
     { cat "$work/meson-$kind/meson-logs/testlog.txt"; fail "consumer tests (meson, $kind)"; }
@@ -116,7 +117,8 @@ for kind in shared static; do
   on=OFF; [ "$kind" = static ] && on=ON
   cmake -S "$consumer" -B "$work/cmake-$kind" -G Ninja -DCMAKE_PREFIX_PATH="$top" \
     -DCMAKE_BUILD_TYPE=Release -DCAIRN_STATIC=$on >/dev/null
-  cmake --build "$work/cmake-$kind" -j "$jobs" >/dev/null
+  cmake --build "$work/cmake-$kind" -j "$jobs" >"$work/cmake-build-$kind.log" ||
+    { cat "$work/cmake-build-$kind.log"; fail "consumer build (CMake, $kind)"; }
   check_linked "$work/cmake-$kind/consumer" "$kind"
   ctest --test-dir "$work/cmake-$kind" --output-on-failure >/dev/null ||
     { ctest --test-dir "$work/cmake-$kind" --output-on-failure; fail "consumer tests (CMake, $kind)"; }
