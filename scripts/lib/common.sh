@@ -15,7 +15,7 @@ CAIRN_PACKAGES=(
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   python3-grpcio python3-protobuf openssl libboost1.74-dev curl
   libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev libmemcached-dev
-  librocksdb-dev
+  librocksdb-dev etcd-server golang-etcd-server-dev
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -3,23 +3,18 @@
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 
-extern char** environ;
-
 #include "layers/grpc/cairn.grpc.pb.h"
+#include "tests/testing/process.h"
 
 namespace cairn::testing {
 
@@ -30,22 +25,6 @@ std::string server_binary() {
   }
   return path;
 }
-
-namespace {
-
-// Waits up to `timeout` for the child to exit; returns its status, or -1.
-int wait_for(pid_t pid, std::chrono::milliseconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    int status = 0;
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (std::chrono::steady_clock::now() > until) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
-
-}  // namespace
 
 ServerProcess::ServerProcess(const std::string& config, int node, int port,
                              std::vector<std::string> extra) {
@@ -60,16 +39,8 @@ ServerProcess::ServerProcess(const std::string& config, int node, int port,
                                    "127.0.0.1:" + std::to_string(port), "--port-file", port_file,
                                    "--grace-ms", "2000"};
   args.insert(args.end(), extra.begin(), extra.end());
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + args[0] + ": " + std::strerror(rc));
+  ::unlink(log_path_.c_str());
+  pid_ = spawn_logged(args, log_path_);
 
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (;;) {
@@ -95,22 +66,12 @@ ServerProcess::~ServerProcess() {
 
 int ServerProcess::stop(int signal) {
   if (pid_ <= 0) return -1;
-  ::kill(pid_, signal);
-  int status = wait_for(pid_, std::chrono::seconds(10));
-  if (status < 0) {
-    ::kill(pid_, SIGKILL);
-    status = wait_for(pid_, std::chrono::seconds(10));
-  }
+  const int status = stop_process(pid_, signal);
   pid_ = -1;
   return status;
 }
 
-std::string ServerProcess::log() const {
-  std::ifstream in(log_path_);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+std::string ServerProcess::log() const { return read_file(log_path_); }
 
 rpc::StatsResponse admin_stats(const std::string& address) {
   auto stub = rpc::Admin::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
