@@ -1,6 +1,7 @@
 #include "cairn/ring.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 
 #include "cairn/errors.h"
@@ -162,17 +163,77 @@ Ring Ring::with_node(NodeInfo node) const {
   std::vector<NodeId> owners = owners_;
   std::map<NodeId, size_t> count;
   for (NodeId o : owners) ++count[o];
-  // Take, spread around the ring, from whichever node owns the most.
+  // Take from whichever node owns the most, each time the partition
+  // farthest from those the new node has (nearest its even share of the
+  // ring on a tie): a key's replicas are the first N distinct owners
+  // clockwise, so two of the new node's partitions close together would
+  // push a key's list on to an old node, and copies would move between old
+  // nodes too.
+  std::vector<size_t> mine;
+  const auto gap = [&](size_t p) {
+    size_t nearest = q;
+    for (size_t m : mine) {
+      const size_t d = p > m ? p - m : m - p;
+      nearest = std::min(nearest, std::min(d, q - d));
+    }
+    return nearest;
+  };
   for (size_t i = 0; i < take; ++i) {
     size_t most = 0;
     for (const auto& [id, c] : count) most = std::max(most, c);
     const size_t start = i * q / take;
+    size_t best = q, best_gap = 0;
     for (size_t step = 0; step < q; ++step) {
       const size_t p = (start + step) % q;
-      if (owners[p] != node.id && count[owners[p]] == most) {
-        --count[owners[p]];
-        owners[p] = node.id;
+      if (owners[p] == node.id || count[owners[p]] != most) continue;
+      const size_t g = gap(p);
+      if (best == q || g > best_gap) {
+        best = p;
+        best_gap = g;
+      }
+    }
+    --count[owners[best]];
+    owners[best] = node.id;
+    mine.push_back(best);
+  }
+  return Ring(std::move(nodes), std::move(owners));
+}
+
+Ring Ring::without_node(NodeId id) const {
+  if (!has_node(id)) throw InvalidArgument("ring: no node " + std::to_string(id) + " to remove");
+  if (nodes_.size() == 1) throw InvalidArgument("ring: node " + std::to_string(id) + " is the last one");
+  std::vector<NodeInfo> nodes;
+  std::map<NodeId, size_t> count;
+  for (const NodeInfo& n : nodes_) {
+    if (n.id == id) continue;
+    nodes.push_back(n);
+    count[n.id] = n.partitions.size();
+  }
+  std::vector<NodeId> owners = owners_;
+  const size_t q = owners.size();
+  for (size_t p = 0; p < q; ++p) {
+    if (owners[p] != id) continue;
+    size_t fewest = SIZE_MAX;
+    for (const auto& [node, c] : count) fewest = std::min(fewest, c);
+    // The first least-loaded owner clockwise from p: neighbours' partitions
+    // spread over different nodes.
+    for (size_t step = 1; step <= q; ++step) {
+      const NodeId o = owners[(p + step) % q];
+      if (o != id && count[o] == fewest) {
+        owners[p] = o;
+        ++count[o];
         break;
+      }
+    }
+    if (owners[p] == id) {
+      // No node of the least load owns any other partition (it holds
+      // none): the lowest such node takes it.
+      for (auto& [node, c] : count) {
+        if (c == fewest) {
+          owners[p] = node;
+          ++c;
+          break;
+        }
       }
     }
   }

@@ -62,6 +62,12 @@ class Ring {
   // nodes that own the most, spread around the ring. Every other partition
   // keeps its owner. Throws InvalidArgument if the id or address is taken.
   Ring with_node(NodeInfo node) const;
+  // This ring without node `id`: each of its partitions goes to the node
+  // that then owns the fewest (the first such clockwise from it), so the
+  // others stay within one partition of each other. Every other partition
+  // keeps its owner. Throws InvalidArgument for an unknown id or the last
+  // node.
+  Ring without_node(NodeId id) const;
 
   // The assignment as text: each node with its partitions, and the spread.
   std::string describe() const;

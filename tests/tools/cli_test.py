@@ -49,6 +49,37 @@ class CliTest(unittest.TestCase):
         self.assertIn("at {0:2}", self.ok("put", "greeting", "hi"))
         self.assertEqual(self.ok("get", "greeting", "--clocks"), "{0:2}\thi\n")
 
+    def test_admin_plan_prints_the_copies_a_change_moves(self):
+        cfg = self.write_config(
+            "cluster:\n  partitions: 12\n  nodes:\n"
+            + "".join("    - {id: %d, address: \"127.0.0.1:%d\"}\n" % (i, 7070 + i) for i in range(3))
+            + "stores:\n  default:\n    replication: {n: 3}\n"
+            "    client: [{route: {}}, {engine: {grpc: {}}}]\n"
+            "    node: [{engine: {memory: {}}}]\n")
+        out = self.ok("--config", cfg, "admin", "plan", "--add", "3=127.0.0.1:7073")
+        self.assertIn("3 -> 4 nodes, 12 partitions, N = 3", out)
+        self.assertIn("adds node 3 (127.0.0.1:7073): owns 3 partitions", out)
+        moves = [l for l in out.splitlines() if "fetches it" in l]
+        drops = [l for l in out.splitlines() if "drops it" in l]
+        self.assertTrue(moves)
+        self.assertEqual(len(moves), len(drops))
+        for line in moves:
+            self.assertIn(": node 3 fetches it from", line)  # only the new node gains
+        self.assertIn("moves %d of 36 partition copies" % len(moves), out)
+        out = self.ok("--config", cfg, "admin", "plan", "--add", "3=127.0.0.1:7073",
+                      "--remove", "0")
+        self.assertIn("removes node 0 (127.0.0.1:7070)", out)
+        # Bad requests: exit 2, saying why.
+        self.assertIn("fewer than N = 3",
+                      self.fails(2, "--config", cfg, "admin", "plan", "--remove", "1"))
+        self.assertIn("address 127.0.0.1:7070 is taken",
+                      self.fails(2, "--config", cfg, "admin", "plan", "--add", "5=127.0.0.1:7070"))
+        self.assertIn("ID=HOST:PORT",
+                      self.fails(2, "--config", cfg, "admin", "plan", "--add", "x"))
+        self.assertIn("needs --add or --remove", self.fails(2, "--config", cfg, "admin", "plan"))
+        self.assertIn("no node 7", self.fails(2, "--config", cfg, "admin", "plan", "--remove", "7"))
+        self.assertIn("admin plan", self.ok("admin", "--help"))
+
     def test_missing_key_exits_1_with_a_message(self):
         err = self.fails(1, "get", "nope")
         self.assertIn('key "nope" not found in store \'default\'', err)

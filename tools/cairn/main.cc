@@ -15,6 +15,7 @@
 #include "cairn/store.h"
 #include "cairn/version.h"
 #include "layers/grpc/grpc_store.h"
+#include "routing/rebalance.h"
 #include "tools/flags.h"
 
 namespace {
@@ -43,6 +44,7 @@ Commands:
   scan              print every key and value
   stack show        print the store's assembled stack of layers
   ring [KEY...]     print the cluster's partitions, or where keys live
+  admin plan        print what adding or removing nodes would move
   layers            list the layers and engines a config may name
   help [COMMAND]    show help (also: COMMAND --help)
 
@@ -123,6 +125,22 @@ list: the first N nodes that hold it (N from the store's `replication:`),
 home first. Opens no store and calls no node.
 )";
 
+constexpr char kAdminHelp[] = R"(usage: cairn --config FILE admin plan [--add ID=HOST:PORT[@ZONE],...]
+                                       [--remove ID,...] [--store NAME]
+
+plan: prints what a change of the config's cluster moves: the partitions
+each added node takes (from the nodes that own the most, spread around the
+ring) or each removed node hands on (to the nodes that own the fewest),
+then every partition copy that moves, with the nodes it can be fetched
+from, and every copy a node drops. Copies are counted with N from the
+store's `replication:` (--store), or the largest N of the config's stores;
+the summary sets them against an even share of the change (a node added to
+S nodes takes 1/(S+1) of the copies). Changes nothing and calls no node.
+
+--add and --remove may be given several times, or take comma-separated
+lists. A node added to a cluster with zones needs one: ID=HOST:PORT@ZONE.
+)";
+
 constexpr char kLayersHelp[] = R"(usage: cairn layers
 
 Lists the layers and engines a config file may name, with a summary each.
@@ -136,6 +154,8 @@ struct Args {
   std::optional<std::string> clock;
   std::optional<std::string> writer;
   std::optional<std::string> limit;
+  std::vector<std::string> add;     // admin plan: ID=HOST:PORT[@ZONE]
+  std::vector<std::string> remove;  // admin plan: ID
   bool clocks = false;
   bool hex = false;
   bool replica = false;
@@ -176,6 +196,18 @@ Args parse_args(int argc, char** argv) {
       a.writer = value(i, arg);
     } else if (arg == "--limit") {
       a.limit = value(i, arg);
+    } else if (arg == "--add" || arg == "--remove") {
+      const std::string list = value(i, arg);
+      auto& into = arg == "--add" ? a.add : a.remove;
+      size_t start = 0;
+      for (;;) {
+        const size_t comma = list.find(',', start);
+        const std::string item = list.substr(start, comma - start);
+        if (item.empty()) throw UsageError(arg + " has an empty entry in '" + list + "'");
+        into.push_back(item);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
     } else if (arg == "--clocks") {
       a.clocks = true;
     } else if (arg == "--hex") {
@@ -197,6 +229,7 @@ const char* help_for(const std::string& command) {
   if (command == "stack") return kStackHelp;
   if (command == "layers") return kLayersHelp;
   if (command == "ring") return kRingHelp;
+  if (command == "admin") return kAdminHelp;
   return nullptr;
 }
 
@@ -396,6 +429,56 @@ int cmd_ring(const Args& a) {
   return kOk;
 }
 
+// ID=HOST:PORT[@ZONE], as --add takes it.
+NodeInfo node_to_add(const std::string& spec) {
+  const size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+    throw UsageError("--add expects ID=HOST:PORT[@ZONE], got '" + spec + "'");
+  }
+  NodeInfo node;
+  node.id = static_cast<NodeId>(tools::flag_number("--add", spec.substr(0, eq), 0, 65535));
+  const std::string rest = spec.substr(eq + 1);
+  const size_t at = rest.find('@');
+  node.address = rest.substr(0, at);
+  if (at != std::string::npos) node.zone = rest.substr(at + 1);
+  if (node.address.find(':') == std::string::npos || (at != std::string::npos && node.zone.empty())) {
+    throw UsageError("--add expects ID=HOST:PORT[@ZONE], got '" + spec + "'");
+  }
+  return node;
+}
+
+int cmd_admin(const Args& a) {
+  if (a.positional.size() != 2 || a.positional[1] != "plan") {
+    throw UsageError("expected: admin plan (see cairn admin --help)");
+  }
+  if (a.config.empty()) throw UsageError("admin plan needs --config FILE with a `cluster:` section");
+  if (a.add.empty() && a.remove.empty()) throw UsageError("admin plan needs --add or --remove");
+  const Config config = Config::load(a.config);
+  if (config.nodes().empty()) throw UsageError(a.config + " has no `cluster:` section");
+  int n = 1;
+  if (!a.store.empty()) {
+    n = config.replication(a.store).n;
+  } else {
+    for (const std::string& name : config.store_names()) n = std::max(n, config.replication(name).n);
+  }
+  const Ring before(config.cluster());
+  Ring after = before;
+  try {
+    for (const std::string& spec : a.add) after = after.with_node(node_to_add(spec));
+    for (const std::string& id : a.remove) {
+      after = after.without_node(static_cast<NodeId>(tools::flag_number("--remove", id, 0, 65535)));
+    }
+  } catch (const InvalidArgument& e) {
+    throw UsageError(e.what());
+  }
+  if (static_cast<int>(after.nodes().size()) < n) {
+    throw UsageError("the cluster would have " + std::to_string(after.nodes().size()) +
+                     " nodes, fewer than N = " + std::to_string(n));
+  }
+  std::cout << internal::describe(internal::plan_rebalance(before, after, n), before, after);
+  return kOk;
+}
+
 int cmd_layers() {
   const LayerRegistry& r = default_registry();
   std::cout << "engines (the last entry of a stack):\n";
@@ -430,6 +513,7 @@ int run(int argc, char** argv) {
   }
   if (command == "layers") return cmd_layers();
   if (command == "ring") return cmd_ring(a);
+  if (command == "admin") return cmd_admin(a);
   if (command == "stack" && (a.positional.size() != 2 || a.positional[1] != "show")) {
     throw UsageError("expected: cairn stack show");
   }
