@@ -6,10 +6,12 @@
 #include <charconv>
 #include <cstring>
 #include <cstdio>
+#include <optional>
 #include <set>
 
 #include "cairn/errors.h"
 #include "core/config_internal.h"
+#include "metadata/etcd_client.h"
 
 namespace cairn {
 
@@ -56,6 +58,7 @@ struct StoreDef {
 
 struct ConfigData {
   std::string source;
+  MetadataOrigin origin;
   ClusterInfo cluster;
   YAML::Mark cluster_where;
   ServerTls tls;  // `cluster: tls:`, {node} not yet expanded
@@ -458,12 +461,76 @@ void parse_cluster(const std::string& file, const YAML::Node& cluster, ConfigDat
   check_cluster(file, cluster, has_q, &data->cluster);
 }
 
-std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::string& text) {
+// `cluster: {etcd: {endpoints: [...], prefix: P}}`, alone in a file: the
+// metadata's place, or nothing if the file is a config itself.
+std::optional<MetadataOrigin> etcd_origin(const std::string& file, const YAML::Node& root) {
+  if (!root.IsMap() || !root["cluster"] || !root["cluster"].IsMap() || !root["cluster"]["etcd"]) {
+    return std::nullopt;
+  }
+  const YAML::Node cluster = root["cluster"];
+  if (root.size() != 1 || cluster.size() != 1) {
+    fail_at(file, cluster.Mark(),
+            "cluster: a config whose cluster is kept in etcd holds only `cluster: {etcd: "
+            "{endpoints, prefix}}`; its nodes and stores are in etcd");
+  }
+  const YAML::Node etcd = cluster["etcd"];
+  if (!etcd.IsMap()) fail_at(file, etcd.Mark(), "cluster: `etcd` must be a map {endpoints, prefix}");
+  MetadataOrigin o;
+  for (const auto& kv : etcd) {
+    const std::string k = kv.first.Scalar();
+    if (k == "endpoints") {
+      if (!kv.second.IsSequence() || kv.second.size() == 0) {
+        fail_at(file, kv.second.Mark(), "cluster: etcd `endpoints` is a non-empty list of host:port");
+      }
+      for (const auto& e : kv.second) {
+        if (!e.IsScalar() || e.Scalar().find(':') == std::string::npos) {
+          fail_at(file, e.Mark(), "cluster: an etcd endpoint is host:port");
+        }
+        o.etcd_endpoints.push_back(e.Scalar());
+      }
+    } else if (k == "prefix") {
+      if (!kv.second.IsScalar() || kv.second.Scalar().empty()) {
+        fail_at(file, kv.second.Mark(), "cluster: etcd `prefix` is a non-empty key prefix");
+      }
+      o.prefix = kv.second.Scalar();
+    } else {
+      fail_at(file, kv.first.Mark(), "cluster: unknown etcd key '" + k + "' (expected: endpoints, prefix)");
+    }
+  }
+  if (o.etcd_endpoints.empty() || o.prefix.empty()) {
+    fail_at(file, etcd.Mark(), "cluster: etcd needs `endpoints` and `prefix`");
+  }
+  return o;
+}
+
+std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::string& text,
+                                         bool from_etcd = false) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     fail_at(source, e.mark, "YAML syntax error: " + e.msg);
+  }
+  if (std::optional<MetadataOrigin> origin = etcd_origin(source, root)) {
+    if (from_etcd) fail_at(source, root.Mark(), "the config in etcd points at etcd again");
+    internal::EtcdClient etcd({.endpoints = origin->etcd_endpoints});
+    const std::string key = origin->prefix + "config";
+    std::optional<internal::EtcdClient::Entry> entry;
+    try {
+      entry = etcd.get(key);
+    } catch (const Unavailable& e) {
+      throw Unavailable(source + ": cannot read the cluster's config from etcd: " + e.what());
+    }
+    if (!entry) {
+      throw NotFound(source + ": etcd has no cluster config at key '" + key +
+                     "' (cairn admin init puts one there)");
+    }
+    origin->version = entry->mod_revision;
+    auto data = parse_config("etcd:" + key + "@" + std::to_string(entry->mod_revision) + " (from " +
+                                 source + ")",
+                             entry->value, true);
+    data->origin = std::move(*origin);
+    return data;
   }
   if (!root.IsMap()) {
     fail_at(source, root.Mark(), std::string("expected a map with a `stores` key, found ") +
@@ -738,6 +805,8 @@ Config Config::load(const std::string& path) {
 }
 
 const std::string& Config::source() const { return d_->source; }
+
+const MetadataOrigin& Config::origin() const { return d_->origin; }
 
 std::vector<std::string> Config::store_names() const {
   std::vector<std::string> names;

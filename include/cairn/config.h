@@ -66,6 +66,15 @@ struct ServerTls {
   std::string ca;
 };
 
+// Where a config came from: its file, or cluster metadata kept in etcd
+// (`cluster: {etcd: {endpoints, prefix}}` in the file names them), with
+// the version there: etcd's revision of the config (0 for a file).
+struct MetadataOrigin {
+  std::vector<std::string> etcd_endpoints = {};  // empty: a file
+  std::string prefix = {};  // the config is at PREFIX + "config"
+  int64_t version = 0;
+};
+
 // A store's serializers: how its keys and values become bytes. Both default
 // to identity (bytes as they are).
 struct StoreSerializers {
@@ -77,13 +86,19 @@ class Config {
  public:
   // Reads and checks the structure of a config file. Throws IoError if it
   // cannot be read and ConfigError (FILE:LINE:COLUMN: what was expected) if
-  // it is malformed.
+  // it is malformed. A file that is only `cluster: {etcd: {endpoints:
+  // [HOST:PORT, ...], prefix: P}}` reads the config (cluster and stores)
+  // from etcd's key P + "config" instead: Unavailable if no endpoint
+  // answers, NotFound if the key is not there (see `cairn admin init`),
+  // ConfigError if it is malformed.
   static Config load(const std::string& path);
   // The same for YAML text; `source` names it in errors.
   static Config parse(std::string_view yaml, std::string source = "<config>");
 
   // The file name or source the config came from.
   const std::string& source() const;
+  // Where it came from: a file, or etcd, and its version there.
+  const MetadataOrigin& origin() const;
   // The stores it defines, in file order.
   std::vector<std::string> store_names() const;
 

@@ -80,6 +80,86 @@ class CliTest(unittest.TestCase):
         self.assertIn("no node 7", self.fails(2, "--config", cfg, "admin", "plan", "--remove", "7"))
         self.assertIn("admin plan", self.ok("admin", "--help"))
 
+    def start_etcd(self):
+        """Debian's etcd on free loopback ports; returns (process, endpoint)."""
+        client, peer = self.free_port(), self.free_port()
+        c, p = "http://127.0.0.1:%d" % client, "http://127.0.0.1:%d" % peer
+        log = open(os.path.join(self.dir, "etcd.log"), "w")
+        etcd = subprocess.Popen(
+            [os.environ.get("CAIRN_ETCD", "/usr/bin/etcd"), "--name", "t",
+             "--data-dir", os.path.join(self.dir, "etcd"), "--listen-client-urls", c,
+             "--advertise-client-urls", c, "--listen-peer-urls", p,
+             "--initial-advertise-peer-urls", p, "--initial-cluster", "t=" + p,
+             "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"],
+            stdout=log, stderr=log)
+        self.addCleanup(lambda: (etcd.kill(), etcd.wait(), log.close()))
+        return etcd, "127.0.0.1:%d" % client
+
+    def test_a_cluster_whose_config_is_kept_in_etcd(self):
+        import socket
+        etcd, endpoint = self.start_etcd()
+        ports = [self.free_port() for _ in range(3)]
+        cluster = self.write_config(
+            "cluster:\n  partitions: 12\n  nodes:\n"
+            + "".join("    - {id: %d, address: \"127.0.0.1:%d\"}\n" % (i, port)
+                      for i, port in enumerate(ports))
+            + "stores:\n  default:\n    replication: {n: 3, r: 2, w: 2}\n"
+            "    node: [{route: {timeout_ms: 5000}}, {engine: {memory: {}}}]\n"
+            "    client:\n      - engine: {grpc: {targets: [%s]}}\n"
+            % ", ".join("127.0.0.1:%d" % p for p in ports), "cluster.yaml")
+        local = self.write_config(
+            "cluster: {etcd: {endpoints: [%s], prefix: /c/}}\n" % endpoint, "local.yaml")
+        # Before init: nothing in etcd, said clearly.
+        for _ in range(200):  # etcd starting
+            r = self.run_cairn("--config", local, "get", "k")
+            if b"no endpoint answered" not in r.stderr:
+                break
+            time.sleep(0.05)
+        self.assertEqual(r.returncode, 2, r.stderr)  # a config that is not there
+        self.assertIn("etcd has no cluster config at key '/c/config'", r.stderr.decode())
+        out = self.ok("--config", cluster, "admin", "init", "--etcd", endpoint, "--prefix", "/c/")
+        self.assertRegex(out, r"^put the config of 3 nodes and 1 stores into etcd at '/c/config', "
+                              r"version \d+\n$")
+        version = out.split()[-1]
+        err = self.fails(4, "--config", cluster, "admin", "init", "--etcd", endpoint,
+                         "--prefix", "/c/")
+        self.assertIn("holds a cluster config at '/c/config' already", err)
+        self.assertIn("takes a whole config file",
+                      self.fails(2, "--config", local, "admin", "init", "--etcd", endpoint,
+                                 "--prefix", "/d/"))
+        # Nodes start from the file that names etcd, and serve.
+        servers = [subprocess.Popen([SERVER, "--config", local, "--node", str(n)], cwd=self.dir,
+                                    stderr=subprocess.DEVNULL) for n in range(3)]
+        try:
+            for port in ports:
+                for _ in range(500):
+                    try:
+                        socket.create_connection(("127.0.0.1", port), 0.1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.02)
+            self.ok("--config", local, "put", "hello", "world")
+            self.assertEqual(self.ok("--config", local, "get", "hello"), "world\n")
+            out = self.ok("--config", local, "admin", "describe")
+            self.assertIn("metadata: etcd %s key '/c/config', version %s\n" % (endpoint, version), out)
+            self.assertEqual(out.count(" partitions, up\n"), 3, out)
+            self.assertIn("  default: N=3 R=2 W=2\n", out)
+            servers[2].kill()
+            servers[2].wait()
+            out = self.ok("--config", local, "admin", "describe")
+            self.assertIn("node 2 (127.0.0.1:%d): 4 partitions, down (" % ports[2], out)
+            self.assertIn("moves", self.ok("--config", local, "admin", "plan", "--add",
+                                           "3=127.0.0.1:%d" % self.free_port()))
+        finally:
+            for srv in servers:
+                srv.kill()
+                srv.wait()
+        # etcd gone: a clear error, not a hang.
+        etcd.kill()
+        etcd.wait()
+        err = self.fails(4, "--config", local, "get", "hello")
+        self.assertIn("cannot read the cluster's config from etcd", err)
+
     def test_missing_key_exits_1_with_a_message(self):
         err = self.fails(1, "get", "nope")
         self.assertIn('key "nope" not found in store \'default\'', err)

@@ -15,6 +15,7 @@
 #include "cairn/store.h"
 #include "cairn/version.h"
 #include "layers/grpc/grpc_store.h"
+#include "metadata/etcd_client.h"
 #include "routing/rebalance.h"
 #include "tools/flags.h"
 
@@ -44,7 +45,7 @@ Commands:
   scan              print every key and value
   stack show        print the store's assembled stack of layers
   ring [KEY...]     print the cluster's partitions, or where keys live
-  admin plan        print what adding or removing nodes would move
+  admin ...         a cluster's metadata: init (into etcd), describe, plan
   layers            list the layers and engines a config may name
   help [COMMAND]    show help (also: COMMAND --help)
 
@@ -125,8 +126,21 @@ list: the first N nodes that hold it (N from the store's `replication:`),
 home first. Opens no store and calls no node.
 )";
 
-constexpr char kAdminHelp[] = R"(usage: cairn --config FILE admin plan [--add ID=HOST:PORT[@ZONE],...]
+constexpr char kAdminHelp[] = R"(usage: cairn --config FILE admin init --etcd HOST:PORT[,...] --prefix P
+       cairn --config FILE admin describe
+       cairn --config FILE admin plan [--add ID=HOST:PORT[@ZONE],...]
                                        [--remove ID,...] [--store NAME]
+
+init: puts the cluster config FILE (its `cluster:` and `stores:`) into etcd
+at key P + "config", if no config is there yet. Nodes and clients then
+start from a file holding only
+    cluster: {etcd: {endpoints: [HOST:PORT, ...], prefix: P}}
+and read the rest from etcd. Refuses (exit 4) if P holds a config already.
+
+describe: where the config came from and its version (etcd's revision of
+it, for a cluster kept in etcd), the nodes with their zones, partitions
+and health (each asked over gRPC, 2 s at most), and the stores with their
+replication.
 
 plan: prints what a change of the config's cluster moves: the partitions
 each added node takes (from the nodes that own the most, spread around the
@@ -156,6 +170,8 @@ struct Args {
   std::optional<std::string> limit;
   std::vector<std::string> add;     // admin plan: ID=HOST:PORT[@ZONE]
   std::vector<std::string> remove;  // admin plan: ID
+  std::string etcd;                 // admin init: HOST:PORT,...
+  std::string prefix;               // admin init
   bool clocks = false;
   bool hex = false;
   bool replica = false;
@@ -196,6 +212,10 @@ Args parse_args(int argc, char** argv) {
       a.writer = value(i, arg);
     } else if (arg == "--limit") {
       a.limit = value(i, arg);
+    } else if (arg == "--etcd") {
+      a.etcd = value(i, arg);
+    } else if (arg == "--prefix") {
+      a.prefix = value(i, arg);
     } else if (arg == "--add" || arg == "--remove") {
       const std::string list = value(i, arg);
       auto& into = arg == "--add" ? a.add : a.remove;
@@ -447,10 +467,96 @@ NodeInfo node_to_add(const std::string& spec) {
   return node;
 }
 
-int cmd_admin(const Args& a) {
-  if (a.positional.size() != 2 || a.positional[1] != "plan") {
-    throw UsageError("expected: admin plan (see cairn admin --help)");
+int cmd_admin_init(const Args& a) {
+  if (a.config.empty() || a.etcd.empty() || a.prefix.empty()) {
+    throw UsageError("admin init needs --config FILE, --etcd HOST:PORT[,...] and --prefix P");
   }
+  const Config config = Config::load(a.config);  // checked before it is shared
+  if (!config.origin().etcd_endpoints.empty()) {
+    throw UsageError(a.config + " points at etcd already; init takes a whole config file");
+  }
+  if (config.nodes().empty()) throw UsageError(a.config + " has no `cluster:` section");
+  std::FILE* f = std::fopen(a.config.c_str(), "rb");
+  if (f == nullptr) throw IoError("cannot read " + a.config);
+  std::string text;
+  char buf[8192];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+  std::fclose(f);
+  std::vector<std::string> endpoints;
+  for (size_t start = 0;;) {
+    const size_t comma = a.etcd.find(',', start);
+    endpoints.push_back(a.etcd.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  internal::EtcdClient etcd({.endpoints = endpoints});
+  const std::string key = a.prefix + "config";
+  int64_t revision = 0;
+  const std::vector<internal::EtcdClient::Write> writes = {{.key = key, .value = text}};
+  if (!etcd.commit_if(key, 0, writes, &revision)) {
+    const auto held = etcd.get(key);
+    throw FailedPrecondition("etcd holds a cluster config at '" + key + "' already (version " +
+                             std::to_string(held ? held->mod_revision : 0) + "); nothing changed");
+  }
+  std::cout << "put the config of " << config.nodes().size() << " nodes and "
+            << config.store_names().size() << " stores into etcd at '" << key << "', version "
+            << revision << "\n";
+  return kOk;
+}
+
+// "up", or why a node does not answer: a read of a key no one writes from
+// its own replica of `store`, 2 s at most.
+std::string health_of(const NodeInfo& node, const std::string& store) {
+  GrpcOptions o;
+  o.store = store;
+  o.targets = {node.address};
+  o.timeout = std::chrono::milliseconds(2000);
+  o.retries = 0;
+  o.replica = true;
+  o.pipeline = false;
+  try {
+    open_grpc_store(o)->get(std::string_view("\0cairn-probe", 12));
+    return "up";
+  } catch (const Error& e) {
+    return std::string("down (") + e.what() + ")";
+  }
+}
+
+int cmd_admin_describe(const Args& a) {
+  if (a.config.empty()) throw UsageError("admin describe needs --config FILE");
+  const Config config = Config::load(a.config);
+  if (config.nodes().empty()) throw UsageError(config.source() + " has no `cluster:` section");
+  const MetadataOrigin& origin = config.origin();
+  if (origin.etcd_endpoints.empty()) {
+    std::cout << "metadata: file " << config.source() << "\n";
+  } else {
+    std::string endpoints;
+    for (const std::string& e : origin.etcd_endpoints) endpoints += (endpoints.empty() ? "" : ",") + e;
+    std::cout << "metadata: etcd " << endpoints << " key '" << origin.prefix << "config', version "
+              << origin.version << "\n";
+  }
+  const Ring ring(config.cluster());
+  const std::string probe_store = config.store_names().front();
+  std::cout << ring.partitions() << " partitions on " << ring.nodes().size() << " nodes\n";
+  for (const NodeInfo& n : ring.nodes()) {
+    std::cout << "node " << n.id << " (" << n.address << (n.zone.empty() ? "" : ", zone " + n.zone)
+              << "): " << n.partitions.size() << " partitions, " << health_of(n, probe_store) << "\n";
+  }
+  std::cout << "stores:\n";
+  for (const std::string& name : config.store_names()) {
+    const Replication r = config.replication(name);
+    std::cout << "  " << name << ": N=" << r.n << " R=" << r.r << " W=" << r.w << "\n";
+  }
+  return kOk;
+}
+
+int cmd_admin(const Args& a) {
+  const std::string sub = a.positional.size() >= 2 ? a.positional[1] : "";
+  if (a.positional.size() != 2 || (sub != "plan" && sub != "init" && sub != "describe")) {
+    throw UsageError("expected: admin init|describe|plan (see cairn admin --help)");
+  }
+  if (sub == "init") return cmd_admin_init(a);
+  if (sub == "describe") return cmd_admin_describe(a);
   if (a.config.empty()) throw UsageError("admin plan needs --config FILE with a `cluster:` section");
   if (a.add.empty() && a.remove.empty()) throw UsageError("admin plan needs --add or --remove");
   const Config config = Config::load(a.config);
