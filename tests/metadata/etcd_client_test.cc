@@ -30,6 +30,14 @@ EtcdClient::Write put(std::string key, std::string value) {
   return {.key = std::move(key), .value = std::move(value)};
 }
 
+// A real etcd per test, and a client of it.
+class EtcdClientTest : public ::testing::Test {
+ protected:
+  TempDir dir;
+  EtcdProcess etcd{dir.path()};
+  EtcdClient client{options_for(etcd)};
+};
+
 TEST(EtcdPrefixTest, EndIsThePrefixWithItsLastByteRaised) {
   EXPECT_EQ(EtcdClient::prefix_end("a/"), "a0");
   EXPECT_EQ(EtcdClient::prefix_end("a\xff"), "b");
@@ -37,11 +45,11 @@ TEST(EtcdPrefixTest, EndIsThePrefixWithItsLastByteRaised) {
   EXPECT_EQ(EtcdClient::prefix_end(""), std::string(1, '\0'));
 }
 
-TEST(EtcdClientTest, NoEndpointIsInvalid) {
+TEST(EtcdClientErrorsTest, NoEndpointIsInvalid) {
   EXPECT_THROW(EtcdClient(EtcdClient::Options{}), InvalidArgument);
 }
 
-TEST(EtcdClientTest, AnEndpointThatDoesNotAnswerIsUnavailableNamingIt) {
+TEST(EtcdClientErrorsTest, AnEndpointThatDoesNotAnswerIsUnavailableNamingIt) {
   const std::string dead = "127.0.0.1:" + std::to_string(testing::free_port());
   EtcdClient client({.endpoints = {dead}, .timeout = std::chrono::milliseconds(300)});
   try {
@@ -52,10 +60,7 @@ TEST(EtcdClientTest, AnEndpointThatDoesNotAnswerIsUnavailableNamingIt) {
   }
 }
 
-TEST(EtcdClientTest, PrefixReadsAndCommitsGuardedByARevision) {
-  TempDir dir;
-  EtcdProcess etcd(dir.path());
-  EtcdClient client(options_for(etcd));
+TEST_F(EtcdClientTest, PrefixReadsAndCommitsGuardedByARevision) {
   const std::vector<EtcdClient::Write> first = {put("c/nodes/1", "a"), put("c/nodes/0", "b"),
                                                 put("c/version", "1")};
   int64_t rev = 0;
@@ -92,10 +97,7 @@ TEST(EtcdClientTest, PrefixReadsAndCommitsGuardedByARevision) {
   EXPECT_FALSE(client.get("c/nodes/2").has_value());
 }
 
-TEST(EtcdClientTest, AKeyOnALeaseLivesWhileItIsKeptAlive) {
-  TempDir dir;
-  EtcdProcess etcd(dir.path());
-  EtcdClient client(options_for(etcd));
+TEST_F(EtcdClientTest, AKeyOnALeaseLivesWhileItIsKeptAlive) {
   const int64_t lease = client.grant_lease(std::chrono::seconds(5));
   ASSERT_TRUE(client.commit_if("alive/0", 0, std::vector<EtcdClient::Write>{
                                                  {.key = "alive/0", .value = "x", .lease = lease}}));
@@ -135,18 +137,20 @@ struct Seen {
     std::unique_lock lock(mu);
     return cv.wait_for(lock, std::chrono::seconds(20), [&] { return keys.size() >= n; });
   }
+  // Watches `prefix` after revision `after` into this.
+  std::unique_ptr<EtcdClient::Watch> watch(EtcdClient& client, const std::string& prefix,
+                                           int64_t after) {
+    return client.watch_prefix(
+        prefix, after, [this](const EtcdClient::Update& u) { update(u); },
+        [this](const std::string& why) { error(why); });
+  }
 };
 
-TEST(EtcdClientTest, AWatchMissesNothingAcrossAKilledEtcd) {
-  TempDir dir;
-  EtcdProcess etcd(dir.path());
-  EtcdClient client(options_for(etcd));
+TEST_F(EtcdClientTest, AWatchMissesNothingAcrossAKilledEtcd) {
   int64_t start = 0;
   client.get_prefix("w/", &start);
   Seen seen;
-  auto watch = client.watch_prefix(
-      "w/", start, [&](const EtcdClient::Update& u) { seen.update(u); },
-      [&](const std::string& why) { seen.error(why); });
+  auto watch = seen.watch(client, "w/", start);
   std::vector<std::string> expected;
   for (int i = 0; i < 5; ++i) {
     expected.push_back("w/" + std::to_string(i));
@@ -170,10 +174,7 @@ TEST(EtcdClientTest, AWatchMissesNothingAcrossAKilledEtcd) {
   EXPECT_EQ(seen.resets, 0);
 }
 
-TEST(EtcdClientTest, AWatchFromACompactedRevisionStartsFromTheWholePrefix) {
-  TempDir dir;
-  EtcdProcess etcd(dir.path());
-  EtcdClient client(options_for(etcd));
+TEST_F(EtcdClientTest, AWatchFromACompactedRevisionStartsFromTheWholePrefix) {
   int64_t start = 0;
   client.get_prefix("w/", &start);
   int64_t rev = 0;
@@ -181,9 +182,7 @@ TEST(EtcdClientTest, AWatchFromACompactedRevisionStartsFromTheWholePrefix) {
   ASSERT_TRUE(client.commit_if("w/b", 0, std::vector{put("w/b", "1")}, &rev));
   client.compact(rev);
   Seen seen;
-  auto watch = client.watch_prefix(
-      "w/", start, [&](const EtcdClient::Update& u) { seen.update(u); },
-      [&](const std::string& why) { seen.error(why); });
+  auto watch = seen.watch(client, "w/", start);
   ASSERT_TRUE(seen.wait_for(2));
   ASSERT_TRUE(client.commit_if("w/c", 0, std::vector{put("w/c", "1")}));
   ASSERT_TRUE(seen.wait_for(3));

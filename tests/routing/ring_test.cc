@@ -7,21 +7,13 @@
 
 #include "cairn/config.h"
 #include "cairn/errors.h"
+#include "tests/testing/test_util.h"
 
 namespace cairn {
 namespace {
 
 ClusterInfo cluster(int nodes, uint32_t partitions, const std::vector<std::string>& zones = {}) {
-  ClusterInfo c;
-  c.partitions = partitions;
-  for (int i = 0; i < nodes; ++i) {
-    NodeInfo n;
-    n.id = static_cast<NodeId>(i);
-    n.address = "10.0.0." + std::to_string(i) + ":7070";
-    if (!zones.empty()) n.zone = zones[static_cast<size_t>(i) % zones.size()];
-    c.nodes.push_back(n);
-  }
-  return c;
+  return testing::test_cluster(nodes, partitions, zones);
 }
 
 std::string key(int i) { return "user:" + std::to_string(i); }

@@ -31,4 +31,17 @@ std::string random_bytes(std::mt19937_64& rng, size_t n) {
   return out;
 }
 
+ClusterInfo test_cluster(int nodes, uint32_t partitions, const std::vector<std::string>& zones) {
+  ClusterInfo c;
+  c.partitions = partitions;
+  for (int i = 0; i < nodes; ++i) {
+    NodeInfo n;
+    n.id = static_cast<NodeId>(i);
+    n.address = "10.0.0." + std::to_string(i) + ":7070";
+    if (!zones.empty()) n.zone = zones[static_cast<size_t>(i) % zones.size()];
+    c.nodes.push_back(n);
+  }
+  return c;
+}
+
 }  // namespace cairn::testing

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "cairn/config.h"
 #include "cairn/store.h"
 #include "cairn/versioned.h"
 
@@ -44,6 +45,11 @@ std::mt19937_64 seeded_rng(uint64_t salt = 0);
 
 // `n` bytes drawn uniformly from 0x00..0xFF.
 std::string random_bytes(std::mt19937_64& rng, size_t n);
+
+// A cluster of nodes 0..nodes-1 at 10.0.0.ID:7070 with `partitions` dealt
+// round-robin, zones (if given) assigned to the nodes in turn.
+ClusterInfo test_cluster(int nodes, uint32_t partitions,
+                         const std::vector<std::string>& zones = {});
 
 // Shorthand for a clock: clock({{1, 2}, {3, 1}}) is {1:2, 3:1}.
 inline VectorClock clock(std::initializer_list<ClockEntry> entries, int64_t ts = 1) {

@@ -96,7 +96,6 @@ class CliTest(unittest.TestCase):
         return etcd, "127.0.0.1:%d" % client
 
     def test_a_cluster_whose_config_is_kept_in_etcd(self):
-        import socket
         etcd, endpoint = self.start_etcd()
         ports = [self.free_port() for _ in range(3)]
         cluster = self.write_config(
@@ -131,13 +130,7 @@ class CliTest(unittest.TestCase):
         servers = [subprocess.Popen([SERVER, "--config", local, "--node", str(n)], cwd=self.dir,
                                     stderr=subprocess.DEVNULL) for n in range(3)]
         try:
-            for port in ports:
-                for _ in range(500):
-                    try:
-                        socket.create_connection(("127.0.0.1", port), 0.1).close()
-                        break
-                    except OSError:
-                        time.sleep(0.02)
+            self.wait_for_ports(ports)
             self.ok("--config", local, "put", "hello", "world")
             self.assertEqual(self.ok("--config", local, "get", "hello"), "world\n")
             out = self.ok("--config", local, "admin", "describe")
@@ -363,6 +356,18 @@ class CliTest(unittest.TestCase):
         err = self.fails(4, "--server", addr, "get", "k")
         self.assertIn("Unavailable", err)
 
+    @staticmethod
+    def wait_for_ports(ports):
+        """Waits (10 s at most each) until every port on 127.0.0.1 accepts."""
+        import socket
+        for port in ports:
+            for _ in range(500):
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.1).close()
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
     def free_port(self):
         import socket
         with socket.socket() as s:
@@ -398,14 +403,7 @@ class CliTest(unittest.TestCase):
                                             cwd=self.dir, stderr=subprocess.PIPE)
                            for n in (1, 2, 3)]
                 try:
-                    import socket
-                    for port in ports:  # every node listening before the first call
-                        for _ in range(500):
-                            try:
-                                socket.create_connection(("127.0.0.1", port), 0.1).close()
-                                break
-                            except OSError:
-                                time.sleep(0.02)
+                    self.wait_for_ports(ports)  # every node listening before the first call
                     deadline = time.time() + 20
                     while True:
                         r = self.run_cairn("--config", cfg, "put", "hello", "world")
