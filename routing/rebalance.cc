@@ -15,7 +15,10 @@ bool contains(const std::vector<NodeId>& v, NodeId id) {
 
 std::string list(const std::vector<NodeId>& ids) {
   std::string out;
-  for (NodeId id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
+  for (NodeId id : ids) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(id);
+  }
   return out;
 }
 
