@@ -493,8 +493,12 @@ std::optional<MetadataOrigin> etcd_origin(const std::string& file, const YAML::N
         fail_at(file, kv.second.Mark(), "cluster: etcd `prefix` is a non-empty key prefix");
       }
       o.prefix = kv.second.Scalar();
+    } else if (k == "lease_seconds") {
+      o.lease_seconds = static_cast<int>(
+          int_at(file, kv.second, 2, 3600, "cluster: etcd `lease_seconds` is an integer from 2 to 3600"));
     } else {
-      fail_at(file, kv.first.Mark(), "cluster: unknown etcd key '" + k + "' (expected: endpoints, prefix)");
+      fail_at(file, kv.first.Mark(),
+              "cluster: unknown etcd key '" + k + "' (expected: endpoints, prefix, lease_seconds)");
     }
   }
   if (o.etcd_endpoints.empty() || o.prefix.empty()) {

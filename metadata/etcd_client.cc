@@ -160,6 +160,18 @@ bool EtcdClient::commit_if(std::string_view guard, int64_t expected,
   return resp.succeeded();
 }
 
+int64_t EtcdClient::put(std::string_view key, std::string_view value, int64_t lease) {
+  pb::PutRequest req;
+  req.set_key(std::string(key));
+  req.set_value(std::string(value));
+  req.set_lease(lease);
+  pb::PutResponse resp;
+  impl_->call("put", [&](size_t i, grpc::ClientContext* ctx) {
+    return impl_->kv[i]->Put(ctx, req, &resp);
+  });
+  return resp.header().revision();
+}
+
 void EtcdClient::compact(int64_t revision) {
   pb::CompactionRequest req;
   req.set_revision(revision);

@@ -60,6 +60,10 @@ class EtcdClient {
   bool commit_if(std::string_view guard, int64_t expected, std::span<const Write> writes,
                  int64_t* revision = nullptr);
 
+  // Puts `value` at `key`, attached to `lease` (0: none); returns the
+  // revision of the write.
+  int64_t put(std::string_view key, std::string_view value, int64_t lease = 0);
+
   // Drops the history before `revision` (etcd's compaction): a watch
   // that needs it gets a reset.
   void compact(int64_t revision);

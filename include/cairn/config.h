@@ -73,6 +73,7 @@ struct MetadataOrigin {
   std::vector<std::string> etcd_endpoints = {};  // empty: a file
   std::string prefix = {};  // the config is at PREFIX + "config"
   int64_t version = 0;
+  int lease_seconds = 10;  // a node's liveness lease (`lease_seconds`)
 };
 
 // A store's serializers: how its keys and values become bytes. Both default

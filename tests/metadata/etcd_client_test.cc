@@ -99,8 +99,8 @@ TEST_F(EtcdClientTest, PrefixReadsAndCommitsGuardedByARevision) {
 
 TEST_F(EtcdClientTest, AKeyOnALeaseLivesWhileItIsKeptAlive) {
   const int64_t lease = client.grant_lease(std::chrono::seconds(5));
-  ASSERT_TRUE(client.commit_if("alive/0", 0, std::vector<EtcdClient::Write>{
-                                                 {.key = "alive/0", .value = "x", .lease = lease}}));
+  const int64_t rev = client.put("alive/0", "x", lease);
+  EXPECT_EQ(client.get("alive/0")->mod_revision, rev);
   EXPECT_EQ(client.get("alive/0")->lease, lease);
   EXPECT_GT(client.keep_alive(lease).count(), 0);
   client.revoke(lease);

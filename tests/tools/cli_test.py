@@ -107,7 +107,8 @@ class CliTest(unittest.TestCase):
             "    client:\n      - engine: {grpc: {targets: [%s]}}\n"
             % ", ".join("127.0.0.1:%d" % p for p in ports), "cluster.yaml")
         local = self.write_config(
-            "cluster: {etcd: {endpoints: [%s], prefix: /c/}}\n" % endpoint, "local.yaml")
+            "cluster: {etcd: {endpoints: [%s], prefix: /c/, lease_seconds: 2}}\n" % endpoint,
+            "local.yaml")
         # Before init: nothing in etcd, said clearly.
         for _ in range(200):  # etcd starting
             r = self.run_cairn("--config", local, "get", "k")
@@ -127,31 +128,70 @@ class CliTest(unittest.TestCase):
                       self.fails(2, "--config", local, "admin", "init", "--etcd", endpoint,
                                  "--prefix", "/d/"))
         # Nodes start from the file that names etcd, and serve.
-        servers = [subprocess.Popen([SERVER, "--config", local, "--node", str(n)], cwd=self.dir,
-                                    stderr=subprocess.DEVNULL) for n in range(3)]
+        logs = [os.path.join(self.dir, "node%d.log" % n) for n in range(3)]
+        log_files = [open(log, "w") for log in logs]
+        self.addCleanup(lambda: [f.close() for f in log_files])
+        http = self.free_port()
+        servers = [subprocess.Popen([SERVER, "--config", local, "--node", str(n)]
+                                    + (["--http", "127.0.0.1:%d" % http] if n == 0 else []),
+                                    cwd=self.dir, stderr=log_files[n]) for n in range(3)]
+
+        def metrics():
+            import urllib.request
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http, timeout=5) as r:
+                return r.read().decode()
         try:
             self.wait_for_ports(ports)
             self.ok("--config", local, "put", "hello", "world")
             self.assertEqual(self.ok("--config", local, "get", "hello"), "world\n")
-            out = self.ok("--config", local, "admin", "describe")
+            deadline = time.time() + 10
+            while True:  # each node puts its lease right after it starts
+                out = self.ok("--config", local, "admin", "describe")
+                if out.count(", lease held\n") == 3 or time.time() > deadline:
+                    break
+                time.sleep(0.1)
             self.assertIn("metadata: etcd %s key '/c/config', version %s\n" % (endpoint, version), out)
-            self.assertEqual(out.count(" partitions, up\n"), 3, out)
+            self.assertEqual(out.count(" partitions, up, lease held\n"), 3, out)
             self.assertIn("  default: N=3 R=2 W=2\n", out)
-            servers[2].kill()
+            self.assertIn("cairn_metadata_version %s\n" % version, metrics())
+            self.assertIn("cairn_metadata_etcd_up 1\n", metrics())
+            servers[2].kill()  # SIGKILL: its lease runs out (2 s) rather than being revoked
             servers[2].wait()
             out = self.ok("--config", local, "admin", "describe")
             self.assertIn("node 2 (127.0.0.1:%d): 4 partitions, down (" % ports[2], out)
+            deadline = time.time() + 15
+            while "no lease" not in out and time.time() < deadline:
+                time.sleep(0.2)
+                out = self.ok("--config", local, "admin", "describe")
+            self.assertRegex(out, r"node 2 \(127\.0\.0\.1:%d\): 4 partitions, down \(.*\), no lease\n"
+                             % ports[2])
             self.assertIn("moves", self.ok("--config", local, "admin", "plan", "--add",
                                            "3=127.0.0.1:%d" % self.free_port()))
+            # etcd gone: the nodes serve on (reached through the config
+            # file), and say so; a client that needs etcd for its config
+            # gets a clear error, not a hang.
+            etcd.kill()
+            etcd.wait()
+            self.ok("--config", cluster, "put", "hello", "again")
+            self.assertEqual(self.ok("--config", cluster, "get", "hello"), "again\n")
+            err = self.fails(4, "--config", local, "get", "hello")
+            self.assertIn("cannot read the cluster's config from etcd", err)
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                with open(logs[0]) as f:
+                    if "etcd unreachable, serving on the config read at start" in f.read():
+                        break
+                time.sleep(0.2)
+            with open(logs[0]) as f:
+                self.assertIn("etcd unreachable, serving on the config read at start", f.read())
+            deadline = time.time() + 5
+            while "cairn_metadata_etcd_up 0\n" not in metrics() and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertIn("cairn_metadata_etcd_up 0\n", metrics())
         finally:
             for srv in servers:
                 srv.kill()
                 srv.wait()
-        # etcd gone: a clear error, not a hang.
-        etcd.kill()
-        etcd.wait()
-        err = self.fails(4, "--config", local, "get", "hello")
-        self.assertIn("cannot read the cluster's config from etcd", err)
 
     def test_missing_key_exits_1_with_a_message(self):
         err = self.fails(1, "get", "nope")

@@ -22,6 +22,7 @@
 #include "cairn/memory_store.h"
 #include "cairn/version.h"
 #include "core/config_internal.h"
+#include "metadata/liveness.h"
 #include "server/grpc_server.h"
 #include "server/http_server.h"
 #include "routing/hinted_handoff.h"
@@ -232,6 +233,16 @@ int serve(const Args& a) {
   }
   const ServedStores http_stores = stores;
   StoreServer server(options, std::move(stores));
+  // A node of a cluster kept in etcd says there that it lives.
+  std::optional<internal::EtcdLiveness> liveness;
+  if (in_cluster && !config.origin().etcd_endpoints.empty()) {
+    std::string address;
+    for (const NodeInfo& n : config.nodes()) {
+      if (n.id == a.node) address = n.address;
+    }
+    liveness.emplace(config.origin(), a.node, address,
+                     std::chrono::seconds(config.origin().lease_seconds));
+  }
   std::optional<HttpServer> http;
   if (!a.http.empty()) {
     HttpOptions h;
@@ -239,12 +250,20 @@ int serve(const Args& a) {
     h.threads = a.http_threads;
     h.node_id = a.node;
     h.max_body = options.max_message_size;
-    h.extra_metrics = [&server] {
+    h.extra_metrics = [&server, &liveness, version = config.origin().version] {
       std::string out =
           "# HELP cairn_grpc_calls_total gRPC calls served, by store.\n"
           "# TYPE cairn_grpc_calls_total counter\n";
       for (const auto& [name, n] : server.calls()) {
         out += "cairn_grpc_calls_total{store=\"" + name + "\"} " + std::to_string(n) + "\n";
+      }
+      if (liveness) {
+        out += "# HELP cairn_metadata_version The cluster config's version in etcd.\n"
+               "# TYPE cairn_metadata_version gauge\n"
+               "cairn_metadata_version " + std::to_string(version) + "\n"
+               "# HELP cairn_metadata_etcd_up Whether the node's last lease renewal reached etcd.\n"
+               "# TYPE cairn_metadata_etcd_up gauge\n"
+               "cairn_metadata_etcd_up " + std::string(liveness->connected() ? "1" : "0") + "\n";
       }
       return out;
     };
@@ -280,6 +299,7 @@ int serve(const Args& a) {
   });
   server.wait();
   stopper.join();
+  liveness.reset();  // its key goes now, not when the lease runs out
   if (hints) hints->close();
   if (stop_error) std::rethrow_exception(stop_error);
   log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " stopped; stores closed");

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "cairn/version.h"
 #include "layers/grpc/grpc_store.h"
 #include "metadata/etcd_client.h"
+#include "metadata/liveness.h"
 #include "routing/rebalance.h"
 #include "tools/flags.h"
 
@@ -535,12 +537,23 @@ int cmd_admin_describe(const Args& a) {
     std::cout << "metadata: etcd " << endpoints << " key '" << origin.prefix << "config', version "
               << origin.version << "\n";
   }
+  // The nodes holding a liveness lease in etcd (metadata/liveness.h).
+  std::set<std::string> alive;
+  if (!origin.etcd_endpoints.empty()) {
+    internal::EtcdClient etcd({.endpoints = origin.etcd_endpoints});
+    for (const auto& e : etcd.get_prefix(origin.prefix + "alive/")) alive.insert(e.key);
+  }
   const Ring ring(config.cluster());
   const std::string probe_store = config.store_names().front();
   std::cout << ring.partitions() << " partitions on " << ring.nodes().size() << " nodes\n";
   for (const NodeInfo& n : ring.nodes()) {
     std::cout << "node " << n.id << " (" << n.address << (n.zone.empty() ? "" : ", zone " + n.zone)
-              << "): " << n.partitions.size() << " partitions, " << health_of(n, probe_store) << "\n";
+              << "): " << n.partitions.size() << " partitions, " << health_of(n, probe_store);
+    if (!origin.etcd_endpoints.empty()) {
+      std::cout << (alive.count(internal::alive_key(origin.prefix, n.id)) ? ", lease held"
+                                                                          : ", no lease");
+    }
+    std::cout << "\n";
   }
   std::cout << "stores:\n";
   for (const std::string& name : config.store_names()) {
