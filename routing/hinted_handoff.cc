@@ -206,6 +206,18 @@ void HintedHandoff::run() {
   }
 }
 
+std::map<NodeId, uint64_t> HintedHandoff::pending() {
+  std::map<NodeId, uint64_t> out;
+  for (auto it = hints_->scan(); it->next();) {
+    const std::string_view key = it->key();
+    if (key.size() < 4) throw Corruption("hint key of " + std::to_string(key.size()) + " bytes");
+    NodeId node = 0;
+    for (int i = 0; i < 4; ++i) node = (node << 8) | static_cast<unsigned char>(key[static_cast<size_t>(i)]);
+    out[node] += it->versions().size();
+  }
+  return out;
+}
+
 std::vector<Hint> HintedHandoff::list() {
   std::vector<Hint> out;
   for (auto it = hints_->scan(); it->next();) {

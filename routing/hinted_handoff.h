@@ -71,6 +71,8 @@ class HintedHandoff {
 
   // The hints kept now, in no particular order.
   std::vector<Hint> list();
+  // How many hints are kept, by the node each is for (read from the keys).
+  std::map<NodeId, uint64_t> pending();
 
   // The hint store's key for a hint: node (4 bytes, big-endian), 'P' or
   // 'D', the store name's length (1 byte) and the store name, then 0x00 and

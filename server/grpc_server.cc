@@ -1006,8 +1006,36 @@ class StoreService final : public rpc::Store::CallbackService {
 class AdminService final : public rpc::Admin::CallbackService {
  public:
   AdminService(const StoreMap& stores, internal::Executor& executor, Drain& drain,
-               std::function<void(const Hint&)> keep_hint)
-      : stores_(stores), executor_(executor), drain_(drain), keep_hint_(std::move(keep_hint)) {}
+               std::function<void(const Hint&)> keep_hint,
+               std::function<std::map<NodeId, uint64_t>()> pending_hints)
+      : stores_(stores),
+        executor_(executor),
+        drain_(drain),
+        keep_hint_(std::move(keep_hint)),
+        pending_hints_(std::move(pending_hints)) {}
+
+  grpc::ServerUnaryReactor* PendingHints(grpc::CallbackServerContext* ctx,
+                                         const rpc::PendingHintsRequest*,
+                                         rpc::PendingHintsResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (!pending_hints_) {
+      reactor->Finish(internal::to_status(FailedPrecondition(
+          "this node keeps no hints (it is not a node of a cluster)")));
+      return reactor;
+    }
+    if (!drain_.enter()) {
+      reactor->Finish(Drain::refused());
+      return reactor;
+    }
+    // A scan of the node's hint store: a worker's job.
+    executor_.submit([this, reactor, resp] {
+      reactor->Finish(status_of([&] {
+        for (const auto& [node, n] : pending_hints_()) (*resp->mutable_by_node())[node] = n;
+      }));
+      drain_.leave();
+    });
+    return reactor;
+  }
 
   grpc::ServerUnaryReactor* PutHint(grpc::CallbackServerContext* ctx, const rpc::Hint* req,
                                     rpc::PutHintResponse*) override {
@@ -1067,6 +1095,7 @@ class AdminService final : public rpc::Admin::CallbackService {
   internal::Executor& executor_;
   Drain& drain_;
   std::function<void(const Hint&)> keep_hint_;
+  std::function<std::map<NodeId, uint64_t>()> pending_hints_;
 };
 
 std::string read_file(const std::string& path, const char* what) {
@@ -1155,7 +1184,8 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
       routes ? *impl_->routed_executor : *impl_->executor, impl_->drain,
       impl_->options.request_timeout, impl_->options.max_message_size);
   impl_->admin_service = std::make_unique<AdminService>(impl_->stores, *impl_->executor,
-                                                         impl_->drain, impl_->options.keep_hint);
+                                                         impl_->drain, impl_->options.keep_hint,
+                                                         impl_->options.pending_hints);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -50,6 +50,9 @@ struct ServerOptions {
   // Keeps a hint another node's routing layer left here (Admin PutHint),
   // on a worker thread; unset, PutHint fails with FAILED_PRECONDITION.
   std::function<void(const Hint&)> keep_hint;
+  // The hints kept, by the node each is for (Admin PendingHints), on a
+  // worker thread; unset, PendingHints fails with FAILED_PRECONDITION.
+  std::function<std::map<NodeId, uint64_t>()> pending_hints;
 };
 
 class StoreServer {

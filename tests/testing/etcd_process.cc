@@ -1,23 +1,55 @@
 #include "tests/testing/etcd_process.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <random>
 #include <stdexcept>
 #include <thread>
 
 #include "cairn/errors.h"
 #include "metadata/etcd_client.h"
-#include "tests/testing/local_cluster.h"
 #include "tests/testing/process.h"
 
 namespace cairn::testing {
 
+namespace {
+
+// A free port below the kernel's ephemeral range (32768 and up): etcd
+// restarts on its ports, and while it is down any outgoing connection on
+// the machine (another test's, or a client's retry to that very port) may
+// be given it as its local port, and etcd cannot bind it again. Seen here:
+// "bind: address already in use" on a restart, with the cluster suite
+// running beside.
+int free_port_below_ephemeral() {
+  static std::mt19937 rng(std::random_device{}());
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = std::uniform_int_distribution<int>(20000, 32000)(rng);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) break;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
+  throw std::runtime_error("no free port from 20000 to 32000");
+}
+
+}  // namespace
+
 EtcdProcess::EtcdProcess(const std::string& dir) : dir_(dir) {
-  const std::vector<int> ports = free_ports(2);
-  client_port_ = ports.at(0);
-  peer_port_ = ports.at(1);
+  client_port_ = free_port_below_ephemeral();
+  do {
+    peer_port_ = free_port_below_ephemeral();
+  } while (peer_port_ == client_port_);
   start();
 }
 

@@ -3,6 +3,7 @@
 Usage: cli_test.py PATH_TO_CAIRN
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -165,6 +166,20 @@ class CliTest(unittest.TestCase):
                 out = self.ok("--config", local, "admin", "describe")
             self.assertRegex(out, r"node 2 \(127\.0\.0\.1:%d\): 4 partitions, down \(.*\), no lease\n"
                              % ports[2])
+            # Writes node 2 misses wait as hints on the others.
+            self.assertEqual(self.ok("--config", local, "admin", "hints").count("keeps no hints"),
+                             2)
+            for i in range(5):
+                self.ok("--config", local, "put", "missed%d" % i, "v")
+            deadline = time.time() + 10
+            while True:
+                out = self.ok("--config", local, "admin", "hints")
+                counts = [int(c) for c in re.findall(r"(\d+) for node 2", out)]
+                if sum(counts) >= 5 or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(sum(counts), 5, out)
+            self.assertIn("node 2 (127.0.0.1:%d): down (" % ports[2], out)
             self.assertIn("moves", self.ok("--config", local, "admin", "plan", "--add",
                                            "3=127.0.0.1:%d" % self.free_port()))
             # etcd gone: the nodes serve on (reached through the config

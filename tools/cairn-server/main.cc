@@ -209,6 +209,7 @@ int serve(const Args& a) {
     hints = std::make_shared<HintedHandoff>(std::move(hint_store), config.cluster(), a.node,
                                             config.server_tls(a.node));
     options.keep_hint = [hints](const Hint& h) { hints->keep(h); };
+    options.pending_hints = [hints] { return hints->pending(); };
   }
   std::map<std::string, ServedStore> stores;
   std::string served;

@@ -1,9 +1,12 @@
 // cairn: the command-line client. Opens a store's stack from a config file
 // (or the built-in default: LMDB under ./cairn-data) and runs one command.
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -15,6 +18,7 @@
 #include "cairn/ring.h"
 #include "cairn/store.h"
 #include "cairn/version.h"
+#include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/grpc_store.h"
 #include "metadata/etcd_client.h"
 #include "metadata/liveness.h"
@@ -47,7 +51,7 @@ Commands:
   scan              print every key and value
   stack show        print the store's assembled stack of layers
   ring [KEY...]     print the cluster's partitions, or where keys live
-  admin ...         a cluster's metadata: init (into etcd), describe, plan
+  admin ...         a cluster's metadata: init (into etcd), describe, hints, plan
   layers            list the layers and engines a config may name
   help [COMMAND]    show help (also: COMMAND --help)
 
@@ -130,6 +134,7 @@ home first. Opens no store and calls no node.
 
 constexpr char kAdminHelp[] = R"(usage: cairn --config FILE admin init --etcd HOST:PORT[,...] --prefix P
        cairn --config FILE admin describe
+       cairn --config FILE admin hints
        cairn --config FILE admin plan [--add ID=HOST:PORT[@ZONE],...]
                                        [--remove ID,...] [--store NAME]
 
@@ -143,6 +148,10 @@ describe: where the config came from and its version (etcd's revision of
 it, for a cluster kept in etcd), the nodes with their zones, partitions
 and health (each asked over gRPC, 2 s at most), and the stores with their
 replication.
+
+hints: the hints each node keeps (writes and deletes other nodes missed,
+to hand on once they answer), by the node each is for; a node that does
+not answer is said to be down (2 s at most).
 
 plan: prints what a change of the config's cluster moves: the partitions
 each added node takes (from the nodes that own the most, spread around the
@@ -563,12 +572,47 @@ int cmd_admin_describe(const Args& a) {
   return kOk;
 }
 
+int cmd_admin_hints(const Args& a) {
+  if (a.config.empty()) throw UsageError("admin hints needs --config FILE");
+  const Config config = Config::load(a.config);
+  if (config.nodes().empty()) throw UsageError(config.source() + " has no `cluster:` section");
+  for (const NodeInfo& n : config.nodes()) {
+    std::cout << "node " << n.id << " (" << n.address << "): ";
+    auto stub = rpc::Admin::NewStub(grpc::CreateChannel(n.address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    rpc::PendingHintsResponse resp;
+    const grpc::Status st = stub->PendingHints(&ctx, rpc::PendingHintsRequest(), &resp);
+    if (!st.ok()) {
+      std::cout << "down (" << st.error_message() << ")\n";
+      continue;
+    }
+    uint64_t total = 0;
+    std::map<uint32_t, uint64_t> by_node(resp.by_node().begin(), resp.by_node().end());
+    for (const auto& [node, count] : by_node) total += count;
+    if (total == 0) {
+      std::cout << "keeps no hints\n";
+      continue;
+    }
+    std::cout << "keeps " << total << (total == 1 ? " hint:" : " hints:");
+    const char* sep = " ";
+    for (const auto& [node, count] : by_node) {
+      std::cout << sep << count << " for node " << node;
+      sep = ", ";
+    }
+    std::cout << "\n";
+  }
+  return kOk;
+}
+
 int cmd_admin(const Args& a) {
   const std::string sub = a.positional.size() >= 2 ? a.positional[1] : "";
-  if (a.positional.size() != 2 || (sub != "plan" && sub != "init" && sub != "describe")) {
-    throw UsageError("expected: admin init|describe|plan (see cairn admin --help)");
+  if (a.positional.size() != 2 ||
+      (sub != "plan" && sub != "init" && sub != "describe" && sub != "hints")) {
+    throw UsageError("expected: admin init|describe|hints|plan (see cairn admin --help)");
   }
   if (sub == "init") return cmd_admin_init(a);
+  if (sub == "hints") return cmd_admin_hints(a);
   if (sub == "describe") return cmd_admin_describe(a);
   if (a.config.empty()) throw UsageError("admin plan needs --config FILE with a `cluster:` section");
   if (a.add.empty() && a.remove.empty()) throw UsageError("admin plan needs --add or --remove");
