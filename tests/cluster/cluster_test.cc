@@ -663,6 +663,26 @@ INSTANTIATE_TEST_SUITE_P(Deployments, ClusterTest,
                          ::testing::Values(Deployment::kSmartClient, Deployment::kServerRouted),
                          [](const auto& p) { return std::string(to_string(p.param)); });
 
+// The `cluster:` section of `info`, for a client config of a test's own.
+std::string cluster_section(const ClusterInfo& info) {
+  std::string yaml = absl::StrCat("cluster:\n  partitions: ", info.partitions, "\n  nodes:\n");
+  for (const NodeInfo& n : info.nodes) {
+    absl::StrAppend(&yaml, "    - {id: ", n.id, ", address: ", n.address, "}\n");
+  }
+  return yaml;
+}
+
+// The first `n` of keys k0, k1, ... whose home (the first of 3 replicas)
+// is node `home`, or (`homed_there` false) is not.
+std::vector<std::string> keys_homed(const Ring& ring, NodeId home, bool homed_there, size_t n) {
+  std::vector<std::string> keys;
+  for (int i = 0; keys.size() < n; ++i) {
+    const std::string key = absl::StrCat("k", i);
+    if ((ring.preference_list(key, 3).front() == home) == homed_there) keys.push_back(key);
+  }
+  return keys;
+}
+
 // Layers between a smart client's `route` and its `grpc` engines keep the
 // fan-out non-blocking: with one node made slow by the faults layer in its
 // copy of the stack, reads and writes answer from the two fast replicas.
@@ -676,10 +696,7 @@ TEST(ClusterLayersTest, ALayerBetweenRouteAndGrpcLeavesTheFanOutNonBlocking) {
   constexpr NodeId kSlow = 2;
   constexpr int kDelayMs = 4000;
   const ClusterInfo info = cluster.config().cluster();
-  std::string yaml = absl::StrCat("cluster:\n  partitions: ", info.partitions, "\n  nodes:\n");
-  for (const NodeInfo& n : info.nodes) {
-    absl::StrAppend(&yaml, "    - {id: ", n.id, ", address: ", n.address, "}\n");
-  }
+  std::string yaml = cluster_section(info);
   absl::StrAppend(&yaml,
                   "stores:\n  default:\n    replication: {n: 3, r: 2, w: 2}\n    client:\n"
                   "      - route: {timeout_ms: 20000}\n"
@@ -694,12 +711,7 @@ TEST(ClusterLayersTest, ALayerBetweenRouteAndGrpcLeavesTheFanOutNonBlocking) {
 
   // Keys whose home is a fast node (a write goes to its home first, and a
   // slow home is slow whatever the layers do).
-  const Ring ring(info);
-  std::vector<std::string> keys;
-  for (int i = 0; keys.size() < 20; ++i) {
-    const std::string key = absl::StrCat("k", i);
-    if (ring.preference_list(key, 3).front() != kSlow) keys.push_back(key);
-  }
+  const std::vector<std::string> keys = keys_homed(Ring(info), kSlow, false, 20);
   for (const std::string& key : keys) {
     ASSERT_EQ(client->put(key, versioned("v-" + key, {{1000, 1}})), PutResult::kStored);
     ASSERT_EQ(value_of(*client, key), "v-" + key);
@@ -731,22 +743,14 @@ TEST(ClusterLayersTest, AHomeThatLosesItsAnswerLeavesOneVersion) {
   ClusterOptions o;
   LocalCluster cluster(dir.path(), o);
   const ClusterInfo info = cluster.config().cluster();
-  std::string yaml = absl::StrCat("cluster:\n  partitions: ", info.partitions, "\n  nodes:\n");
-  for (const NodeInfo& n : info.nodes) {
-    absl::StrAppend(&yaml, "    - {id: ", n.id, ", address: ", n.address, "}\n");
-  }
+  std::string yaml = cluster_section(info);
   absl::StrAppend(&yaml,
                   "stores:\n  default:\n    replication: {n: 3, r: 2, w: 2}\n    client:\n"
                   "      - route: {timeout_ms: 5000, ban_ms: 50, probe_interval_ms: 50}\n"
                   "      - faults: {nodes: [0], ops: put, fail: unavailable, after: true}\n"
                   "      - engine: {grpc: {timeout_ms: 5000, retries: 0}}\n");
   std::unique_ptr<Store> lossy = Config::parse(yaml, "lossy.yaml").open("default");
-  const Ring ring(info);
-  std::vector<std::string> keys;
-  for (int i = 0; keys.size() < 20; ++i) {
-    const std::string key = absl::StrCat("k", i);
-    if (ring.preference_list(key, 3).front() == 0) keys.push_back(key);
-  }
+  const std::vector<std::string> keys = keys_homed(Ring(info), 0, true, 20);
   for (const std::string& key : keys) {
     ASSERT_EQ(lossy->put(key, versioned("v-" + key, {{1000, 1}})), PutResult::kStored) << key;
   }
@@ -782,13 +786,9 @@ TEST(ClusterLayersTest, ALateCopyOfAReplacedWriteStaysBelowItsReplacement) {
   ClusterOptions o;
   LocalCluster cluster(dir.path(), o);
   const ClusterInfo info = cluster.config().cluster();
-  std::string nodes;
-  for (const NodeInfo& n : info.nodes) {
-    absl::StrAppend(&nodes, "    - {id: ", n.id, ", address: ", n.address, "}\n");
-  }
   const auto client_with_faults = [&](const std::string& faults) {
     const std::string yaml = absl::StrCat(
-        "cluster:\n  partitions: ", info.partitions, "\n  nodes:\n", nodes,
+        cluster_section(info),
         "stores:\n  default:\n    replication: {n: 3, r: 2, w: 2}\n    client:\n"
         "      - route: {timeout_ms: 5000, ban_ms: 50, probe_interval_ms: 50}\n"
         "      - faults: {nodes: [0], ", faults, "}\n"
@@ -796,11 +796,7 @@ TEST(ClusterLayersTest, ALateCopyOfAReplacedWriteStaysBelowItsReplacement) {
     return Config::parse(yaml, "faulty.yaml").open("default");
   };
   const Ring ring(info);
-  std::vector<std::string> keys;
-  for (int i = 0; keys.size() < 10; ++i) {
-    const std::string key = absl::StrCat("k", i);
-    if (ring.preference_list(key, 3).front() == 0) keys.push_back(key);
-  }
+  std::vector<std::string> keys = keys_homed(ring, 0, true, 10);
   std::unique_ptr<Store> lossy = client_with_faults("ops: put, fail: unavailable, after: true");
   for (const std::string& key : keys) {
     ASSERT_EQ(lossy->put(key, versioned("w-" + key, {{1000, 1}})), PutResult::kStored) << key;

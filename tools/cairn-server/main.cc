@@ -184,20 +184,19 @@ int serve(const Args& a) {
   if (!options.tls_ca.empty() && options.tls_cert.empty()) {
     throw UsageError("--tls-ca needs --tls-cert and --tls-key: mutual TLS is TLS first");
   }
-  options.listen = a.listen;
+  // The node's address in the cluster (empty if it is not in one).
+  std::string address;
+  for (const NodeInfo& n : config.nodes()) {
+    if (n.id == a.node) address = n.address;
+  }
+  options.listen = a.listen.empty() ? address : a.listen;
   if (options.listen.empty()) {
-    for (const NodeInfo& n : config.nodes()) {
-      if (n.id == a.node) options.listen = n.address;
-    }
-    if (options.listen.empty()) {
-      throw UsageError("no --listen, and node " + std::to_string(a.node) + " has no address in " +
-                       a.config + "'s cluster section");
-    }
+    throw UsageError("no --listen, and node " + std::to_string(a.node) + " has no address in " +
+                     a.config + "'s cluster section");
   }
   // A node of the cluster keeps hints for the others.
   std::shared_ptr<HintedHandoff> hints;
-  bool in_cluster = false;
-  for (const NodeInfo& n : config.nodes()) in_cluster |= n.id == a.node;
+  const bool in_cluster = !address.empty();
   if (in_cluster && config.nodes().size() > 1) {
     std::unique_ptr<Store> hint_store = config.open_hints(a.node);
     if (!hint_store) {
@@ -237,10 +236,6 @@ int serve(const Args& a) {
   // A node of a cluster kept in etcd says there that it lives.
   std::optional<internal::EtcdLiveness> liveness;
   if (in_cluster && !config.origin().etcd_endpoints.empty()) {
-    std::string address;
-    for (const NodeInfo& n : config.nodes()) {
-      if (n.id == a.node) address = n.address;
-    }
     liveness.emplace(config.origin(), a.node, address,
                      std::chrono::seconds(config.origin().lease_seconds));
   }

@@ -3,7 +3,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -181,7 +183,7 @@ struct Args {
   std::optional<std::string> limit;
   std::vector<std::string> add;     // admin plan: ID=HOST:PORT[@ZONE]
   std::vector<std::string> remove;  // admin plan: ID
-  std::string etcd;                 // admin init: HOST:PORT,...
+  std::vector<std::string> etcd;    // admin init: HOST:PORT
   std::string prefix;               // admin init
   bool clocks = false;
   bool hex = false;
@@ -191,6 +193,18 @@ struct Args {
 };
 
 using tools::UsageError;
+
+// The entries of a comma-separated flag value; an empty one is bad usage.
+std::vector<std::string> comma_list(const std::string& flag, const std::string& list) {
+  std::vector<std::string> out;
+  for (size_t start = 0;;) {
+    const size_t comma = list.find(',', start);
+    out.push_back(list.substr(start, comma - start));
+    if (out.back().empty()) throw UsageError(flag + " has an empty entry in '" + list + "'");
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
 
 Args parse_args(int argc, char** argv) {
   Args a;
@@ -224,21 +238,12 @@ Args parse_args(int argc, char** argv) {
     } else if (arg == "--limit") {
       a.limit = value(i, arg);
     } else if (arg == "--etcd") {
-      a.etcd = value(i, arg);
+      a.etcd = comma_list(arg, value(i, arg));
     } else if (arg == "--prefix") {
       a.prefix = value(i, arg);
     } else if (arg == "--add" || arg == "--remove") {
-      const std::string list = value(i, arg);
       auto& into = arg == "--add" ? a.add : a.remove;
-      size_t start = 0;
-      for (;;) {
-        const size_t comma = list.find(',', start);
-        const std::string item = list.substr(start, comma - start);
-        if (item.empty()) throw UsageError(arg + " has an empty entry in '" + list + "'");
-        into.push_back(item);
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-      }
+      for (std::string& item : comma_list(arg, value(i, arg))) into.push_back(std::move(item));
     } else if (arg == "--clocks") {
       a.clocks = true;
     } else if (arg == "--hex") {
@@ -482,25 +487,19 @@ int cmd_admin_init(const Args& a) {
   if (a.config.empty() || a.etcd.empty() || a.prefix.empty()) {
     throw UsageError("admin init needs --config FILE, --etcd HOST:PORT[,...] and --prefix P");
   }
-  const Config config = Config::load(a.config);  // checked before it is shared
-  if (!config.origin().etcd_endpoints.empty()) {
-    throw UsageError(a.config + " points at etcd already; init takes a whole config file");
-  }
-  if (config.nodes().empty()) throw UsageError(a.config + " has no `cluster:` section");
+  // Read once: what is checked is what is shared.
   std::FILE* f = std::fopen(a.config.c_str(), "rb");
-  if (f == nullptr) throw IoError("cannot read " + a.config);
+  if (f == nullptr) throw IoError("cannot read config " + a.config + ": " + std::strerror(errno));
   std::string text;
   char buf[8192];
   for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
   std::fclose(f);
-  std::vector<std::string> endpoints;
-  for (size_t start = 0;;) {
-    const size_t comma = a.etcd.find(',', start);
-    endpoints.push_back(a.etcd.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
+  const Config config = Config::parse(text, a.config);
+  if (!config.origin().etcd_endpoints.empty()) {
+    throw UsageError(a.config + " points at etcd already; init takes a whole config file");
   }
-  internal::EtcdClient etcd({.endpoints = endpoints});
+  if (config.nodes().empty()) throw UsageError(a.config + " has no `cluster:` section");
+  internal::EtcdClient etcd({.endpoints = a.etcd});
   const std::string key = a.prefix + "config";
   int64_t revision = 0;
   const std::vector<internal::EtcdClient::Write> writes = {{.key = key, .value = text}};
