@@ -94,7 +94,12 @@ check_linked() {  # BINARY shared|static: needs libcairn.so (and loads the stage
     ! grep -q libcairn <<< "$needed" || fail "$1 needs libcairn.so; it should link libcairn.a"
   else
     grep -qx "libcairn.so.$soversion" <<< "$needed" || fail "$1 does not need libcairn.so.$soversion: $needed"
-    LD_LIBRARY_PATH="$lib" ldd "$1" | grep -q "libcairn.so.$soversion => $lib/" ||
+    # Captured first: under pipefail, `ldd | grep -q` fails whenever grep
+    # exits on its match before ldd has written the rest (SIGPIPE), as a
+    # fresh-clone CI run did.
+    local loaded
+    loaded="$(LD_LIBRARY_PATH="$lib" ldd "$1")"
+    grep -q "libcairn.so.$soversion => $lib/" <<< "$loaded" ||
       fail "$1 does not load the staged libcairn.so"
   fi
 }
