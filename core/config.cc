@@ -56,7 +56,7 @@ struct StoreDef {
   YAML::Mark where;
 };
 
-struct ConfigData {
+struct ConfigData : std::enable_shared_from_this<ConfigData> {
   std::string source;
   MetadataOrigin origin;
   ClusterInfo cluster;
@@ -426,6 +426,21 @@ void parse_cluster(const std::string& file, const YAML::Node& cluster, ConfigDat
   data->cluster_where = cluster.Mark();
   std::vector<NodeInfo>& nodes = data->cluster.nodes;
   bool has_q = false, has_nodes = false;
+  // Reads a list of nodes: ids and addresses distinct.
+  auto parse_nodes = [&](const YAML::Node& list, const char* key, std::vector<NodeInfo>* out) {
+    if (!list.IsSequence() || list.size() == 0) {
+      fail_at(file, list.Mark(), std::string("cluster: `") + key + "` must be a non-empty list of {id, address}");
+    }
+    for (const auto& n : list) {
+      NodeInfo info = parse_node(file, n);
+      for (const NodeInfo& other : *out) {
+        if (other.id == info.id) fail_at(file, n.Mark(), "cluster: node id " + std::to_string(info.id) + " appears twice");
+        if (other.address == info.address) fail_at(file, n.Mark(), "cluster: address " + info.address + " appears twice");
+      }
+      out->push_back(std::move(info));
+    }
+  };
+  YAML::Node moving;
   for (const auto& kv : cluster) {
     const std::string k = kv.first.Scalar();
     if (k == "tls") {
@@ -439,26 +454,37 @@ void parse_cluster(const std::string& file, const YAML::Node& cluster, ConfigDat
       data->hints.where = kv.first.Mark();
       data->hints.stack = parse_stack(file, "hints", "hints", kv.second);
     } else if (k == "nodes") {
-      const YAML::Node& list = kv.second;
-      if (!list.IsSequence() || list.size() == 0) {
-        fail_at(file, list.Mark(), "cluster: `nodes` must be a non-empty list of {id, address}");
-      }
-      for (const auto& n : list) {
-        NodeInfo info = parse_node(file, n);
-        for (const NodeInfo& other : nodes) {
-          if (other.id == info.id) fail_at(file, n.Mark(), "cluster: node id " + std::to_string(info.id) + " appears twice");
-          if (other.address == info.address) fail_at(file, n.Mark(), "cluster: address " + info.address + " appears twice");
-        }
-        nodes.push_back(std::move(info));
-      }
+      parse_nodes(kv.second, "nodes", &nodes);
       has_nodes = true;
+    } else if (k == "moving_to") {
+      parse_nodes(kv.second, "moving_to", &data->cluster.moving_to);
+      moving = kv.second;
     } else {
       fail_at(file, kv.first.Mark(),
-              "cluster: unknown key '" + k + "' (expected: nodes, partitions, hints, tls)");
+              "cluster: unknown key '" + k + "' (expected: nodes, partitions, hints, tls, moving_to)");
     }
   }
   if (!has_nodes) fail_at(file, cluster.Mark(), "cluster: missing `nodes` list");
   check_cluster(file, cluster, has_q, &data->cluster);
+  if (moving) {
+    // The layout a move in progress leads to (`cairn admin rebalance`
+    // writes it): every node lists its partitions, Q unchanged, and a node
+    // in both lists keeps its address.
+    ClusterInfo after{data->cluster.partitions, data->cluster.moving_to, {}};
+    for (const NodeInfo& n : after.nodes) {
+      if (n.partitions.empty()) {
+        fail_at(file, moving.Mark(), "cluster: every node of `moving_to` lists its `partitions`");
+      }
+      for (const NodeInfo& m : nodes) {
+        if (m.id == n.id && m.address != n.address) {
+          fail_at(file, moving.Mark(), "cluster: node " + std::to_string(n.id) + " has address " +
+                                           m.address + " in `nodes` and " + n.address +
+                                           " in `moving_to`");
+        }
+      }
+    }
+    check_cluster(file, moving, true, &after);
+  }
 }
 
 // `cluster: {etcd: {endpoints: [...], prefix: P}}`, alone in a file: the
@@ -970,6 +996,7 @@ std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, con
   ServerTls tls;
   RouteContext ctx;
   ctx.cluster = &d.cluster;
+  ctx.origin = &d.origin;
   ctx.replication = &def.replication;
   if (!node.empty()) {
     self = static_cast<NodeId>(std::stoul(node));
@@ -990,6 +1017,16 @@ std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, con
                        in_node ? node : std::to_string(target.id),
                        in_node ? nullptr : &target, registry);
   };
+  if (node.empty()) {
+    // A client's way to a node that joins later: the same build, keeping
+    // the config's data alive (`def` and `stack` live in it). The registry
+    // must outlive the store, as for every layer it built.
+    ctx.open_later = [keep = d.shared_from_this(), def = &def, stack = &stack, route,
+                      registry = &registry](const NodeInfo& target) {
+      return build_range(*keep, *def, *stack, route + 1, stack->size(), nullptr,
+                         std::to_string(target.id), &target, *registry);
+    };
+  }
   std::unique_ptr<Store> routed =
       build_one(d.source, e, data, [&](const Params& p) {
         ctx.params = &p;
@@ -1015,6 +1052,16 @@ std::unique_ptr<Store> Config::open(std::string_view store,
 std::unique_ptr<Store> Config::open_node(std::string_view store, NodeId node,
                                          const LayerRegistry& registry) const {
   return ConfigInternal::open_node(*this, store, node, nullptr, registry);
+}
+
+bool ConfigInternal::partitioned(const Config& config, std::string_view store) {
+  const StoreDef& def = find_store(*config.d_, store);
+  for (const Stack* stack : {&def.stack, &def.node, &def.client}) {
+    for (const LayerEntry& e : *stack) {
+      if (!e.engine && e.name == "route") return true;
+    }
+  }
+  return false;
 }
 
 std::unique_ptr<Store> ConfigInternal::open_node(const Config& config, std::string_view store,

@@ -29,12 +29,17 @@ struct RouteContext {
   // whose replica is the stack below `route`, its TLS files for calls to
   // the other nodes, and where it keeps hints.
   const NodeId* self = nullptr;
+  // Where the config came from: a version above 0 is metadata kept in etcd.
+  const MetadataOrigin* origin = nullptr;
   const ServerTls* tls = nullptr;
   std::shared_ptr<HintedHandoff> hints;
   // Builds the stack below `route` for `node`. In a client's stack that is
   // how the client reaches the node (a grpc engine whose targets default
   // to the node's address); in a node's stack it is called for `self`.
   std::function<std::unique_ptr<Store>(const NodeInfo& node)> open_below;
+  // The same, callable after the config is gone (it keeps what it needs):
+  // for a node that joins the ring later. Set in a client's stack.
+  std::function<std::unique_ptr<Store>(const NodeInfo& node)> open_later;
 };
 using RouteFactory = std::function<std::unique_ptr<Store>(const RouteContext&)>;
 
@@ -50,6 +55,11 @@ class ConfigInternal {
   static std::unique_ptr<Store> open_node(const Config& config, std::string_view store,
                                           NodeId node, std::shared_ptr<HintedHandoff> hints,
                                           const LayerRegistry& registry = default_registry());
+
+  // Whether a store is spread over the cluster's partitions: one of its
+  // stacks (a node's or a client's) routes. Throws NotFound for an unknown
+  // store.
+  static bool partitioned(const Config& config, std::string_view store);
 
   // The factory of `registry`'s `route` layer (one per registry; lists as
   // "route" among its layers), or nullptr when it has none.

@@ -15,6 +15,7 @@ const char* to_string(ErrorCode code) {
     case ErrorCode::kUnsupported: return "Unsupported";
     case ErrorCode::kInternal: return "Internal";
     case ErrorCode::kObsoleteVersion: return "ObsoleteVersion";
+    case ErrorCode::kStaleMetadata: return "StaleMetadata";
   }
   return "Unknown";
 }
@@ -40,6 +41,7 @@ void throw_error(ErrorCode code, const std::string& message) {
     case ErrorCode::kUnsupported: throw Unsupported(message);
     case ErrorCode::kInternal: throw Internal(message);
     case ErrorCode::kObsoleteVersion: throw ObsoleteVersion(message);
+    case ErrorCode::kStaleMetadata: throw StaleMetadata(message);
   }
   throw Internal("unknown error code " + std::to_string(static_cast<int>(code)) +
                  ": " + message);

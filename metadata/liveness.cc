@@ -14,6 +14,7 @@ EtcdLiveness::EtcdLiveness(const MetadataOrigin& origin, NodeId id, std::string 
     : key_(alive_key(origin.prefix, id)),
       address_(std::move(address)),
       ttl_(ttl),
+      version_(origin.version),
       etcd_({.endpoints = origin.etcd_endpoints,
              .timeout = std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 3}),
       thread_([this] { run(); }) {}
@@ -32,13 +33,19 @@ bool EtcdLiveness::renew() {
     if (lease_ != 0) {
       try {
         etcd_.keep_alive(lease_);
-        return true;
       } catch (const NotFound&) {
         lease_ = 0;  // expired while etcd was away: a new one
       }
     }
-    lease_ = etcd_.grant_lease(ttl_);
-    etcd_.put(key_, address_, lease_);
+    if (lease_ == 0) {
+      lease_ = etcd_.grant_lease(ttl_);
+      written_ = -1;
+    }
+    const int64_t version = version_.load();
+    if (written_ != version) {
+      etcd_.put(key_, encode({address_, version}), lease_);
+      written_ = version;
+    }
     return true;
   } catch (const Error& e) {
     if (connected_.load() || !tried_) {
@@ -49,6 +56,30 @@ bool EtcdLiveness::renew() {
   }
 }
 
+void EtcdLiveness::report(int64_t version) {
+  version_.store(version);
+  std::lock_guard lock(mu_);
+  cv_.notify_all();
+}
+
+std::string EtcdLiveness::encode(const Alive& a) {
+  return "{\"address\": \"" + a.address + "\", \"version\": " + std::to_string(a.version) + "}";
+}
+
+std::optional<EtcdLiveness::Alive> EtcdLiveness::decode(const std::string& value) {
+  // Exactly what encode() writes (addresses hold no quotes).
+  const std::string a = "{\"address\": \"", v = "\", \"version\": ";
+  if (!value.starts_with(a) || !value.ends_with("}")) return std::nullopt;
+  const size_t at = value.find(v, a.size());
+  if (at == std::string::npos) return std::nullopt;
+  Alive out;
+  out.address = value.substr(a.size(), at - a.size());
+  const std::string n = value.substr(at + v.size(), value.size() - 1 - at - v.size());
+  if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  out.version = std::stoll(n);
+  return out;
+}
+
 void EtcdLiveness::run() {
   for (;;) {
     const bool ok = renew();
@@ -56,7 +87,11 @@ void EtcdLiveness::run() {
     if (ok && !connected_.load()) log(LogLevel::kInfo, "etcd reached: " + key_ + " is on a lease");
     connected_.store(ok);
     std::unique_lock lock(mu_);
-    if (cv_.wait_for(lock, ttl_ / 3, [&] { return stopping_; })) break;
+    const int64_t seen = ok ? written_ : version_.load();
+    // Wake for the next renewal, or at once for a version to report.
+    if (cv_.wait_for(lock, ttl_ / 3, [&] { return stopping_ || version_.load() != seen; })) {
+      if (stopping_) break;
+    }
   }
   if (lease_ == 0) return;
   try {

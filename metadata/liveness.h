@@ -1,8 +1,11 @@
-// A node's liveness in etcd: key PREFIX + "alive/" + ID holds its address
-// on a lease the node keeps alive, so that the key goes when the node
-// does (or loses etcd for longer than the lease). What `cairn admin
-// describe` shows; the routing layer's failure detector stays the
-// authority on whom to call.
+// A node's liveness in etcd: key PREFIX + "alive/" + ID holds
+// {"address": A, "version": V} on a lease the node keeps alive, so that
+// the key goes when the node does (or loses etcd for longer than the
+// lease). V is the metadata version the node routes by, reported once no
+// write routed by an older one is in flight from it: what `cairn admin
+// rebalance` waits for between its steps. What `cairn admin describe`
+// shows; the routing layer's failure detector stays the authority on whom
+// to call.
 
 #ifndef CAIRN_METADATA_LIVENESS_H_
 #define CAIRN_METADATA_LIVENESS_H_
@@ -11,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -36,6 +40,17 @@ class EtcdLiveness {
 
   // Whether the last renewal reached etcd.
   bool connected() const { return connected_.load(); }
+  // Reports metadata version `version` (at once if etcd answers, else at
+  // the next renewal that does).
+  void report(int64_t version);
+
+  // The value of a liveness key, and back (nullopt if malformed).
+  struct Alive {
+    std::string address;
+    int64_t version = 0;
+  };
+  static std::string encode(const Alive& a);
+  static std::optional<Alive> decode(const std::string& value);
 
  private:
   void run();
@@ -44,8 +59,10 @@ class EtcdLiveness {
   const std::string key_;
   const std::string address_;
   const std::chrono::seconds ttl_;
+  std::atomic<int64_t> version_;  // to report
   EtcdClient etcd_;
   int64_t lease_ = 0;   // the thread's own
+  int64_t written_ = -1;  // the thread's own: the version the key holds
   bool tried_ = false;  // the thread's own: a renewal was tried
   std::atomic<bool> connected_{false};
   std::mutex mu_;

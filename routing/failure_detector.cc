@@ -1,14 +1,17 @@
 #include "routing/failure_detector.h"
 
+#include <algorithm>
+
 #include "cairn/errors.h"
 #include "cairn/log.h"
 
 namespace cairn {
 
-FailureDetector::FailureDetector(size_t nodes, std::chrono::milliseconds ban,
+FailureDetector::FailureDetector(size_t nodes, size_t capacity, std::chrono::milliseconds ban,
                                  std::chrono::milliseconds probe_interval, Probe probe,
                                  std::function<std::string(size_t)> name)
-    : states_(std::make_unique<State[]>(nodes)),
+    : states_(std::make_unique<State[]>(std::max(nodes, capacity))),
+      capacity_(std::max(nodes, capacity)),
       n_(nodes),
       ban_(ban),
       interval_(probe_interval),
@@ -18,6 +21,16 @@ FailureDetector::FailureDetector(size_t nodes, std::chrono::milliseconds ban,
 }
 
 FailureDetector::~FailureDetector() { stop(); }
+
+void FailureDetector::grow(size_t n) {
+  if (n > capacity_) {
+    throw InvalidArgument("the failure detector watches at most " + std::to_string(capacity_) +
+                          " nodes over a store's life; reopen the store");
+  }
+  size_t have = n_.load();
+  while (have < n && !n_.compare_exchange_weak(have, n)) {
+  }
+}
 
 void FailureDetector::stop() {
   {
@@ -77,7 +90,8 @@ void FailureDetector::run() {
     cv_.wait_for(lock, tick, [this] { return stopping_; });
     if (stopping_) break;
     const auto now = std::chrono::steady_clock::now();
-    for (size_t i = 0; i < n_; ++i) {
+    const size_t n = n_.load();
+    for (size_t i = 0; i < n; ++i) {
       State& s = states_[i];
       if (!s.banned.load(std::memory_order_relaxed) || now < s.next_probe ||
           s.probing.exchange(true)) {

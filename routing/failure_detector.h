@@ -6,7 +6,8 @@
 // ban lasts at least `ban` (a flapping node is not retried at once); then a
 // thread of the detector's own probes the node every `probe_interval`, and
 // the first probe that succeeds lifts the ban. Nodes are numbered 0..n-1
-// (the routing layer's indexes, not node ids).
+// (the routing layer's indexes, not node ids); a cluster that grows adds
+// numbers (add()), up to the capacity fixed at construction.
 //
 // Thread-safe; available() is a relaxed atomic load.
 
@@ -32,13 +33,17 @@ class FailureDetector {
   // error. It may answer on any thread.
   using Probe = std::function<void(size_t i, std::function<void(std::exception_ptr)> done)>;
 
-  FailureDetector(size_t nodes, std::chrono::milliseconds ban,
+  FailureDetector(size_t nodes, size_t capacity, std::chrono::milliseconds ban,
                   std::chrono::milliseconds probe_interval, Probe probe,
                   std::function<std::string(size_t)> name);
   // Stops the prober and waits for probes in flight.
   ~FailureDetector();
   FailureDetector(const FailureDetector&) = delete;
   FailureDetector& operator=(const FailureDetector&) = delete;
+
+  // Watches `n` nodes in all (n >= the nodes it watches). Throws
+  // InvalidArgument beyond the capacity.
+  void grow(size_t n);
 
   bool available(size_t i) const { return !states_[i].banned.load(std::memory_order_relaxed); }
   // Bans the node if `error` says it is down (Unavailable, Timeout);
@@ -63,7 +68,8 @@ class FailureDetector {
   void run();
 
   std::unique_ptr<State[]> states_;
-  size_t n_;
+  const size_t capacity_;
+  std::atomic<size_t> n_;
   std::chrono::milliseconds ban_;
   std::chrono::milliseconds interval_;
   Probe probe_;

@@ -1,5 +1,6 @@
 #include "routing/hinted_handoff.h"
 
+#include <algorithm>
 #include <set>
 
 #include "cairn/errors.h"
@@ -89,11 +90,27 @@ Hint HintedHandoff::decode(std::string_view key, const Versioned& stored) {
 void HintedHandoff::keep(const Hint& hint) {
   if (hint.node == self_) throw InvalidArgument("a hint for node " + std::to_string(self_) + " kept on itself");
   bool known = false;
-  for (const NodeInfo& n : cluster_.nodes) known |= n.id == hint.node;
+  {
+    std::lock_guard lock(replicas_mu_);
+    for (const NodeInfo& n : cluster_.nodes) known |= n.id == hint.node;
+  }
   if (!known) throw InvalidArgument("a hint for node " + std::to_string(hint.node) + ", which is not in the cluster");
   hints_->put(encode_key(hint), Versioned{encode_value(hint), hint.version.clock,
                                           hint.version.write_id, 0, hint.version.replaces});
   // (obsolete: an equal or newer hint is kept already)
+}
+
+void HintedHandoff::learn(const ClusterInfo& cluster) {
+  std::lock_guard lock(replicas_mu_);
+  for (const auto* list : {&cluster.nodes, &cluster.moving_to}) {
+    for (const NodeInfo& n : *list) {
+      auto known = std::find_if(cluster_.nodes.begin(), cluster_.nodes.end(),
+                                [&](const NodeInfo& k) { return k.id == n.id; });
+      // (A node keeps its address: the routing layer refuses metadata
+      // that moves one.)
+      if (known == cluster_.nodes.end()) cluster_.nodes.push_back(n);
+    }
+  }
 }
 
 Store& HintedHandoff::replica(NodeId node, const std::string& store) {

@@ -49,6 +49,10 @@ class HintedHandoff {
                 HintedHandoffOptions options = {});
   // stop(), then closes the hint store.
   ~HintedHandoff();
+  // Learns the nodes of newer cluster metadata (those a move brings in
+  // too): hints for them are kept and delivered. Nodes it knew stay known,
+  // so that hints for a node that left still reach it.
+  void learn(const ClusterInfo& cluster);
   HintedHandoff(const HintedHandoff&) = delete;
   HintedHandoff& operator=(const HintedHandoff&) = delete;
 
@@ -92,7 +96,7 @@ class HintedHandoff {
   void run();
 
   std::unique_ptr<Store> hints_;
-  ClusterInfo cluster_;
+  ClusterInfo cluster_;  // guarded by replicas_mu_
   NodeId self_;
   ServerTls tls_;
   HintedHandoffOptions options_;

@@ -240,6 +240,17 @@ Ring Ring::without_node(NodeId id) const {
   return Ring(std::move(nodes), std::move(owners));
 }
 
+ClusterInfo Ring::to_cluster() const {
+  ClusterInfo c{partitions(), nodes_, {}};
+  for (NodeInfo& n : c.nodes) {
+    n.partitions.clear();
+    for (uint32_t p = 0; p < partitions(); ++p) {
+      if (owners_[p] == n.id) n.partitions.push_back(p);
+    }
+  }
+  return c;
+}
+
 std::string Ring::describe() const {
   std::string out = std::to_string(owners_.size()) + " partitions on " +
                     std::to_string(nodes_.size()) + " nodes";

@@ -17,8 +17,10 @@
 #include "core/async.h"
 #include "core/config_internal.h"
 #include "core/executor.h"
+#include "core/metadata_tag.h"
 #include "core/timer.h"
 #include "core/version_list.h"
+#include "metadata/follower.h"
 #include "routing/failure_detector.h"
 #include "routing/hinted_handoff.h"
 #include "routing/hint.h"
@@ -153,6 +155,20 @@ bool has_a_stamp_beyond(const VectorClock& stored, const VectorClock& sent) {
   return false;
 }
 
+bool is_stale(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return err.code() == ErrorCode::kStaleMetadata;
+  } catch (...) {
+    return false;
+  }
+}
+
+// How many times an operation refused for stale metadata is run again,
+// each after a refresh that brought newer metadata.
+constexpr int kStaleRetries = 3;
+
 // A request every replica would refuse alike (an oversized key): reported
 // as itself, not as a replica's failure.
 bool is_bad_request(const std::exception_ptr& e) {
@@ -165,41 +181,95 @@ bool is_bad_request(const std::exception_ptr& e) {
   }
 }
 
+// A node the layer sends to: its replica stack, for as long as the store
+// lives. Slots are numbered in the order the nodes first appear; a node
+// that leaves the ring keeps its slot (and its number), unused.
+struct Slot {
+  NodeInfo node;
+  std::shared_ptr<Store> replica;
+  // The replica stack's way to leave a hint with its node (the grpc engine
+  // at its bottom), or nullptr.
+  HintKeeper* keeper = nullptr;
+  // Whether its async calls would run their work inline (a node's own
+  // engine on disk): calls to it go to `local`, so that no caller, network
+  // thread or timer waits on a disk.
+  bool blocking = false;
+
+  std::string name() const {
+    return "node " + std::to_string(node.id) + " (" + node.address + ")";
+  }
+};
+
+// One version of the cluster's metadata, as the layer routes by it. An
+// operation takes the view current when it starts and keeps it to the
+// end, whatever update() does meanwhile.
+struct View {
+  int64_t version = 0;
+  Ring ring;
+  std::vector<std::shared_ptr<const Slot>> slots;  // every slot so far, by number
+  std::vector<std::vector<size_t>> prefs;          // by partition: slots, in preference order
+  // While partitions move (ClusterInfo::moving_to): by partition, the
+  // slots that will be replicas after the move and are not yet. They get
+  // every write, counted toward no quorum, and no reads. Empty otherwise.
+  std::vector<std::vector<size_t>> joining;
+  std::optional<Ring> target;
+  // Held by each write that routes by this view, to its last replica
+  // call: once no one holds it, no write of this view is in flight.
+  std::shared_ptr<const int> writes = std::make_shared<const int>(0);
+
+  explicit View(Ring r) : ring(std::move(r)) {}
+  uint32_t partition(std::string_view key) const { return ring.partition(key); }
+  const std::vector<size_t>& prefs_of(std::string_view key) const {
+    return prefs[ring.partition(key)];
+  }
+  const std::vector<size_t>& joining_of(std::string_view key) const {
+    static const std::vector<size_t> kNone;
+    return joining.empty() ? kNone : joining[ring.partition(key)];
+  }
+  Store& replica(size_t i) const { return *slots[i]->replica; }
+};
+
+// How many slots a store may use over its life (nodes that ever joined).
+constexpr size_t kMaxSlots = 1024;
+
 }  // namespace
 
 struct RoutedStore::Shared {
   RouteOptions options;
-  Ring ring;
-  std::vector<std::shared_ptr<Store>> replicas;    // by node index
-  // The replica stack's way to leave a hint with its node (the grpc engine
-  // at its bottom), or nullptr: by node index.
-  std::vector<HintKeeper*> keepers;
-  std::vector<std::vector<size_t>> prefs;          // by partition: node indexes
-  std::optional<size_t> self;                      // index of the node we run on
+  // Builds the replica stack of a node that joins the ring (nullptr: the
+  // store's nodes are fixed).
+  ReplicaFactory open_replica;
+  std::optional<NodeId> self_id;  // the node we run on
+  std::optional<size_t> self;     // its slot
   std::shared_ptr<HintedHandoff> hints;
   std::unique_ptr<FailureDetector> detector;
   // Local work started from callbacks (repairs and hints that write to this
   // node's disk), so that no gRPC thread waits on a disk.
   std::unique_ptr<internal::Executor> background;
-  // Whether a replica's async calls would run their work inline (a node's
-  // own engine on disk): by node index. Calls to those go to `local`, so
-  // that no caller, network thread or timer waits on a disk.
-  std::vector<bool> blocking;
   std::unique_ptr<internal::Executor> local;  // only if some replica blocks
   std::atomic<bool> warned_unstamped{false};  // a node that ignores stamps was logged
+
+  mutable std::mutex view_mu;
+  std::shared_ptr<const View> view;  // guarded by view_mu
+  // Reads the cluster metadata again (blocking), when a node said ours is
+  // stale; null: nothing to read it from. Guarded by view_mu.
+  std::function<void()> refresh;
+  // The write tokens of the views before `view` (View::writes) whose
+  // writes may still be in flight; guarded by view_mu.
+  std::vector<std::weak_ptr<const int>> retired;
+  std::mutex update_mu;              // one update() at a time
 
   std::mutex mu;
   std::condition_variable cv;
   int inflight = 0;     // replica calls and background tasks; guarded by mu
   bool closed = false;  // guarded by mu
 
-  std::string name(size_t i) const {
-    const NodeInfo& n = ring.nodes()[i];
-    return "node " + std::to_string(n.id) + " (" + n.address + ")";
+  std::shared_ptr<const View> current() const {
+    std::lock_guard lock(view_mu);
+    return view;
   }
-  const std::vector<size_t>& prefs_of(std::string_view key) const {
-    return prefs[ring.partition(key)];
-  }
+  // Slot `i`'s name; every view has every slot made before it.
+  std::string name(size_t i) const { return current()->slots[i]->name(); }
   void check_open() {
     std::lock_guard lock(mu);
     if (closed) throw FailedPrecondition("route '" + options.store + "': store is closed");
@@ -213,12 +283,16 @@ struct RoutedStore::Shared {
     if (--inflight == 0) cv.notify_all();
   }
 
-  // Makes a call to replica `i` with `call(store)`, from a thread of
+  // Makes a call to slot `i` of `v` with `call(store)`, from a thread of
   // `local` if its calls would block. The caller has counted it in flight.
   template <typename Call>
-  void call_replica(size_t i, Call&& call) {
-    if (!blocking[i]) return call(*replicas[i]);
-    local->submit([this, i, call = std::forward<Call>(call)]() mutable { call(*replicas[i]); });
+  void call_replica(const View& v, size_t i, Call&& call) {
+    const std::shared_ptr<const Slot>& slot = v.slots[i];
+    if (!slot->blocking) {
+      internal::MetadataTag tag(v.version);  // sent with the call (core/metadata_tag.h)
+      return call(*slot->replica);
+    }
+    local->submit([slot, call = std::forward<Call>(call)]() mutable { call(*slot->replica); });
   }
 
   // Runs `task` on the background thread, counted as in flight.
@@ -234,6 +308,86 @@ struct RoutedStore::Shared {
     });
   }
 
+  // Runs `attempt(done')`, and again when it fails with StaleMetadata (a
+  // node routes by newer metadata) if refreshing the metadata brings a
+  // newer version, up to kStaleRetries times; `done` gets the last
+  // outcome. The first attempt's throw propagates; the retries run on the
+  // background thread (a refresh blocks).
+  template <typename T>
+  void with_refresh(std::function<void(Callback<T>)> attempt, Callback<T> done, int tries = 0) {
+    // The version the attempt routes by (or an older one, if an update
+    // lands in between: then one retry too many, never one too few).
+    const int64_t before = current()->version;
+    auto retry = [this, attempt, done, tries, before](T result, std::exception_ptr e) {
+      if (!e || !is_stale(e) || tries >= kStaleRetries) return done(std::move(result), std::move(e));
+      std::function<void()> read_again;
+      {
+        std::lock_guard lock(view_mu);
+        read_again = refresh;
+      }
+      if (!read_again) return done(std::move(result), std::move(e));
+      in_background([this, attempt, done, tries, e, before, read_again] {
+        try {
+          read_again();
+        } catch (const std::exception& ex) {
+          log(LogLevel::kWarn, "route '" + options.store + "': cannot refresh stale metadata: " +
+                                   ex.what());
+        }
+        if (current()->version <= before) return done(T{}, e);
+        try {
+          with_refresh<T>(attempt, done, tries + 1);
+        } catch (...) {
+          done(T{}, std::current_exception());
+        }
+      });
+    };
+    attempt(std::move(retry));
+  }
+
+  // A stamped version that a replica refused for stale metadata, after its
+  // home took it: once this layer routes by newer metadata than `seen`
+  // (refreshed if need be), it goes to every replica of the key by that
+  // layout, as read repair would. In the background.
+  void rewrite(const std::string& key, const Versioned& stamped, int64_t seen) {
+    in_background([this, key, stamped, seen] {
+      std::function<void()> read_again;
+      {
+        std::lock_guard lock(view_mu);
+        read_again = refresh;
+      }
+      if (current()->version <= seen && read_again) {
+        try {
+          read_again();
+        } catch (const std::exception& e) {
+          log(LogLevel::kWarn, "route '" + options.store + "': cannot refresh stale metadata: " +
+                                   e.what());
+        }
+      }
+      const std::shared_ptr<const View> v = current();
+      if (v->version <= seen) {
+        log(LogLevel::kError, "route '" + options.store + "': a replica refused key " +
+                                  printable_key(key) + " as routed by stale metadata, and no "
+                                  "newer metadata came: that copy is missing until read repair");
+        return;
+      }
+      std::vector<size_t> targets = v->prefs_of(key);
+      const auto& joining = v->joining_of(key);
+      targets.insert(targets.end(), joining.begin(), joining.end());
+      for (size_t i : targets) {
+        begin();
+        call_replica(*v, i, [this, v, i, key, stamped](Store& r) {
+          r.async_put(key, stamped, [this, v, i, key, stamped](PutReply, std::exception_ptr e) {
+            if (e && !is_stale(e)) {
+              detector->record_failure(i, e);
+              if (!is_bad_request(e)) leave_hint(*v, i, Hint{.key = key, .version = stamped}, std::nullopt);
+            }
+            end();
+          });
+        });
+      }
+    });
+  }
+
   // Whether this read goes to every live replica (read repair's sample).
   bool sample_for_repair() const {
     if (!options.read_repair || options.read_repair_chance <= 0) return false;
@@ -243,34 +397,36 @@ struct RoutedStore::Shared {
   }
 
   // Live and banned replicas of a key, in preference order.
-  void split(std::string_view key, std::vector<size_t>* live, std::vector<size_t>* down) const {
-    for (size_t i : prefs_of(key)) (detector->available(i) ? live : down)->push_back(i);
+  void split(const View& v, std::string_view key, std::vector<size_t>* live,
+             std::vector<size_t>* down) const {
+    for (size_t i : v.prefs_of(key)) (detector->available(i) ? live : down)->push_back(i);
   }
 
-  // Leaves a hint that node `i` missed a write: with this node's handoff
-  // when we run in a node, else on node `keeper` (a live replica that took
+  // Leaves a hint that slot `i` missed a write: with this node's handoff
+  // when we run in a node, else on slot `keeper` (a live replica that took
   // the write). Never blocks.
-  void leave_hint(size_t i, Hint hint, std::optional<size_t> keeper) {
-    hint.node = ring.nodes()[i].id;
+  void leave_hint(const View& v, size_t i, Hint hint, std::optional<size_t> keeper) {
+    hint.node = v.slots[i]->node.id;
     hint.store = options.store;
     if (hints != nullptr) {
       in_background([this, hint = std::move(hint)] { hints->keep(hint); });
       return;
     }
-    if (!keeper || keepers[*keeper] == nullptr) {
+    HintKeeper* k = keeper ? v.slots[*keeper]->keeper : nullptr;
+    if (k == nullptr) {
       // In-process replicas (an embedded routed store) have no node to keep
       // hints: read repair is their only mender.
       log(keeper ? LogLevel::kDebug : LogLevel::kError,
-          "route '" + options.store + "': no node to keep the hint for " + name(i) + " of key " +
-              printable_key(hint.key));
+          "route '" + options.store + "': no node to keep the hint for " + v.slots[i]->name() +
+              " of key " + printable_key(hint.key));
       return;
     }
     begin();
-    const size_t k = *keeper;
-    keepers[k]->async_put_hint(hint, [this, i, k](std::exception_ptr error) {
+    k->async_put_hint(hint, [this, missed = v.slots[i], by = v.slots[*keeper]](
+                                std::exception_ptr error) {
       if (error) {
-        log(LogLevel::kError, "route '" + options.store + "': " + name(k) +
-                                  " did not keep the hint for " + name(i) + ": " +
+        log(LogLevel::kError, "route '" + options.store + "': " + by->name() +
+                                  " did not keep the hint for " + missed->name() + ": " +
                                   what_of(error));
       }
       end();
@@ -279,7 +435,8 @@ struct RoutedStore::Shared {
 
   // Read repair: pushes to each replica that answered the versions it
   // lacks. Called once every replica of a read has answered.
-  void repair(const std::string& key, const std::vector<std::pair<size_t, std::vector<Versioned>>>& ok) {
+  void repair(const std::shared_ptr<const View>& v, const std::string& key,
+              const std::vector<std::pair<size_t, std::vector<Versioned>>>& ok) {
     if (ok.size() < 2) return;
     const std::vector<Versioned> merged = standing_versions(ok);
     for (const auto& [i, versions] : ok) {
@@ -287,19 +444,19 @@ struct RoutedStore::Shared {
         // A replica lacks `m` if no version it answered has m's clock, or
         // if it also holds a copy of a write m replaced.
         const bool has = std::any_of(versions.begin(), versions.end(),
-                                     [&](const Versioned& v) { return v.clock == m.clock; });
-        const bool stale = std::any_of(versions.begin(), versions.end(), [&](const Versioned& v) {
-          return replaces_write(m, v.write_id);
+                                     [&](const Versioned& x) { return x.clock == m.clock; });
+        const bool stale = std::any_of(versions.begin(), versions.end(), [&](const Versioned& x) {
+          return replaces_write(m, x.write_id);
         });
         if (has && !stale) continue;
         // A replica whose calls would run its disk inline is repaired from
         // a thread of `local`, not from a network library's.
         begin();
-        call_replica(i, [this, i = i, key, m](Store& r) {
-          r.async_put(key, m, [this, i, key](PutReply, std::exception_ptr error) {
+        call_replica(*v, i, [this, slot = v->slots[i], key, m](Store& r) {
+          r.async_put(key, m, [this, slot, key](PutReply, std::exception_ptr error) {
             if (error) {
               log(LogLevel::kDebug, "read repair of key " + printable_key(key) + " on " +
-                                        name(i) + " failed: " + what_of(error));
+                                        slot->name() + " failed: " + what_of(error));
             }
             end();
           });
@@ -318,7 +475,7 @@ struct RoutedStore::Shared {
                                   const std::vector<size_t>& silent,
                                   const std::vector<size_t>& late = {}) {
     for (const auto& [i, e] : failed) {
-      if (is_bad_request(e)) return e;
+      if (is_bad_request(e) || is_stale(e)) return e;
     }
     std::string why;
     auto add = [&](const std::string& s) { why += (why.empty() ? "" : "; ") + s; };
@@ -335,60 +492,197 @@ struct RoutedStore::Shared {
         " replicas required answered (" + why + ")"));
   }
 
-  Shared(RouteOptions o, Ring r) : options(std::move(o)), ring(std::move(r)) {}
+  // The slot of node `id` in `slots`, if it has one.
+  static std::optional<size_t> slot_of(const std::vector<std::shared_ptr<const Slot>>& slots,
+                                       NodeId id) {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (slots[i]->node.id == id) return i;
+    }
+    return std::nullopt;
+  }
+
+  // A view of `cluster` at `version` over `slots`, adding a slot (from
+  // `open`) for each node not in them. Throws InvalidArgument for a ring
+  // the quorums do not fit, or a node that cannot be reached.
+  std::shared_ptr<const View> make_view(const ClusterInfo& cluster, int64_t version,
+                                        std::vector<std::shared_ptr<const Slot>> slots,
+                                        const std::function<std::shared_ptr<Store>(const NodeInfo&)>& open) {
+    const Replication& rep = options.replication;
+    auto v = std::make_shared<View>(Ring(cluster));
+    v->version = version;
+    if (!cluster.moving_to.empty()) {
+      v->target.emplace(ClusterInfo{cluster.partitions, cluster.moving_to, {}});
+      if (v->target->partitions() != v->ring.partitions()) {
+        throw InvalidArgument("route: a move must keep the number of partitions");
+      }
+    }
+    for (const Ring* r : {&v->ring, v->target ? &*v->target : nullptr}) {
+      if (r == nullptr) continue;
+      if (rep.n > static_cast<int>(r->nodes().size())) {
+        throw InvalidArgument("route: replication n=" + std::to_string(rep.n) + " r=" +
+                              std::to_string(rep.r) + " w=" + std::to_string(rep.w) + " on " +
+                              std::to_string(r->nodes().size()) + " nodes");
+      }
+      for (const NodeInfo& n : r->nodes()) {
+        if (auto i = slot_of(slots, n.id)) {
+          if (slots[*i]->node.address.empty()) {
+            // This node, joining: the metadata gives its address.
+            auto named = std::make_shared<Slot>(*slots[*i]);
+            named->node = n;
+            slots[*i] = std::move(named);
+          } else if (slots[*i]->node.address != n.address) {
+            throw InvalidArgument("route: node " + std::to_string(n.id) + " moved from " +
+                                  slots[*i]->node.address + " to " + n.address +
+                                  "; a node keeps its address (remove it and add it anew)");
+          }
+          continue;
+        }
+        if (!open) {
+          throw InvalidArgument("route: node " + std::to_string(n.id) +
+                                " is not one of this store's replicas");
+        }
+        if (slots.size() == kMaxSlots) {
+          throw InvalidArgument("route: more than " + std::to_string(kMaxSlots) +
+                                " nodes over the store's life; reopen it");
+        }
+        auto slot = std::make_shared<Slot>();
+        slot->node = n;
+        slot->replica = open(n);
+        if (slot->replica == nullptr) throw InvalidArgument("route: a replica stack is null");
+        slot->keeper = find_layer<HintKeeper>(*slot->replica);
+        slot->blocking = slot->replica->async_calls_block();
+        slots.push_back(std::move(slot));
+      }
+    }
+    v->slots = std::move(slots);
+    for (uint32_t p = 0; p < v->ring.partitions(); ++p) {
+      std::vector<size_t> list;
+      for (NodeId id : v->ring.preference_list(p, rep.n)) list.push_back(*slot_of(v->slots, id));
+      if (v->target) {
+        std::vector<size_t> joining;
+        for (NodeId id : v->target->preference_list(p, rep.n)) {
+          const size_t i = *slot_of(v->slots, id);
+          if (std::find(list.begin(), list.end(), i) == list.end()) joining.push_back(i);
+        }
+        v->joining.push_back(std::move(joining));
+      }
+      v->prefs.push_back(std::move(list));
+    }
+    return v;
+  }
+
+  explicit Shared(RouteOptions o) : options(std::move(o)) {}
 };
 
 RoutedStore::RoutedStore(RouteOptions options, Ring ring,
                          std::vector<std::shared_ptr<Store>> replicas,
-                         std::optional<NodeId> self, std::shared_ptr<HintedHandoff> hints)
-    : s_(std::make_shared<Shared>(std::move(options), std::move(ring))) {
+                         std::optional<NodeId> self, std::shared_ptr<HintedHandoff> hints,
+                         ReplicaFactory open_replica, std::shared_ptr<Store> self_replica)
+    : s_(std::make_shared<Shared>(std::move(options))) {
   Shared& s = *s_;
   const Replication& rep = s.options.replication;
-  if (replicas.size() != s.ring.nodes().size()) {
+  if (replicas.size() != ring.nodes().size()) {
     throw InvalidArgument("route: " + std::to_string(replicas.size()) + " replica stacks for " +
-                          std::to_string(s.ring.nodes().size()) + " nodes");
+                          std::to_string(ring.nodes().size()) + " nodes");
   }
   if (rep.n < 1 || rep.r < 1 || rep.w < 1 || rep.r > rep.n || rep.w > rep.n ||
-      rep.n > static_cast<int>(s.ring.nodes().size())) {
+      rep.n > static_cast<int>(ring.nodes().size())) {
     throw InvalidArgument("route: replication n=" + std::to_string(rep.n) + " r=" +
                           std::to_string(rep.r) + " w=" + std::to_string(rep.w) + " on " +
-                          std::to_string(s.ring.nodes().size()) + " nodes");
+                          std::to_string(ring.nodes().size()) + " nodes");
   }
   if (s.options.timeout.count() < 1) throw InvalidArgument("route: timeout must be positive");
-  for (auto& r : replicas) {
+  for (const auto& r : replicas) {
     if (r == nullptr) throw InvalidArgument("route: a replica stack is null");
-    s.keepers.push_back(find_layer<HintKeeper>(*r));
-    s.blocking.push_back(r->async_calls_block());
-    s.replicas.push_back(std::move(r));
   }
-  if (std::find(s.blocking.begin(), s.blocking.end(), true) != s.blocking.end()) {
-    s.local = std::make_unique<internal::Executor>(kLocalThreads);
-  }
-  auto index_of = [&](NodeId id) {
-    for (size_t i = 0; i < s.ring.nodes().size(); ++i) {
-      if (s.ring.nodes()[i].id == id) return i;
+  // The first view's slots are the ring's nodes, in its order, with the
+  // stacks given.
+  // A node not on the ring yet (it joins in a move) has a slot of its own
+  // from the start, addressed once the metadata names it.
+  std::vector<std::shared_ptr<const Slot>> slots;
+  if (self && !ring.has_node(*self)) {
+    if (self_replica == nullptr) {
+      throw InvalidArgument("route: no node " + std::to_string(*self) + " on the ring");
     }
-    throw InvalidArgument("route: no node " + std::to_string(id) + " on the ring");
-  };
-  if (self) s.self = index_of(*self);
-  for (uint32_t p = 0; p < s.ring.partitions(); ++p) {
-    std::vector<size_t> list;
-    for (NodeId id : s.ring.preference_list(p, rep.n)) list.push_back(index_of(id));
-    s.prefs.push_back(std::move(list));
+    auto slot = std::make_shared<Slot>();
+    slot->node.id = *self;
+    slot->replica = std::move(self_replica);
+    slot->keeper = find_layer<HintKeeper>(*slot->replica);
+    slot->blocking = slot->replica->async_calls_block();
+    slots.push_back(std::move(slot));
   }
+  size_t next = 0;
+  auto first = s.make_view(ring.to_cluster(), 0, std::move(slots),
+                           [&](const NodeInfo&) { return replicas[next++]; });
+  if (self) {
+    s.self_id = self;
+    s.self = Shared::slot_of(first->slots, *self);
+  }
+  s.open_replica = std::move(open_replica);
   s.hints = std::move(hints);
   s.background = std::make_unique<internal::Executor>(1);
+  if (std::any_of(first->slots.begin(), first->slots.end(),
+                  [](const auto& slot) { return slot->blocking; })) {
+    s.local = std::make_unique<internal::Executor>(kLocalThreads);
+  }
+  s.view = std::move(first);
   Shared* sp = s_.get();
   s.detector = std::make_unique<FailureDetector>(
-      s.replicas.size(), s.options.ban, s.options.probe_interval,
+      s.view->slots.size(), kMaxSlots, s.options.ban, s.options.probe_interval,
       [sp](size_t i, std::function<void(std::exception_ptr)> done) {
         // A probe is a read through the whole stack below `route`: what
         // answers it answers real calls.
-        sp->replicas[i]->async_versions(kProbeKey, [done = std::move(done)](
-                                                       std::vector<VectorClock>,
-                                                       std::exception_ptr e) { done(e); });
+        sp->current()->replica(i).async_versions(
+            kProbeKey, [done = std::move(done)](std::vector<VectorClock>, std::exception_ptr e) {
+              done(e);
+            });
       },
       [sp](size_t i) { return "route '" + sp->options.store + "': " + sp->name(i); });
+}
+
+void RoutedStore::update(const ClusterInfo& cluster, int64_t version) {
+  Shared& s = *s_;
+  std::lock_guard one(s.update_mu);
+  const std::shared_ptr<const View> old = s.current();
+  if (version <= old->version) return;
+  auto v = s.make_view(cluster, version, old->slots, s.open_replica);
+  if (s.local == nullptr && std::any_of(v->slots.begin(), v->slots.end(),
+                                        [](const auto& slot) { return slot->blocking; })) {
+    throw InvalidArgument("route '" + s.options.store + "': a joining node's replica would block");
+  }
+  s.detector->grow(v->slots.size());
+  {
+    std::lock_guard lock(s.view_mu);
+    s.retired.push_back(old->writes);
+    s.view = v;
+  }
+  log(LogLevel::kInfo, "route '" + s.options.store + "': metadata version " +
+                           std::to_string(version) + ", " + std::to_string(v->ring.nodes().size()) +
+                           " nodes" +
+                           (v->target ? ", moving partitions to " +
+                                            std::to_string(v->target->nodes().size()) + " nodes"
+                                      : std::string()));
+}
+
+int64_t RoutedStore::version() const { return s_->current()->version; }
+
+void RoutedStore::set_refresh(std::function<void()> refresh) {
+  std::lock_guard lock(s_->view_mu);
+  s_->refresh = std::move(refresh);
+}
+
+void RoutedStore::follow(const MetadataOrigin& origin) {
+  auto follower = std::make_shared<internal::MetadataFollower>(
+      origin, "route '" + s_->options.store + "'",
+      [this](const Config& config, int64_t version) { update(config.cluster(), version); });
+  set_refresh([f = follower.get()] { f->refresh(); });
+  follower_ = std::move(follower);
+}
+
+bool RoutedStore::older_writes_done() const {
+  std::lock_guard lock(s_->view_mu);
+  std::erase_if(s_->retired, [](const std::weak_ptr<const int>& w) { return w.expired(); });
+  return s_->retired.empty();
 }
 
 RoutedStore::~RoutedStore() {
@@ -399,27 +693,26 @@ RoutedStore::~RoutedStore() {
   }
 }
 
-const Ring& RoutedStore::ring() const { return s_->ring; }
+Ring RoutedStore::ring() const { return s_->current()->ring; }
+
 
 bool RoutedStore::banned(NodeId id) const {
-  for (size_t i = 0; i < s_->ring.nodes().size(); ++i) {
-    if (s_->ring.nodes()[i].id == id) return !s_->detector->available(i);
-  }
-  return false;
+  auto i = Shared::slot_of(s_->current()->slots, id);
+  return i && !s_->detector->available(*i);
 }
 
 std::shared_ptr<Store> RoutedStore::replica(NodeId id) const {
-  for (size_t i = 0; i < s_->ring.nodes().size(); ++i) {
-    if (s_->ring.nodes()[i].id == id) return std::shared_ptr<Store>(s_, s_->replicas[i].get());
-  }
-  return nullptr;
+  const auto v = s_->current();
+  auto i = Shared::slot_of(v->slots, id);
+  if (!i) return nullptr;
+  // The slot owns the stack; hand out an alias that keeps all of the
+  // shared state alive.
+  return std::shared_ptr<Store>(s_, v->slots[*i]->replica.get());
 }
 
 std::shared_ptr<Store> RoutedStore::local_replica() const {
   if (!s_->self) return nullptr;
-  // The replica owns the stack; hand out an alias that keeps all of the
-  // shared state alive.
-  return std::shared_ptr<Store>(s_, s_->replicas[*s_->self].get());
+  return std::shared_ptr<Store>(s_, s_->current()->slots[*s_->self]->replica.get());
 }
 
 namespace {
@@ -438,11 +731,12 @@ class ReadOp : public std::enable_shared_from_this<ReadOp<T>> {
   using Answers = std::vector<std::pair<size_t, T>>;
   using Call = std::function<void(Store&, Callback<T>)>;
   using Finish = std::function<void(Answers, std::exception_ptr)>;
-  using Last = std::function<void(const Answers&)>;
+  using Last = std::function<void(const std::shared_ptr<const View>&, const Answers&)>;
 
   ReadOp(std::shared_ptr<RoutedStore::Shared> s, const char* op, std::string key, Call call,
          Finish finish, Last last)
       : s_(std::move(s)),
+        v_(s_->current()),
         op_(op),
         key_(std::move(key)),
         need_(static_cast<size_t>(s_->options.replication.r)),
@@ -452,7 +746,7 @@ class ReadOp : public std::enable_shared_from_this<ReadOp<T>> {
 
   void start() {
     RoutedStore::Shared& s = *s_;
-    s.split(key_, &live_, &down_);
+    s.split(*v_, key_, &live_, &down_);
     if (live_.size() < need_) {
       std::exception_ptr e =
           s.insufficient(op_, key_, need_, 0, {}, {}, down_, {});
@@ -477,7 +771,7 @@ class ReadOp : public std::enable_shared_from_this<ReadOp<T>> {
     }
     for (size_t i : targets) {
       s_->begin();
-      s_->call_replica(i, [self = this->shared_from_this(), i](Store& r) {
+      s_->call_replica(*v_, i, [self = this->shared_from_this(), i](Store& r) {
         self->call_(r, [self, i](T result, std::exception_ptr e) {
           self->answer(i, std::move(result), std::move(e));
         });
@@ -517,7 +811,7 @@ class ReadOp : public std::enable_shared_from_this<ReadOp<T>> {
     }
     if (replace) send(1);
     if (finish_now) complete(std::move(finished_with), std::move(failure));
-    if (all_in && last_) last_(everything);
+    if (all_in && last_) last_(v_, everything);
     s.end();
   }
 
@@ -565,6 +859,7 @@ class ReadOp : public std::enable_shared_from_this<ReadOp<T>> {
   }
 
   const std::shared_ptr<RoutedStore::Shared> s_;
+  const std::shared_ptr<const View> v_;
   const char* const op_;
   const std::string key_;
   const size_t need_;
@@ -627,10 +922,21 @@ std::vector<VectorClock> merge_clocks(
 void RoutedStore::start_get(std::string_view key,
                             std::function<void(std::vector<std::pair<size_t, std::vector<Versioned>>>,
                                                std::exception_ptr)> finish) {
+  using Answers = std::vector<std::pair<size_t, std::vector<Versioned>>>;
+  s_->with_refresh<Answers>(
+      [this, k = std::string(key)](Callback<Answers> done) { start_get_once(k, std::move(done)); },
+      std::move(finish));
+}
+
+void RoutedStore::start_get_once(
+    std::string_view key,
+    std::function<void(std::vector<std::pair<size_t, std::vector<Versioned>>>, std::exception_ptr)>
+        finish) {
   using Versions = std::vector<Versioned>;
   s_->check_open();
-  auto last = [s = s_, k = std::string(key)](const std::vector<std::pair<size_t, Versions>>& ok) {
-    if (s->options.read_repair) s->repair(k, ok);
+  auto last = [s = s_, k = std::string(key)](const std::shared_ptr<const View>& v,
+                                             const std::vector<std::pair<size_t, Versions>>& ok) {
+    if (s->options.read_repair) s->repair(v, k, ok);
   };
   std::make_shared<ReadOp<Versions>>(
       s_, "get", std::string(key),
@@ -640,6 +946,18 @@ void RoutedStore::start_get(std::string_view key,
 }
 
 void RoutedStore::start_versions(
+    std::string_view key,
+    std::function<void(std::vector<std::pair<size_t, std::vector<VectorClock>>>, std::exception_ptr)>
+        finish) {
+  using Answers = std::vector<std::pair<size_t, std::vector<VectorClock>>>;
+  s_->with_refresh<Answers>(
+      [this, k = std::string(key)](Callback<Answers> done) {
+        start_versions_once(k, std::move(done));
+      },
+      std::move(finish));
+}
+
+void RoutedStore::start_versions_once(
     std::string_view key,
     std::function<void(std::vector<std::pair<size_t, std::vector<VectorClock>>>, std::exception_ptr)>
         finish) {
@@ -698,6 +1016,7 @@ class MultiReadOp : public std::enable_shared_from_this<MultiReadOp> {
 
   MultiReadOp(std::shared_ptr<RoutedStore::Shared> s, Callback<Found> done)
       : s_(std::move(s)),
+        v_(s_->current()),
         need_(static_cast<size_t>(s_->options.replication.r)),
         done_(std::move(done)) {}
 
@@ -710,7 +1029,7 @@ class MultiReadOp : public std::enable_shared_from_this<MultiReadOp> {
         auto [it, fresh] = keys_.try_emplace(key);
         if (!fresh) continue;
         Key& k = it->second;
-        s.split(key, &k.live, &k.down);
+        s.split(*v_, key, &k.live, &k.down);
         const size_t first = s.sample_for_repair() ? k.live.size() : std::min(need_, k.live.size());
         take(key, k, first, &batches);
         if (k.live.size() < need_) {
@@ -749,7 +1068,7 @@ class MultiReadOp : public std::enable_shared_from_this<MultiReadOp> {
     for (auto& [node, keys] : batches) {
       const size_t i = node;  // clang 14 cannot capture a structured binding
       s_->begin();
-      s_->call_replica(i, [self = shared_from_this(), i, keys = std::move(keys)](Store& r) {
+      s_->call_replica(*v_, i, [self = shared_from_this(), i, keys = std::move(keys)](Store& r) {
         r.async_get_all(keys, [self, i, keys](Found found, std::exception_ptr e) {
           self->answer(i, keys, std::move(found), std::move(e));
         });
@@ -796,7 +1115,7 @@ class MultiReadOp : public std::enable_shared_from_this<MultiReadOp> {
         std::lock_guard lock(mu_);
         for (const auto& [key, k] : keys_) oks.emplace(key, k.ok);
       }
-      for (const auto& [key, ok] : oks) s.repair(key, ok);
+      for (const auto& [key, ok] : oks) s.repair(v_, key, ok);
     }
     s.end();
   }
@@ -855,6 +1174,7 @@ class MultiReadOp : public std::enable_shared_from_this<MultiReadOp> {
   }
 
   const std::shared_ptr<RoutedStore::Shared> s_;
+  const std::shared_ptr<const View> v_;
   const size_t need_;
   const Callback<Found> done_;
   internal::Timer::Id hedge_ = 0, deadline_ = 0;
@@ -871,27 +1191,33 @@ class MultiReadOp : public std::enable_shared_from_this<MultiReadOp> {
 
 void RoutedStore::async_get_all(std::vector<std::string> keys,
                                 Callback<std::map<std::string, std::vector<Versioned>>> done) {
+  using Found = std::map<std::string, std::vector<Versioned>>;
   try {
     s_->check_open();
+    s_->with_refresh<Found>(
+        [s = s_, keys = std::move(keys)](Callback<Found> d) {
+          s->check_open();
+          std::make_shared<MultiReadOp>(s, std::move(d))->start(keys);
+        },
+        std::move(done));
   } catch (...) {
-    return internal::fail(done, std::current_exception());
+    internal::fail(done, std::current_exception());
   }
-  std::make_shared<MultiReadOp>(s_, std::move(done))->start(keys);
 }
 
 std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
     std::span<const std::string> keys) {
   using Found = std::map<std::string, std::vector<Versioned>>;
-  s_->check_open();
   auto result = std::make_shared<std::promise<Found>>();
   auto future = result->get_future();
-  std::make_shared<MultiReadOp>(s_, [result](Found found, std::exception_ptr e) {
-    if (e) {
-      result->set_exception(std::move(e));
-    } else {
-      result->set_value(std::move(found));
-    }
-  })->start(keys);
+  async_get_all(std::vector<std::string>(keys.begin(), keys.end()),
+                [result](Found found, std::exception_ptr e) {
+                  if (e) {
+                    result->set_exception(std::move(e));
+                  } else {
+                    result->set_value(std::move(found));
+                  }
+                });
   return future.get();
 }
 
@@ -913,6 +1239,8 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
   WriteOp(std::shared_ptr<RoutedStore::Shared> s, std::string key, Versioned value,
           Callback<PutReply> done)
       : s_(std::move(s)),
+        v_(s_->current()),
+        writes_(v_->writes),
         key_(std::move(key)),
         value_(std::move(value)),
         need_(static_cast<size_t>(s_->options.replication.w)),
@@ -921,8 +1249,13 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
 
   void start() {
     RoutedStore::Shared& s = *s_;
-    s.split(key_, &live_, &down_);
+    s.split(*v_, key_, &live_, &down_);
     missed_ = down_;
+    // Nodes that take the key's partition in a move get the write too, and
+    // count toward nothing; one that is down gets a hint.
+    for (size_t i : v_->joining_of(key_)) {
+      (s.detector->available(i) ? joining_ : missed_).push_back(i);
+    }
     // Too few replicas up for W: fail before writing anything anywhere.
     if (live_.size() < need_) {
       std::string why;
@@ -952,7 +1285,7 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
   // later, stands below them and not beside them.
   void try_home(size_t h) {
     const size_t i = live_[h];
-    Versioned request{value_.value, value_.clock, write_id_, kStampBase + s_->ring.nodes()[i].id};
+    Versioned request{value_.value, value_.clock, write_id_, kStampBase + v_->slots[i]->node.id};
     request.clock.set_timestamp_ms(now_ms());
     if (h > 0) request.replaces = {write_id_};
     {
@@ -960,7 +1293,7 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
       trying_ = h;
     }
     s_->begin();
-    s_->call_replica(i, [self = shared_from_this(), h, request](Store& r) {
+    s_->call_replica(*v_, i, [self = shared_from_this(), h, request](Store& r) {
       r.async_put(self->key_, request, [self, h, sent = request.clock](PutReply reply,
                                                                         std::exception_ptr e) {
         // A node older than write ids ignores the stamp: its copy would
@@ -995,7 +1328,10 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
         // The deadline passed while the home was silent: the write may
         // have landed there, and the caller was told it failed.
       } else if (error) {
-        if (is_bad_request(error)) {
+        // A bad request fails alike everywhere; a home whose metadata is
+        // newer refused the write unwritten: it runs again by the newer
+        // layout (with_refresh), the same write.
+        if (is_bad_request(error) || is_stale(error)) {
           finished_ = true;
           failure = error;
           next = kDone;
@@ -1050,22 +1386,43 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
     }
     for (size_t i : rest) {
       s.begin();
-      s.call_replica(i, [self = shared_from_this(), i, hint, home](Store& r) {
+      s.call_replica(*v_, i, [self = shared_from_this(), i, hint, home](Store& r) {
         r.async_put(self->key_, hint.version, [self, i, hint, home](PutReply,
                                                                    std::exception_ptr e) {
           self->rest_answered(i, std::move(e), hint, home);
         });
       });
     }
-    for (size_t i : missed_) s.leave_hint(i, hint, home);
+    for (size_t i : joining_) {
+      s.begin();
+      s.call_replica(*v_, i, [self = shared_from_this(), i, hint, home](Store& r) {
+        r.async_put(self->key_, hint.version, [self, i, hint, home](PutReply,
+                                                                   std::exception_ptr e) {
+          RoutedStore::Shared& sh = *self->s_;
+          if (e && is_stale(e)) {
+            sh.rewrite(self->key_, hint.version, self->v_->version);
+          } else if (e) {
+            sh.detector->record_failure(i, e);
+            if (!is_bad_request(e)) sh.leave_hint(*self->v_, i, hint, home);
+          }
+          sh.end();
+        });
+      });
+    }
+    for (size_t i : missed_) s.leave_hint(*v_, i, hint, home);
   }
 
   void rest_answered(size_t i, std::exception_ptr error, const Hint& hint,
                      std::optional<size_t> home) {
     RoutedStore::Shared& s = *s_;
-    if (error) {
+    if (error && is_stale(error)) {
+      // The replica's metadata is newer: the write goes to the key's
+      // replicas by that (a hint would put it where the key may no longer
+      // live).
+      s.rewrite(key_, hint.version, v_->version);
+    } else if (error) {
       s.detector->record_failure(i, error);
-      if (!is_bad_request(error)) s.leave_hint(i, hint, home);
+      if (!is_bad_request(error)) s.leave_hint(*v_, i, hint, home);
     }
     bool finish_now = false;
     std::exception_ptr failure;
@@ -1131,12 +1488,15 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
   }
 
   const std::shared_ptr<RoutedStore::Shared> s_;
+  const std::shared_ptr<const View> v_;
+  const std::shared_ptr<const int> writes_;  // the view's write token (View::writes)
   const std::string key_;
   const Versioned value_;
   const size_t need_;
   const Callback<PutReply> done_;
   const uint64_t write_id_;
   std::vector<size_t> live_, down_;  // set by start(), then read-only
+  std::vector<size_t> joining_;      // live joining replicas; set by start()
   internal::Timer::Id deadline_ = 0;
 
   mutable std::mutex mu_;
@@ -1158,7 +1518,16 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
 void RoutedStore::start_write(std::string_view key, const Versioned& value,
                               Callback<PutReply> done) {
   s_->check_open();
-  std::make_shared<WriteOp>(s_, std::string(key), value, std::move(done))->start();
+  // A write run again after a refresh keeps its id: it is the same write,
+  // wherever it landed the first time.
+  Versioned v = value;
+  if (v.write_id == 0) v.write_id = internal::new_write_id();
+  s_->with_refresh<PutReply>(
+      [s = s_, k = std::string(key), v = std::move(v)](Callback<PutReply> d) {
+        s->check_open();
+        std::make_shared<WriteOp>(s, k, v, std::move(d))->start();
+      },
+      std::move(done));
 }
 
 PutResult RoutedStore::write(std::string_view key, const Versioned& value, PutReply* stored) {
@@ -1243,16 +1612,16 @@ namespace {
 // the scan began) is that node.
 class RoutedIterator final : public StoreIterator {
  public:
-  RoutedIterator(std::shared_ptr<RoutedStore::Shared> s, std::vector<bool> live)
-      : s_(std::move(s)), live_(std::move(live)) {}
+  RoutedIterator(std::shared_ptr<const View> v, std::vector<bool> live)
+      : v_(std::move(v)), live_(std::move(live)) {}
 
   bool next() override;
   std::string_view key() const override { return cur_->key(); }
   const std::vector<Versioned>& versions() const override { return versions_; }
 
  private:
-  std::shared_ptr<RoutedStore::Shared> s_;
-  std::vector<bool> live_;
+  std::shared_ptr<const View> v_;
+  std::vector<bool> live_;  // by slot: on the ring and up
   size_t node_ = 0;
   std::unique_ptr<StoreIterator> cur_;
   std::vector<Versioned> versions_;  // the current key's, tombstones dropped
@@ -1265,7 +1634,7 @@ bool RoutedIterator::next() {
     if (!cur_) {
       while (node_ < live_.size() && !live_[node_]) ++node_;
       if (node_ == live_.size()) return false;
-      cur_ = s_->replicas[node_]->scan();
+      cur_ = v_->replica(node_).scan();
     }
     if (!cur_->next()) {
       cur_.reset();
@@ -1273,7 +1642,7 @@ bool RoutedIterator::next() {
       continue;
     }
     bool ours = false;
-    for (size_t i : s_->prefs_of(cur_->key())) {
+    for (size_t i : v_->prefs_of(cur_->key())) {
       if (!live_[i]) continue;
       ours = i == node_;
       break;
@@ -1291,9 +1660,12 @@ bool RoutedIterator::next() {
 
 std::unique_ptr<StoreIterator> RoutedStore::scan() {
   s_->check_open();
-  std::vector<bool> live(s_->replicas.size());
-  for (size_t i = 0; i < live.size(); ++i) live[i] = s_->detector->available(i);
-  return std::make_unique<RoutedIterator>(s_, std::move(live));
+  auto v = s_->current();
+  std::vector<bool> live(v->slots.size());
+  for (size_t i = 0; i < live.size(); ++i) {
+    live[i] = v->ring.has_node(v->slots[i]->node.id) && s_->detector->available(i);
+  }
+  return std::make_unique<RoutedIterator>(std::move(v), std::move(live));
 }
 
 void RoutedStore::close() {
@@ -1303,6 +1675,8 @@ void RoutedStore::close() {
     if (s.closed) return;
     s.closed = true;
   }
+  set_refresh(nullptr);
+  follower_.reset();  // no update() after this
   s.detector->stop();
   {
     std::unique_lock lock(s.mu);
@@ -1311,9 +1685,9 @@ void RoutedStore::close() {
   s.background.reset();
   s.local.reset();
   std::exception_ptr first;
-  for (auto& r : s.replicas) {
+  for (auto& slot : s.current()->slots) {
     try {
-      r->close();
+      slot->replica->close();
     } catch (...) {
       if (!first) first = std::current_exception();
     }
@@ -1323,20 +1697,26 @@ void RoutedStore::close() {
 
 std::string RoutedStore::describe() const {
   const Shared& s = *s_;
+  const auto v = s.current();
   const Replication& r = s.options.replication;
   std::string out = "route: store '" + s.options.store + "', n=" + std::to_string(r.n) +
                     " r=" + std::to_string(r.r) + " w=" + std::to_string(r.w) + ", " +
-                    std::to_string(s.ring.partitions()) + " partitions on " +
-                    std::to_string(s.ring.nodes().size()) + " nodes, timeout " +
+                    std::to_string(v->ring.partitions()) + " partitions on " +
+                    std::to_string(v->ring.nodes().size()) + " nodes, timeout " +
                     std::to_string(s.options.timeout.count()) + " ms" +
                     (s.options.read_repair ? ", read repair" : "") +
-                    (s.self ? ", in " + s.name(*s.self) : "");
-  for (size_t i = 0; i < s.replicas.size(); ++i) {
-    std::string below = s.replicas[i]->describe();
+                    (s.self ? ", in " + v->slots[*s.self]->name() : "") +
+                    (v->version != 0 ? ", metadata version " + std::to_string(v->version) : "") +
+                    (v->target ? ", moving partitions" : "");
+  for (size_t i = 0; i < v->slots.size(); ++i) {
+    if (!v->ring.has_node(v->slots[i]->node.id) && !(v->target && v->target->has_node(v->slots[i]->node.id))) {
+      continue;  // left the ring
+    }
+    std::string below = v->replica(i).describe();
     for (size_t at = 0; (at = below.find('\n', at)) != std::string::npos; at += 5) {
       below.replace(at, 1, "\n    ");
     }
-    out += "\n  " + s.name(i) + (s.self == i ? ", this node" : "") + ":\n    " + below;
+    out += "\n  " + v->slots[i]->name() + (s.self == i ? ", this node" : "") + ":\n    " + below;
   }
   return out;
 }
@@ -1356,19 +1736,48 @@ std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx) {
   o.read_repair_chance = p.get_double("read_repair_chance", o.read_repair_chance, 0, 1);
   Ring ring(*ctx.cluster);
   std::vector<std::shared_ptr<Store>> replicas;
+  // How a node that joins the ring later is reached: from a node, its
+  // replica over the network; from a client, the stack below `route` (the
+  // factory keeps what it needs).
+  RoutedStore::ReplicaFactory open_replica;
+  if (ctx.self != nullptr) {
+    open_replica = [store = o.store, timeout = o.timeout,
+                    tls = ctx.tls != nullptr ? *ctx.tls : ServerTls{}](const NodeInfo& n) {
+      return std::shared_ptr<Store>(open_node_replica(n.address, store, timeout, tls));
+    };
+  } else if (ctx.open_later) {
+    open_replica = [open = ctx.open_later](const NodeInfo& n) {
+      return std::shared_ptr<Store>(open(n));
+    };
+  }
   for (const NodeInfo& n : ring.nodes()) {
     if (ctx.self != nullptr && n.id != *ctx.self) {
-      // Another node, from a node: its replica over the network.
-      replicas.push_back(open_node_replica(n.address, o.store, o.timeout,
-                                           ctx.tls != nullptr ? *ctx.tls : ServerTls{}));
+      replicas.push_back(open_replica(n));
     } else {
       replicas.push_back(std::shared_ptr<Store>(ctx.open_below(n)));
     }
   }
+  // A node that joins the cluster serves its own replica before the
+  // metadata puts it on the ring.
+  std::shared_ptr<Store> self_replica;
+  if (ctx.self != nullptr && !ring.has_node(*ctx.self)) {
+    NodeInfo me;
+    me.id = *ctx.self;
+    self_replica = std::shared_ptr<Store>(ctx.open_below(me));
+  }
   std::optional<NodeId> self;
   if (ctx.self != nullptr) self = *ctx.self;
-  return std::make_unique<RoutedStore>(std::move(o), std::move(ring), std::move(replicas), self,
-                                       ctx.hints);
+  auto routed = std::make_unique<RoutedStore>(std::move(o), std::move(ring), std::move(replicas),
+                                              self, ctx.hints, std::move(open_replica),
+                                              std::move(self_replica));
+  if (ctx.origin != nullptr && ctx.origin->version > 0) {
+    // Metadata kept in etcd: route by its version (what replica calls
+    // carry), and in a client follow it (a node's server follows it for
+    // all of its stores).
+    routed->update(*ctx.cluster, ctx.origin->version);
+    if (ctx.self == nullptr) routed->follow(*ctx.origin);
+  }
+  return routed;
 }
 
 std::unique_ptr<Store> open_routed_store(RouteOptions options, Ring ring,

@@ -33,8 +33,15 @@ class RoutedStore final : public Store {
   // `self` is the node this layer runs on when it runs in a node (its
   // replica is then its own engine, and `hints` keeps its hints); a client
   // has none and leaves hints on the key's home node.
+  // Builds the replica stack of a node that joins the ring later.
+  using ReplicaFactory = std::function<std::shared_ptr<Store>(const NodeInfo&)>;
+
+  // `open_replica` may be null when the nodes never change. A node not on
+  // the ring yet (it joins in a move) gives its own replica as
+  // `self_replica`.
   RoutedStore(RouteOptions options, Ring ring, std::vector<std::shared_ptr<Store>> replicas,
-              std::optional<NodeId> self, std::shared_ptr<HintedHandoff> hints);
+              std::optional<NodeId> self, std::shared_ptr<HintedHandoff> hints,
+              ReplicaFactory open_replica = nullptr, std::shared_ptr<Store> self_replica = nullptr);
   ~RoutedStore() override;
 
   void get_into(std::string_view key, std::vector<Versioned>* out) override;
@@ -60,7 +67,29 @@ class RoutedStore final : public Store {
   std::string describe() const override;
   bool reads_may_block() const override { return true; }
 
-  const Ring& ring() const;
+  // Routes by the cluster metadata `cluster` at `version` from now on:
+  // operations that start later use it, those in flight finish on the
+  // metadata they began with. While `cluster.moving_to` names the layout
+  // after a move, the nodes that gain a partition get its writes too
+  // (counted toward no quorum) and none of its reads. A version at or
+  // below the current one is ignored. Throws InvalidArgument for metadata
+  // the quorums do not fit, or a new node without a way to reach it.
+  void update(const ClusterInfo& cluster, int64_t version);
+  // The metadata version it routes by (0: the config's own).
+  int64_t version() const;
+  // Whether every write that began on an older version has finished
+  // (with each of its replica calls): after that, no write routed by old
+  // metadata reaches any node from here.
+  bool older_writes_done() const;
+  // How to read the metadata again when a node refuses a call as routed by
+  // stale metadata (blocking; it calls update()). Without it, such calls
+  // fail with StaleMetadata.
+  void set_refresh(std::function<void()> refresh);
+  // Follows the cluster config kept in etcd at `origin` (a smart client's
+  // route layer): update() with each new version, and refresh from it.
+  void follow(const MetadataOrigin& origin);
+
+  Ring ring() const;
   // The node's own replica when it runs in a node (what requests marked
   // `replica` reach); nullptr in a client.
   std::shared_ptr<Store> local_replica() const;
@@ -82,6 +111,15 @@ class RoutedStore final : public Store {
   void start_versions(std::string_view key,
                       std::function<void(std::vector<std::pair<size_t, std::vector<VectorClock>>>,
                                          std::exception_ptr)> finish);
+  // One attempt of each (the above run them again when a node says the
+  // metadata is stale).
+  void start_get_once(std::string_view key,
+                      std::function<void(std::vector<std::pair<size_t, std::vector<Versioned>>>,
+                                         std::exception_ptr)> finish);
+  void start_versions_once(
+      std::string_view key,
+      std::function<void(std::vector<std::pair<size_t, std::vector<VectorClock>>>,
+                         std::exception_ptr)> finish);
   // Starts a write through the home. Throws FailedPrecondition if closed.
   void start_write(std::string_view key, const Versioned& value, Callback<PutReply> done);
   // A put through the home, then the other replicas (put_stamped's and
@@ -89,6 +127,7 @@ class RoutedStore final : public Store {
   PutResult write(std::string_view key, const Versioned& value, PutReply* stored);
 
   std::shared_ptr<Shared> s_;
+  std::shared_ptr<void> follower_;  // an internal::MetadataFollower, if it follows etcd
 };
 
 

@@ -12,13 +12,19 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
+#include <thread>
 #include <unordered_map>
 
 #include "cairn/log.h"
+#include "cairn/ring.h"
 #include "cairn/stats_store.h"
 #include "core/executor.h"
+#include "core/metadata_tag.h"
+#include "core/timer.h"
 #include "layers/grpc/cairn.grpc.pb.h"
+#include "layers/grpc/grpc_store.h"
 #include "layers/grpc/wire.h"
 
 namespace cairn {
@@ -102,7 +108,17 @@ class Drain {
 };
 
 // The store a request names; NotFound (NOT_FOUND on the wire) if none.
-Store& lookup(const StoreMap& stores, const std::string& name, bool replica = false) {
+// A replica call routed by cluster metadata older than this node's is
+// refused: after a move began, a write routed by the old layout must not
+// land (core/metadata_tag.h).
+Store& lookup(const StoreMap& stores, const std::string& name, bool replica = false,
+              uint64_t routed_by = 0) {
+  const int64_t ours = internal::process_metadata_version().load(std::memory_order_relaxed);
+  if (replica && ours > 0 && routed_by < static_cast<uint64_t>(ours)) {
+    throw StaleMetadata("store '" + name + "': this node routes by cluster metadata version " +
+                        std::to_string(ours) + ", and the call was routed by version " +
+                        std::to_string(routed_by) + ": refresh the metadata and retry");
+  }
   auto it = stores.find(name);
   if (it == stores.end()) {
     std::string known;
@@ -113,15 +129,21 @@ Store& lookup(const StoreMap& stores, const std::string& name, bool replica = fa
   return it->second->target(replica);
 }
 
+// A store's own replica on this node, for the admin's calls (not routed:
+// no metadata version to check).
+Store& own_replica(const StoreMap& stores, const std::string& name) {
+  return lookup(stores, name, true, UINT64_MAX);
+}
+
 // ---- The operations, shared by the unary methods and the Stream -------------
 
 void do_get(const StoreMap& stores, const rpc::GetRequest& req, rpc::GetResponse* resp) {
-  Store& store = lookup(stores, req.store(), req.replica());
+  Store& store = lookup(stores, req.store(), req.replica(), req.metadata_version());
   for (const Versioned& v : store.get(req.key())) internal::to_wire(v, resp->add_versions());
 }
 
 void do_get_all(const StoreMap& stores, const rpc::GetAllRequest& req, rpc::GetAllResponse* resp) {
-  Store& store = lookup(stores, req.store(), req.replica());
+  Store& store = lookup(stores, req.store(), req.replica(), req.metadata_version());
   const std::vector<std::string> keys(req.keys().begin(), req.keys().end());
   for (const auto& [key, versions] : store.get_all(keys)) {
     rpc::KeyVersions* kv = resp->add_found();
@@ -140,7 +162,7 @@ void answer_put(const PutReply& reply, rpc::PutResponse* resp) {
 }
 
 void do_put(const StoreMap& stores, const rpc::PutRequest& req, rpc::PutResponse* resp) {
-  Store& store = lookup(stores, req.store(), req.replica());
+  Store& store = lookup(stores, req.store(), req.replica(), req.metadata_version());
   if (!req.has_version()) throw InvalidArgument("put without a version");
   const Versioned value = internal::from_wire(req.version());
   PutReply reply{.stored = value.clock};
@@ -149,13 +171,13 @@ void do_put(const StoreMap& stores, const rpc::PutRequest& req, rpc::PutResponse
 }
 
 void do_delete(const StoreMap& stores, const rpc::DeleteRequest& req, rpc::DeleteResponse* resp) {
-  Store& store = lookup(stores, req.store(), req.replica());
+  Store& store = lookup(stores, req.store(), req.replica(), req.metadata_version());
   resp->set_deleted(store.remove(req.key(), internal::from_wire(req.clock())));
 }
 
 void do_get_versions(const StoreMap& stores, const rpc::GetRequest& req,
                      rpc::GetVersionsResponse* resp) {
-  Store& store = lookup(stores, req.store(), req.replica());
+  Store& store = lookup(stores, req.store(), req.replica(), req.metadata_version());
   for (const VectorClock& c : store.versions(req.key())) internal::to_wire(c, resp->add_clocks());
 }
 
@@ -168,9 +190,17 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
   // REQUIRES: drain.enter() succeeded for this call; OnDone leaves.
   ScanReactor(const StoreMap& stores, internal::Executor& executor, Drain& drain,
               const rpc::ScanRequest& req)
-      : executor_(executor), drain_(drain), limit_(req.limit()) {
-    executor_.submit([this, &stores, store = req.store(), replica = req.replica()] {
-      const grpc::Status st = status_of([&] { it_ = lookup(stores, store, replica).scan(); });
+      : executor_(executor),
+        drain_(drain),
+        limit_(req.limit()),
+        ring_partitions_(req.ring_partitions()),
+        partitions_(req.partition_ids().begin(), req.partition_ids().end()),
+        rate_(req.max_bytes_per_second()),
+        start_(std::chrono::steady_clock::now()) {
+    executor_.submit([this, &stores, store = req.store(), replica = req.replica(),
+                      version = req.metadata_version()] {
+      const grpc::Status st =
+          status_of([&] { it_ = lookup(stores, store, replica, version).scan(); });
       if (!st.ok()) return finish(st);
       next();
     });
@@ -178,6 +208,19 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
 
   void OnWriteDone(bool ok) override {
     if (!ok) return finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    // Throttled: past the rate, the next key waits on the timer, holding
+    // no thread.
+    if (rate_ > 0) {
+      const auto due = start_ + std::chrono::microseconds(bytes_ * 1000000 / rate_);
+      const auto now = std::chrono::steady_clock::now();
+      if (due > now) {
+        internal::Timer::shared().after(
+            std::chrono::duration_cast<std::chrono::milliseconds>(due - now) +
+                std::chrono::milliseconds(1),
+            [this] { executor_.submit([this] { next(); }); });
+        return;
+      }
+    }
     executor_.submit([this] { next(); });
   }
   void OnDone() override {
@@ -191,7 +234,8 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
     bool more = false;
     const grpc::Status st = status_of([&] {
       if (limit_ != 0 && sent_ >= limit_) return;
-      more = it_->next();
+      while ((more = it_->next()) && !wanted(it_->key())) {
+      }
       if (!more) return;
       msg_.Clear();
       msg_.set_key(std::string(it_->key()));
@@ -199,7 +243,15 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
     });
     if (!st.ok() || !more) return finish(st);
     ++sent_;
+    bytes_ += msg_.key().size();
+    for (const rpc::Version& v : msg_.versions()) bytes_ += v.value().size();
     StartWrite(&msg_);
+  }
+
+  // Whether a key is in the partitions asked for (all, if none were).
+  bool wanted(std::string_view key) const {
+    if (ring_partitions_ == 0) return true;
+    return partitions_.contains(static_cast<uint32_t>(Ring::hash(key) % ring_partitions_));
   }
 
   void finish(const grpc::Status& st) {
@@ -210,7 +262,12 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
   internal::Executor& executor_;
   Drain& drain_;
   const uint64_t limit_;
+  const uint32_t ring_partitions_;  // 0: every key
+  const std::set<uint32_t> partitions_;
+  const uint64_t rate_;  // bytes per second; 0: no limit
+  const std::chrono::steady_clock::time_point start_;
   uint64_t sent_ = 0;
+  uint64_t bytes_ = 0;
   std::unique_ptr<StoreIterator> it_;
   rpc::KeyVersions msg_;
   std::atomic<bool> finished_{false};
@@ -490,7 +547,7 @@ class StreamReactor final
     try {
       switch (req.op_case()) {
         case rpc::StreamRequest::kGet:
-          lookup(stores_, req.get().store(), req.get().replica())
+          lookup(stores_, req.get().store(), req.get().replica(), req.get().metadata_version())
               .async_get(req.get().key(), [answer_with](std::vector<Versioned> versions,
                                                        std::exception_ptr e) {
                 answer_with(e, [&](rpc::StreamResponse* resp) {
@@ -499,7 +556,7 @@ class StreamReactor final
               });
           break;
         case rpc::StreamRequest::kGetVersions:
-          lookup(stores_, req.get_versions().store(), req.get_versions().replica())
+          lookup(stores_, req.get_versions().store(), req.get_versions().replica(), req.get_versions().metadata_version())
               .async_versions(req.get_versions().key(), [answer_with](std::vector<VectorClock> clocks,
                                                                       std::exception_ptr e) {
                 answer_with(e, [&](rpc::StreamResponse* resp) {
@@ -511,7 +568,7 @@ class StreamReactor final
           break;
         case rpc::StreamRequest::kGetAll: {
           using Found = std::map<std::string, std::vector<Versioned>>;
-          lookup(stores_, req.get_all().store(), req.get_all().replica())
+          lookup(stores_, req.get_all().store(), req.get_all().replica(), req.get_all().metadata_version())
               .async_get_all(std::vector<std::string>(req.get_all().keys().begin(),
                                                       req.get_all().keys().end()),
                              [answer_with](Found found, std::exception_ptr e) {
@@ -528,7 +585,7 @@ class StreamReactor final
           break;
         }
         case rpc::StreamRequest::kPut:
-          lookup(stores_, req.put().store(), req.put().replica())
+          lookup(stores_, req.put().store(), req.put().replica(), req.put().metadata_version())
               .async_put(req.put().key(), internal::from_wire(req.put().version()),
                          [answer_with](PutReply reply, std::exception_ptr e) {
                            answer_with(e, [&](rpc::StreamResponse* resp) {
@@ -537,7 +594,7 @@ class StreamReactor final
                          });
           break;
         case rpc::StreamRequest::kDelete:
-          lookup(stores_, req.delete_().store(), req.delete_().replica())
+          lookup(stores_, req.delete_().store(), req.delete_().replica(), req.delete_().metadata_version())
               .async_remove(req.delete_().key(), internal::from_wire(req.delete_().clock()),
                             [answer_with](bool deleted, std::exception_ptr e) {
                               answer_with(e, [&](rpc::StreamResponse* resp) {
@@ -798,7 +855,7 @@ class StoreService final : public rpc::Store::CallbackService {
     if (!reads_inline(req->store(), req->replica()) && async(req->store(), req->replica())) {
       return async_call<std::vector<Versioned>>(
           ctx, [&](Store& s, auto done) { s.async_get(req->key(), std::move(done)); },
-          req->store(), req->replica(), [resp](const std::vector<Versioned>& versions) {
+          req->store(), req->replica(), req->metadata_version(), [resp](const std::vector<Versioned>& versions) {
             for (const Versioned& v : versions) internal::to_wire(v, resp->add_versions());
           });
     }
@@ -818,7 +875,7 @@ class StoreService final : public rpc::Store::CallbackService {
             s.async_get_all(std::vector<std::string>(req->keys().begin(), req->keys().end()),
                             std::move(done));
           },
-          req->store(), req->replica(), [resp](const Found& found) {
+          req->store(), req->replica(), req->metadata_version(), [resp](const Found& found) {
             for (const auto& [key, versions] : found) {
               rpc::KeyVersions* kv = resp->add_found();
               kv->set_key(key);
@@ -838,7 +895,7 @@ class StoreService final : public rpc::Store::CallbackService {
     if (!reads_inline(req->store(), req->replica()) && async(req->store(), req->replica())) {
       return async_call<std::vector<VectorClock>>(
           ctx, [&](Store& s, auto done) { s.async_versions(req->key(), std::move(done)); },
-          req->store(), req->replica(), [resp](const std::vector<VectorClock>& clocks) {
+          req->store(), req->replica(), req->metadata_version(), [resp](const std::vector<VectorClock>& clocks) {
             for (const VectorClock& c : clocks) internal::to_wire(c, resp->add_clocks());
           });
     }
@@ -857,7 +914,7 @@ class StoreService final : public rpc::Store::CallbackService {
           [&](Store& s, auto done) {
             s.async_put(req->key(), internal::from_wire(req->version()), std::move(done));
           },
-          req->store(), req->replica(), [resp](const PutReply& r) { answer_put(r, resp); });
+          req->store(), req->replica(), req->metadata_version(), [resp](const PutReply& r) { answer_put(r, resp); });
     }
     if (inline_writes(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_put(stores_, *req, resp); });
@@ -873,7 +930,7 @@ class StoreService final : public rpc::Store::CallbackService {
           [&](Store& s, auto done) {
             s.async_remove(req->key(), internal::from_wire(req->clock()), std::move(done));
           },
-          req->store(), req->replica(), [resp](bool deleted) { resp->set_deleted(deleted); });
+          req->store(), req->replica(), req->metadata_version(), [resp](bool deleted) { resp->set_deleted(deleted); });
     }
     if (inline_writes(req->store(), req->replica())) {
       return inline_call(ctx, [&] { do_delete(stores_, *req, resp); });
@@ -941,7 +998,8 @@ class StoreService final : public rpc::Store::CallbackService {
   // Request and response outlive the call until Finish.
   template <typename T, typename Start, typename Fill>
   grpc::ServerUnaryReactor* async_call(grpc::CallbackServerContext* ctx, Start&& start,
-                                       const std::string& store, bool replica, Fill fill) {
+                                       const std::string& store, bool replica,
+                                       uint64_t routed_by, Fill fill) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     if (!drain_.enter()) {
       reactor->Finish(Drain::refused());
@@ -955,7 +1013,7 @@ class StoreService final : public rpc::Store::CallbackService {
       drain_.leave();
     };
     try {
-      start(lookup(stores_, store, replica), done);
+      start(lookup(stores_, store, replica, routed_by), done);
     } catch (...) {
       // Nothing started (a store to look up that is not there): answer.
       done(T{}, std::current_exception());
@@ -1003,16 +1061,164 @@ class StoreService final : public rpc::Store::CallbackService {
   const size_t max_message_size_;
 };
 
+// ---- Moving partitions: a pull from another node, with progress ---------------
+
+// Copies the partitions a PullPartitions call names from the node `from`
+// into `target` (this node's own replica), on a thread of its own (a move
+// is rare, long and throttled: it should hold none of the pools), and
+// writes progress every quarter second and at the end.
+class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
+ public:
+  // REQUIRES: drain.enter() succeeded for this call; OnDone leaves.
+  PullReactor(Store& target, const rpc::PullPartitionsRequest& req, const ServerOptions& o,
+              Drain& drain)
+      : target_(target), req_(req), drain_(drain) {
+    donor_.store = req.store();
+    donor_.targets = {req.from()};
+    donor_.replica = true;
+    donor_.retries = 0;
+    donor_.pipeline = false;
+    donor_.tls_cert = o.tls_cert;
+    donor_.tls_key = o.tls_key;
+    donor_.tls_ca = o.tls_ca;
+    donor_.scan_timeout = std::chrono::hours(24);
+    thread_ = std::thread([this] { run(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    if (!ok) cancelled_ = true;
+    cv_.notify_all();
+  }
+  void OnCancel() override {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+    cv_.notify_all();
+  }
+  void OnDone() override {
+    // run() calls Finish last: what is left of it touches nothing here.
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();
+    } else {
+      thread_.join();
+    }
+    drain_.leave();
+    delete this;
+  }
+
+ private:
+  void run() {
+    grpc::Status st = status_of([&] {
+      if (req_.from().empty() || req_.ring_partitions() == 0 || req_.partition_ids().empty()) {
+        throw InvalidArgument("PullPartitions needs `from`, `ring_partitions` and partition ids");
+      }
+      GrpcStore donor(donor_);
+      PartitionFilter only;
+      only.ring_partitions = req_.ring_partitions();
+      only.partitions.assign(req_.partition_ids().begin(), req_.partition_ids().end());
+      only.max_bytes_per_second = req_.max_bytes_per_second();
+      auto it = donor.scan_partitions(only);
+      auto last = std::chrono::steady_clock::now();
+      while (it->next()) {
+        if (stopped()) throw Unavailable("the pull was cancelled");
+        for (const Versioned& v : it->versions()) {
+          target_.put(it->key(), v);  // obsolete: this node has it, or newer
+          progress_.set_bytes(progress_.bytes() + v.value.size());
+        }
+        progress_.set_keys(progress_.keys() + 1);
+        progress_.set_bytes(progress_.bytes() + it->key().size());
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last >= std::chrono::milliseconds(250)) {
+          last = now;
+          send(false);
+        }
+      }
+      donor.close();
+      progress_.set_done(true);
+      if (!send(true)) throw Unavailable("the caller went away");
+    });
+    Finish(st);
+  }
+
+  bool stopped() {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+  }
+
+  // Writes the progress so far: skipped if a write is in flight, unless
+  // `wait` (then it waits for it, and for this one). False if cancelled.
+  bool send(bool wait) {
+    std::unique_lock lock(mu_);
+    if (wait) cv_.wait(lock, [&] { return !writing_ || cancelled_; });
+    if (cancelled_) return false;
+    if (writing_) return true;
+    writing_ = true;
+    msg_ = progress_;
+    lock.unlock();
+    StartWrite(&msg_);
+    if (!wait) return true;
+    lock.lock();
+    cv_.wait(lock, [&] { return !writing_ || cancelled_; });
+    return !cancelled_;
+  }
+
+  Store& target_;
+  const rpc::PullPartitionsRequest req_;
+  Drain& drain_;
+  GrpcOptions donor_;
+  rpc::PullProgress progress_;  // the thread's own
+  rpc::PullProgress msg_;       // in flight
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool writing_ = false;    // guarded by mu_
+  bool cancelled_ = false;  // guarded by mu_
+  std::thread thread_;      // last: starts once the rest is set
+};
+
 class AdminService final : public rpc::Admin::CallbackService {
  public:
   AdminService(const StoreMap& stores, internal::Executor& executor, Drain& drain,
-               std::function<void(const Hint&)> keep_hint,
-               std::function<std::map<NodeId, uint64_t>()> pending_hints)
+               const ServerOptions& options)
       : stores_(stores),
         executor_(executor),
         drain_(drain),
-        keep_hint_(std::move(keep_hint)),
-        pending_hints_(std::move(pending_hints)) {}
+        options_(options),
+        keep_hint_(options.keep_hint),
+        pending_hints_(options.pending_hints) {}
+
+  grpc::ServerWriteReactor<rpc::PullProgress>* PullPartitions(
+      grpc::CallbackServerContext* ctx, const rpc::PullPartitionsRequest* req) override {
+    Store* target = nullptr;
+    const grpc::Status st = status_of([&] { target = &own_replica(stores_, req->store()); });
+    if (!st.ok() || !drain_.enter()) {
+      // A reactor that only finishes.
+      class Refused final : public grpc::ServerWriteReactor<rpc::PullProgress> {
+       public:
+        explicit Refused(const grpc::Status& s) { Finish(s); }
+        void OnDone() override { delete this; }
+      };
+      (void)ctx;
+      return new Refused(st.ok() ? Drain::refused() : st);
+    }
+    return new PullReactor(*target, *req, options_, drain_);
+  }
+
+  grpc::ServerUnaryReactor* DropPartitions(grpc::CallbackServerContext* ctx,
+                                           const rpc::DropPartitionsRequest* req,
+                                           rpc::DropPartitionsResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (!drain_.enter()) {
+      reactor->Finish(Drain::refused());
+      return reactor;
+    }
+    // A scan and deletes of the node's own replica: a worker's job.
+    executor_.submit([this, reactor, req, resp] {
+      reactor->Finish(status_of([&] { drop_partitions(*req, resp); }));
+      drain_.leave();
+    });
+    return reactor;
+  }
 
   grpc::ServerUnaryReactor* PendingHints(grpc::CallbackServerContext* ctx,
                                          const rpc::PendingHintsRequest*,
@@ -1091,9 +1297,40 @@ class AdminService final : public rpc::Admin::CallbackService {
   }
 
  private:
+  // Deletes the keys of the partitions asked for from the node's replica,
+  // once the node's metadata says it no longer replicates any of them.
+  void drop_partitions(const rpc::DropPartitionsRequest& req, rpc::DropPartitionsResponse* resp) {
+    Store& replica = own_replica(stores_, req.store());
+    if (!options_.replicates) {
+      throw FailedPrecondition("this node does not follow cluster metadata kept in etcd: it "
+                               "drops no partitions");
+    }
+    const uint32_t q = req.ring_partitions();
+    std::set<uint32_t> drop;
+    for (uint32_t p : req.partition_ids()) {
+      if (options_.replicates(req.store(), q, p)) {
+        throw FailedPrecondition("store '" + req.store() + "': this node still replicates "
+                                 "partition " + std::to_string(p) + " of " + std::to_string(q) +
+                                 " by its metadata (version " +
+                                 std::to_string(internal::process_metadata_version().load()) +
+                                 "); nothing dropped");
+      }
+      drop.insert(p);
+    }
+    uint64_t keys = 0;
+    for (auto it = replica.scan(); it->next();) {
+      if (!drop.contains(static_cast<uint32_t>(Ring::hash(it->key()) % q))) continue;
+      const std::string key(it->key());
+      for (const Versioned& v : it->versions()) replica.remove(key, v.clock);
+      ++keys;
+    }
+    resp->set_keys(keys);
+  }
+
   const StoreMap& stores_;
   internal::Executor& executor_;
   Drain& drain_;
+  const ServerOptions& options_;
   std::function<void(const Hint&)> keep_hint_;
   std::function<std::map<NodeId, uint64_t>()> pending_hints_;
 };
@@ -1184,8 +1421,7 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
       routes ? *impl_->routed_executor : *impl_->executor, impl_->drain,
       impl_->options.request_timeout, impl_->options.max_message_size);
   impl_->admin_service = std::make_unique<AdminService>(impl_->stores, *impl_->executor,
-                                                         impl_->drain, impl_->options.keep_hint,
-                                                         impl_->options.pending_hints);
+                                                         impl_->drain, impl_->options);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

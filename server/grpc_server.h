@@ -53,6 +53,11 @@ struct ServerOptions {
   // The hints kept, by the node each is for (Admin PendingHints), on a
   // worker thread; unset, PendingHints fails with FAILED_PRECONDITION.
   std::function<std::map<NodeId, uint64_t>()> pending_hints;
+  // Whether this node replicates partition `p` of store `store` on a ring
+  // of `partitions` partitions by its metadata (or will, after a move in
+  // progress); true too for a ring of another size. Admin DropPartitions
+  // refuses such a partition; unset, it refuses every one.
+  std::function<bool(const std::string& store, uint32_t partitions, uint32_t p)> replicates;
 };
 
 class StoreServer {

@@ -18,6 +18,7 @@ int http_status(ErrorCode code) {
     case ErrorCode::kNotFound: return 404;
     case ErrorCode::kFailedPrecondition: return 412;
     case ErrorCode::kObsoleteVersion: return 409;
+    case ErrorCode::kStaleMetadata: return 503;
     case ErrorCode::kUnsupported: return 501;
     case ErrorCode::kUnavailable:
     case ErrorCode::kInsufficientReplicas: return 503;

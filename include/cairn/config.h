@@ -47,6 +47,10 @@ struct NodeInfo {
 struct ClusterInfo {
   uint32_t partitions = 0;  // 0 without a cluster
   std::vector<NodeInfo> nodes;
+  // While partitions move between nodes (`cairn admin rebalance`): the
+  // nodes as they will be after the move, each listing its partitions.
+  // Empty otherwise.
+  std::vector<NodeInfo> moving_to = {};
 };
 
 // A store's `replication: {n, r, w}`: each key on N nodes; a read answers

@@ -33,6 +33,8 @@ enum class ErrorCode {
   kInternal = 10,           // a bug in cairn; please report it
   kObsoleteVersion = 11,    // a write lost a race and was not applied, even
                             // after retrying (the typed client's update)
+  kStaleMetadata = 12,      // a node refused a replica call routed by cluster
+                            // metadata older than its own; refresh and retry
 };
 
 // "InvalidArgument", "Corruption", ...
@@ -66,6 +68,7 @@ CAIRN_DEFINE_ERROR(InsufficientReplicas);
 CAIRN_DEFINE_ERROR(Unsupported);
 CAIRN_DEFINE_ERROR(Internal);
 CAIRN_DEFINE_ERROR(ObsoleteVersion);
+CAIRN_DEFINE_ERROR(StaleMetadata);
 
 #undef CAIRN_DEFINE_ERROR
 

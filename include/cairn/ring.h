@@ -69,6 +69,10 @@ class Ring {
   // node.
   Ring without_node(NodeId id) const;
 
+  // The ring as a `cluster:` section gives it: every node listing the
+  // partitions it owns.
+  ClusterInfo to_cluster() const;
+
   // The assignment as text: each node with its partitions, and the spread.
   std::string describe() const;
 

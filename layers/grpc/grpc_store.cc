@@ -17,6 +17,7 @@
 #include "catalogue/builtin.h"
 #include "core/async.h"
 #include "core/executor.h"
+#include "core/metadata_tag.h"
 #include "core/version_list.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/pipeline.h"
@@ -245,6 +246,7 @@ void GrpcStore::get_into(std::string_view key, std::vector<Versioned>* out) {
   rpc::GetRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   req.set_key(std::string(key));
   rpc::GetResponse resp;
   impl_->call("get", true, [&](grpc::ClientContext* ctx) {
@@ -260,6 +262,7 @@ std::map<std::string, std::vector<Versioned>> GrpcStore::get_all(
   rpc::GetAllRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   for (const std::string& k : keys) req.add_keys(k);
   rpc::GetAllResponse resp;
   impl_->call("get_all", true, [&](grpc::ClientContext* ctx) {
@@ -279,6 +282,7 @@ PutResult GrpcStore::put_stamped(std::string_view key, const Versioned& value,
   rpc::PutRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   req.set_key(std::string(key));
   internal::to_wire(value, req.mutable_version());
   // Retried, a write keeps one id: if the first attempt landed, the retry
@@ -303,6 +307,7 @@ bool GrpcStore::remove(std::string_view key, const VectorClock& version) {
   rpc::DeleteRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   req.set_key(std::string(key));
   internal::to_wire(version, req.mutable_clock());
   rpc::DeleteResponse resp;
@@ -316,6 +321,7 @@ std::vector<VectorClock> GrpcStore::versions(std::string_view key) {
   rpc::GetRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   req.set_key(std::string(key));
   rpc::GetVersionsResponse resp;
   impl_->call("get_versions", true, [&](grpc::ClientContext* ctx) {
@@ -333,10 +339,17 @@ namespace {
 // the store; after close() it fails like every iterator.
 class GrpcIterator final : public StoreIterator {
  public:
-  explicit GrpcIterator(std::shared_ptr<GrpcStore::Impl> impl) : impl_(std::move(impl)) {
+  explicit GrpcIterator(std::shared_ptr<GrpcStore::Impl> impl, const PartitionFilter* only = nullptr)
+      : impl_(std::move(impl)) {
     rpc::ScanRequest req;
     req.set_store(impl_->options.store);
-  req.set_replica(impl_->options.replica);
+    if (only != nullptr) {
+      req.set_ring_partitions(only->ring_partitions);
+      for (uint32_t p : only->partitions) req.add_partition_ids(p);
+      req.set_max_bytes_per_second(only->max_bytes_per_second);
+    }
+    req.set_replica(impl_->options.replica);
+    if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
     impl_->prepare(&ctx_, impl_->options.scan_timeout);
     reader_ = impl_->stub->Scan(&ctx_, req);
   }
@@ -481,6 +494,11 @@ std::unique_ptr<StoreIterator> GrpcStore::scan() {
   return std::make_unique<GrpcIterator>(impl_);
 }
 
+std::unique_ptr<StoreIterator> GrpcStore::scan_partitions(const PartitionFilter& only) {
+  impl_->check_open();
+  return std::make_unique<GrpcIterator>(impl_, &only);
+}
+
 // The stub's callback method `method` as a start function.
 #define CAIRN_ASYNC(stub, method)                                  \
   [impl = impl_.get()](auto* c, auto* rq, auto* rs, auto cb) {    \
@@ -492,6 +510,7 @@ void GrpcStore::async_get(std::string_view key, Callback<std::vector<Versioned>>
   rpc::GetRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   req.set_key(std::string(key));
   if (impl_->pipeline) {
     rpc::StreamRequest sr;
@@ -511,6 +530,7 @@ void GrpcStore::async_get_all(std::vector<std::string> keys,
   rpc::GetAllRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   for (std::string& k : keys) req.add_keys(std::move(k));
   if (impl_->pipeline) {
     rpc::StreamRequest sr;
@@ -529,6 +549,7 @@ void GrpcStore::async_versions(std::string_view key, Callback<std::vector<Vector
   rpc::GetRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   req.set_key(std::string(key));
   if (impl_->pipeline) {
     rpc::StreamRequest sr;
@@ -547,6 +568,7 @@ void GrpcStore::async_put(std::string_view key, const Versioned& value, Callback
   rpc::PutRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   req.set_key(std::string(key));
   internal::to_wire(value, req.mutable_version());
   if (impl_->pipeline) {
@@ -569,6 +591,7 @@ void GrpcStore::async_remove(std::string_view key, const VectorClock& version,
   rpc::DeleteRequest req;
   req.set_store(impl_->options.store);
   req.set_replica(impl_->options.replica);
+  if (impl_->options.replica) req.set_metadata_version(static_cast<uint64_t>(internal::metadata_tag()));
   req.set_key(std::string(key));
   internal::to_wire(version, req.mutable_clock());
   if (impl_->pipeline) {

@@ -27,6 +27,15 @@
 
 namespace cairn {
 
+// Which keys a partition scan returns: those of `partitions` on a ring of
+// `ring_partitions` (cairn/ring.h), sent at most `max_bytes_per_second`
+// (0: no limit).
+struct PartitionFilter {
+  uint32_t ring_partitions = 0;
+  std::vector<uint32_t> partitions;
+  uint64_t max_bytes_per_second = 0;
+};
+
 class GrpcStore final : public Store, public HintKeeper {
  public:
   // Creates the channel; connects lazily. Throws InvalidArgument for bad
@@ -42,6 +51,9 @@ class GrpcStore final : public Store, public HintKeeper {
   bool remove(std::string_view key, const VectorClock& version) override;
   std::vector<VectorClock> versions(std::string_view key) override;
   std::unique_ptr<StoreIterator> scan() override;
+  // The server's scan of only the keys in some partitions, throttled by
+  // the server: what a node copies when it takes partitions over.
+  std::unique_ptr<StoreIterator> scan_partitions(const PartitionFilter& only);
   void close() override;
   std::string describe() const override;
   bool reads_may_block() const override { return true; }

@@ -102,6 +102,7 @@ grpc::StatusCode to_status_code(ErrorCode code) {
     case ErrorCode::kUnsupported: return grpc::StatusCode::UNIMPLEMENTED;
     case ErrorCode::kInternal: return grpc::StatusCode::INTERNAL;
     case ErrorCode::kObsoleteVersion: return grpc::StatusCode::ABORTED;
+    case ErrorCode::kStaleMetadata: return grpc::StatusCode::FAILED_PRECONDITION;
   }
   return grpc::StatusCode::INTERNAL;
 }
@@ -144,7 +145,7 @@ void throw_status(const grpc::Status& status, const std::string& context) {
   int n = 0;
   auto [p, ec] = std::from_chars(details.data(), details.data() + details.size(), n);
   if (ec == std::errc() && p == details.data() + details.size() && n >= 1 &&
-      n <= static_cast<int>(ErrorCode::kObsoleteVersion)) {
+      n <= static_cast<int>(ErrorCode::kStaleMetadata)) {
     code = static_cast<ErrorCode>(n);
   } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     // gRPC's own RESOURCE_EXHAUSTED: a message over the size limit.

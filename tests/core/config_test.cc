@@ -293,6 +293,28 @@ TEST(ConfigTest, ClusterTlsExpandsTheNodeId) {
   EXPECT_TRUE(none.cert.empty() && none.key.empty() && none.ca.empty());
 }
 
+// `moving_to`: the layout a move in progress leads to (cairn admin
+// rebalance writes it into a config kept in etcd).
+TEST(ConfigTest, AMoveInProgressNamesTheLayoutAfterIt) {
+  const std::string s = "stores:\n  s: {stack: [{engine: memory}]}\n";
+  const std::string nodes =
+      "cluster:\n  nodes:\n    - {id: 1, address: a:1, partitions: [0, 1]}\n"
+      "    - {id: 2, address: b:1, partitions: [2, 3]}\n";
+  const Config c = Config::parse(nodes +
+                                 "  moving_to:\n    - {id: 1, address: a:1, partitions: [0]}\n"
+                                 "    - {id: 2, address: b:1, partitions: [2, 3]}\n"
+                                 "    - {id: 3, address: c:1, partitions: [1]}\n" + s);
+  ASSERT_EQ(c.cluster().moving_to.size(), 3u);
+  EXPECT_EQ(c.cluster().moving_to[2].address, "c:1");
+  EXPECT_EQ(c.cluster().moving_to[2].partitions, std::vector<uint32_t>{1});
+  expect_error(nodes + "  moving_to:\n    - {id: 1, address: a:1}\n" + s, 6, 5,
+               "every node of `moving_to` lists its `partitions`");
+  expect_error(nodes + "  moving_to:\n    - {id: 1, address: z:1, partitions: [0, 1, 2, 3]}\n" + s,
+               6, 5, "node 1 has address a:1 in `nodes` and z:1 in `moving_to`");
+  expect_error(nodes + "  moving_to:\n    - {id: 1, address: a:1, partitions: [0, 1, 2]}\n" + s,
+               6, 5, "no node lists partition 3");
+}
+
 TEST(ConfigTest, ClusterAndStackErrors) {
   expect_error("cluster:\n  nodes:\n    - {id: 0, address: a:1}\n    - {id: 0, address: b:1}\n"
                "stores:\n  s: {stack: [{engine: memory}]}\n",
@@ -308,7 +330,7 @@ TEST(ConfigTest, ClusterAndStackErrors) {
   expect_error("cluster:\n  tls: {cert: c.pem, key: k.pem, cafile: x}\n" + s, 2, 34,
                "unknown tls key 'cafile' (expected: cert, key, ca)");
   expect_error("cluster:\n  tls: yes\n" + s, 2, 8, "`tls` must be a map");
-  expect_error("cluster:\n  peers: []\n" + s, 2, 3, "unknown key 'peers' (expected: nodes, partitions, hints, tls)");
+  expect_error("cluster:\n  peers: []\n" + s, 2, 3, "unknown key 'peers' (expected: nodes, partitions, hints, tls, moving_to)");
   expect_error("stores:\n  s:\n    stack: [{engine: {lmdb: {path: \"d/{node}\"}}}]\n", 3, 23,
                "'{node}' is only known in a node's stack");
 }

@@ -7,8 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <future>
 #include <thread>
 
 #include "cairn/errors.h"
@@ -608,6 +610,140 @@ TEST(HintEncodingTest, RoundTripsShortAndLongKeysAndRejectsGarbage) {
   other.key = "another";
   EXPECT_THROW(HintedHandoff::decode(HintedHandoff::encode_key(other), v), Corruption)
       << "an entry whose value names another key";
+}
+
+// ---- Changes of metadata while serving ------------------------------------
+
+// Nodes 10..13 exist; the store starts on a ring of the first three and
+// reaches node 13 through its factory once the metadata names it.
+class MovingTest : public RoutedTest {
+ protected:
+  void SetUp() override {
+    make_nodes(4);
+    ClusterInfo three = cluster_;
+    three.nodes.pop_back();
+    before_ = std::make_unique<Ring>(three);
+    after_ = std::make_unique<Ring>(before_->with_node(cluster_.nodes[3]));
+    opened_ = 0;
+  }
+
+  std::unique_ptr<RoutedStore> route3(Replication r, RouteOptions o = {}) {
+    o.store = "s";
+    o.replication = r;
+    std::vector<std::shared_ptr<Store>> three(stacks_.begin(), stacks_.begin() + 3);
+    return std::make_unique<RoutedStore>(o, *before_, three, std::nullopt, nullptr,
+                                         [this](const NodeInfo& n) {
+                                           ++opened_;
+                                           return stacks_[n.id - 10];
+                                         });
+  }
+  // The metadata of a move from three nodes to four.
+  ClusterInfo moving() const {
+    ClusterInfo c = before_->to_cluster();
+    c.moving_to = after_->to_cluster().nodes;
+    return c;
+  }
+  bool holds(NodeId id, const std::string& key) { return !engine(id).get(key).empty(); }
+
+  std::unique_ptr<Ring> before_, after_;
+  std::atomic<int> opened_{0};
+};
+
+TEST_F(MovingTest, DuringAMoveWritesAlsoReachTheJoiningNodeAndReadsDoNot) {
+  auto r = route3({3, 2, 2});
+  r->update(moving(), 1);
+  EXPECT_EQ(r->version(), 1);
+  EXPECT_EQ(opened_, 1) << "node 13's stack is built once, when the metadata names it";
+  int joined = 0;
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_EQ(r->put(key, versioned("v", {})), PutResult::kStored);
+    const std::vector<NodeId> prefs = after_->preference_list(key, 3);
+    const bool joins = std::find(prefs.begin(), prefs.end(), 13) != prefs.end();
+    joined += joins ? 1 : 0;
+    // The third replica's write is not awaited (W=2): give it a moment.
+    EXPECT_TRUE(eventually([&] { return holds(13, key) == joins; })) << key;
+    for (NodeId id : before_->preference_list(key, 3)) {
+      EXPECT_TRUE(eventually([&] { return holds(id, key); })) << key << " on node " << id;
+    }
+  }
+  EXPECT_GT(joined, 0);
+  EXPECT_LT(joined, 200);
+  counter(13).gets = 0;
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(r->get("k" + std::to_string(i)).size(), 1u);
+  EXPECT_EQ(counter(13).gets, 0) << "reads stay with the replicas before the move";
+
+  // The move is done: reads and writes follow the new ring alone.
+  r->update(after_->to_cluster(), 2);
+  EXPECT_EQ(r->version(), 2);
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_EQ(r->get(key).size(), 1u) << key << " reads back from the new layout";
+  }
+  for (int i = 0; i < 50; ++i) {
+    const std::string key = "n" + std::to_string(i);
+    ASSERT_EQ(r->put(key, versioned("w", {})), PutResult::kStored);
+    const std::vector<NodeId> prefs = after_->preference_list(key, 3);
+    for (NodeId id : {10, 11, 12, 13}) {
+      const bool replica = std::find(prefs.begin(), prefs.end(), id) != prefs.end();
+      if (!replica) {
+        EXPECT_FALSE(holds(id, key)) << key << " on node " << id;
+      }
+    }
+  }
+  EXPECT_EQ(opened_, 1);
+}
+
+TEST_F(MovingTest, WritesInFlightFinishOnTheMetadataTheyBeganWith) {
+  auto r = route3({3, 2, 3});
+  // A key node 13 will replicate, and a slow replica of it before the move.
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    const std::string k = "k" + std::to_string(i);
+    const auto prefs = after_->preference_list(k, 3);
+    if (std::find(prefs.begin(), prefs.end(), 13) != prefs.end()) key = k;
+  }
+  const NodeId slow = before_->preference_list(key, 3)[2];
+  fault(slow).set_delay(std::chrono::milliseconds(300));
+  std::promise<PutReply> acked;
+  r->async_put(key, versioned("v", {}), [&](PutReply reply, std::exception_ptr e) {
+    if (e) return acked.set_exception(e);
+    acked.set_value(reply);
+  });
+  EXPECT_TRUE(r->older_writes_done()) << "no older metadata yet";
+  r->update(moving(), 1);
+  EXPECT_FALSE(r->older_writes_done()) << "the write to the slow replica is in flight";
+  EXPECT_EQ(acked.get_future().get().result, PutResult::kStored);
+  EXPECT_TRUE(eventually([&] { return r->older_writes_done(); }));
+  EXPECT_FALSE(holds(13, key)) << "a write routed before the move does not reach node 13";
+  fault(slow).set_delay(std::chrono::milliseconds(0));
+}
+
+TEST_F(MovingTest, MetadataThatDoesNotFitIsRefusedAndTheOldKeepsServing) {
+  auto r = route3({3, 2, 2});
+  ClusterInfo two = before_->without_node(12).to_cluster();
+  EXPECT_THROW(r->update(two, 1), InvalidArgument) << "n=3 on two nodes";
+  ClusterInfo moved = before_->to_cluster();
+  moved.nodes[0].address = "127.0.0.1:9";
+  EXPECT_THROW(r->update(moved, 1), InvalidArgument) << "a node that changed address";
+  EXPECT_EQ(r->version(), 0);
+  EXPECT_EQ(r->put("k", versioned("v", {})), PutResult::kStored);
+  r->update(moving(), 3);
+  r->update(before_->to_cluster(), 2);
+  EXPECT_EQ(r->version(), 3) << "an older version changes nothing";
+}
+
+TEST_F(RoutedTest, AStoreWithoutAFactoryCannotReachANewNode) {
+  make_nodes(4);
+  ClusterInfo three = cluster_;
+  three.nodes.pop_back();
+  std::vector<std::shared_ptr<Store>> stacks(stacks_.begin(), stacks_.begin() + 3);
+  RouteOptions o;
+  o.store = "s";
+  o.replication = {2, 1, 1};
+  RoutedStore r(o, Ring(three), stacks, std::nullopt, nullptr);
+  const Ring four = Ring(three).with_node(cluster_.nodes[3]);
+  EXPECT_THROW(r.update(four.to_cluster(), 1), InvalidArgument);
 }
 
 }  // namespace

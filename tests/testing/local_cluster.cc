@@ -6,10 +6,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <stdexcept>
 
+#include "cairn/forwarding_store.h"
+#include "core/metadata_tag.h"
 #include "layers/grpc/grpc_store.h"
+#include "metadata/etcd_client.h"
+#include "tests/testing/process.h"
 
 namespace cairn::testing {
 
@@ -57,7 +63,7 @@ LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
                      "\n  hints: [{engine: {lmdb: {path: \"" + dir_ +
                      "/hints-{node}\", durability: nosync}}}]\n  nodes:\n";
   std::string targets;
-  ports_ = free_ports(n);
+  ports_ = free_ports(n + options_.spare);
   for (int i = 0; i < n; ++i) {
     yaml += "    - {id: " + std::to_string(i) + ", address: " + address(i) + "}\n";
     targets += (targets.empty() ? "" : ", ") + address(i);
@@ -86,13 +92,26 @@ LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
               targets + "], " + grpc_timeout + "}}}]\n";
     }
   }
-  std::ofstream(config_path_) << yaml;
-  servers_.resize(static_cast<size_t>(n));
+  if (options_.etcd.empty()) {
+    std::ofstream(config_path_) << yaml;
+  } else {
+    // The whole config into etcd, as `cairn admin init` puts it; the file
+    // only names etcd.
+    std::ofstream(dir_ + "/cluster-in-etcd.yaml") << yaml;
+    internal::EtcdClient etcd({.endpoints = {options_.etcd}});
+    const std::string key = options_.etcd_prefix + "config";
+    const std::vector<internal::EtcdClient::Write> put = {{.key = key, .value = yaml}};
+    if (!etcd.commit_if(key, 0, put)) throw std::runtime_error("etcd holds a config at " + key);
+    std::ofstream(config_path_) << "cluster:\n  etcd: {endpoints: [" << options_.etcd
+                                << "], prefix: \"" << options_.etcd_prefix
+                                << "\", lease_seconds: " << options_.lease_seconds << "}\n";
+  }
+  servers_.resize(static_cast<size_t>(n + options_.spare));
   for (int i = 0; i < n; ++i) start(i);
 }
 
 LocalCluster::~LocalCluster() {
-  for (int i = 0; i < options_.nodes; ++i) {
+  for (int i = 0; i < static_cast<int>(servers_.size()); ++i) {
     if (running(i)) stop(i, SIGTERM);
   }
 }
@@ -125,13 +144,71 @@ std::unique_ptr<Store> LocalCluster::client(const std::string& store) const {
   return config().open(store);
 }
 
+pid_t LocalCluster::admin_async(const std::vector<std::string>& args,
+                                const std::string& log) const {
+  const char* cli = std::getenv("CAIRN_CLI");
+  if (cli == nullptr) throw std::runtime_error("CAIRN_CLI is not set (meson sets it)");
+  std::vector<std::string> argv = {cli, "--config", config_path_, "admin"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return spawn_logged(argv, log);
+}
+
+int LocalCluster::admin(const std::vector<std::string>& args, std::string* output,
+                        std::chrono::milliseconds timeout) const {
+  static std::atomic<int> runs{0};
+  const std::string log = dir_ + "/admin-" + std::to_string(runs++) + ".log";
+  const pid_t pid = admin_async(args, log);
+  int status = wait_for_exit(pid, timeout);
+  if (status < 0) {
+    ::kill(pid, SIGKILL);
+    status = wait_for_exit(pid, std::chrono::seconds(10));
+  }
+  if (output != nullptr) *output = read_file(log);
+  return status;
+}
+
+namespace {
+
+// A node's own copy read as it is: calls tagged as not routed, so that a
+// node whose metadata moved on answers them (core/metadata_tag.h).
+class DirectReplica final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  void get_into(std::string_view key, std::vector<Versioned>* out) override {
+    internal::MetadataTag direct(INT64_MAX);
+    ForwardingStore::get_into(key, out);
+  }
+  std::map<std::string, std::vector<Versioned>> get_all(std::span<const std::string> keys) override {
+    internal::MetadataTag direct(INT64_MAX);
+    return ForwardingStore::get_all(keys);
+  }
+  PutResult put_stamped(std::string_view key, const Versioned& value, PutReply* stored) override {
+    internal::MetadataTag direct(INT64_MAX);
+    return ForwardingStore::put_stamped(key, value, stored);
+  }
+  bool remove(std::string_view key, const VectorClock& version) override {
+    internal::MetadataTag direct(INT64_MAX);
+    return ForwardingStore::remove(key, version);
+  }
+  std::vector<VectorClock> versions(std::string_view key) override {
+    internal::MetadataTag direct(INT64_MAX);
+    return ForwardingStore::versions(key);
+  }
+  std::unique_ptr<StoreIterator> scan() override {
+    internal::MetadataTag direct(INT64_MAX);
+    return ForwardingStore::scan();
+  }
+};
+
+}  // namespace
+
 std::unique_ptr<Store> LocalCluster::replica(int node, const std::string& store) const {
   GrpcOptions o;
   o.store = store;
   o.targets = {address(node)};
   o.replica = true;
   o.timeout = std::chrono::seconds(10);
-  return std::make_unique<GrpcStore>(std::move(o));
+  return std::make_unique<DirectReplica>(std::make_unique<GrpcStore>(std::move(o)));
 }
 
 }  // namespace cairn::testing

@@ -14,6 +14,7 @@
 #ifndef CAIRN_TESTS_TESTING_LOCAL_CLUSTER_H_
 #define CAIRN_TESTS_TESTING_LOCAL_CLUSTER_H_
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,15 @@ struct ClusterOptions {
   std::vector<std::string> node_layers;
   // Extra cairn-server arguments for every node.
   std::vector<std::string> server_args;
+  // An etcd endpoint (host:port): the config goes into it, under
+  // `etcd_prefix`, and nodes and clients start from a file naming it
+  // (leases of `lease_seconds`). Empty: the config file lists the cluster.
+  std::string etcd;
+  std::string etcd_prefix = "/cairn/test/";
+  int lease_seconds = 3;
+  // Nodes beyond `nodes`, not in the config: their ids follow, each with a
+  // port chosen now, started (start()) to join the cluster in a move.
+  int spare = 0;
 };
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
@@ -62,6 +72,7 @@ class LocalCluster {
 
   const std::string& config_path() const { return config_path_; }
   Config config() const { return Config::load(config_path_); }
+  // The nodes of the config as made (spares not counted).
   int size() const { return options_.nodes; }
   std::string address(int node) const;
 
@@ -74,8 +85,17 @@ class LocalCluster {
   // A client's stack of store `store`, as the config builds it.
   std::unique_ptr<Store> client(const std::string& store = "default") const;
   // Node `node`'s own replica of the store (below any routing layer): what
-  // an admin scans to see what that node holds.
+  // an admin scans to see what that node holds, whatever metadata version
+  // the node routes by.
   std::unique_ptr<Store> replica(int node, const std::string& store = "default") const;
+
+  // Runs `cairn --config CONFIG admin ARGS...` ($CAIRN_CLI) to its end
+  // (`timeout` at most, then SIGKILL); its exit status, and what it
+  // printed (stdout and stderr) in `*output`.
+  int admin(const std::vector<std::string>& args, std::string* output,
+            std::chrono::milliseconds timeout = std::chrono::minutes(3)) const;
+  // Starts the same without waiting: its pid; its output goes to `log`.
+  pid_t admin_async(const std::vector<std::string>& args, const std::string& log) const;
 
  private:
   std::string dir_;

@@ -3,15 +3,18 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <absl/synchronization/mutex.h>
 
@@ -20,8 +23,11 @@
 #include "cairn/forwarding_store.h"
 #include "cairn/log.h"
 #include "cairn/memory_store.h"
+#include "cairn/ring.h"
 #include "cairn/version.h"
 #include "core/config_internal.h"
+#include "core/metadata_tag.h"
+#include "metadata/follower.h"
 #include "metadata/liveness.h"
 #include "server/grpc_server.h"
 #include "server/http_server.h"
@@ -73,6 +79,13 @@ parameters expands to the node id, so one config describes every node.
 A node of a cluster keeps hints for the other nodes (writes they missed)
 in its `cluster: hints:` stack (in memory if the config has none, which
 a restart loses) and delivers them once a second.
+
+With a cluster kept in etcd (a config file of only `cluster: {etcd: ...}`),
+the node holds a lease there while it serves, follows the config as
+`cairn admin` changes it (partitions moving, nodes joining and leaving)
+without a restart, and serves on its last version while etcd is away. A
+node that joins the cluster starts with --node and --listen before the
+config names it (`cairn admin rebalance --add ID=ADDR:PORT`).
 
 On SIGTERM or SIGINT the server stops accepting calls (HTTP first, then
 gRPC), drains in-flight ones,
@@ -161,6 +174,79 @@ void write_port(const std::string& file, int port) {
   }
 }
 
+// The cluster metadata a node follows, as of its last version.
+class CurrentMetadata {
+ public:
+  CurrentMetadata(Config config, NodeId self) : config_(std::move(config)), self_(self) {}
+  void set(const Config& c) {
+    std::lock_guard lock(mu_);
+    config_ = c;
+  }
+  // Whether this node replicates partition `p` of `store` (of a ring of
+  // `q` partitions) now or after the move in progress; true for anything
+  // it cannot vouch for (another Q, an unknown store).
+  bool replicates(const std::string& store, uint32_t q, uint32_t p) const {
+    Config c = [&] {
+      std::lock_guard lock(mu_);
+      return config_;
+    }();
+    const ClusterInfo& cluster = c.cluster();
+    if (q != cluster.partitions || p >= q) return true;
+    int n = 0;
+    try {
+      n = c.replication(store).n;
+    } catch (const NotFound&) {
+      return true;
+    }
+    auto holds = [&](const Ring& r) {
+      const std::vector<NodeId> list = r.preference_list(p, n);
+      return std::find(list.begin(), list.end(), self_) != list.end();
+    };
+    if (holds(Ring(cluster))) return true;
+    return !cluster.moving_to.empty() && holds(Ring(ClusterInfo{q, cluster.moving_to, {}}));
+  }
+
+ private:
+  mutable std::mutex mu_;
+  Config config_;  // guarded by mu_
+  const NodeId self_;
+};
+
+// A new version of the cluster's metadata: every routed store switches to
+// it (calls in flight finish on the old), this node refuses calls routed
+// by older metadata from now on, and once no write it routed by older
+// metadata is in flight, it reports the version in its liveness key:
+// what `cairn admin rebalance` waits for.
+void follow_metadata(const std::string& me, const std::vector<RoutedStore*>& stores,
+                     HintedHandoff* hints, internal::EtcdLiveness* liveness,
+                     const ClusterInfo& cluster, int64_t version) {
+  if (hints != nullptr) hints->learn(cluster);
+  for (RoutedStore* r : stores) {
+    try {
+      r->update(cluster, version);
+    } catch (const std::exception& e) {
+      log(LogLevel::kError, me + ": metadata version " + std::to_string(version) +
+                                " not applied to a store: " + e.what());
+    }
+  }
+  internal::process_metadata_version().store(version);
+  const auto start = std::chrono::steady_clock::now();
+  bool said = false;
+  for (;;) {
+    bool done = true;
+    for (RoutedStore* r : stores) done &= r->older_writes_done();
+    if (done) break;
+    if (!said && std::chrono::steady_clock::now() - start > std::chrono::seconds(5)) {
+      log(LogLevel::kWarn, me + ": writes routed by older metadata still in flight after 5 s; "
+                                "version " + std::to_string(version) + " is reported once they end");
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (liveness != nullptr) liveness->report(version);
+  log(LogLevel::kInfo, me + ": routing by metadata version " + std::to_string(version));
+}
+
 int serve(const Args& a) {
   // Signals go to the waiting thread below, not to gRPC's threads: block
   // them before any thread starts, so every thread inherits the mask.
@@ -171,6 +257,10 @@ int serve(const Args& a) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const Config config = Config::load(a.config);
+  // Metadata kept in etcd: replica calls routed by older metadata than
+  // this node's are refused from now on (core/metadata_tag.h).
+  const bool follows_etcd = !config.origin().etcd_endpoints.empty();
+  if (follows_etcd) internal::process_metadata_version().store(config.origin().version);
   ServerOptions options = a.server;
   if (options.tls_cert.empty() && options.tls_key.empty() && options.tls_ca.empty()) {
     const ServerTls tls = config.server_tls(a.node);  // the config's, unless flags say
@@ -194,6 +284,15 @@ int serve(const Args& a) {
     throw UsageError("no --listen, and node " + std::to_string(a.node) + " has no address in " +
                      a.config + "'s cluster section");
   }
+  // A node not in a cluster kept in etcd joins it: the admin's move puts
+  // it on the ring at the address it listens on.
+  const bool joining = address.empty() && follows_etcd && !config.nodes().empty();
+  if (joining) {
+    address = options.listen;
+    log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " is not in the cluster's "
+                         "metadata yet: it serves its own replicas and joins when `cairn admin "
+                         "rebalance` adds it at " + address);
+  }
   // A node of the cluster keeps hints for the others.
   std::shared_ptr<HintedHandoff> hints;
   const bool in_cluster = !address.empty();
@@ -210,7 +309,16 @@ int serve(const Args& a) {
     options.keep_hint = [hints](const Hint& h) { hints->keep(h); };
     options.pending_hints = [hints] { return hints->pending(); };
   }
+  // The metadata this node follows (from etcd), for the partitions it may
+  // drop once a move is over.
+  auto metadata = std::make_shared<CurrentMetadata>(config, a.node);
+  if (follows_etcd) {
+    options.replicates = [metadata](const std::string& store, uint32_t q, uint32_t p) {
+      return metadata->replicates(store, q, p);
+    };
+  }
   std::map<std::string, ServedStore> stores;
+  std::vector<RoutedStore*> routed_stores;  // what follows the metadata
   std::string served;
   for (const std::string& name : config.store_names()) {
     const StoreSerializers s = config.serializers(name);
@@ -218,6 +326,7 @@ int serve(const Args& a) {
                       s.value};
     if (auto* routed = find_layer<RoutedStore>(*store.store)) {
       store.replica = routed->local_replica();
+      routed_stores.push_back(routed);
     }
     // The stack on one line: "stats > lmdb 'users' at ...".
     std::string stack;
@@ -233,11 +342,26 @@ int serve(const Args& a) {
   }
   const ServedStores http_stores = stores;
   StoreServer server(options, std::move(stores));
-  // A node of a cluster kept in etcd says there that it lives.
+  // A node of a cluster kept in etcd says there that it lives, and which
+  // metadata it routes by.
   std::optional<internal::EtcdLiveness> liveness;
-  if (in_cluster && !config.origin().etcd_endpoints.empty()) {
+  if (in_cluster && follows_etcd) {
     liveness.emplace(config.origin(), a.node, address,
                      std::chrono::seconds(config.origin().lease_seconds));
+  }
+  std::unique_ptr<internal::MetadataFollower> follower;
+  if (follows_etcd) {
+    const std::string me = "cairn-server node " + std::to_string(a.node);
+    follower = std::make_unique<internal::MetadataFollower>(
+        config.origin(), me,
+        [&routed_stores, &hints, &liveness, metadata, me](const Config& c, int64_t version) {
+          metadata->set(c);
+          follow_metadata(me, routed_stores, hints.get(), liveness ? &*liveness : nullptr,
+                          c.cluster(), version);
+        });
+    for (RoutedStore* r : routed_stores) {
+      r->set_refresh([f = follower.get()] { f->refresh(); });
+    }
   }
   std::optional<HttpServer> http;
   if (!a.http.empty()) {
@@ -246,7 +370,7 @@ int serve(const Args& a) {
     h.threads = a.http_threads;
     h.node_id = a.node;
     h.max_body = options.max_message_size;
-    h.extra_metrics = [&server, &liveness, version = config.origin().version] {
+    h.extra_metrics = [&server, &liveness] {
       std::string out =
           "# HELP cairn_grpc_calls_total gRPC calls served, by store.\n"
           "# TYPE cairn_grpc_calls_total counter\n";
@@ -254,9 +378,10 @@ int serve(const Args& a) {
         out += "cairn_grpc_calls_total{store=\"" + name + "\"} " + std::to_string(n) + "\n";
       }
       if (liveness) {
-        out += "# HELP cairn_metadata_version The cluster config's version in etcd.\n"
+        out += "# HELP cairn_metadata_version The cluster config's version in etcd the node routes by.\n"
                "# TYPE cairn_metadata_version gauge\n"
-               "cairn_metadata_version " + std::to_string(version) + "\n"
+               "cairn_metadata_version " +
+               std::to_string(internal::process_metadata_version().load()) + "\n"
                "# HELP cairn_metadata_etcd_up Whether the node's last lease renewal reached etcd.\n"
                "# TYPE cairn_metadata_etcd_up gauge\n"
                "cairn_metadata_etcd_up " + std::string(liveness->connected() ? "1" : "0") + "\n";
@@ -295,6 +420,7 @@ int serve(const Args& a) {
   });
   server.wait();
   stopper.join();
+  follower.reset();  // no metadata applied to closed stores
   liveness.reset();  // its key goes now, not when the lease runs out
   if (hints) hints->close();
   if (stop_error) std::rethrow_exception(stop_error);

@@ -25,6 +25,8 @@
 #include "metadata/etcd_client.h"
 #include "metadata/liveness.h"
 #include "routing/rebalance.h"
+#include "core/metadata_tag.h"
+#include "tools/cairn/rebalance.h"
 #include "tools/flags.h"
 
 namespace {
@@ -185,6 +187,8 @@ struct Args {
   std::vector<std::string> remove;  // admin plan: ID
   std::vector<std::string> etcd;    // admin init: HOST:PORT
   std::string prefix;               // admin init
+  std::optional<std::string> max_rate;  // admin rebalance: bytes per second per pull
+  std::optional<std::string> wait;      // admin rebalance: seconds
   bool clocks = false;
   bool hex = false;
   bool replica = false;
@@ -241,6 +245,10 @@ Args parse_args(int argc, char** argv) {
       a.etcd = comma_list(arg, value(i, arg));
     } else if (arg == "--prefix") {
       a.prefix = value(i, arg);
+    } else if (arg == "--max-rate") {
+      a.max_rate = value(i, arg);
+    } else if (arg == "--wait") {
+      a.wait = value(i, arg);
     } else if (arg == "--add" || arg == "--remove") {
       auto& into = arg == "--add" ? a.add : a.remove;
       for (std::string& item : comma_list(arg, value(i, arg))) into.push_back(std::move(item));
@@ -525,6 +533,7 @@ std::string health_of(const NodeInfo& node, const std::string& store) {
   o.replica = true;
   o.pipeline = false;
   try {
+    internal::MetadataTag direct(INT64_MAX);  // a probe of the node, not a routed call
     open_grpc_store(o)->get(std::string_view("\0cairn-probe", 12));
     return "up";
   } catch (const Error& e) {
@@ -604,13 +613,33 @@ int cmd_admin_hints(const Args& a) {
   return kOk;
 }
 
+int cmd_admin_rebalance(const Args& a) {
+  if (a.config.empty()) throw UsageError("admin rebalance needs --config FILE naming the etcd");
+  tools::RebalanceOptions o;
+  o.config = a.config;
+  for (const std::string& spec : a.add) o.add.push_back(node_to_add(spec));
+  for (const std::string& id : a.remove) {
+    o.remove.push_back(static_cast<NodeId>(tools::flag_number("--remove", id, 0, 65535)));
+  }
+  if (a.max_rate) o.max_bytes_per_second = tools::flag_number("--max-rate", *a.max_rate);
+  if (a.wait) o.wait = std::chrono::seconds(tools::flag_number("--wait", *a.wait, 1, 86400));
+  return tools::rebalance(o);
+}
+
 int cmd_admin(const Args& a) {
   const std::string sub = a.positional.size() >= 2 ? a.positional[1] : "";
   if (a.positional.size() != 2 ||
-      (sub != "plan" && sub != "init" && sub != "describe" && sub != "hints")) {
-    throw UsageError("expected: admin init|describe|hints|plan (see cairn admin --help)");
+      (sub != "plan" && sub != "init" && sub != "describe" && sub != "hints" &&
+       sub != "rebalance" && sub != "status")) {
+    throw UsageError(
+        "expected: admin init|describe|hints|plan|rebalance|status (see cairn admin --help)");
   }
   if (sub == "init") return cmd_admin_init(a);
+  if (sub == "rebalance") return cmd_admin_rebalance(a);
+  if (sub == "status") {
+    if (a.config.empty()) throw UsageError("admin status needs --config FILE");
+    return tools::rebalance_status(a.config);
+  }
   if (sub == "hints") return cmd_admin_hints(a);
   if (sub == "describe") return cmd_admin_describe(a);
   if (a.config.empty()) throw UsageError("admin plan needs --config FILE with a `cluster:` section");
@@ -656,6 +685,7 @@ int cmd_layers() {
 
 int run(int argc, char** argv) {
   const Args a = parse_args(argc, argv);
+  std::optional<internal::MetadataTag> direct;
   if (a.version) {
     std::cout << "cairn " << cairn::version() << "\n";
     return kOk;
@@ -690,6 +720,9 @@ int run(int argc, char** argv) {
     GrpcOptions grpc;
     grpc.store = name;
     grpc.replica = a.replica;
+    // A node's own copy, read as it is: not routed, so whatever metadata
+    // version the node is at (core/metadata_tag.h).
+    if (a.replica) direct.emplace(INT64_MAX);
     for (size_t start = 0; start <= a.server.size();) {
       size_t end = a.server.find(',', start);
       if (end == std::string::npos) end = a.server.size();
