@@ -40,7 +40,13 @@ MetadataFollower::MetadataFollower(MetadataOrigin origin, std::string what, Appl
       });
 }
 
-MetadataFollower::~MetadataFollower() { watch_.reset(); }
+MetadataFollower::~MetadataFollower() { stop(); }
+
+void MetadataFollower::stop() {
+  watch_.reset();  // waits for a callback in progress
+  std::lock_guard lock(apply_mu_);
+  stopped_ = true;
+}
 
 void MetadataFollower::refresh() {
   std::optional<EtcdClient::Entry> e = etcd_.get(key_);
@@ -49,8 +55,10 @@ void MetadataFollower::refresh() {
 }
 
 void MetadataFollower::offer(const std::string& value, int64_t version) {
-  std::lock_guard lock(apply_mu_);
+  // Seen already (perhaps being applied now): nothing to wait for.
   if (version <= version_.load()) return;
+  std::lock_guard lock(apply_mu_);
+  if (stopped_ || version <= version_.load()) return;
   version_.store(version);
   try {
     const Config config = Config::parse(value, "etcd:" + key_ + "@" + std::to_string(version));

@@ -38,6 +38,9 @@ class MetadataFollower {
   // Reads the config now and applies it if it is newer. Throws Unavailable
   // when etcd cannot be reached.
   void refresh();
+  // Stops following: the watch ends, and neither it nor refresh() applies
+  // anything after this returns.
+  void stop();
   // The last version applied.
   int64_t version() const { return version_.load(); }
   // Whether the watch is connected to etcd now.
@@ -55,6 +58,7 @@ class MetadataFollower {
   std::mutex apply_mu_;  // one apply at a time, in version order
   std::atomic<int64_t> version_;
   std::atomic<bool> connected_{true};
+  bool stopped_ = false;  // guarded by apply_mu_
   std::unique_ptr<EtcdClient::Watch> watch_;  // last: it calls back into the rest
 };
 

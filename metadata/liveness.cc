@@ -49,7 +49,7 @@ bool EtcdLiveness::renew() {
     return true;
   } catch (const Error& e) {
     if (connected_.load() || !tried_) {
-      log(LogLevel::kWarn, "etcd unreachable, serving on the config read at start (" + key_ +
+      log(LogLevel::kWarn, "etcd unreachable, serving on the metadata this node has (" + key_ +
                                " not renewed): " + std::string(e.what()));
     }
     return false;
@@ -67,6 +67,9 @@ std::string EtcdLiveness::encode(const Alive& a) {
 }
 
 std::optional<EtcdLiveness::Alive> EtcdLiveness::decode(const std::string& value) {
+  // A node from before versions were reported puts its address alone: it
+  // routes by no version a move can wait for.
+  if (!value.empty() && value[0] != '{') return Alive{value, 0};
   // Exactly what encode() writes (addresses hold no quotes).
   const std::string a = "{\"address\": \"", v = "\", \"version\": ";
   if (!value.starts_with(a) || !value.ends_with("}")) return std::nullopt;

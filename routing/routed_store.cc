@@ -213,9 +213,10 @@ struct View {
   // every write, counted toward no quorum, and no reads. Empty otherwise.
   std::vector<std::vector<size_t>> joining;
   std::optional<Ring> target;
-  // Held by each write that routes by this view, to its last replica
-  // call: once no one holds it, no write of this view is in flight.
-  std::shared_ptr<const int> writes = std::make_shared<const int>(0);
+  // The writes routing by this view, counted from the moment one takes
+  // the view (under view_mu, see Shared::take_for_write) to its last
+  // replica call: at 0 on a retired view, none of its writes is in flight.
+  mutable std::atomic<int> writes{0};
 
   explicit View(Ring r) : ring(std::move(r)) {}
   uint32_t partition(std::string_view key) const { return ring.partition(key); }
@@ -254,9 +255,9 @@ struct RoutedStore::Shared {
   // Reads the cluster metadata again (blocking), when a node said ours is
   // stale; null: nothing to read it from. Guarded by view_mu.
   std::function<void()> refresh;
-  // The write tokens of the views before `view` (View::writes) whose
-  // writes may still be in flight; guarded by view_mu.
-  std::vector<std::weak_ptr<const int>> retired;
+  // The views before `view` whose writes may still be in flight
+  // (View::writes); guarded by view_mu.
+  std::vector<std::shared_ptr<const View>> retired;
   std::mutex update_mu;              // one update() at a time
 
   std::mutex mu;
@@ -266,6 +267,14 @@ struct RoutedStore::Shared {
 
   std::shared_ptr<const View> current() const {
     std::lock_guard lock(view_mu);
+    return view;
+  }
+  // The current view for a write, counted in its View::writes in the same
+  // step, so that older_writes_done() cannot miss a write that took a
+  // view just before update() retired it.
+  std::shared_ptr<const View> take_for_write() const {
+    std::lock_guard lock(view_mu);
+    ++view->writes;
     return view;
   }
   // Slot `i`'s name; every view has every slot made before it.
@@ -292,7 +301,10 @@ struct RoutedStore::Shared {
       internal::MetadataTag tag(v.version);  // sent with the call (core/metadata_tag.h)
       return call(*slot->replica);
     }
-    local->submit([slot, call = std::forward<Call>(call)]() mutable { call(*slot->replica); });
+    local->submit([slot, version = v.version, call = std::forward<Call>(call)]() mutable {
+      internal::MetadataTag tag(version);
+      call(*slot->replica);
+    });
   }
 
   // Runs `task` on the background thread, counted as in flight.
@@ -363,7 +375,9 @@ struct RoutedStore::Shared {
                                    e.what());
         }
       }
-      const std::shared_ptr<const View> v = current();
+      const std::shared_ptr<const View> v = take_for_write();
+      // Counted as a write of the view until its last call answers.
+      const std::shared_ptr<void> counted(nullptr, [v](void*) { --v->writes; });
       if (v->version <= seen) {
         log(LogLevel::kError, "route '" + options.store + "': a replica refused key " +
                                   printable_key(key) + " as routed by stale metadata, and no "
@@ -374,12 +388,25 @@ struct RoutedStore::Shared {
       const auto& joining = v->joining_of(key);
       targets.insert(targets.end(), joining.begin(), joining.end());
       for (size_t i : targets) {
+        // A replica that fails gets a hint, kept by another live one.
+        std::optional<size_t> keeper;
+        for (size_t k : targets) {
+          if (k != i && detector->available(k)) {
+            keeper = k;
+            break;
+          }
+        }
         begin();
-        call_replica(*v, i, [this, v, i, key, stamped](Store& r) {
-          r.async_put(key, stamped, [this, v, i, key, stamped](PutReply, std::exception_ptr e) {
-            if (e && !is_stale(e)) {
+        call_replica(*v, i, [this, v, i, key, stamped, keeper, counted](Store& r) {
+          r.async_put(key, stamped, [this, v, i, key, stamped, keeper, counted](
+                                        PutReply, std::exception_ptr e) {
+            if (e && is_stale(e)) {
+              log(LogLevel::kWarn, "route '" + options.store + "': " + v->slots[i]->name() +
+                                       " refused key " + printable_key(key) + " again as routed "
+                                       "by stale metadata; read repair carries it on");
+            } else if (e) {
               detector->record_failure(i, e);
-              if (!is_bad_request(e)) leave_hint(*v, i, Hint{.key = key, .version = stamped}, std::nullopt);
+              if (!is_bad_request(e)) leave_hint(*v, i, Hint{.key = key, .version = stamped}, keeper);
             }
             end();
           });
@@ -632,6 +659,8 @@ RoutedStore::RoutedStore(RouteOptions options, Ring ring,
       [sp](size_t i, std::function<void(std::exception_ptr)> done) {
         // A probe is a read through the whole stack below `route`: what
         // answers it answers real calls.
+        // Not a routed call: whatever metadata the node has, it answers.
+        internal::MetadataTag any(INT64_MAX);
         sp->current()->replica(i).async_versions(
             kProbeKey, [done = std::move(done)](std::vector<VectorClock>, std::exception_ptr e) {
               done(e);
@@ -653,7 +682,7 @@ void RoutedStore::update(const ClusterInfo& cluster, int64_t version) {
   s.detector->grow(v->slots.size());
   {
     std::lock_guard lock(s.view_mu);
-    s.retired.push_back(old->writes);
+    s.retired.push_back(old);
     s.view = v;
   }
   log(LogLevel::kInfo, "route '" + s.options.store + "': metadata version " +
@@ -681,7 +710,7 @@ void RoutedStore::follow(const MetadataOrigin& origin) {
 
 bool RoutedStore::older_writes_done() const {
   std::lock_guard lock(s_->view_mu);
-  std::erase_if(s_->retired, [](const std::weak_ptr<const int>& w) { return w.expired(); });
+  std::erase_if(s_->retired, [](const std::shared_ptr<const View>& v) { return v->writes == 0; });
   return s_->retired.empty();
 }
 
@@ -1239,13 +1268,14 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
   WriteOp(std::shared_ptr<RoutedStore::Shared> s, std::string key, Versioned value,
           Callback<PutReply> done)
       : s_(std::move(s)),
-        v_(s_->current()),
-        writes_(v_->writes),
+        v_(s_->take_for_write()),
         key_(std::move(key)),
         value_(std::move(value)),
         need_(static_cast<size_t>(s_->options.replication.w)),
         done_(std::move(done)),
         write_id_(value_.write_id != 0 ? value_.write_id : internal::new_write_id()) {}
+  // The last replica call of the write has answered (each holds the op).
+  ~WriteOp() { --v_->writes; }
 
   void start() {
     RoutedStore::Shared& s = *s_;
@@ -1489,7 +1519,6 @@ class WriteOp : public std::enable_shared_from_this<WriteOp> {
 
   const std::shared_ptr<RoutedStore::Shared> s_;
   const std::shared_ptr<const View> v_;
-  const std::shared_ptr<const int> writes_;  // the view's write token (View::writes)
   const std::string key_;
   const Versioned value_;
   const size_t need_;
@@ -1634,6 +1663,7 @@ bool RoutedIterator::next() {
     if (!cur_) {
       while (node_ < live_.size() && !live_[node_]) ++node_;
       if (node_ == live_.size()) return false;
+      internal::MetadataTag tag(v_->version);
       cur_ = v_->replica(node_).scan();
     }
     if (!cur_->next()) {
@@ -1676,12 +1706,14 @@ void RoutedStore::close() {
     s.closed = true;
   }
   set_refresh(nullptr);
-  follower_.reset();  // no update() after this
   s.detector->stop();
   {
     std::unique_lock lock(s.mu);
     s.cv.wait(lock, [&] { return s.inflight == 0; });
   }
+  // No retry holds the follower now (they ran on the background thread,
+  // counted in flight); no update() after this.
+  follower_.reset();
   s.background.reset();
   s.local.reset();
   std::exception_ptr first;

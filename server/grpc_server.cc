@@ -210,19 +210,9 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
     if (!ok) return finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
     // Throttled: past the rate, the next key waits on the timer, holding
     // no thread.
-    if (rate_ > 0) {
-      const auto due = start_ + std::chrono::microseconds(bytes_ * 1000000 / rate_);
-      const auto now = std::chrono::steady_clock::now();
-      if (due > now) {
-        internal::Timer::shared().after(
-            std::chrono::duration_cast<std::chrono::milliseconds>(due - now) +
-                std::chrono::milliseconds(1),
-            [this] { executor_.submit([this] { next(); }); });
-        return;
-      }
-    }
-    executor_.submit([this] { next(); });
+    resume();
   }
+  void OnCancel() override { cancelled_ = true; }
   void OnDone() override {
     drain_.leave();
     delete this;
@@ -248,6 +238,29 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
     StartWrite(&msg_);
   }
 
+  // Sends the next key, once the rate allows: a wait of at most 100 ms at
+  // a time on the timer (holding no thread), so that a cancelled call ends
+  // within it.
+  void resume() {
+    if (cancelled_) return finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+    if (rate_ > 0) {
+      const long double seconds = static_cast<long double>(bytes_) / static_cast<long double>(rate_);
+      const auto due = start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                    std::chrono::duration<long double>(seconds));
+      const auto now = std::chrono::steady_clock::now();
+      if (due > now) {
+        const auto wait = std::min<std::chrono::steady_clock::duration>(
+            due - now, std::chrono::milliseconds(100));
+        internal::Timer::shared().after(
+            std::chrono::duration_cast<std::chrono::milliseconds>(wait) +
+                std::chrono::milliseconds(1),
+            [this] { resume(); });
+        return;
+      }
+    }
+    executor_.submit([this] { next(); });
+  }
+
   // Whether a key is in the partitions asked for (all, if none were).
   bool wanted(std::string_view key) const {
     if (ring_partitions_ == 0) return true;
@@ -268,6 +281,7 @@ class ScanReactor final : public grpc::ServerWriteReactor<rpc::KeyVersions> {
   const std::chrono::steady_clock::time_point start_;
   uint64_t sent_ = 0;
   uint64_t bytes_ = 0;
+  std::atomic<bool> cancelled_{false};
   std::unique_ptr<StoreIterator> it_;
   rpc::KeyVersions msg_;
   std::atomic<bool> finished_{false};
@@ -1063,6 +1077,11 @@ class StoreService final : public rpc::Store::CallbackService {
 
 // ---- Moving partitions: a pull from another node, with progress ---------------
 
+// What the pulls of a server have done (StoreServer::pulls()).
+struct PullCounters {
+  std::atomic<uint64_t> active{0}, keys{0}, bytes{0};
+};
+
 // Copies the partitions a PullPartitions call names from the node `from`
 // into `target` (this node's own replica), on a thread of its own (a move
 // is rare, long and throttled: it should hold none of the pools), and
@@ -1071,8 +1090,9 @@ class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
  public:
   // REQUIRES: drain.enter() succeeded for this call; OnDone leaves.
   PullReactor(Store& target, const rpc::PullPartitionsRequest& req, const ServerOptions& o,
-              Drain& drain)
-      : target_(target), req_(req), drain_(drain) {
+              Drain& drain, PullCounters& counters)
+      : target_(target), req_(req), drain_(drain), counters_(counters) {
+    ++counters_.active;
     donor_.store = req.store();
     donor_.targets = {req.from()};
     donor_.replica = true;
@@ -1103,6 +1123,7 @@ class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
     } else {
       thread_.join();
     }
+    --counters_.active;
     drain_.leave();
     delete this;
   }
@@ -1122,12 +1143,15 @@ class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
       auto last = std::chrono::steady_clock::now();
       while (it->next()) {
         if (stopped()) throw Unavailable("the pull was cancelled");
+        uint64_t bytes = it->key().size();
         for (const Versioned& v : it->versions()) {
           target_.put(it->key(), v);  // obsolete: this node has it, or newer
-          progress_.set_bytes(progress_.bytes() + v.value.size());
+          bytes += v.value.size();
         }
         progress_.set_keys(progress_.keys() + 1);
-        progress_.set_bytes(progress_.bytes() + it->key().size());
+        progress_.set_bytes(progress_.bytes() + bytes);
+        ++counters_.keys;
+        counters_.bytes += bytes;
         const auto now = std::chrono::steady_clock::now();
         if (now - last >= std::chrono::milliseconds(250)) {
           last = now;
@@ -1166,6 +1190,7 @@ class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
   Store& target_;
   const rpc::PullPartitionsRequest req_;
   Drain& drain_;
+  PullCounters& counters_;
   GrpcOptions donor_;
   rpc::PullProgress progress_;  // the thread's own
   rpc::PullProgress msg_;       // in flight
@@ -1201,7 +1226,7 @@ class AdminService final : public rpc::Admin::CallbackService {
       (void)ctx;
       return new Refused(st.ok() ? Drain::refused() : st);
     }
-    return new PullReactor(*target, *req, options_, drain_);
+    return new PullReactor(*target, *req, options_, drain_, pulls_);
   }
 
   grpc::ServerUnaryReactor* DropPartitions(grpc::CallbackServerContext* ctx,
@@ -1331,6 +1356,11 @@ class AdminService final : public rpc::Admin::CallbackService {
   internal::Executor& executor_;
   Drain& drain_;
   const ServerOptions& options_;
+
+ public:
+  PullCounters pulls_;
+
+ private:
   std::function<void(const Hint&)> keep_hint_;
   std::function<std::map<NodeId, uint64_t>()> pending_hints_;
 };
@@ -1430,6 +1460,9 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
   builder.SetMaxReceiveMessageSize(static_cast<int>(impl_->options.max_message_size));
   builder.SetMaxSendMessageSize(static_cast<int>(impl_->options.max_message_size));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  // gRPC binds with SO_REUSEPORT by default: a second server on a port in
+  // use would start and take a share of its connections. Refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(impl_->store_service.get());
   builder.RegisterService(impl_->admin_service.get());
   impl_->server = builder.BuildAndStart();
@@ -1486,6 +1519,11 @@ void StoreServer::shutdown(std::chrono::milliseconds grace) {
   }
   impl_->cv.notify_all();
   if (first_error) std::rethrow_exception(first_error);
+}
+
+StoreServer::Pulls StoreServer::pulls() const {
+  const PullCounters& c = impl_->admin_service->pulls_;
+  return {c.active.load(), c.keys.load(), c.bytes.load()};
 }
 
 std::map<std::string, uint64_t> StoreServer::calls() const {

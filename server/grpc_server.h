@@ -82,6 +82,14 @@ class StoreServer {
   // Calls served per store since the server started (the Admin Stats
   // service reports the same).
   std::map<std::string, uint64_t> calls() const;
+  // Partition pulls (Admin PullPartitions) running now, and what all of
+  // them have copied since the server started.
+  struct Pulls {
+    uint64_t active = 0;
+    uint64_t keys = 0;
+    uint64_t bytes = 0;
+  };
+  Pulls pulls() const;
 
   struct Impl;
 

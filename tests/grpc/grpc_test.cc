@@ -429,6 +429,15 @@ TEST(GrpcTest, StreamLimits) {
   }
 }
 
+// gRPC binds with SO_REUSEPORT unless told not to: a second server on a
+// port in use would start and take a share of the first one's clients.
+TEST(GrpcTest, ASecondServerOnAPortInUseIsRefused) {
+  ServerOptions so;
+  StoreServer first(so, {});
+  so.listen = "127.0.0.1:" + std::to_string(first.port());
+  EXPECT_THROW(StoreServer(so, {}), Unavailable);
+}
+
 TEST(GrpcTest, BadOptionsAreRefusedUpFront) {
   ServerOptions so;
   so.max_message_size = 1ull << 32;

@@ -89,7 +89,8 @@ LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
               grpc_timeout + ", retries: 0}}}]\n";
     } else {
       yaml += "    node: [" + route + ", " + stack + "]\n    client: [{engine: {grpc: {targets: [" +
-              targets + "], " + grpc_timeout + "}}}]\n";
+              targets + "], " + grpc_timeout +
+              (options_.client_retry_writes ? ", retry_writes: true" : "") + "}}}]\n";
     }
   }
   if (options_.etcd.empty()) {

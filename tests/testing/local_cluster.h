@@ -51,6 +51,9 @@ struct ClusterOptions {
   std::string etcd;
   std::string etcd_prefix = "/cairn/test/";
   int lease_seconds = 3;
+  // Server-routed clients retry a write whose server went away (with one
+  // write id, so a retry that lands twice is one write).
+  bool client_retry_writes = false;
   // Nodes beyond `nodes`, not in the config: their ids follow, each with a
   // port chosen now, started (start()) to join the cluster in a move.
   int spare = 0;

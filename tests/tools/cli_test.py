@@ -78,6 +78,12 @@ class CliTest(unittest.TestCase):
         self.assertIn("ID=HOST:PORT",
                       self.fails(2, "--config", cfg, "admin", "plan", "--add", "x"))
         self.assertIn("needs --add or --remove", self.fails(2, "--config", cfg, "admin", "plan"))
+        # A move needs the cluster kept in etcd.
+        self.assertIn("moves partitions of a cluster kept in etcd",
+                      self.fails(2, "--config", cfg, "admin", "rebalance", "--add",
+                                 "3=127.0.0.1:7073"))
+        self.assertIn("reads a cluster kept in etcd",
+                      self.fails(2, "--config", cfg, "admin", "status"))
         self.assertIn("no node 7", self.fails(2, "--config", cfg, "admin", "plan", "--remove", "7"))
         self.assertIn("admin plan", self.ok("admin", "--help"))
 
@@ -148,11 +154,13 @@ class CliTest(unittest.TestCase):
             deadline = time.time() + 10
             while True:  # each node puts its lease right after it starts
                 out = self.ok("--config", local, "admin", "describe")
-                if out.count(", lease held\n") == 3 or time.time() > deadline:
+                if out.count(", lease held, routes by version %s\n" % version) == 3 or \
+                        time.time() > deadline:
                     break
                 time.sleep(0.1)
             self.assertIn("metadata: etcd %s key '/c/config', version %s\n" % (endpoint, version), out)
-            self.assertEqual(out.count(" partitions, up, lease held\n"), 3, out)
+            self.assertEqual(
+                out.count(" partitions, up, lease held, routes by version %s\n" % version), 3, out)
             self.assertIn("  default: N=3 R=2 W=2\n", out)
             self.assertIn("cairn_metadata_version %s\n" % version, metrics())
             self.assertIn("cairn_metadata_etcd_up 1\n", metrics())
@@ -182,6 +190,12 @@ class CliTest(unittest.TestCase):
             self.assertIn("node 2 (127.0.0.1:%d): down (" % ports[2], out)
             self.assertIn("moves", self.ok("--config", local, "admin", "plan", "--add",
                                            "3=127.0.0.1:%d" % self.free_port()))
+            self.assertIn("no rebalance in progress; nothing to do",
+                          self.ok("--config", local, "admin", "rebalance"))
+            self.assertIn("no rebalance in progress",
+                          self.ok("--config", local, "admin", "status"))
+            self.assertIn("has N = 3, and the cluster would have 2 nodes",
+                          self.fails(2, "--config", local, "admin", "rebalance", "--remove", "0"))
             # etcd gone: the nodes serve on (reached through the config
             # file), and say so; a client that needs etcd for its config
             # gets a clear error, not a hang.
@@ -194,11 +208,11 @@ class CliTest(unittest.TestCase):
             deadline = time.time() + 10
             while time.time() < deadline:
                 with open(logs[0]) as f:
-                    if "etcd unreachable, serving on the config read at start" in f.read():
+                    if "etcd unreachable, serving on the metadata this node has" in f.read():
                         break
                 time.sleep(0.2)
             with open(logs[0]) as f:
-                self.assertIn("etcd unreachable, serving on the config read at start", f.read())
+                self.assertIn("etcd unreachable, serving on the metadata this node has", f.read())
             deadline = time.time() + 5
             while "cairn_metadata_etcd_up 0\n" not in metrics() and time.time() < deadline:
                 time.sleep(0.1)

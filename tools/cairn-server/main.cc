@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -182,6 +183,10 @@ class CurrentMetadata {
     std::lock_guard lock(mu_);
     config_ = c;
   }
+  bool moving() const {
+    std::lock_guard lock(mu_);
+    return !config_.cluster().moving_to.empty();
+  }
   // Whether this node replicates partition `p` of `store` (of a ring of
   // `q` partitions) now or after the move in progress; true for anything
   // it cannot vouch for (another Q, an unknown store).
@@ -212,13 +217,78 @@ class CurrentMetadata {
   const NodeId self_;
 };
 
+// Reports in the node's liveness key the metadata version it routes by,
+// once no write it routed by an older version is in flight: what `cairn
+// admin rebalance` waits for. A thread of its own, so that the metadata's
+// watch never waits on writes.
+class VersionReporter {
+ public:
+  VersionReporter(std::string me, std::vector<RoutedStore*> stores,
+                  internal::EtcdLiveness* liveness)
+      : me_(std::move(me)), stores_(std::move(stores)), liveness_(liveness),
+        thread_([this] { run(); }) {}
+  ~VersionReporter() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void report(int64_t version) {
+    std::lock_guard lock(mu_);
+    target_ = version;
+    cv_.notify_all();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    int64_t reported = 0;
+    while (!stopping_) {
+      cv_.wait(lock, [&] { return stopping_ || target_ != reported; });
+      if (stopping_) break;
+      const int64_t version = target_;
+      lock.unlock();
+      const auto start = std::chrono::steady_clock::now();
+      bool said = false;
+      for (;;) {
+        bool done = true;
+        for (RoutedStore* r : stores_) done &= r->older_writes_done();
+        if (done) break;
+        if (!said && std::chrono::steady_clock::now() - start > std::chrono::seconds(5)) {
+          log(LogLevel::kWarn, me_ + ": writes routed by older metadata still in flight after "
+                                     "5 s; version " + std::to_string(version) +
+                                     " is reported once they end");
+          said = true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        std::lock_guard check(mu_);
+        if (stopping_) return;
+      }
+      if (liveness_ != nullptr) liveness_->report(version);
+      log(LogLevel::kInfo, me_ + ": routing by metadata version " + std::to_string(version));
+      reported = version;
+      lock.lock();
+    }
+  }
+
+  const std::string me_;
+  const std::vector<RoutedStore*> stores_;
+  internal::EtcdLiveness* const liveness_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t target_ = 0;     // guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
+  std::thread thread_;     // last: starts once the rest is set
+};
+
 // A new version of the cluster's metadata: every routed store switches to
-// it (calls in flight finish on the old), this node refuses calls routed
-// by older metadata from now on, and once no write it routed by older
-// metadata is in flight, it reports the version in its liveness key:
-// what `cairn admin rebalance` waits for.
+// it (calls in flight finish on the old), and this node refuses calls
+// routed by older metadata from now on. A version some store cannot take
+// is not reported: the rebalance waiting for it says which node lags.
 void follow_metadata(const std::string& me, const std::vector<RoutedStore*>& stores,
-                     HintedHandoff* hints, internal::EtcdLiveness* liveness,
+                     HintedHandoff* hints, VersionReporter& reporter,
                      const ClusterInfo& cluster, int64_t version) {
   if (hints != nullptr) hints->learn(cluster);
   for (RoutedStore* r : stores) {
@@ -226,25 +296,12 @@ void follow_metadata(const std::string& me, const std::vector<RoutedStore*>& sto
       r->update(cluster, version);
     } catch (const std::exception& e) {
       log(LogLevel::kError, me + ": metadata version " + std::to_string(version) +
-                                " not applied to a store: " + e.what());
+                                " not applied to a store, so not reported: " + e.what());
+      return;
     }
   }
   internal::process_metadata_version().store(version);
-  const auto start = std::chrono::steady_clock::now();
-  bool said = false;
-  for (;;) {
-    bool done = true;
-    for (RoutedStore* r : stores) done &= r->older_writes_done();
-    if (done) break;
-    if (!said && std::chrono::steady_clock::now() - start > std::chrono::seconds(5)) {
-      log(LogLevel::kWarn, me + ": writes routed by older metadata still in flight after 5 s; "
-                                "version " + std::to_string(version) + " is reported once they end");
-      said = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  if (liveness != nullptr) liveness->report(version);
-  log(LogLevel::kInfo, me + ": routing by metadata version " + std::to_string(version));
+  reporter.report(version);
 }
 
 int serve(const Args& a) {
@@ -349,15 +406,17 @@ int serve(const Args& a) {
     liveness.emplace(config.origin(), a.node, address,
                      std::chrono::seconds(config.origin().lease_seconds));
   }
+  std::unique_ptr<VersionReporter> reporter;
   std::unique_ptr<internal::MetadataFollower> follower;
   if (follows_etcd) {
     const std::string me = "cairn-server node " + std::to_string(a.node);
+    reporter = std::make_unique<VersionReporter>(me, routed_stores,
+                                                 liveness ? &*liveness : nullptr);
     follower = std::make_unique<internal::MetadataFollower>(
         config.origin(), me,
-        [&routed_stores, &hints, &liveness, metadata, me](const Config& c, int64_t version) {
+        [&routed_stores, &hints, &reporter, metadata, me](const Config& c, int64_t version) {
           metadata->set(c);
-          follow_metadata(me, routed_stores, hints.get(), liveness ? &*liveness : nullptr,
-                          c.cluster(), version);
+          follow_metadata(me, routed_stores, hints.get(), *reporter, c.cluster(), version);
         });
     for (RoutedStore* r : routed_stores) {
       r->set_refresh([f = follower.get()] { f->refresh(); });
@@ -370,7 +429,7 @@ int serve(const Args& a) {
     h.threads = a.http_threads;
     h.node_id = a.node;
     h.max_body = options.max_message_size;
-    h.extra_metrics = [&server, &liveness] {
+    h.extra_metrics = [&server, &liveness, metadata] {
       std::string out =
           "# HELP cairn_grpc_calls_total gRPC calls served, by store.\n"
           "# TYPE cairn_grpc_calls_total counter\n";
@@ -378,6 +437,20 @@ int serve(const Args& a) {
         out += "cairn_grpc_calls_total{store=\"" + name + "\"} " + std::to_string(n) + "\n";
       }
       if (liveness) {
+        // A node of a cluster kept in etcd: moves can happen.
+        const StoreServer::Pulls pulls = server.pulls();
+        out += "# HELP cairn_rebalance_pulls Partition pulls running on this node (a move).\n"
+               "# TYPE cairn_rebalance_pulls gauge\n"
+               "cairn_rebalance_pulls " + std::to_string(pulls.active) + "\n"
+               "# HELP cairn_rebalance_pulled_keys_total Keys this node copied in moves.\n"
+               "# TYPE cairn_rebalance_pulled_keys_total counter\n"
+               "cairn_rebalance_pulled_keys_total " + std::to_string(pulls.keys) + "\n"
+               "# HELP cairn_rebalance_pulled_bytes_total Bytes this node copied in moves.\n"
+               "# TYPE cairn_rebalance_pulled_bytes_total counter\n"
+               "cairn_rebalance_pulled_bytes_total " + std::to_string(pulls.bytes) + "\n";
+        out += "# HELP cairn_metadata_moving Whether the metadata holds a move in progress.\n"
+               "# TYPE cairn_metadata_moving gauge\n"
+               "cairn_metadata_moving " + std::string(metadata->moving() ? "1" : "0") + "\n";
         out += "# HELP cairn_metadata_version The cluster config's version in etcd the node routes by.\n"
                "# TYPE cairn_metadata_version gauge\n"
                "cairn_metadata_version " +
@@ -409,6 +482,9 @@ int serve(const Args& a) {
                              (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", draining");
     // One grace for both fronts: HTTP drains first, gRPC gets the rest.
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.grace_ms);
+    // No metadata applied to stores that close (the follower itself lives
+    // on until they have: their retries may still ask it to refresh).
+    if (follower) follower->stop();
     try {
       if (http) http->shutdown(std::chrono::milliseconds(a.grace_ms));
       server.shutdown(std::max(std::chrono::milliseconds(0),
@@ -420,7 +496,8 @@ int serve(const Args& a) {
   });
   server.wait();
   stopper.join();
-  follower.reset();  // no metadata applied to closed stores
+  follower.reset();
+  reporter.reset();
   liveness.reset();  // its key goes now, not when the lease runs out
   if (hints) hints->close();
   if (stop_error) std::rethrow_exception(stop_error);

@@ -55,7 +55,8 @@ Commands:
   scan              print every key and value
   stack show        print the store's assembled stack of layers
   ring [KEY...]     print the cluster's partitions, or where keys live
-  admin ...         a cluster's metadata: init (into etcd), describe, hints, plan
+  admin ...         a cluster's metadata: init (into etcd), describe, hints, plan,
+                    rebalance, status
   layers            list the layers and engines a config may name
   help [COMMAND]    show help (also: COMMAND --help)
 
@@ -141,6 +142,10 @@ constexpr char kAdminHelp[] = R"(usage: cairn --config FILE admin init --etcd HO
        cairn --config FILE admin hints
        cairn --config FILE admin plan [--add ID=HOST:PORT[@ZONE],...]
                                        [--remove ID,...] [--store NAME]
+       cairn --config FILE admin rebalance [--add ID=HOST:PORT[@ZONE],...]
+                                            [--remove ID,...] [--max-rate B]
+                                            [--wait S]
+       cairn --config FILE admin status
 
 init: puts the cluster config FILE (its `cluster:` and `stores:`) into etcd
 at key P + "config", if no config is there yet. Nodes and clients then
@@ -150,8 +155,9 @@ and read the rest from etcd. Refuses (exit 4) if P holds a config already.
 
 describe: where the config came from and its version (etcd's revision of
 it, for a cluster kept in etcd), the nodes with their zones, partitions
-and health (each asked over gRPC, 2 s at most), and the stores with their
-replication.
+and health (each asked over gRPC, 2 s at most) and, in etcd, whether each
+holds its lease and the metadata version it routes by, and the stores
+with their replication.
 
 hints: the hints each node keeps (writes and deletes other nodes missed,
 to hand on once they answer), by the node each is for; a node that does
@@ -165,6 +171,22 @@ from, and every copy a node drops. Copies are counted with N from the
 store's `replication:` (--store), or the largest N of the config's stores;
 the summary sets them against an even share of the change (a node added to
 S nodes takes 1/(S+1) of the copies). Changes nothing and calls no node.
+
+rebalance: carries the plan out on a cluster kept in etcd while it serves
+(docs/clusters.md, "Moving partitions"): writes the new layout into the
+config as `moving_to`, waits until every node with a lease routes by it
+(writes of moving partitions then reach old and new replicas), has each
+new replica pull its partitions from a current one (--max-rate bytes per
+second per pull; default no limit), switches the config to the new
+layout, waits again, and has the old replicas drop what they no longer
+hold. Shows a progress bar on a terminal. Interrupted (or a node lost),
+it stops; run it again without --add or --remove to resume. A node that
+joins must be running first: cairn-server --node ID --listen HOST:PORT.
+Waits up to --wait seconds (default 300) for the nodes, or for etcd, at
+each step, and says what it waits for. Exit 4 if it cannot go on.
+
+status: the move in progress, if any (partition copies done, keys and
+bytes copied), and the metadata version each node routes by.
 
 --add and --remove may be given several times, or take comma-separated
 lists. A node added to a cluster with zones needs one: ID=HOST:PORT@ZONE.
@@ -554,11 +576,15 @@ int cmd_admin_describe(const Args& a) {
     std::cout << "metadata: etcd " << endpoints << " key '" << origin.prefix << "config', version "
               << origin.version << "\n";
   }
-  // The nodes holding a liveness lease in etcd (metadata/liveness.h).
-  std::set<std::string> alive;
+  // The nodes holding a liveness lease in etcd, with the metadata version
+  // each routes by (metadata/liveness.h).
+  std::map<std::string, int64_t> alive;
   if (!origin.etcd_endpoints.empty()) {
     internal::EtcdClient etcd({.endpoints = origin.etcd_endpoints});
-    for (const auto& e : etcd.get_prefix(origin.prefix + "alive/")) alive.insert(e.key);
+    for (const auto& e : etcd.get_prefix(origin.prefix + "alive/")) {
+      const auto held = internal::EtcdLiveness::decode(e.value);
+      alive[e.key] = held ? held->version : -1;
+    }
   }
   const Ring ring(config.cluster());
   const std::string probe_store = config.store_names().front();
@@ -567,8 +593,12 @@ int cmd_admin_describe(const Args& a) {
     std::cout << "node " << n.id << " (" << n.address << (n.zone.empty() ? "" : ", zone " + n.zone)
               << "): " << n.partitions.size() << " partitions, " << health_of(n, probe_store);
     if (!origin.etcd_endpoints.empty()) {
-      std::cout << (alive.count(internal::alive_key(origin.prefix, n.id)) ? ", lease held"
-                                                                          : ", no lease");
+      auto it = alive.find(internal::alive_key(origin.prefix, n.id));
+      if (it == alive.end()) {
+        std::cout << ", no lease";
+      } else {
+        std::cout << ", lease held, routes by version " << it->second;
+      }
     }
     std::cout << "\n";
   }

@@ -223,6 +223,44 @@ std::unique_ptr<rpc::Admin::Stub> admin_stub(const std::string& address) {
   return rpc::Admin::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
 }
 
+// Waits until no node holds a hint for a live node (one with a lease): a
+// replica that missed a write before the move gets it before it is copied
+// from, or copied to and read by the new layout. Hints for a node that is
+// down wait for it, not for the move.
+void wait_for_hints(EtcdClient& etcd, const std::string& prefix, const Ring& before,
+                    const Ring& after, Clock::time_point deadline) {
+  auto said = Clock::now();
+  for (;;) {
+    const auto alive = with_etcd("reading the nodes' leases", deadline,
+                                 [&] { return alive_nodes(etcd, prefix); });
+    std::map<NodeId, uint64_t> pending;  // by the node the hints are for
+    for (const auto& [id, a] : alive) {
+      if (!before.has_node(id) && !after.has_node(id)) continue;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      rpc::PendingHintsResponse resp;
+      const grpc::Status st = admin_stub(a.address)->PendingHints(&ctx, rpc::PendingHintsRequest(), &resp);
+      if (!st.ok()) continue;  // keeps none, or just went down
+      for (const auto& [node, n] : resp.by_node()) {
+        if (alive.contains(static_cast<NodeId>(node))) pending[static_cast<NodeId>(node)] += n;
+      }
+    }
+    if (pending.empty()) return;
+    std::string which;
+    for (const auto& [node, n] : pending) {
+      which += (which.empty() ? "" : ", ") + std::to_string(n) + " for node " + std::to_string(node);
+    }
+    if (Clock::now() > deadline) {
+      throw Timeout("hints still wait to be delivered (" + which + "); run the rebalance again");
+    }
+    if (Clock::now() - said > std::chrono::seconds(3)) {
+      std::cerr << "waiting for hints to be delivered: " << which << "\n";
+      said = Clock::now();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
 std::string human_bytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
@@ -433,7 +471,9 @@ void drop_partitions(EtcdClient& etcd, const std::string& prefix, const Config& 
 }  // namespace
 
 int rebalance(const RebalanceOptions& o) {
-  const Config file = Config::load(o.config);
+  // The file names etcd; loading it reads etcd, which may be away.
+  const Config file = with_etcd("reading the config", Clock::now() + o.wait,
+                                [&] { return Config::load(o.config); });
   const MetadataOrigin& origin = file.origin();
   if (origin.etcd_endpoints.empty()) {
     throw UsageError("admin rebalance moves partitions of a cluster kept in etcd; " + o.config +
@@ -521,10 +561,14 @@ int rebalance(const RebalanceOptions& o) {
                                "' only if you know the move is over");
     }
     const Ring after(ClusterInfo{c.partitions, c.moving_to, {}});
-    // Step 2: every node routes writes to both layouts.
+    // Step 2: every node routes writes to both layouts; writes the
+    // sources missed before are delivered to them.
     wait_for_nodes(etcd, origin.prefix, node_ids(before, after), m.version, deadline());
+    wait_for_hints(etcd, origin.prefix, before, after, deadline());
     // Step 3.
     copy_partitions(etcd, origin.prefix, m, before, after, &record, o, deadline());
+    // Writes the new replicas missed during the copy reach them first.
+    wait_for_hints(etcd, origin.prefix, before, after, deadline());
     // Step 4: the new layout.
     record.switched = true;
     const std::string text = with_cluster(m.text, c.moving_to, {});
@@ -546,10 +590,15 @@ int rebalance(const RebalanceOptions& o) {
   const Ring after(m.config->cluster());
   wait_for_nodes(etcd, origin.prefix, node_ids(before, after), m.version, deadline());
   drop_partitions(etcd, origin.prefix, *m.config, before, after, &record, deadline());
-  with_etcd("ending the move", deadline(), [&] {
+  const bool ended = with_etcd("ending the move", deadline(), [&] {
     const std::vector<EtcdClient::Write> end = {{.key = record_key, .value = std::nullopt}};
     return etcd.commit_if(config_key, m.version, end);
   });
+  if (!ended) {
+    throw FailedPrecondition("the config in etcd changed as the move ended (it was version " +
+                             std::to_string(m.version) + "); the move is done, but its record "
+                             "stays at '" + record_key + "': run the rebalance again to clear it");
+  }
   const double secs = std::chrono::duration<double>(Clock::now() - started).count();
   char took[32];
   std::snprintf(took, sizeof took, "%.1f", secs);
