@@ -12,6 +12,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace cairn::internal {
 
@@ -23,6 +25,44 @@ inline std::atomic<int64_t>& process_metadata_version() {
 inline int64_t*& metadata_tag_slot() {
   thread_local int64_t* tag = nullptr;
   return tag;
+}
+
+// Where this process's metadata lives, as a node names it to a caller it
+// refuses (" (cluster metadata: etcd HOST:PORT,... prefix P)"), so that a
+// client started from a file can follow it; empty without etcd. Set once,
+// before the server starts.
+inline std::string& process_metadata_source() {
+  static std::string source;
+  return source;
+}
+
+inline std::string metadata_source_note(const std::vector<std::string>& endpoints,
+                                        const std::string& prefix) {
+  std::string list;
+  for (const std::string& e : endpoints) list += (list.empty() ? "" : ",") + e;
+  return " (cluster metadata: etcd " + list + " prefix " + prefix + ")";
+}
+
+// The etcd endpoints and prefix a refusal's message names, if it names
+// them (metadata_source_note()).
+inline bool parse_metadata_source(const std::string& message, std::vector<std::string>* endpoints,
+                                  std::string* prefix) {
+  const std::string a = " (cluster metadata: etcd ", b = " prefix ";
+  const size_t at = message.rfind(a);
+  if (at == std::string::npos) return false;
+  const size_t mid = message.find(b, at + a.size());
+  const size_t end = message.rfind(')');
+  if (mid == std::string::npos || end == std::string::npos || end < mid) return false;
+  const std::string list = message.substr(at + a.size(), mid - at - a.size());
+  *prefix = message.substr(mid + b.size(), end - mid - b.size());
+  endpoints->clear();
+  for (size_t start = 0; start <= list.size();) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    if (comma > start) endpoints->push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return !endpoints->empty() && !prefix->empty();
 }
 
 // The version the current call is routed by.

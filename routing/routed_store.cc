@@ -249,6 +249,10 @@ struct RoutedStore::Shared {
   std::unique_ptr<internal::Executor> background;
   std::unique_ptr<internal::Executor> local;  // only if some replica blocks
   std::atomic<bool> warned_unstamped{false};  // a node that ignores stamps was logged
+  // Starts following the metadata kept in etcd (RoutedStore::follow);
+  // `following` once it does.
+  std::function<void(const MetadataOrigin&)> follow_hook;
+  std::atomic<bool> following{false};
 
   mutable std::mutex view_mu;
   std::shared_ptr<const View> view;  // guarded by view_mu
@@ -337,10 +341,17 @@ struct RoutedStore::Shared {
         std::lock_guard lock(view_mu);
         read_again = refresh;
       }
-      if (!read_again) return done(std::move(result), std::move(e));
+      if (!read_again && !follows_where(e)) return done(std::move(result), std::move(e));
       in_background([this, attempt, done, tries, e, before, read_again] {
         try {
-          read_again();
+          // A store started from a file follows the etcd the node named.
+          std::function<void()> again = read_again;
+          if (!again) {
+            follow_named(e);
+            std::lock_guard lock(view_mu);
+            again = refresh;
+          }
+          if (again) again();
         } catch (const std::exception& ex) {
           log(LogLevel::kWarn, "route '" + options.store + "': cannot refresh stale metadata: " +
                                    ex.what());
@@ -413,6 +424,33 @@ struct RoutedStore::Shared {
         });
       }
     });
+  }
+
+  // Whether a refusal names where the metadata lives and this layer (a
+  // client's, started from a file) could follow it there.
+  bool follows_where(const std::exception_ptr& e) const {
+    if (self || !follow_hook || following.load()) return false;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      std::vector<std::string> endpoints;
+      std::string prefix;
+      return internal::parse_metadata_source(ex.what(), &endpoints, &prefix);
+    }
+  }
+  // Starts following the etcd a refusal names (once).
+  void follow_named(const std::exception_ptr& e) {
+    if (!follows_where(e) || following.exchange(true)) return;
+    MetadataOrigin origin;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      internal::parse_metadata_source(ex.what(), &origin.etcd_endpoints, &origin.prefix);
+    }
+    log(LogLevel::kInfo, "route '" + options.store + "': a node routes by newer metadata, kept "
+                         "in etcd at " + origin.etcd_endpoints.front() + " under '" +
+                         origin.prefix + "': following it");
+    follow_hook(origin);
   }
 
   // Whether this read goes to every live replica (read repair's sample).
@@ -646,6 +684,7 @@ RoutedStore::RoutedStore(RouteOptions options, Ring ring,
     s.self = Shared::slot_of(first->slots, *self);
   }
   s.open_replica = std::move(open_replica);
+  if (s.open_replica) s.follow_hook = [this](const MetadataOrigin& o) { follow(o); };
   s.hints = std::move(hints);
   s.background = std::make_unique<internal::Executor>(1);
   if (std::any_of(first->slots.begin(), first->slots.end(),
@@ -701,6 +740,7 @@ void RoutedStore::set_refresh(std::function<void()> refresh) {
 }
 
 void RoutedStore::follow(const MetadataOrigin& origin) {
+  s_->following = true;
   auto follower = std::make_shared<internal::MetadataFollower>(
       origin, "route '" + s_->options.store + "'",
       [this](const Config& config, int64_t version) { update(config.cluster(), version); });

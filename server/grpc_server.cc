@@ -117,7 +117,8 @@ Store& lookup(const StoreMap& stores, const std::string& name, bool replica = fa
   if (replica && ours > 0 && routed_by < static_cast<uint64_t>(ours)) {
     throw StaleMetadata("store '" + name + "': this node routes by cluster metadata version " +
                         std::to_string(ours) + ", and the call was routed by version " +
-                        std::to_string(routed_by) + ": refresh the metadata and retry");
+                        std::to_string(routed_by) + ": refresh the metadata and retry" +
+                        internal::process_metadata_source());
   }
   auto it = stores.find(name);
   if (it == stores.end()) {

@@ -7,6 +7,7 @@
 #include "cairn/forwarding_store.h"
 #include "cairn/json.h"
 #include "cairn/stats_store.h"
+#include "server/ui_page.h"
 
 namespace cairn::internal {
 
@@ -120,8 +121,9 @@ std::string percent_decode(std::string_view text) {
 }
 
 HttpHandler::HttpHandler(const ServedStores& stores, NodeId node_id,
-                         std::function<std::string()> extra_metrics)
-    : extra_metrics_(std::move(extra_metrics)) {
+                         std::function<std::string()> extra_metrics,
+                         std::function<std::string()> cluster_json)
+    : extra_metrics_(std::move(extra_metrics)), cluster_json_(std::move(cluster_json)) {
   ClientOptions options;
   options.node_id = node_id;
   for (const auto& [name, s] : stores) {
@@ -176,6 +178,24 @@ HttpResponse HttpHandler::route(const HttpRequest& request) {
     if (auto r = only_get()) return *r;
     return list_stores();
   }
+  if (parts.size() == 1 && (parts[0] == "ui" || parts[0] == "cluster.json")) {
+    if (auto r = only_get()) return *r;
+    if (!cluster_json_) {
+      return text(404, "this node's cluster is not kept in etcd: no cluster page (see "
+                       "docs/clusters.md, \"Metadata in etcd\")");
+    }
+    HttpResponse r;
+    r.status = 200;
+    if (parts[0] == "ui") {
+      r.content_type = "text/html; charset=utf-8";
+      r.body = kUiPage;
+    } else {
+      r.content_type = "application/json";
+      r.body = cluster_json_();  // Unavailable (503) when etcd is away
+    }
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+  }
   if (parts.size() == 4 && parts[0] == "stores" && parts[2] == "keys") {
     auto it = stores_.find(parts[1]);
     if (it == stores_.end()) {
@@ -194,7 +214,7 @@ HttpResponse HttpHandler::route(const HttpRequest& request) {
     return r;
   }
   return text(404, "no resource " + std::string(path) +
-                       " (try /stores/{store}/keys/{key}, /stores, /metrics, /health)");
+                       " (try /stores/{store}/keys/{key}, /stores, /metrics, /health, /ui)");
 }
 
 HttpResponse HttpHandler::get_key(const Served& served, const std::string& key) {

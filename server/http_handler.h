@@ -46,8 +46,10 @@ class HttpHandler {
  public:
   // `node_id`: what PUTs increment. `extra_metrics`: appended to /metrics;
   // may be empty.
+  // `cluster_json`: /cluster.json's body (and /ui's source); may be empty.
   HttpHandler(const ServedStores& stores, NodeId node_id,
-              std::function<std::string()> extra_metrics);
+              std::function<std::string()> extra_metrics,
+              std::function<std::string()> cluster_json = nullptr);
 
   HttpResponse handle(const HttpRequest& request);
 
@@ -74,6 +76,7 @@ class HttpHandler {
 
   std::map<std::string, Served> stores_;
   std::function<std::string()> extra_metrics_;
+  std::function<std::string()> cluster_json_;
   std::atomic<bool> draining_{false};
   std::array<std::atomic<uint64_t>, 600> responses_{};  // by status code
 };

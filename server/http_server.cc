@@ -74,7 +74,7 @@ tcp::endpoint parse_endpoint(const std::string& listen) {
 struct HttpServer::Impl {
   Impl(HttpOptions o, const ServedStores& stores)
       : options(std::move(o)),
-        handler(stores, options.node_id, options.extra_metrics),
+        handler(stores, options.node_id, options.extra_metrics, options.cluster_json),
         acceptor(asio::make_strand(io)),
         retry(acceptor.get_executor()) {}
 

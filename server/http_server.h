@@ -51,6 +51,9 @@ struct HttpOptions {
   size_t max_connections = 1024;
   // More Prometheus text for /metrics (e.g. the gRPC server's counters).
   std::function<std::string()> extra_metrics;
+  // The cluster's state as JSON (metadata/move_record.h), for /cluster.json
+  // and the /ui page that draws it; may throw (503). Unset: both are 404.
+  std::function<std::string()> cluster_json;
 };
 
 class HttpServer {

@@ -167,6 +167,18 @@ uint64_t bytes_on(Store& replica) {
   return bytes;
 }
 
+// Writes `n` keys ("pre:I", about 110 bytes each) before a move, so that
+// a throttled move has something to take its time over.
+std::map<std::string, std::string> preload(Store& client, int n) {
+  std::map<std::string, std::string> written;
+  for (int i = 0; i < n; ++i) {
+    const std::string key = absl::StrCat("pre:", i);
+    EXPECT_EQ(client.put(key, Versioned{Load::value_for(key), {}}), PutResult::kStored);
+    written[key] = Load::value_for(key);
+  }
+  return written;
+}
+
 class ElasticTest : public ::testing::TestWithParam<Deployment> {
  protected:
   void SetUp() override { etcd_ = std::make_unique<EtcdProcess>(dir_.path()); }
@@ -253,6 +265,29 @@ TEST_P(ElasticTest, AddingANodeUnderLoadFailsNothingAndMovesItsShare) {
   EXPECT_GT(copied, 0.5 * ideal) << "the new node got its share by copies, not only by writes";
 }
 
+// Test 5: a client started after the move from the old metadata (the
+// config file as it was before, listing three nodes) reaches every key: a
+// node refuses its calls as routed by stale metadata and names where the
+// metadata lives; the client follows it there and goes on.
+TEST_P(ElasticTest, AClientStartedWithTheOldMetadataReachesEveryKey) {
+  LocalCluster cluster(dir_.path(), options(3, 1));
+  cluster.start(3);
+  auto acked = preload(*cluster.client(), 400);
+  std::string out;
+  ASSERT_EQ(cluster.admin({"rebalance", "--add", "3=" + cluster.address(3)}, &out), 0) << out;
+  const Config old = Config::load(dir_.sub("cluster-in-etcd.yaml"));
+  ASSERT_EQ(old.nodes().size(), 3u) << "the file as it was before the move";
+  auto stale = old.open("default");
+  for (const auto& [key, value] : acked) {
+    const auto got = stale->get(key);
+    ASSERT_EQ(got.size(), 1u) << key;
+    ASSERT_EQ(got[0].value, value) << key;
+  }
+  ASSERT_EQ(stale->put("after", Versioned{"moved", {}}), PutResult::kStored);
+  acked["after"] = "moved";
+  check_layout(cluster, acked, {0, 1, 2, 3});
+}
+
 // Test 2: 4 -> 3 nodes (a planned removal) under load: the same.
 TEST_P(ElasticTest, RemovingANodeUnderLoadFailsNothing) {
   LocalCluster cluster(dir_.path(), options(4, 0));
@@ -269,18 +304,6 @@ TEST_P(ElasticTest, RemovingANodeUnderLoadFailsNothing) {
   check_layout(cluster, load.acked(), {0, 1, 2});
   auto removed = cluster.replica(3);
   EXPECT_FALSE(removed->scan()->next()) << "the removed node dropped every copy it held";
-}
-
-// Writes `n` keys ("pre:I", about 110 bytes each) before a move, so that
-// a throttled move has something to take its time over.
-std::map<std::string, std::string> preload(Store& client, int n) {
-  std::map<std::string, std::string> written;
-  for (int i = 0; i < n; ++i) {
-    const std::string key = absl::StrCat("pre:", i);
-    EXPECT_EQ(client.put(key, Versioned{Load::value_for(key), {}}), PutResult::kStored);
-    written[key] = Load::value_for(key);
-  }
-  return written;
 }
 
 // Test 3: kill -9 the node receiving partitions, and in another run a node

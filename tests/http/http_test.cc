@@ -344,6 +344,33 @@ TEST(HttpHandlerTest, HealthSaysWhenShuttingDown) {
   EXPECT_EQ(r.body, "SHUTTING_DOWN\n");
 }
 
+// /ui and /cluster.json: only for a node whose cluster is kept in etcd
+// (given the JSON's source); etcd away is 503, not an empty page.
+TEST(HttpHandlerTest, TheClusterPageNeedsClusterMetadata) {
+  internal::HttpHandler without({}, 0, nullptr);
+  internal::HttpResponse r = without.handle({"GET", "/ui", "", ""});
+  EXPECT_EQ(r.status, 404);
+  EXPECT_NE(r.body.find("not kept in etcd"), std::string::npos) << r.body;
+  EXPECT_EQ(without.handle({"GET", "/cluster.json", "", ""}).status, 404);
+
+  bool etcd_up = true;
+  internal::HttpHandler with({}, 0, nullptr, [&] {
+    if (!etcd_up) throw Unavailable("no endpoint answered");
+    return std::string("{\"version\": 7}");
+  });
+  r = with.handle({"GET", "/cluster.json", "", ""});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(r.body, "{\"version\": 7}");
+  r = with.handle({"GET", "/ui", "", ""});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "text/html; charset=utf-8");
+  EXPECT_NE(r.body.find("fetch(\"/cluster.json\""), std::string::npos);
+  EXPECT_EQ(with.handle({"PUT", "/ui", "", ""}).status, 405);
+  etcd_up = false;
+  EXPECT_EQ(with.handle({"GET", "/cluster.json", "", ""}).status, 503);
+}
+
 TEST(HttpHandlerTest, PercentDecoding) {
   EXPECT_EQ(internal::percent_decode("a%2Fb%2fc+d"), "a/b/c+d") << "'+' is not a space in paths";
   EXPECT_EQ(internal::percent_decode("%00"), std::string(1, '\0'));

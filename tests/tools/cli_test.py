@@ -222,6 +222,85 @@ class CliTest(unittest.TestCase):
                 srv.kill()
                 srv.wait()
 
+    def chromium_dom(self, url):
+        """The page at `url` as headless Chromium renders it, after 3 s of
+        its (virtual) time: its script has fetched and drawn by then."""
+        chromium = shutil.which("chromium")
+        self.assertIsNotNone(chromium, "chromium is not installed (scripts/test installs it)")
+        r = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+                            "--no-first-run", "--user-data-dir=" + os.path.join(self.dir, "chromium"),
+                            "--virtual-time-budget=3000", "--dump-dom", url],
+                           capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr.decode()[-2000:])
+        return r.stdout.decode()
+
+    def test_the_cluster_page_draws_a_rebalance(self):
+        etcd, endpoint = self.start_etcd()
+        ports = [self.free_port() for _ in range(4)]
+        http = self.free_port()
+        cluster = self.write_config(
+            "cluster:\n  partitions: 12\n  nodes:\n"
+            + "".join("    - {id: %d, address: \"127.0.0.1:%d\"}\n" % (i, port)
+                      for i, port in enumerate(ports[:3]))
+            + "stores:\n  default:\n    replication: {n: 3, r: 2, w: 2}\n"
+            "    node: [{route: {timeout_ms: 5000}}, {engine: {memory: {}}}]\n"
+            "    client:\n      - engine: {grpc: {targets: [%s]}}\n"
+            % ", ".join("127.0.0.1:%d" % p for p in ports[:3]), "cluster.yaml")
+        local = self.write_config(
+            "cluster: {etcd: {endpoints: [%s], prefix: /ui/, lease_seconds: 2}}\n" % endpoint,
+            "local.yaml")
+        for _ in range(200):  # etcd starting
+            r = self.run_cairn("--config", cluster, "admin", "init", "--etcd", endpoint,
+                               "--prefix", "/ui/")
+            if r.returncode == 0:
+                break
+            time.sleep(0.05)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        log = open(os.path.join(self.dir, "nodes.log"), "w")
+        self.addCleanup(log.close)
+        servers = [subprocess.Popen([SERVER, "--config", local, "--node", str(n)]
+                                    + (["--http", "127.0.0.1:%d" % http] if n == 0 else [])
+                                    + (["--listen", "127.0.0.1:%d" % ports[3]] if n == 3 else []),
+                                    cwd=self.dir, stderr=log) for n in range(4)]
+        try:
+            self.wait_for_ports(ports + [http])
+            value = "x" * 2000
+            for i in range(150):
+                self.ok("--config", local, "put", "k%d" % i, value)
+            # About 220 KB to copy at 20 KB/s: long enough to look at.
+            move = subprocess.Popen([CAIRN, "--config", local, "admin", "rebalance", "--add",
+                                     "3=127.0.0.1:%d" % ports[3], "--max-rate", "20000"],
+                                    cwd=self.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                status = self.ok("--config", local, "admin", "status", "--json")
+                if '"copied":' in status and '"copied":0' not in status.replace(" ", ""):
+                    break
+                time.sleep(0.1)
+            self.assertIn('"rebalance":{', status.replace(" ", ""))
+            url = "http://127.0.0.1:%d/ui" % http
+            dom = self.chromium_dom(url)
+            self.assertRegex(dom, r'<div id="summary">metadata version \d+, 12 partitions on '
+                                  r'3 nodes, moving to 4 nodes</div>')
+            self.assertIn("rebalance: copying partitions (", dom)
+            self.assertRegex(dom, r"<progress max=\"\d+\" value=\"[1-9]")
+            self.assertEqual(dom.count("<tr class=\"node\">"), 4, dom)
+            self.assertIn("3 (joining)", dom)
+            self.assertEqual(dom.count("<path "), 24, "the ring now and after the move")
+            out, _ = move.communicate(timeout=120)
+            self.assertEqual(move.returncode, 0, out.decode())
+            dom = self.chromium_dom(url)
+            self.assertRegex(dom, r'<div id="summary">metadata version \d+, 12 partitions on '
+                                  r'4 nodes</div>')
+            self.assertIn('<div id="move">no rebalance in progress</div>', dom)
+            self.assertEqual(dom.count("<tr class=\"node\">"), 4, dom)
+            self.assertEqual(dom.count("<path "), 12)
+            self.assertEqual(self.ok("--config", local, "get", "k7"), value + "\n")
+        finally:
+            for srv in servers:
+                srv.kill()
+                srv.wait()
+
     def test_missing_key_exits_1_with_a_message(self):
         err = self.fails(1, "get", "nope")
         self.assertIn('key "nope" not found in store \'default\'', err)

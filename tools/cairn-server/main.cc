@@ -30,6 +30,7 @@
 #include "core/metadata_tag.h"
 #include "metadata/follower.h"
 #include "metadata/liveness.h"
+#include "metadata/move_record.h"
 #include "server/grpc_server.h"
 #include "server/http_server.h"
 #include "routing/hinted_handoff.h"
@@ -317,7 +318,11 @@ int serve(const Args& a) {
   // Metadata kept in etcd: replica calls routed by older metadata than
   // this node's are refused from now on (core/metadata_tag.h).
   const bool follows_etcd = !config.origin().etcd_endpoints.empty();
-  if (follows_etcd) internal::process_metadata_version().store(config.origin().version);
+  if (follows_etcd) {
+    internal::process_metadata_version().store(config.origin().version);
+    internal::process_metadata_source() =
+        internal::metadata_source_note(config.origin().etcd_endpoints, config.origin().prefix);
+  }
   ServerOptions options = a.server;
   if (options.tls_cert.empty() && options.tls_key.empty() && options.tls_ca.empty()) {
     const ServerTls tls = config.server_tls(a.node);  // the config's, unless flags say
@@ -461,6 +466,15 @@ int serve(const Args& a) {
       }
       return out;
     };
+    if (follows_etcd) {
+      // The cluster page's JSON, read from etcd at each request (a page
+      // polls once a second).
+      auto etcd = std::make_shared<internal::EtcdClient>(
+          internal::EtcdClient::Options{.endpoints = config.origin().etcd_endpoints});
+      h.cluster_json = [etcd, prefix = config.origin().prefix] {
+        return internal::cluster_status_json(*etcd, prefix);
+      };
+    }
     http.emplace(std::move(h), http_stores);
   }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));

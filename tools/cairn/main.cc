@@ -145,7 +145,7 @@ constexpr char kAdminHelp[] = R"(usage: cairn --config FILE admin init --etcd HO
        cairn --config FILE admin rebalance [--add ID=HOST:PORT[@ZONE],...]
                                             [--remove ID,...] [--max-rate B]
                                             [--wait S]
-       cairn --config FILE admin status
+       cairn --config FILE admin status [--json]
 
 init: puts the cluster config FILE (its `cluster:` and `stores:`) into etcd
 at key P + "config", if no config is there yet. Nodes and clients then
@@ -186,7 +186,10 @@ Waits up to --wait seconds (default 300) for the nodes, or for etcd, at
 each step, and says what it waits for. Exit 4 if it cannot go on.
 
 status: the move in progress, if any (partition copies done, keys and
-bytes copied), and the metadata version each node routes by.
+bytes copied), and the metadata version each node routes by. --json
+prints the document a node's HTTP front serves at /cluster.json (and its
+/ui page draws): version, partitions, nodes with their partitions,
+leases and versions, `moving_to`, and the move's progress.
 
 --add and --remove may be given several times, or take comma-separated
 lists. A node added to a cluster with zones needs one: ID=HOST:PORT@ZONE.
@@ -212,6 +215,7 @@ struct Args {
   std::optional<std::string> max_rate;  // admin rebalance: bytes per second per pull
   std::optional<std::string> wait;      // admin rebalance: seconds
   bool clocks = false;
+  bool json = false;  // admin status
   bool hex = false;
   bool replica = false;
   bool help = false;
@@ -276,6 +280,8 @@ Args parse_args(int argc, char** argv) {
       for (std::string& item : comma_list(arg, value(i, arg))) into.push_back(std::move(item));
     } else if (arg == "--clocks") {
       a.clocks = true;
+    } else if (arg == "--json") {
+      a.json = true;
     } else if (arg == "--hex") {
       a.hex = true;
     } else if (arg == "--replica") {
@@ -668,7 +674,7 @@ int cmd_admin(const Args& a) {
   if (sub == "rebalance") return cmd_admin_rebalance(a);
   if (sub == "status") {
     if (a.config.empty()) throw UsageError("admin status needs --config FILE");
-    return tools::rebalance_status(a.config);
+    return tools::rebalance_status(a.config, a.json);
   }
   if (sub == "hints") return cmd_admin_hints(a);
   if (sub == "describe") return cmd_admin_describe(a);

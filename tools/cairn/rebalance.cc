@@ -19,6 +19,7 @@
 #include "layers/grpc/wire.h"
 #include "metadata/etcd_client.h"
 #include "metadata/liveness.h"
+#include "metadata/move_record.h"
 #include "routing/rebalance.h"
 #include "tools/flags.h"
 
@@ -32,37 +33,6 @@ using Clock = std::chrono::steady_clock;
 
 // ---- The config and the record, as etcd keeps them ---------------------------
 
-// A node list as the config's `cluster:` gives it, each node listing its
-// partitions.
-YAML::Node nodes_yaml(const std::vector<NodeInfo>& nodes) {
-  YAML::Node list(YAML::NodeType::Sequence);
-  for (const NodeInfo& n : nodes) {
-    YAML::Node node;
-    node["id"] = n.id;
-    node["address"] = n.address;
-    if (!n.zone.empty()) node["zone"] = n.zone;
-    YAML::Node partitions(YAML::NodeType::Sequence);
-    partitions.SetStyle(YAML::EmitterStyle::Flow);
-    for (uint32_t p : n.partitions) partitions.push_back(p);
-    node["partitions"] = partitions;
-    list.push_back(node);
-  }
-  return list;
-}
-
-std::vector<NodeInfo> nodes_from(const YAML::Node& list) {
-  std::vector<NodeInfo> out;
-  for (const auto& n : list) {
-    NodeInfo info;
-    info.id = n["id"].as<NodeId>();
-    info.address = n["address"].as<std::string>();
-    if (n["zone"]) info.zone = n["zone"].as<std::string>();
-    for (const auto& p : n["partitions"]) info.partitions.push_back(p.as<uint32_t>());
-    out.push_back(std::move(info));
-  }
-  return out;
-}
-
 // The config text `text` with its cluster's nodes replaced by `nodes` and
 // `moving_to` set (or removed, if empty). The rest is kept as YAML reads it
 // (comments go).
@@ -70,61 +40,15 @@ std::string with_cluster(const std::string& text, const std::vector<NodeInfo>& n
                          const std::vector<NodeInfo>& moving_to) {
   YAML::Node root = YAML::Load(text);
   YAML::Node cluster = root["cluster"];
-  cluster["nodes"] = nodes_yaml(nodes);
+  cluster["nodes"] = internal::nodes_yaml(nodes);
   if (moving_to.empty()) {
     cluster.remove("moving_to");
   } else {
-    cluster["moving_to"] = nodes_yaml(moving_to);
+    cluster["moving_to"] = internal::nodes_yaml(moving_to);
   }
   YAML::Emitter out;
   out << root;
   return std::string(out.c_str()) + "\n";
-}
-
-// What a move has done so far, at PREFIX + "rebalance".
-struct Record {
-  int64_t from_version = 0;        // the config's version before the move
-  std::vector<NodeInfo> before;    // the layout before
-  std::set<std::string> copied;    // "STORE/NODE/PARTITION": a new replica has it
-  bool switched = false;           // the config holds the new layout
-  std::set<std::string> dropped;   // "STORE/NODE": its old copies are gone
-  uint64_t keys = 0, bytes = 0;    // copied so far
-
-  std::string encode() const {
-    YAML::Node r;
-    r["from_version"] = from_version;
-    r["before"] = nodes_yaml(before);
-    r["copied"] = YAML::Node(YAML::NodeType::Sequence);
-    for (const std::string& c : copied) r["copied"].push_back(c);
-    r["switched"] = switched;
-    r["dropped"] = YAML::Node(YAML::NodeType::Sequence);
-    for (const std::string& d : dropped) r["dropped"].push_back(d);
-    r["keys"] = keys;
-    r["bytes"] = bytes;
-    YAML::Emitter out;
-    out << r;
-    return out.c_str();
-  }
-  static Record decode(const std::string& text) {
-    try {
-      const YAML::Node r = YAML::Load(text);
-      Record out;
-      out.from_version = r["from_version"].as<int64_t>();
-      out.before = nodes_from(r["before"]);
-      for (const auto& c : r["copied"]) out.copied.insert(c.as<std::string>());
-      out.switched = r["switched"].as<bool>();
-      for (const auto& d : r["dropped"]) out.dropped.insert(d.as<std::string>());
-      out.keys = r["keys"].as<uint64_t>();
-      out.bytes = r["bytes"].as<uint64_t>();
-      return out;
-    } catch (const YAML::Exception& e) {
-      throw Corruption(std::string("the rebalance record in etcd is malformed: ") + e.what());
-    }
-  }
-};
-
-std::string copy_key(const std::string& store, NodeId node, uint32_t p) {
-  return store + "/" + std::to_string(node) + "/" + std::to_string(p);
 }
 
 // ---- Talking to etcd and the nodes --------------------------------------------
@@ -341,7 +265,7 @@ std::set<NodeId> node_ids(const Ring& a, const Ring& b) {
 // replica that holds a lease, a few partitions per call; the record notes
 // each batch once it is in.
 void copy_partitions(EtcdClient& etcd, const std::string& prefix, const Metadata& m,
-                     const Ring& before, const Ring& after, Record* record,
+                     const Ring& before, const Ring& after, internal::MoveRecord* record,
                      const RebalanceOptions& o, Clock::time_point deadline) {
   struct Batch {
     std::string store;
@@ -358,7 +282,7 @@ void copy_partitions(EtcdClient& etcd, const std::string& prefix, const Metadata
     std::map<std::pair<NodeId, NodeId>, std::vector<uint32_t>> by_pair;
     for (const internal::ReplicaMove& move : plan.moves) {
       ++total;
-      if (record->copied.contains(copy_key(store, move.to, move.partition))) {
+      if (record->copied.contains(internal::MoveRecord::copy_key(store, move.to, move.partition))) {
         ++done;
         continue;
       }
@@ -417,7 +341,7 @@ void copy_partitions(EtcdClient& etcd, const std::string& prefix, const Metadata
       throw Unavailable(where + ": the stream ended before the copy was done");
     }
     bytes += got;
-    for (uint32_t p : b.partitions) record->copied.insert(copy_key(b.store, b.to, p));
+    for (uint32_t p : b.partitions) record->copied.insert(internal::MoveRecord::copy_key(b.store, b.to, p));
     record->keys += keys;
     record->bytes = bytes_before + bytes;
     with_etcd("noting progress", deadline, [&] { return etcd.put(record_key, record->encode()); });
@@ -429,7 +353,7 @@ void copy_partitions(EtcdClient& etcd, const std::string& prefix, const Metadata
 
 // Step 5: the copies the old replicas no longer hold go.
 void drop_partitions(EtcdClient& etcd, const std::string& prefix, const Config& config,
-                     const Ring& before, const Ring& after, Record* record,
+                     const Ring& before, const Ring& after, internal::MoveRecord* record,
                      Clock::time_point deadline) {
   const auto alive = with_etcd("reading the nodes' leases", deadline,
                                [&] { return alive_nodes(etcd, prefix); });
@@ -492,9 +416,9 @@ int rebalance(const RebalanceOptions& o) {
     throw FailedPrecondition("a rebalance is in progress (see cairn admin status); run "
                              "`cairn admin rebalance` without --add or --remove to finish it first");
   }
-  Record record;
+  internal::MoveRecord record;
   if (held) {
-    record = Record::decode(held->value);
+    record = internal::MoveRecord::decode(held->value);
     std::cerr << "resuming the rebalance that began at metadata version " << record.from_version
               << "\n";
   } else if (!changes) {
@@ -608,7 +532,7 @@ int rebalance(const RebalanceOptions& o) {
   return 0;
 }
 
-int rebalance_status(const std::string& config) {
+int rebalance_status(const std::string& config, bool json) {
   const Config file = Config::load(config);
   const MetadataOrigin& origin = file.origin();
   if (origin.etcd_endpoints.empty()) {
@@ -616,6 +540,10 @@ int rebalance_status(const std::string& config) {
                      " lists its cluster itself");
   }
   EtcdClient etcd({.endpoints = origin.etcd_endpoints});
+  if (json) {
+    std::cout << internal::cluster_status_json(etcd, origin.prefix) << "\n";
+    return 0;
+  }
   const Metadata m = read_metadata(etcd, origin.prefix + "config");
   const auto held = etcd.get(origin.prefix + "rebalance");
   const auto alive = alive_nodes(etcd, origin.prefix);
@@ -623,7 +551,7 @@ int rebalance_status(const std::string& config) {
   if (!held) {
     std::cout << ", no rebalance in progress\n";
   } else {
-    const Record r = Record::decode(held->value);
+    const internal::MoveRecord r = internal::MoveRecord::decode(held->value);
     const Ring before(ClusterInfo{m.config->cluster().partitions, r.before, {}});
     const ClusterInfo& c = m.config->cluster();
     const Ring after = c.moving_to.empty() ? Ring(c) : Ring(ClusterInfo{c.partitions, c.moving_to, {}});

@@ -42,8 +42,9 @@ struct RebalanceOptions {
 // exit status; throws cairn::Error for what stops it.
 int rebalance(const RebalanceOptions& options);
 
-// Prints the move in progress, if any, and what each node routes by.
-int rebalance_status(const std::string& config);
+// Prints the move in progress, if any, and what each node routes by; with
+// `json`, the document a node's /cluster.json serves instead.
+int rebalance_status(const std::string& config, bool json);
 
 }  // namespace cairn::tools
 
