@@ -48,9 +48,10 @@ def add_common_args(ap, records):
                          "medians (default: %(default)s)")
 
 
-def bench(build, where, threads, depth, args, tool, store=None):
+def bench(build, where, threads, depth, args, tool, store=None, load=True):
     """One cairn-bench run against `where` (["--target", URL] or
-    ["--config", FILE]): {workload: result} from its JSON lines."""
+    ["--config", FILE]): {workload: result} from its JSON lines. Without
+    `load`, the records loaded before are read and written again."""
     argv = [os.path.join(build, "tools", "cairn-bench")] + where + [
         "--threads", str(threads), "--depth", str(depth),
         "--records", str(args.records), "--value-size", str(args.value_size),
@@ -58,6 +59,8 @@ def bench(build, where, threads, depth, args, tool, store=None):
         "--distribution", args.distribution, "--json"]
     if store:
         argv += ["--store", store]
+    if not load:
+        argv.append("--no-load")
     print("  " + " ".join(argv[1:]), file=sys.stderr, flush=True)
     out = subprocess.run(argv, capture_output=True, text=True)
     if out.returncode != 0:

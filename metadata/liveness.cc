@@ -83,6 +83,22 @@ std::optional<EtcdLiveness::Alive> EtcdLiveness::decode(const std::string& value
   return out;
 }
 
+std::map<NodeId, EtcdLiveness::Alive> EtcdLiveness::read_all(EtcdClient& etcd,
+                                                              const std::string& prefix) {
+  std::map<NodeId, Alive> out;
+  const std::string under = prefix + "alive/";
+  for (const auto& e : etcd.get_prefix(under)) {
+    const auto a = decode(e.value);
+    if (!a) continue;
+    try {
+      out[static_cast<NodeId>(std::stoul(e.key.substr(under.size())))] = *a;
+    } catch (const std::exception&) {
+      // not a node's key
+    }
+  }
+  return out;
+}
+
 void EtcdLiveness::run() {
   for (;;) {
     const bool ok = renew();

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -51,6 +52,9 @@ class EtcdLiveness {
   };
   static std::string encode(const Alive& a);
   static std::optional<Alive> decode(const std::string& value);
+  // Every node's liveness key under `prefix`, by node id (a node without
+  // one holds no lease). Throws what the etcd client throws.
+  static std::map<NodeId, Alive> read_all(EtcdClient& etcd, const std::string& prefix);
 
  private:
   void run();

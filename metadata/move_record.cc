@@ -102,16 +102,7 @@ std::string cluster_status_json(EtcdClient& etcd, const std::string& prefix) {
   const std::optional<EtcdClient::Entry> entry = etcd.get(key);
   if (!entry) throw NotFound("etcd has no cluster config at '" + key + "'");
   const Config config = Config::parse(entry->value, "etcd:" + key);
-  std::map<NodeId, EtcdLiveness::Alive> alive;
-  const std::string under = prefix + "alive/";
-  for (const auto& e : etcd.get_prefix(under)) {
-    const auto a = EtcdLiveness::decode(e.value);
-    if (!a) continue;
-    try {
-      alive[static_cast<NodeId>(std::stoul(e.key.substr(under.size())))] = *a;
-    } catch (const std::exception&) {
-    }
-  }
+  const std::map<NodeId, EtcdLiveness::Alive> alive = EtcdLiveness::read_all(etcd, prefix);
   const ClusterInfo& c = config.cluster();
   // The nodes as the ring has them (partitions listed even when the config
   // deals them out); a node joining shows in `moving_to`.

@@ -155,15 +155,19 @@ bool has_a_stamp_beyond(const VectorClock& stored, const VectorClock& sent) {
   return false;
 }
 
-bool is_stale(const std::exception_ptr& e) {
+// Whether `e` is a cairn Error of kind `code`.
+bool has_code(const std::exception_ptr& e, ErrorCode code) {
   try {
     std::rethrow_exception(e);
   } catch (const Error& err) {
-    return err.code() == ErrorCode::kStaleMetadata;
+    return err.code() == code;
   } catch (...) {
     return false;
   }
 }
+
+// A node refused the call as routed by older metadata than its own.
+bool is_stale(const std::exception_ptr& e) { return has_code(e, ErrorCode::kStaleMetadata); }
 
 // How many times an operation refused for stale metadata is run again,
 // each after a refresh that brought newer metadata.
@@ -171,15 +175,7 @@ constexpr int kStaleRetries = 3;
 
 // A request every replica would refuse alike (an oversized key): reported
 // as itself, not as a replica's failure.
-bool is_bad_request(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const Error& err) {
-    return err.code() == ErrorCode::kInvalidArgument;
-  } catch (...) {
-    return false;
-  }
-}
+bool is_bad_request(const std::exception_ptr& e) { return has_code(e, ErrorCode::kInvalidArgument); }
 
 // A node the layer sends to: its replica stack, for as long as the store
 // lives. Slots are numbered in the order the nodes first appear; a node

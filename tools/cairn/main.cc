@@ -584,13 +584,10 @@ int cmd_admin_describe(const Args& a) {
   }
   // The nodes holding a liveness lease in etcd, with the metadata version
   // each routes by (metadata/liveness.h).
-  std::map<std::string, int64_t> alive;
+  std::map<NodeId, internal::EtcdLiveness::Alive> alive;
   if (!origin.etcd_endpoints.empty()) {
     internal::EtcdClient etcd({.endpoints = origin.etcd_endpoints});
-    for (const auto& e : etcd.get_prefix(origin.prefix + "alive/")) {
-      const auto held = internal::EtcdLiveness::decode(e.value);
-      alive[e.key] = held ? held->version : -1;
-    }
+    alive = internal::EtcdLiveness::read_all(etcd, origin.prefix);
   }
   const Ring ring(config.cluster());
   const std::string probe_store = config.store_names().front();
@@ -599,11 +596,11 @@ int cmd_admin_describe(const Args& a) {
     std::cout << "node " << n.id << " (" << n.address << (n.zone.empty() ? "" : ", zone " + n.zone)
               << "): " << n.partitions.size() << " partitions, " << health_of(n, probe_store);
     if (!origin.etcd_endpoints.empty()) {
-      auto it = alive.find(internal::alive_key(origin.prefix, n.id));
+      auto it = alive.find(n.id);
       if (it == alive.end()) {
         std::cout << ", no lease";
       } else {
-        std::cout << ", lease held, routes by version " << it->second;
+        std::cout << ", lease held, routes by version " << it->second.version;
       }
     }
     std::cout << "\n";

@@ -91,21 +91,6 @@ Metadata read_metadata(EtcdClient& etcd, const std::string& key) {
   return m;
 }
 
-// Each node's liveness key, by id: nodes without one hold no lease.
-std::map<NodeId, EtcdLiveness::Alive> alive_nodes(EtcdClient& etcd, const std::string& prefix) {
-  std::map<NodeId, EtcdLiveness::Alive> out;
-  const std::string under = prefix + "alive/";
-  for (const auto& e : etcd.get_prefix(under)) {
-    const auto a = EtcdLiveness::decode(e.value);
-    if (!a) continue;
-    try {
-      out[static_cast<NodeId>(std::stoul(e.key.substr(under.size())))] = *a;
-    } catch (const std::exception&) {
-    }
-  }
-  return out;
-}
-
 // Waits until every node of `nodes` that holds a lease routes by `version`
 // or later. A node without a lease is down: it routes nothing, and reads
 // the config anew when it starts.
@@ -115,7 +100,7 @@ void wait_for_nodes(EtcdClient& etcd, const std::string& prefix, const std::set<
   std::set<NodeId> told_down;
   for (;;) {
     const auto alive = with_etcd("reading the nodes' leases", deadline,
-                                 [&] { return alive_nodes(etcd, prefix); });
+                                 [&] { return EtcdLiveness::read_all(etcd, prefix); });
     std::string lagging;
     for (NodeId id : nodes) {
       auto it = alive.find(id);
@@ -156,7 +141,7 @@ void wait_for_hints(EtcdClient& etcd, const std::string& prefix, const Ring& bef
   auto said = Clock::now();
   for (;;) {
     const auto alive = with_etcd("reading the nodes' leases", deadline,
-                                 [&] { return alive_nodes(etcd, prefix); });
+                                 [&] { return EtcdLiveness::read_all(etcd, prefix); });
     std::map<NodeId, uint64_t> pending;  // by the node the hints are for
     for (const auto& [id, a] : alive) {
       if (!before.has_node(id) && !after.has_node(id)) continue;
@@ -274,7 +259,7 @@ void copy_partitions(EtcdClient& etcd, const std::string& prefix, const Metadata
     std::vector<uint32_t> partitions;
   };
   const auto alive = with_etcd("reading the nodes' leases", deadline,
-                               [&] { return alive_nodes(etcd, prefix); });
+                               [&] { return EtcdLiveness::read_all(etcd, prefix); });
   std::vector<Batch> batches;
   size_t total = 0, done = 0;
   for (const auto& [store, n] : partitioned_stores(*m.config)) {
@@ -356,7 +341,7 @@ void drop_partitions(EtcdClient& etcd, const std::string& prefix, const Config& 
                      const Ring& before, const Ring& after, internal::MoveRecord* record,
                      Clock::time_point deadline) {
   const auto alive = with_etcd("reading the nodes' leases", deadline,
-                               [&] { return alive_nodes(etcd, prefix); });
+                               [&] { return EtcdLiveness::read_all(etcd, prefix); });
   const std::string record_key = prefix + "rebalance";
   for (const auto& [store, n] : partitioned_stores(config)) {
     std::map<NodeId, std::vector<uint32_t>> by_node;
@@ -546,7 +531,7 @@ int rebalance_status(const std::string& config, bool json) {
   }
   const Metadata m = read_metadata(etcd, origin.prefix + "config");
   const auto held = etcd.get(origin.prefix + "rebalance");
-  const auto alive = alive_nodes(etcd, origin.prefix);
+  const auto alive = EtcdLiveness::read_all(etcd, origin.prefix);
   std::cout << "metadata version " << m.version << ": " << m.config->nodes().size() << " nodes";
   if (!held) {
     std::cout << ", no rebalance in progress\n";
