@@ -55,8 +55,9 @@ void MetadataFollower::refresh() {
 }
 
 void MetadataFollower::offer(const std::string& value, int64_t version) {
-  // Seen already (perhaps being applied now): nothing to wait for.
-  if (version <= version_.load()) return;
+  // Under the lock even when the version is seen: a refresh that finds the
+  // watch applying this version returns once it is applied (an apply is
+  // quick: it switches views, it waits for nothing).
   std::lock_guard lock(apply_mu_);
   if (stopped_ || version <= version_.load()) return;
   version_.store(version);

@@ -23,8 +23,8 @@ namespace cairn::internal {
 class MetadataFollower {
  public:
   // Gets each config newer than the last one applied, with its version,
-  // one at a time. What it throws is logged; the version still counts as
-  // seen.
+  // one at a time; it must not wait for long (a refresh waits for it).
+  // What it throws is logged; the version still counts as seen.
   using Apply = std::function<void(const Config& config, int64_t version)>;
 
   // Starts watching `origin`'s config key after `origin.version` (the
