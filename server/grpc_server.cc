@@ -1115,6 +1115,9 @@ class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
   void OnCancel() override {
     std::lock_guard lock(mu_);
     cancelled_ = true;
+    // A donor that stopped answering must not hold the call (and a
+    // server shutting down) until its scan's deadline.
+    if (scan_ != nullptr) scan_->cancel();
     cv_.notify_all();
   }
   void OnDone() override {
@@ -1141,6 +1144,19 @@ class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
       only.partitions.assign(req_.partition_ids().begin(), req_.partition_ids().end());
       only.max_bytes_per_second = req_.max_bytes_per_second();
       auto it = donor.scan_partitions(only);
+      {
+        std::lock_guard lock(mu_);
+        if (cancelled_) it->cancel();
+        scan_ = it.get();
+      }
+      // OnCancel reaches the scan only while it lives, however this ends.
+      struct Forget {
+        PullReactor* r;
+        ~Forget() {
+          std::lock_guard lock(r->mu_);
+          r->scan_ = nullptr;
+        }
+      } forget{this};
       auto last = std::chrono::steady_clock::now();
       while (it->next()) {
         if (stopped()) throw Unavailable("the pull was cancelled");
@@ -1199,6 +1215,7 @@ class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
   std::condition_variable cv_;
   bool writing_ = false;    // guarded by mu_
   bool cancelled_ = false;  // guarded by mu_
+  CancellableIterator* scan_ = nullptr;  // the donor's scan while it runs; guarded by mu_
   std::thread thread_;      // last: starts once the rest is set
 };
 

@@ -337,7 +337,7 @@ namespace {
 
 // Reads a server's Scan stream. Holds the store's state, so it may outlive
 // the store; after close() it fails like every iterator.
-class GrpcIterator final : public StoreIterator {
+class GrpcIterator final : public CancellableIterator {
  public:
   explicit GrpcIterator(std::shared_ptr<GrpcStore::Impl> impl, const PartitionFilter* only = nullptr)
       : impl_(std::move(impl)) {
@@ -374,6 +374,7 @@ class GrpcIterator final : public StoreIterator {
   }
   std::string_view key() const override { return msg_.key(); }
   const std::vector<Versioned>& versions() const override { return versions_; }
+  void cancel() override { ctx_.TryCancel(); }
 
  private:
   std::shared_ptr<GrpcStore::Impl> impl_;
@@ -494,7 +495,7 @@ std::unique_ptr<StoreIterator> GrpcStore::scan() {
   return std::make_unique<GrpcIterator>(impl_);
 }
 
-std::unique_ptr<StoreIterator> GrpcStore::scan_partitions(const PartitionFilter& only) {
+std::unique_ptr<CancellableIterator> GrpcStore::scan_partitions(const PartitionFilter& only) {
   impl_->check_open();
   return std::make_unique<GrpcIterator>(impl_, &only);
 }

@@ -36,6 +36,13 @@ struct PartitionFilter {
   uint64_t max_bytes_per_second = 0;
 };
 
+// A server's scan that another thread may stop: next() then fails.
+class CancellableIterator : public StoreIterator {
+ public:
+  // Thread-safe; idempotent.
+  virtual void cancel() = 0;
+};
+
 class GrpcStore final : public Store, public HintKeeper {
  public:
   // Creates the channel; connects lazily. Throws InvalidArgument for bad
@@ -53,7 +60,7 @@ class GrpcStore final : public Store, public HintKeeper {
   std::unique_ptr<StoreIterator> scan() override;
   // The server's scan of only the keys in some partitions, throttled by
   // the server: what a node copies when it takes partitions over.
-  std::unique_ptr<StoreIterator> scan_partitions(const PartitionFilter& only);
+  std::unique_ptr<CancellableIterator> scan_partitions(const PartitionFilter& only);
   void close() override;
   std::string describe() const override;
   bool reads_may_block() const override { return true; }
