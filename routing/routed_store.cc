@@ -215,7 +215,6 @@ struct View {
   mutable std::atomic<int> writes{0};
 
   explicit View(Ring r) : ring(std::move(r)) {}
-  uint32_t partition(std::string_view key) const { return ring.partition(key); }
   const std::vector<size_t>& prefs_of(std::string_view key) const {
     return prefs[ring.partition(key)];
   }

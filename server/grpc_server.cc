@@ -1250,61 +1250,36 @@ class AdminService final : public rpc::Admin::CallbackService {
   grpc::ServerUnaryReactor* DropPartitions(grpc::CallbackServerContext* ctx,
                                            const rpc::DropPartitionsRequest* req,
                                            rpc::DropPartitionsResponse* resp) override {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (!drain_.enter()) {
-      reactor->Finish(Drain::refused());
-      return reactor;
-    }
     // A scan and deletes of the node's own replica: a worker's job.
-    executor_.submit([this, reactor, req, resp] {
-      reactor->Finish(status_of([&] { drop_partitions(*req, resp); }));
-      drain_.leave();
-    });
-    return reactor;
+    return on_worker(ctx, [this, req, resp] { drop_partitions(*req, resp); });
   }
 
   grpc::ServerUnaryReactor* PendingHints(grpc::CallbackServerContext* ctx,
                                          const rpc::PendingHintsRequest*,
                                          rpc::PendingHintsResponse* resp) override {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     if (!pending_hints_) {
+      grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
       reactor->Finish(internal::to_status(FailedPrecondition(
           "this node keeps no hints (it is not a node of a cluster)")));
       return reactor;
     }
-    if (!drain_.enter()) {
-      reactor->Finish(Drain::refused());
-      return reactor;
-    }
     // A scan of the node's hint store: a worker's job.
-    executor_.submit([this, reactor, resp] {
-      reactor->Finish(status_of([&] {
-        for (const auto& [node, n] : pending_hints_()) (*resp->mutable_by_node())[node] = n;
-      }));
-      drain_.leave();
+    return on_worker(ctx, [this, resp] {
+      for (const auto& [node, n] : pending_hints_()) (*resp->mutable_by_node())[node] = n;
     });
-    return reactor;
   }
 
   grpc::ServerUnaryReactor* PutHint(grpc::CallbackServerContext* ctx, const rpc::Hint* req,
                                     rpc::PutHintResponse*) override {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     if (!keep_hint_) {
+      grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
       reactor->Finish(internal::to_status(FailedPrecondition(
           "this node keeps no hints (its config has no `cluster: hints:`, or it is not a "
           "cluster node)")));
       return reactor;
     }
-    if (!drain_.enter()) {
-      reactor->Finish(Drain::refused());
-      return reactor;
-    }
     // Keeping a hint writes to the node's hint store: a worker's job.
-    executor_.submit([this, reactor, req] {
-      reactor->Finish(status_of([&] { keep_hint_(internal::from_wire(*req)); }));
-      drain_.leave();
-    });
-    return reactor;
+    return on_worker(ctx, [this, req] { keep_hint_(internal::from_wire(*req)); });
   }
 
   grpc::ServerUnaryReactor* ListStores(grpc::CallbackServerContext* ctx,
@@ -1340,6 +1315,22 @@ class AdminService final : public rpc::Admin::CallbackService {
   }
 
  private:
+  // Runs `fn` on a worker and answers with what it threw (OK if nothing),
+  // unless the server is draining.
+  template <typename Fn>
+  grpc::ServerUnaryReactor* on_worker(grpc::CallbackServerContext* ctx, Fn fn) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (!drain_.enter()) {
+      reactor->Finish(Drain::refused());
+      return reactor;
+    }
+    executor_.submit([this, reactor, fn = std::move(fn)] {
+      reactor->Finish(status_of(fn));
+      drain_.leave();
+    });
+    return reactor;
+  }
+
   // Deletes the keys of the partitions asked for from the node's replica,
   // once the node's metadata says it no longer replicates any of them.
   void drop_partitions(const rpc::DropPartitionsRequest& req, rpc::DropPartitionsResponse* resp) {

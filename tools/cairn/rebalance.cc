@@ -91,6 +91,28 @@ Metadata read_metadata(EtcdClient& etcd, const std::string& key) {
   return m;
 }
 
+// Writes the config of `m` with its cluster's nodes and `moving_to`
+// replaced, and `record`, in one transaction guarded by m's version; the
+// metadata etcd then holds. Throws FailedPrecondition saying `changed` if
+// the config changed since `m` was read (nothing is written then).
+Metadata commit_layout(EtcdClient& etcd, const std::string& config_key,
+                       const std::string& record_key, const Metadata& m,
+                       const std::vector<NodeInfo>& nodes, const std::vector<NodeInfo>& moving_to,
+                       const internal::MoveRecord& record, const char* what,
+                       const std::string& changed, Clock::time_point deadline) {
+  Metadata out;
+  out.text = with_cluster(m.text, nodes, moving_to);
+  // What the nodes will read must read.
+  out.config = Config::parse(out.text, std::string("the config ") + what);
+  const std::vector<EtcdClient::Write> writes = {{.key = config_key, .value = out.text},
+                                                 {.key = record_key, .value = record.encode()}};
+  const bool committed = with_etcd(what, deadline, [&] {
+    return etcd.commit_if(config_key, m.version, writes, &out.version);
+  });
+  if (!committed) throw FailedPrecondition(changed);
+  return out;
+}
+
 // Waits until every node of `nodes` that holds a lease routes by `version`
 // or later. A node without a lease is down: it routes nothing, and reads
 // the config anew when it starts.
@@ -442,23 +464,13 @@ int rebalance(const RebalanceOptions& o) {
     }
     record.from_version = m.version;
     record.before = before.to_cluster().nodes;
-    const std::string text = with_cluster(m.text, before.to_cluster().nodes,
-                                          after.to_cluster().nodes);
-    Config::parse(text, "the config with moving_to");  // what the nodes will read must read
-    const std::vector<EtcdClient::Write> writes = {{.key = config_key, .value = text},
-                                                   {.key = record_key, .value = record.encode()}};
-    int64_t revision = 0;
-    const bool committed = with_etcd("starting the move", deadline(), [&] {
-      return etcd.commit_if(config_key, m.version, writes, &revision);
-    });
-    if (!committed) {
-      throw FailedPrecondition("the config in etcd changed while the move was planned (it was "
-                               "version " + std::to_string(m.version) + "); nothing changed, run "
-                               "again");
-    }
-    std::cerr << "metadata version " << revision << ": writes of moving partitions go to their "
+    m = commit_layout(etcd, config_key, record_key, m, before.to_cluster().nodes,
+                      after.to_cluster().nodes, record, "starting the move",
+                      "the config in etcd changed while the move was planned (it was version " +
+                          std::to_string(m.version) + "); nothing changed, run again",
+                      deadline());
+    std::cerr << "metadata version " << m.version << ": writes of moving partitions go to their "
               << "old and new replicas\n";
-    m = with_etcd("reading the config", deadline(), [&] { return read_metadata(etcd, config_key); });
   }
 
   const Ring before(ClusterInfo{m.config->cluster().partitions, record.before, {}});
@@ -480,20 +492,13 @@ int rebalance(const RebalanceOptions& o) {
     wait_for_hints(etcd, origin.prefix, before, after, deadline());
     // Step 4: the new layout.
     record.switched = true;
-    const std::string text = with_cluster(m.text, c.moving_to, {});
-    Config::parse(text, "the config after the move");
-    const std::vector<EtcdClient::Write> writes = {{.key = config_key, .value = text},
-                                                   {.key = record_key, .value = record.encode()}};
-    int64_t revision = 0;
-    const bool committed = with_etcd("switching to the new layout", deadline(), [&] {
-      return etcd.commit_if(config_key, m.version, writes, &revision);
-    });
-    if (!committed) {
-      throw FailedPrecondition("the config in etcd changed during the move (it was version " +
-                               std::to_string(m.version) + "); run the rebalance again");
-    }
-    std::cerr << "metadata version " << revision << ": the new layout serves\n";
-    m = with_etcd("reading the config", deadline(), [&] { return read_metadata(etcd, config_key); });
+    const std::vector<NodeInfo> new_nodes = c.moving_to;  // `c` is m's, replaced below
+    m = commit_layout(etcd, config_key, record_key, m, new_nodes, {}, record,
+                      "switching to the new layout",
+                      "the config in etcd changed during the move (it was version " +
+                          std::to_string(m.version) + "); run the rebalance again",
+                      deadline());
+    std::cerr << "metadata version " << m.version << ": the new layout serves\n";
   }
   // Step 5: everyone on the new layout, then the old copies go.
   const Ring after(m.config->cluster());
