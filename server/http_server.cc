@@ -26,6 +26,7 @@
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "server/http_handler.h"
+#include "server/listen_address.h"
 
 namespace cairn {
 
@@ -40,34 +41,6 @@ using internal::HttpRequest;
 using internal::HttpResponse;
 
 class Session;
-
-// "host:port" or "[v6]:port" -> an endpoint.
-tcp::endpoint parse_endpoint(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon + 1 == listen.size()) {
-    throw InvalidArgument("HTTP listen address '" + listen + "' is not HOST:PORT");
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  unsigned long port = 0;
-  try {
-    size_t used = 0;
-    port = std::stoul(listen.substr(colon + 1), &used);
-    if (used != listen.size() - colon - 1 || port > 65535) throw std::out_of_range("port");
-  } catch (const std::exception&) {
-    throw InvalidArgument("HTTP listen address '" + listen + "': the port is not 0..65535");
-  }
-  if (host == "localhost") host = "127.0.0.1";
-  boost::system::error_code ec;
-  const asio::ip::address address = asio::ip::make_address(host, ec);
-  if (ec) {
-    throw InvalidArgument("HTTP listen address '" + listen + "': '" + host +
-                          "' is not an IP address");
-  }
-  return tcp::endpoint(address, static_cast<unsigned short>(port));
-}
 
 }  // namespace
 
@@ -300,7 +273,7 @@ void HttpServer::Impl::accept() {
 
 HttpServer::HttpServer(HttpOptions options, ServedStores stores)
     : impl_(std::make_unique<Impl>(std::move(options), stores)) {
-  const tcp::endpoint endpoint = parse_endpoint(impl_->options.listen);
+  const tcp::endpoint endpoint = internal::parse_listen_address(impl_->options.listen, "HTTP");
   beast::error_code ec;
   impl_->acceptor.open(endpoint.protocol(), ec);
   if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);

@@ -33,6 +33,7 @@
 #include "metadata/move_record.h"
 #include "server/grpc_server.h"
 #include "server/http_server.h"
+#include "server/resp_server.h"
 #include "routing/hinted_handoff.h"
 #include "routing/routed_store.h"
 #include "tools/flags.h"
@@ -60,6 +61,12 @@ parameters expands to the node id, so one config describes every node.
                          (see docs/network.md). Off by default
   --http-port-file FILE  write the HTTP port to FILE once serving
   --http-threads N       threads serving HTTP connections (default 2)
+  --resp ADDR:PORT       also serve the Redis protocol (RESP2/RESP3) there,
+                         for redis-cli and any Redis client: GET, SET, DEL,
+                         EXISTS, MGET, MSET, SELECT STORE, CAIRN.VERSIONS,
+                         ... (see docs/network.md). Off by default
+  --resp-port-file FILE  write the RESP port to FILE once serving
+  --resp-threads N       I/O threads of the RESP front (default 2)
   --workers N            threads for engine work that may block (default 4)
   --route-threads N      threads for scans of stores the node routes, which
                          wait on other nodes (default 4); their gets, puts
@@ -90,7 +97,7 @@ node that joins the cluster starts with --node and --listen before the
 config names it (`cairn admin rebalance --add ID=ADDR:PORT`).
 
 On SIGTERM or SIGINT the server stops accepting calls (HTTP first, then
-gRPC), drains in-flight ones,
+RESP, then gRPC), drains in-flight ones,
 and closes its engines cleanly (LMDB flushed), then exits 0. Exit status: 2
 for bad usage or config, 1 for a failure to serve.
 )";
@@ -105,6 +112,9 @@ struct Args {
   std::string http;
   std::string http_port_file;
   int http_threads = 2;
+  std::string resp;
+  std::string resp_port_file;
+  int resp_threads = 2;
   ServerOptions server;
   int grace_ms = 5000;
 };
@@ -138,6 +148,12 @@ std::optional<Args> parse(int argc, char** argv) {
       a.http_port_file = value();
     } else if (arg == "--http-threads") {
       a.http_threads = static_cast<int>(tools::flag_number(arg, value(), 1, 256));
+    } else if (arg == "--resp") {
+      a.resp = value();
+    } else if (arg == "--resp-port-file") {
+      a.resp_port_file = value();
+    } else if (arg == "--resp-threads") {
+      a.resp_threads = static_cast<int>(tools::flag_number(arg, value(), 1, 256));
     } else if (arg == "--workers") {
       a.server.worker_threads = static_cast<int>(tools::flag_number(arg, value(), 1, 1024));
     } else if (arg == "--route-threads") {
@@ -162,6 +178,9 @@ std::optional<Args> parse(int argc, char** argv) {
   if (a.config.empty()) throw UsageError("--config is required (see --help)");
   if (!a.http_port_file.empty() && a.http.empty()) {
     throw UsageError("--http-port-file needs --http");
+  }
+  if (!a.resp_port_file.empty() && a.resp.empty()) {
+    throw UsageError("--resp-port-file needs --resp");
   }
   return a;
 }
@@ -402,7 +421,7 @@ int serve(const Args& a) {
     served += (served.empty() ? "" : "; ") + name + " (" + stack + ")";
     stores.emplace(name, std::move(store));
   }
-  const ServedStores http_stores = stores;
+  const ServedStores front_stores = stores;
   StoreServer server(options, std::move(stores));
   // A node of a cluster kept in etcd says there that it lives, and which
   // metadata it routes by.
@@ -427,6 +446,20 @@ int serve(const Args& a) {
       r->set_refresh([f = follower.get()] { f->refresh(); });
     }
   }
+  std::optional<RespServer> resp;
+  if (!a.resp.empty()) {
+    if (!options.tls_cert.empty()) {
+      throw UsageError("--resp: the Redis-protocol front does not speak TLS yet, and this node "
+                       "serves gRPC with TLS; serving RESP in the clear beside it would bypass "
+                       "that. Leave out --resp, or the TLS settings");
+    }
+    resp.emplace(RespServerOptions{.listen = a.resp,
+                                   .threads = a.resp_threads,
+                                   .workers = options.worker_threads,
+                                   .node_id = a.node,
+                                   .max_command = options.max_message_size},
+                 front_stores);
+  }
   std::optional<HttpServer> http;
   if (!a.http.empty()) {
     HttpOptions h;
@@ -434,8 +467,9 @@ int serve(const Args& a) {
     h.threads = a.http_threads;
     h.node_id = a.node;
     h.max_body = options.max_message_size;
-    h.extra_metrics = [&server, &liveness, metadata] {
-      std::string out =
+    h.extra_metrics = [&server, &liveness, &resp, metadata] {
+      std::string out = resp ? resp->metrics() : "";
+      out +=
           "# HELP cairn_grpc_calls_total gRPC calls served, by store.\n"
           "# TYPE cairn_grpc_calls_total counter\n";
       for (const auto& [name, n] : server.calls()) {
@@ -475,18 +509,22 @@ int serve(const Args& a) {
         return internal::cluster_status_json(*etcd, prefix);
       };
     }
-    http.emplace(std::move(h), http_stores);
+    http.emplace(std::move(h), front_stores);
   }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  const std::string http_note =
+  std::string http_note =
       http ? ", HTTP on " + a.http.substr(0, a.http.rfind(':')) + ":" + std::to_string(http->port())
            : "";
+  if (resp) {
+    http_note += ", RESP on " + a.resp.substr(0, a.resp.rfind(':')) + ":" + std::to_string(resp->port());
+  }
   log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " listening on " + host +
                            ":" + std::to_string(server.port()) +
                            (options.tls_cert.empty() ? "" : " (TLS)") + http_note + ", serving " +
                            served);
   if (!a.port_file.empty()) write_port(a.port_file, server.port());
   if (http && !a.http_port_file.empty()) write_port(a.http_port_file, http->port());
+  if (resp && !a.resp_port_file.empty()) write_port(a.resp_port_file, resp->port());
   if (hints) hints->start();
   std::exception_ptr stop_error;
   std::thread stopper([&] {
@@ -501,6 +539,11 @@ int serve(const Args& a) {
     if (follower) follower->stop();
     try {
       if (http) http->shutdown(std::chrono::milliseconds(a.grace_ms));
+      if (resp) {
+        resp->shutdown(std::max(std::chrono::milliseconds(0),
+                                std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    until - std::chrono::steady_clock::now())));
+      }
       server.shutdown(std::max(std::chrono::milliseconds(0),
                                std::chrono::duration_cast<std::chrono::milliseconds>(
                                    until - std::chrono::steady_clock::now())));

@@ -1,0 +1,456 @@
+#include "server/resp_server.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cairn/errors.h"
+#include "cairn/log.h"
+#include "core/executor.h"
+#include "server/listen_address.h"
+#include "server/resp_commands.h"
+#include "server/resp_protocol.h"
+
+namespace cairn {
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using internal::RespCommands;
+using internal::RespParser;
+
+class Connection;
+
+}  // namespace
+
+struct RespServer::Impl {
+  Impl(RespServerOptions o, const ServedStores& stores)
+      : options(std::move(o)),
+        executor(std::make_unique<internal::Executor>(std::max(1, options.workers))),
+        commands(stores, internal::RespOptions{.node_id = options.node_id}, executor.get()) {
+    const int n = std::max(1, options.threads);
+    for (int i = 0; i < n; ++i) ios.push_back(std::make_unique<asio::io_context>(1));
+    acceptor.emplace(*ios[0]);
+    retry.emplace(*ios[0]);
+  }
+
+  void accept();
+  // A deferred command's reply has been handed over.
+  void deferred_done() {
+    if (deferred.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lock(mu);
+      cv.notify_all();
+    }
+  }
+
+  RespServerOptions options;
+  // Runs the writes that may block; before `commands`, which borrows it.
+  // Reset in shutdown(), once no command is left.
+  std::unique_ptr<internal::Executor> executor;
+  RespCommands commands;
+  std::mutex mu;
+  std::condition_variable cv;
+  // Live connections, so shutdown can close them.
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // guarded by mu
+  bool draining = false;                                                   // guarded by mu
+  // Commands deferred and not yet answered, on every connection.
+  std::atomic<int64_t> deferred{0};
+
+  // Declared after what queued handlers' connections use in their
+  // destructors (mu, connections).
+  std::vector<std::unique_ptr<asio::io_context>> ios;
+  std::optional<tcp::acceptor> acceptor;
+  std::optional<asio::steady_timer> retry;  // re-arms accept after a failure
+  size_t next_io = 0;                       // on ios[0]: where the next connection lives
+  std::vector<std::thread> threads;
+  int port = 0;
+  bool stopped = false;  // guarded by mu
+};
+
+namespace {
+
+// One client. Everything but deliver() runs on its io_context's one thread.
+class Connection final : public internal::RespSession,
+                         public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, RespServer::Impl* server)
+      : socket_(std::move(socket)),
+        server_(server),
+        parser_(internal::RespLimits{.max_bulk = server->options.max_command,
+                                     .max_command = server->options.max_command}) {
+    server_->commands.open(*this);
+    in_.resize(16 << 10);
+  }
+
+  ~Connection() override {
+    server_->commands.stats().connected.fetch_sub(1, std::memory_order_relaxed);
+    std::lock_guard lock(server_->mu);
+    server_->connections.erase(this);
+    if (server_->connections.empty()) server_->cv.notify_all();
+  }
+
+  void start() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->read(); });
+  }
+
+  // On shutdown: no more commands are read; the connection closes once
+  // the replies of those it has are sent.
+  void drain() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->draining_ = true;
+      self->maybe_close();
+    });
+  }
+
+  // Closes the socket now, whatever is in progress.
+  void cut() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
+  }
+
+  void deliver(uint64_t ticket, std::string reply) override {
+    server_->deferred_done();
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this(), ticket, reply = std::move(reply)]() mutable {
+                 self->on_reply(ticket, std::move(reply));
+               });
+  }
+
+  std::shared_ptr<internal::RespSession> keep() override { return shared_from_this(); }
+
+ private:
+  // A command whose reply is not yet sent because it, or one before it,
+  // was deferred.
+  struct Slot {
+    uint64_t ticket = 0;
+    bool ready = false;
+    std::string reply;
+    std::vector<std::string> keys;  // what it holds in busy_, while not ready
+    bool write = false;
+  };
+  struct KeyUse {
+    int reads = 0;
+    int writes = 0;
+  };
+
+  void read() {
+    if (reading_ || closed_ || stopped_reading_) return;
+    if (end_ == in_.size()) {
+      // Make room: move the unread part to the front, or grow (a command
+      // is at most max_command bytes, which bounds the buffer).
+      if (start_ > 0) {
+        std::memmove(in_.data(), in_.data() + start_, end_ - start_);
+        end_ -= start_;
+        start_ = 0;
+      } else {
+        // Doubling as bytes arrive, not to the size a header claims: a
+        // client that only announces a large value costs nothing.
+        in_.resize(in_.size() * 2);
+      }
+    }
+    reading_ = true;
+    socket_.async_read_some(
+        asio::buffer(in_.data() + end_, in_.size() - end_),
+        [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+          self->reading_ = false;
+          if (ec) {
+            // The client closed (or half-closed) its side: answer what it
+            // sent, then close.
+            self->stopped_reading_ = true;
+            if (ec != asio::error::eof) return self->close();
+          }
+          self->end_ += n;
+          self->pump();
+        });
+  }
+
+  // Runs the commands read so far, as far as ordering and the limits let,
+  // sends their replies, and reads on.
+  void pump() {
+    while (!closed_ && !quitting_ && !draining_) {
+      if (slots_.size() >= server_->options.max_pending ||
+          out_.size() + writing_.size() >= server_->options.max_output) {
+        break;  // resumed when replies drain
+      }
+      const std::string_view data(in_.data() + start_, end_ - start_);
+      const RespParser::Status status = parser_.parse(data);
+      if (status == RespParser::Status::kIncomplete) break;
+      if (status == RespParser::Status::kError) {
+        server_->commands.stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
+        std::string reply;
+        internal::resp::error(&reply, "ERR " + parser_.error());
+        add_reply(std::move(reply));
+        quitting_ = true;  // the rest of the stream cannot be trusted
+        break;
+      }
+      const auto& args = parser_.args();
+      RespCommands::Access access;
+      if (!slots_.empty()) {
+        access = server_->commands.access(args);
+        if (conflicts(access)) break;  // parsed again once what it waits for answers
+      }
+      const size_t used = parser_.consumed();
+      const uint64_t ticket = next_ticket_++;
+      bool answered = false;
+      if (slots_.empty()) {
+        answered = server_->commands.run(*this, args, ticket, &out_);
+        if (!answered) access = server_->commands.access(args);
+      } else {
+        std::string reply;
+        answered = server_->commands.run(*this, args, ticket, &reply);
+        if (answered) add_reply(std::move(reply));
+      }
+      if (!answered) {
+        server_->deferred.fetch_add(1, std::memory_order_relaxed);
+        Slot slot;
+        slot.ticket = ticket;
+        slot.write = access.write;
+        for (std::string_view k : access.keys) {
+          slot.keys.emplace_back(k);
+          KeyUse& use = busy_[slot.keys.back()];
+          ++(access.write ? use.writes : use.reads);
+        }
+        slots_.push_back(std::move(slot));
+      }
+      start_ += used;
+      if (quit) quitting_ = true;
+    }
+    if (start_ == end_) start_ = end_ = 0;
+    flush();
+    maybe_close();
+    if (!quitting_ && !draining_ && slots_.size() < server_->options.max_pending &&
+        out_.size() + writing_.size() < server_->options.max_output) {
+      read();
+    }
+  }
+
+  bool conflicts(const RespCommands::Access& access) const {
+    for (std::string_view k : access.keys) {
+      auto it = busy_.find(std::string(k));
+      if (it == busy_.end()) continue;
+      if (it->second.writes > 0 || (access.write && it->second.reads > 0)) return true;
+    }
+    return false;
+  }
+
+  // A reply in order: straight out if nothing before it waits.
+  void add_reply(std::string reply) {
+    if (slots_.empty()) {
+      out_ += reply;
+      return;
+    }
+    Slot slot;
+    slot.ready = true;
+    slot.reply = std::move(reply);
+    slots_.push_back(std::move(slot));
+  }
+
+  void on_reply(uint64_t ticket, std::string reply) {
+    for (Slot& s : slots_) {
+      if (s.ticket != ticket || s.ready) continue;
+      s.ready = true;
+      s.reply = std::move(reply);
+      for (const std::string& k : s.keys) {
+        auto it = busy_.find(k);
+        if (--(s.write ? it->second.writes : it->second.reads) == 0 && it->second.reads == 0 &&
+            it->second.writes == 0) {
+          busy_.erase(it);
+        }
+      }
+      s.keys.clear();
+      break;
+    }
+    while (!slots_.empty() && slots_.front().ready) {
+      out_ += slots_.front().reply;
+      slots_.pop_front();
+    }
+    if (closed_) return;
+    pump();
+  }
+
+  void flush() {
+    if (writing_in_flight_ || out_.empty() || closed_) return;
+    writing_.swap(out_);
+    out_.clear();
+    writing_in_flight_ = true;
+    asio::async_write(socket_, asio::buffer(writing_),
+                      [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                        self->writing_in_flight_ = false;
+                        self->writing_.clear();
+                        if (ec) return self->close();
+                        // Room again: read on (pump does), and send what
+                        // came meanwhile.
+                        self->pump();
+                      });
+  }
+
+  // Closes once nothing is left to answer or send, if the client quit, the
+  // stream broke, the client closed its side, or the server drains.
+  void maybe_close() {
+    if (closed_ || !(quitting_ || draining_ || stopped_reading_)) return;
+    if (stopped_reading_ && !quitting_ && !draining_) {
+      // Half-closed: whatever complete commands are left still run.
+      const std::string_view data(in_.data() + start_, end_ - start_);
+      RespParser probe(internal::RespLimits{.max_bulk = server_->options.max_command,
+                                            .max_command = server_->options.max_command});
+      if (!slots_.empty() || probe.parse(data) == RespParser::Status::kCommand) return;
+    }
+    if (!slots_.empty() || writing_in_flight_ || !out_.empty()) return;
+    close();
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
+  tcp::socket socket_;
+  RespServer::Impl* server_;
+  RespParser parser_;
+  std::vector<char> in_;
+  size_t start_ = 0;  // in_[start_, end_) is read and not yet run
+  size_t end_ = 0;
+  std::string out_;      // replies to send, in order
+  std::string writing_;  // replies being sent
+  bool writing_in_flight_ = false;
+  bool reading_ = false;
+  bool stopped_reading_ = false;  // the client closed its side, or a read failed
+  bool quitting_ = false;         // QUIT or a protocol error: close once answered
+  bool draining_ = false;         // the server shuts down
+  bool closed_ = false;
+  std::deque<Slot> slots_;
+  std::unordered_map<std::string, KeyUse> busy_;  // keys of deferred commands
+  uint64_t next_ticket_ = 1;
+};
+
+}  // namespace
+
+void RespServer::Impl::accept() {
+  asio::io_context& io = *ios[next_io];
+  next_io = (next_io + 1) % ios.size();
+  acceptor->async_accept(io, [this](const boost::system::error_code& ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
+    if (ec) {
+      log(LogLevel::kWarn, "RESP accept: " + ec.message() + "; retrying in 100 ms");
+      retry->expires_after(std::chrono::milliseconds(100));
+      retry->async_wait([this](const boost::system::error_code& e) {
+        if (!e) accept();
+      });
+      return;
+    }
+    internal::RespStats& stats = commands.stats();
+    stats.connections_received.fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<Connection> connection;
+    {
+      std::lock_guard lock(mu);
+      if (!draining && connections.size() < options.max_connections) {
+        boost::system::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        stats.connected.fetch_add(1, std::memory_order_relaxed);
+        connection = std::make_shared<Connection>(std::move(socket), this);
+        connections.emplace(connection.get(), connection);
+      }
+    }
+    if (connection) {
+      connection->start();
+    } else {
+      stats.rejected.fetch_add(1, std::memory_order_relaxed);
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    }
+    accept();
+  });
+}
+
+RespServer::RespServer(RespServerOptions options, ServedStores stores)
+    : impl_(std::make_unique<Impl>(std::move(options), stores)) {
+  const tcp::endpoint endpoint = internal::parse_listen_address(impl_->options.listen, "RESP");
+  boost::system::error_code ec;
+  tcp::acceptor& acceptor = *impl_->acceptor;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw Unavailable("RESP: cannot listen on " + impl_->options.listen + ": " + ec.message());
+  impl_->port = acceptor.local_endpoint().port();
+  impl_->commands.set_port(impl_->port);
+  impl_->accept();
+  for (auto& io : impl_->ios) {
+    impl_->threads.emplace_back([io = io.get()] {
+      auto work = asio::make_work_guard(*io);
+      io->run();
+    });
+  }
+}
+
+RespServer::~RespServer() { shutdown(std::chrono::seconds(1)); }
+
+int RespServer::port() const { return impl_->port; }
+
+void RespServer::shutdown(std::chrono::milliseconds grace) {
+  std::vector<std::shared_ptr<Connection>> live;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopped) return;
+    impl_->stopped = true;
+    impl_->draining = true;
+    for (auto& [ptr, weak] : impl_->connections) {
+      if (auto c = weak.lock()) live.push_back(std::move(c));
+    }
+  }
+  asio::post(*impl_->ios[0], [impl = impl_.get()] {
+    boost::system::error_code ignored;
+    impl->acceptor->close(ignored);
+    impl->retry->cancel();
+  });
+  for (auto& c : live) c->drain();
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->cv.wait_for(lock, grace, [this] { return impl_->connections.empty(); });
+  }
+  // What is left did not finish within the grace: cut it off, and wait for
+  // the commands still running on stores (their calls have deadlines), so
+  // that none outlives this call.
+  for (auto& c : live) c->cut();
+  live.clear();
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->cv.wait(lock, [this] { return impl_->deferred.load() == 0; });
+  }
+  for (auto& io : impl_->ios) io->stop();
+  for (std::thread& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+std::string RespServer::metrics() const {
+  const internal::RespStats& s = impl_->commands.stats();
+  auto line = [](const char* name, const char* type, const char* help, uint64_t v) {
+    return std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + std::to_string(v) + "\n";
+  };
+  return line("cairn_resp_connections", "gauge", "Redis-protocol connections open.",
+              s.connected.load()) +
+         line("cairn_resp_connections_total", "counter", "Redis-protocol connections accepted.",
+              s.connections_received.load()) +
+         line("cairn_resp_rejected_connections_total", "counter",
+              "Redis-protocol connections refused at the limit.", s.rejected.load()) +
+         line("cairn_resp_commands_total", "counter", "Redis-protocol commands run.",
+              s.commands.load()) +
+         line("cairn_resp_error_replies_total", "counter", "Redis-protocol error replies.",
+              s.errors.load()) +
+         line("cairn_resp_protocol_errors_total", "counter",
+              "Redis-protocol connections closed for malformed input.", s.protocol_errors.load());
+}
+
+}  // namespace cairn
