@@ -654,23 +654,17 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
         pooled(std::move(work));
       }
     } else if (is(c, "cairn.put")) {
+      // The store's own put, at the clock given (as `cairn put --clock`):
+      // it replaces the versions the clock dominates, stands beside the
+      // concurrent ones, and is refused if a stored version is newer.
       if (args.size() != 4) return wrong_args(out, c), true;
       if (!need_store()) return true;
-      auto work = [s, node = options_.node_id, key = s->key(args[1]), value = s->value(args[2]),
+      auto work = [s, key = s->key(args[1]), value = s->value(args[2]),
                    clock = parse_clock(args[3])](std::string* o) {
-        // As the typed client's put_if: only if every stored version is at
-        // or before the clock sent, i.e. nothing was written since.
-        for (const VectorClock& stored : s->s.store->versions(key)) {
-          const Occurred when = compare(stored, clock);
-          if (when != Occurred::kBefore && when != Occurred::kEqual) {
-            return resp::error(o, "OBSOLETE stale write: the key has a version the clock sent does "
-                                  "not include (written since it was read); read it again");
-          }
-        }
         VectorClock written;
-        if (s->s.store->put(key, Versioned{value, clock.incremented(node, now_ms())}, &written) !=
-            PutResult::kStored) {
-          return resp::error(o, "OBSOLETE stale write: a newer version was written meanwhile");
+        if (s->s.store->put(key, Versioned{value, clock}, &written) != PutResult::kStored) {
+          return resp::error(o, "OBSOLETE the key has a version at or after " + clock.to_string() +
+                                    "; nothing was written");
         }
         resp::bulk(o, written.to_string());
       };
@@ -680,16 +674,11 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
         pooled(std::move(work));
       }
     } else if (is(c, "cairn.del")) {
+      // The store's own delete: the versions at or before the clock go,
+      // newer and concurrent ones stay.
       if (args.size() != 3) return wrong_args(out, c), true;
       if (!need_store()) return true;
       auto work = [s, key = s->key(args[1]), clock = parse_clock(args[2])](std::string* o) {
-        for (const VectorClock& stored : s->s.store->versions(key)) {
-          const Occurred when = compare(stored, clock);
-          if (when != Occurred::kBefore && when != Occurred::kEqual) {
-            return resp::error(o, "OBSOLETE stale delete: the key has a version the clock sent "
-                                  "does not include (written since it was read); read it again");
-          }
-        }
         resp::integer(o, s->s.store->remove(key, clock) ? 1 : 0);
       };
       if (s->writes == Mode::kInline) {

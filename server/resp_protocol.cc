@@ -20,14 +20,15 @@ RespParser::Status RespParser::read_length(std::string_view data, char prefix, i
                                          : std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
     return fail(std::string("expected '") + prefix + "', got '" + got + "'");
   }
+  // A length is at most 31 characters, found or not: the same error
+  // however the bytes arrive.
   const size_t start = pos_ + 1;
   const size_t cr = data.find('\r', start);
-  if (cr == std::string_view::npos || cr + 1 >= data.size()) {
-    if (data.size() - pos_ > 32) {
-      return fail(prefix == '*' ? "too big mbulk count string" : "too big bulk count string");
-    }
-    return Status::kIncomplete;
+  const size_t digits = (cr == std::string_view::npos ? data.size() : cr) - start;
+  if (digits > 31) {
+    return fail(prefix == '*' ? "too big mbulk count string" : "too big bulk count string");
   }
+  if (cr == std::string_view::npos || cr + 1 >= data.size()) return Status::kIncomplete;
   if (data[cr + 1] != '\n') return fail("a length line does not end in CRLF");
   const char* first = data.data() + start;
   const char* last = data.data() + cr;

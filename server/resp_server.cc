@@ -223,7 +223,9 @@ class Connection final : public internal::RespSession,
       start_ += used;
       if (quit) quitting_ = true;
     }
-    if (start_ == end_) start_ = end_ = 0;
+    // A read in progress writes at end_: the buffer moves only between
+    // reads.
+    if (start_ == end_ && !reading_) start_ = end_ = 0;
     flush();
     maybe_close();
     if (!quitting_ && !draining_ && slots_.size() < server_->options.max_pending &&
@@ -399,22 +401,28 @@ RespServer::~RespServer() { shutdown(std::chrono::seconds(1)); }
 int RespServer::port() const { return impl_->port; }
 
 void RespServer::shutdown(std::chrono::milliseconds grace) {
-  std::vector<std::shared_ptr<Connection>> live;
+  auto live = [this] {
+    std::vector<std::shared_ptr<Connection>> out;
+    for (auto& [ptr, weak] : impl_->connections) {
+      if (auto c = weak.lock()) out.push_back(std::move(c));
+    }
+    return out;
+  };
+  std::vector<std::shared_ptr<Connection>> open;
   {
     std::lock_guard lock(impl_->mu);
     if (impl_->stopped) return;
     impl_->stopped = true;
     impl_->draining = true;
-    for (auto& [ptr, weak] : impl_->connections) {
-      if (auto c = weak.lock()) live.push_back(std::move(c));
-    }
+    open = live();
   }
   asio::post(*impl_->ios[0], [impl = impl_.get()] {
     boost::system::error_code ignored;
     impl->acceptor->close(ignored);
     impl->retry->cancel();
   });
-  for (auto& c : live) c->drain();
+  for (auto& c : open) c->drain();
+  open.clear();  // a connection goes once it has closed
   {
     std::unique_lock lock(impl_->mu);
     impl_->cv.wait_for(lock, grace, [this] { return impl_->connections.empty(); });
@@ -422,8 +430,12 @@ void RespServer::shutdown(std::chrono::milliseconds grace) {
   // What is left did not finish within the grace: cut it off, and wait for
   // the commands still running on stores (their calls have deadlines), so
   // that none outlives this call.
-  for (auto& c : live) c->cut();
-  live.clear();
+  {
+    std::lock_guard lock(impl_->mu);
+    open = live();
+  }
+  for (auto& c : open) c->cut();
+  open.clear();
   {
     std::unique_lock lock(impl_->mu);
     impl_->cv.wait(lock, [this] { return impl_->deferred.load() == 0; });

@@ -16,6 +16,7 @@ CAIRN_PACKAGES=(
   python3-grpcio python3-protobuf openssl libboost1.74-dev curl
   libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev libmemcached-dev
   librocksdb-dev etcd-server golang-etcd-server-dev
+  redis-server redis-tools python3-redis
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

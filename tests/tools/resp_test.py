@@ -1,0 +1,272 @@
+"""cairn-server's Redis-protocol front, driven by clients no one here wrote:
+redis-cli, redis-benchmark and Python's redis package (Debian's
+python3-redis, so this runs under /usr/bin/python3), against a single node
+and a 3-node server-routed cluster of real processes on loopback.
+
+Usage: resp_test.py PATH_TO_CAIRN_SERVER [ResptTest.name ...]
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import redis
+
+SERVER = None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RespTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="cairn-resp-")
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def start(self, cfg, *extra, node=None):
+        """cairn-server with --resp on a free port; returns (process, resp port)."""
+        port_file = os.path.join(self.dir, "resp-port-%s" % node)
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        args = [SERVER, "--config", cfg, "--resp", "127.0.0.1:0", "--resp-port-file", port_file]
+        if node is None:
+            args += ["--listen", "127.0.0.1:0"]
+        else:
+            args += ["--node", str(node)]
+        p = subprocess.Popen(args + list(extra), cwd=self.dir, stderr=subprocess.PIPE)
+        self.procs.append(p)
+        for _ in range(3000):
+            if os.path.exists(port_file) or p.poll() is not None:
+                break
+            time.sleep(0.01)
+        self.assertIsNone(p.poll(), p.stderr.read() if p.poll() is not None else "")
+        with open(port_file) as f:
+            return p, int(f.read())
+
+    def stop(self, p):
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(timeout=30), 0)
+
+    def cli(self, port, *args, stdin=None):
+        r = subprocess.run(["redis-cli", "-p", str(port)] + list(args), capture_output=True,
+                           input=stdin, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.decode()
+
+    def memory_config(self, extra=""):
+        return self.write("memory.yaml",
+                          "stores:\n  default:\n    stack: [stats, {engine: memory}]\n" + extra)
+
+    def test_redis_cli_sets_and_gets(self):
+        cfg = self.memory_config(
+            "  users:\n    key: string\n    value: {type: json, schema: {name: string}}\n"
+            "    stack: [{engine: memory}]\n")
+        server, port = self.start(cfg)
+        self.assertEqual(self.cli(port, "set", "a", "b"), "OK\n")
+        self.assertEqual(self.cli(port, "get", "a"), "b\n")
+        self.assertEqual(self.cli(port, "--no-raw", "get", "missing"), "(nil)\n")
+        # A value from stdin (-x), with a NUL and a newline in it.
+        self.assertEqual(self.cli(port, "-x", "set", "bin", stdin=b"x\x00y\n"), "OK\n")
+        r = subprocess.run(["redis-cli", "-p", str(port), "--raw", "get", "bin"],
+                           capture_output=True)
+        self.assertEqual(r.stdout, b"x\x00y\n\n")
+        self.assertEqual(self.cli(port, "del", "a", "missing"), "1\n")
+        self.assertEqual(self.cli(port, "exists", "a", "bin"), "1\n")
+        self.assertIn("cairn_version:", self.cli(port, "info"))
+        self.assertIn("store_default:get=", self.cli(port, "info"))
+        # RESP3 (redis-cli -3 sends HELLO 3).
+        self.assertEqual(self.cli(port, "-3", "--no-raw", "get", "missing"), "(nil)\n")
+        # An unknown command is an error, said so.
+        self.assertIn("ERR unknown command 'flushall'", self.cli(port, "flushall"))
+        # redis-cli -n picks a database by number: 0 is the default store.
+        self.assertEqual(self.cli(port, "-n", "0", "get", "bin").encode(), b"x\x00y\n\n")
+        # The clock-aware commands.
+        out = self.cli(port, "cairn.versions", "bin")
+        self.assertIn("clock", out)
+        self.assertIn("{0:1}", out)  # this node's id is 0
+        self.stop(server)
+        self.assertIn("RESP on 127.0.0.1:%d" % port, server.stderr.read().decode())
+
+    def test_python_redis(self):
+        server, port = self.start(self.memory_config(
+            "  users:\n    key: string\n    value: {type: json, schema: {name: string}}\n"
+            "    stack: [{engine: memory}]\n"))
+        r = redis.Redis(port=port)
+        self.assertTrue(r.ping())
+        self.assertTrue(r.set(b"k\x00\xff", b"v\r\n\x00"))
+        self.assertEqual(r.get(b"k\x00\xff"), b"v\r\n\x00")
+        self.assertIsNone(r.get("absent"))
+        self.assertTrue(r.mset({"a": "1", "b": "2"}))
+        self.assertEqual(r.mget("a", "absent", "b"), [b"1", None, b"2"])
+        self.assertEqual(r.exists("a", "b", "absent"), 2)
+        self.assertEqual(r.delete("a", "absent"), 1)
+        self.assertEqual(r.echo("hi"), b"hi")
+        # A pipeline of 2000 commands in one round trip, answered in order.
+        p = r.pipeline(transaction=False)
+        for i in range(1000):
+            p.set("p%d" % i, str(i))
+            p.get("p%d" % i)
+        replies = p.execute()
+        self.assertEqual(replies[1::2], [str(i).encode() for i in range(1000)])
+        # Errors are exceptions; the connection stays usable.
+        with self.assertRaises(redis.ResponseError) as e:
+            r.execute_command("FLUSHALL")
+        self.assertIn("unknown command", str(e.exception))
+        with self.assertRaises(redis.ResponseError):
+            r.set("k", "v", nx=True)
+        self.assertEqual(r.get("p7"), b"7")
+        # Another store, by name; its serializers check what is written.
+        u = redis.Redis(port=port, single_connection_client=True)
+        self.assertTrue(u.execute_command("SELECT", "users"))
+        self.assertTrue(u.set("ada", '{"name": "Ada"}'))
+        self.assertEqual(u.get("ada"), b'{"name":"Ada"}')
+        with self.assertRaises(redis.ResponseError):
+            u.set("bob", '{"name": 7}')
+        self.assertIsNone(u.get("bob"))
+        self.assertEqual(sorted(u.execute_command("CAIRN.STORES")), [b"default", b"users"])
+        # Siblings (two clocks no one merged): GET says how to read them.
+        self.assertEqual(u.execute_command("CAIRN.PUT", "eve", '{"name":"E1"}', "{1:1}"),
+                         b"{1:1}")
+        self.assertEqual(u.execute_command("CAIRN.PUT", "eve", '{"name":"E2"}', "{2:1}"),
+                         b"{2:1}")
+        with self.assertRaises(redis.ResponseError) as e:
+            u.get("eve")
+        self.assertIn("CAIRN.VERSIONS", str(e.exception))
+        versions = u.execute_command("CAIRN.VERSIONS", "eve")
+        self.assertEqual(sorted(v[3] for v in versions), [b"{1:1}", b"{2:1}"])
+        # A write at a clock after both resolves them; one at an old clock
+        # is refused.
+        u.execute_command("CAIRN.PUT", "eve", '{"name":"E"}', "{1:1, 2:1}")
+        self.assertEqual(u.get("eve"), b'{"name":"E"}')
+        with self.assertRaises(redis.ResponseError) as e:
+            u.execute_command("CAIRN.PUT", "eve", '{"name":"old"}', "{1:1}")
+        self.assertIn("OBSOLETE", str(e.exception))
+        self.stop(server)
+
+    def test_redis_benchmark_runs_clean(self):
+        server, port = self.start(self.memory_config())
+        for extra in ([], ["-P", "16"]):
+            r = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", "20000",
+                                "-c", "20", "-d", "100", "--csv"] + extra,
+                               capture_output=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out = r.stdout.decode()
+            rows = {line.split(",")[0].strip('"'): line for line in out.splitlines()[1:]}
+            self.assertEqual(sorted(rows), ["GET", "SET"], out)
+            self.assertNotIn("rror", out + r.stderr.decode())
+        # What it wrote is there: its key, its 100-byte value.
+        r = redis.Redis(port=port)
+        self.assertEqual(len(r.get("key:__rand_int__")), 100)
+        self.stop(server)
+
+    def test_a_server_routed_cluster(self):
+        ports = [free_port() for _ in range(3)]
+        cfg = self.write(
+            "cluster.yaml",
+            "cluster:\n  partitions: 12\n  nodes:\n"
+            + "".join("    - {id: %d, address: \"127.0.0.1:%d\"}\n" % (i, p)
+                      for i, p in enumerate(ports))
+            + "stores:\n  default:\n    replication: {n: 3, r: 2, w: 2}\n"
+            "    node: [{route: {timeout_ms: 3000}}, {engine: memory}]\n")
+        nodes = [self.start(cfg, node=i) for i in range(3)]
+        resp = [port for _, port in nodes]
+        # Any node coordinates any key: written through one, read through
+        # the others.
+        for i in range(50):
+            self.assertEqual(self.cli(resp[i % 3], "set", "k%d" % i, "v%d" % i), "OK\n")
+        clients = [redis.Redis(port=p) for p in resp]
+        for i in range(50):
+            self.assertEqual(clients[(i + 1) % 3].get("k%d" % i), b"v%d" % i)
+        # A pipeline through one node: its reads go out together.
+        p = clients[0].pipeline(transaction=False)
+        for i in range(50):
+            p.get("k%d" % i)
+        self.assertEqual(p.execute(), [b"v%d" % i for i in range(50)])
+        # Node 2 killed (SIGKILL): R = W = 2 of 3, so the others go on.
+        nodes[2][0].kill()
+        nodes[2][0].wait()
+        self.assertEqual(self.cli(resp[0], "set", "after", "kill"), "OK\n")
+        self.assertEqual(clients[1].get("after"), b"kill")
+        self.assertEqual(clients[1].get("k7"), b"v7")
+        self.assertEqual(clients[0].delete("k7"), 1)
+        self.assertIsNone(clients[1].get("k7"))
+        for proc, _ in nodes[:2]:
+            self.stop(proc)
+
+    def test_bad_input_and_limits(self):
+        server, port = self.start(self.memory_config(), "--max-message-size", "4096")
+        r = redis.Redis(port=port, single_connection_client=True)
+        with self.assertRaises(redis.exceptions.RedisError):
+            r.set("big", "x" * 10000)
+        # Malformed RESP, by hand: an error reply, then the connection closes.
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"*1\r\n$nope\r\n")
+            s.settimeout(10)
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            self.assertEqual(data, b"-ERR Protocol error: invalid bulk length\r\n")
+        # Everyone else is served on.
+        fresh = redis.Redis(port=port)
+        self.assertTrue(fresh.set("small", "ok"))
+        self.assertIsNone(fresh.get("big"))
+        info = fresh.info()
+        self.assertGreaterEqual(info["protocol_errors"], 2)
+        self.stop(server)
+
+    def test_usage_errors(self):
+        cfg = self.memory_config()
+        def fails(*args):
+            r = subprocess.run([SERVER, "--config", cfg, "--listen", "127.0.0.1:0"] + list(args),
+                               capture_output=True, timeout=30)
+            return r.returncode, r.stderr.decode()
+        code, err = fails("--resp-port-file", "x")
+        self.assertEqual((code, "--resp-port-file needs --resp" in err), (2, True), err)
+        code, err = fails("--resp", "nowhere")
+        self.assertEqual(code, 2, err)
+        self.assertIn("RESP listen address 'nowhere' is not HOST:PORT", err)
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            code, err = fails("--resp", "127.0.0.1:%d" % taken.getsockname()[1])
+            self.assertEqual(code, 1, err)
+            self.assertIn("RESP: cannot listen on", err)
+        help_text = subprocess.run([SERVER, "--help"], capture_output=True).stdout.decode()
+        self.assertIn("--resp ADDR:PORT", help_text)
+
+    def test_sigterm_with_clients_connected_exits_cleanly(self):
+        server, port = self.start(self.memory_config())
+        idle = redis.Redis(port=port)
+        self.assertTrue(idle.ping())
+        server.send_signal(signal.SIGTERM)
+        self.assertEqual(server.wait(timeout=30), 0)
+        self.assertIn("stopped; stores closed", server.stderr.read().decode())
+
+
+if __name__ == "__main__":
+    SERVER = sys.argv[1]
+    unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
