@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <condition_variable>
@@ -41,6 +42,27 @@ struct RespServer::Impl {
     for (int i = 0; i < n; ++i) ios.push_back(std::make_unique<asio::io_context>(1));
     acceptor.emplace(*ios[0]);
     retry.emplace(*ios[0]);
+    if (!options.tls_cert.empty()) tls.emplace(make_tls_context(options));
+  }
+
+  static asio::ssl::context make_tls_context(const RespServerOptions& o) {
+    asio::ssl::context ctx(asio::ssl::context::tls_server);
+    ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                    asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    auto load = [](const char* what, const std::string& file, auto&& fn) {
+      boost::system::error_code ec;
+      fn(ec);
+      if (ec) throw InvalidArgument("RESP TLS: cannot use " + std::string(what) + " " + file + ": " + ec.message());
+    };
+    load("certificate", o.tls_cert, [&](auto& ec) { ctx.use_certificate_chain_file(o.tls_cert, ec); });
+    load("key", o.tls_key,
+         [&](auto& ec) { ctx.use_private_key_file(o.tls_key, asio::ssl::context::pem, ec); });
+    if (!o.tls_ca.empty()) {
+      load("CA", o.tls_ca, [&](auto& ec) { ctx.load_verify_file(o.tls_ca, ec); });
+      ctx.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    }
+    return ctx;
   }
 
   void accept();
@@ -53,6 +75,7 @@ struct RespServer::Impl {
   }
 
   RespServerOptions options;
+  std::optional<asio::ssl::context> tls;  // set: connections speak TLS
   // Runs the writes that may block; before `commands`, which borrows it.
   // Reset in shutdown(), once no command is left.
   std::unique_ptr<internal::Executor> executor;
@@ -83,12 +106,15 @@ class Connection final : public internal::RespSession,
                          public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, RespServer::Impl* server)
-      : socket_(std::move(socket)),
+      : socket_(server->tls ? tcp::socket(socket.get_executor()) : std::move(socket)),
         server_(server),
         parser_(internal::RespLimits{.max_bulk = server->options.max_command,
                                      .max_command = server->options.max_command}) {
     server_->commands.open(*this);
     in_.resize(16 << 10);
+    if (server->tls) {
+      tls_ = std::make_unique<asio::ssl::stream<tcp::socket>>(std::move(socket), *server->tls);
+    }
   }
 
   ~Connection() override {
@@ -99,13 +125,22 @@ class Connection final : public internal::RespSession,
   }
 
   void start() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->read(); });
+    asio::post(lowest().get_executor(), [self = shared_from_this()] {
+      if (!self->tls_) return self->read();
+      // A client that never finishes its handshake holds a connection
+      // slot, like an idle one; nothing else.
+      self->tls_->async_handshake(asio::ssl::stream_base::server,
+                                  [self](const boost::system::error_code& ec) {
+                                    if (ec) return self->close();
+                                    self->read();
+                                  });
+    });
   }
 
   // On shutdown: no more commands are read; the connection closes once
   // the replies of those it has are sent.
   void drain() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    asio::post(lowest().get_executor(), [self = shared_from_this()] {
       self->draining_ = true;
       self->maybe_close();
     });
@@ -113,12 +148,12 @@ class Connection final : public internal::RespSession,
 
   // Closes the socket now, whatever is in progress.
   void cut() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
+    asio::post(lowest().get_executor(), [self = shared_from_this()] { self->close(); });
   }
 
   void deliver(uint64_t ticket, std::string reply) override {
     server_->deferred_done();
-    asio::post(socket_.get_executor(),
+    asio::post(lowest().get_executor(),
                [self = shared_from_this(), ticket, reply = std::move(reply)]() mutable {
                  self->on_reply(ticket, std::move(reply));
                });
@@ -157,19 +192,24 @@ class Connection final : public internal::RespSession,
       }
     }
     reading_ = true;
-    socket_.async_read_some(
-        asio::buffer(in_.data() + end_, in_.size() - end_),
-        [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
-          self->reading_ = false;
-          if (ec) {
-            // The client closed (or half-closed) its side: answer what it
-            // sent, then close.
-            self->stopped_reading_ = true;
-            if (ec != asio::error::eof) return self->close();
-          }
-          self->end_ += n;
-          self->pump();
-        });
+    auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+      self->reading_ = false;
+      if (ec) {
+        // The client closed (or half-closed) its side: answer what it
+        // sent, then close. (TLS: a close without close_notify is a
+        // stream_truncated error; the client left all the same.)
+        self->stopped_reading_ = true;
+        if (ec != asio::error::eof && ec != asio::ssl::error::stream_truncated) return self->close();
+      }
+      self->end_ += n;
+      self->pump();
+    };
+    const auto buffer = asio::buffer(in_.data() + end_, in_.size() - end_);
+    if (tls_) {
+      tls_->async_read_some(buffer, std::move(done));
+    } else {
+      socket_.async_read_some(buffer, std::move(done));
+    }
   }
 
   // Runs the commands read so far, as far as ordering and the limits let,
@@ -283,15 +323,18 @@ class Connection final : public internal::RespSession,
     writing_.swap(out_);
     out_.clear();
     writing_in_flight_ = true;
-    asio::async_write(socket_, asio::buffer(writing_),
-                      [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-                        self->writing_in_flight_ = false;
-                        self->writing_.clear();
-                        if (ec) return self->close();
-                        // Room again: read on (pump does), and send what
-                        // came meanwhile.
-                        self->pump();
-                      });
+    auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+      self->writing_in_flight_ = false;
+      self->writing_.clear();
+      if (ec) return self->close();
+      // Room again: read on (pump does), and send what came meanwhile.
+      self->pump();
+    };
+    if (tls_) {
+      asio::async_write(*tls_, asio::buffer(writing_), std::move(done));
+    } else {
+      asio::async_write(socket_, asio::buffer(writing_), std::move(done));
+    }
   }
 
   // Closes once nothing is left to answer or send, if the client quit, the
@@ -313,11 +356,14 @@ class Connection final : public internal::RespSession,
     if (closed_) return;
     closed_ = true;
     boost::system::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    lowest().shutdown(tcp::socket::shutdown_both, ignored);
+    lowest().close(ignored);
   }
 
-  tcp::socket socket_;
+  tcp::socket& lowest() { return tls_ ? tls_->next_layer() : socket_; }
+
+  tcp::socket socket_;  // unused (closed) with TLS
+  std::unique_ptr<asio::ssl::stream<tcp::socket>> tls_;
   RespServer::Impl* server_;
   RespParser parser_;
   std::vector<char> in_;

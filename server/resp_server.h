@@ -46,12 +46,19 @@ struct RespServerOptions {
   // replies, or while this many bytes of its replies are unsent.
   size_t max_pending = 1024;
   size_t max_output = 4 << 20;
+
+  // TLS: PEM files of the server's certificate chain and private key (both
+  // or neither); with a CA as well, clients must present a certificate it
+  // signed (mutual TLS). Empty: plaintext.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
 };
 
 class RespServer {
  public:
   // Starts serving. Throws Unavailable if the address cannot be bound,
-  // InvalidArgument if it is not HOST:PORT.
+  // InvalidArgument if it is not HOST:PORT or a TLS file cannot be read.
   RespServer(RespServerOptions options, ServedStores stores);
   // shutdown() with a one-second grace.
   ~RespServer();

@@ -36,6 +36,7 @@ class RespTest(unittest.TestCase):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            p.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def write(self, name, text):
@@ -257,6 +258,61 @@ class RespTest(unittest.TestCase):
             self.assertIn("RESP: cannot listen on", err)
         help_text = subprocess.run([SERVER, "--help"], capture_output=True).stdout.decode()
         self.assertIn("--resp ADDR:PORT", help_text)
+
+    def make_certificates(self):
+        """A CA, a server certificate for 127.0.0.1, and a client certificate."""
+        d = self.dir
+        def run(*args):
+            subprocess.run(args, cwd=d, check=True, capture_output=True)
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=cairn-test-ca", "-keyout", "ca.key", "-out", "ca.pem")
+        self.write("san.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        for who in ("server", "client"):
+            run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + who,
+                "-keyout", who + ".key", "-out", who + ".csr")
+            run("openssl", "x509", "-req", "-days", "2", "-in", who + ".csr", "-CA", "ca.pem",
+                "-CAkey", "ca.key", "-CAcreateserial", "-extfile", "san.ext", "-out", who + ".pem")
+        return {name: os.path.join(d, name) for name in
+                ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+    def test_tls_and_mutual_tls(self):
+        files = self.make_certificates()
+        cfg = self.memory_config()
+        server, port = self.start(cfg, "--tls-cert", files["server.pem"], "--tls-key",
+                                  files["server.key"])
+        tls = ["--tls", "--cacert", files["ca.pem"]]
+        self.assertEqual(self.cli(port, *tls, "set", "a", "b"), "OK\n")
+        self.assertEqual(self.cli(port, *tls, "get", "a"), "b\n")
+        r = redis.Redis(port=port, ssl=True, ssl_ca_certs=files["ca.pem"])
+        self.assertEqual(r.get("a"), b"b")
+        # Plaintext on a TLS port: the handshake fails and the connection
+        # closes; nothing runs.
+        with self.assertRaises(redis.exceptions.ConnectionError):
+            redis.Redis(port=port, socket_timeout=10).set("plain", "x")
+        self.assertIsNone(r.get("plain"))
+        self.assertIn("RESP on 127.0.0.1:%d (TLS)" % port, self.stop_and_log(server))
+        # With a CA: a client must show a certificate it signed.
+        server, port = self.start(cfg, "--tls-cert", files["server.pem"], "--tls-key",
+                                  files["server.key"], "--tls-ca", files["ca.pem"])
+        with self.assertRaises(redis.exceptions.ConnectionError):
+            redis.Redis(port=port, ssl=True, ssl_ca_certs=files["ca.pem"],
+                        socket_timeout=10).ping()
+        mutual = redis.Redis(port=port, ssl=True, ssl_ca_certs=files["ca.pem"],
+                             ssl_certfile=files["client.pem"], ssl_keyfile=files["client.key"])
+        self.assertTrue(mutual.set("m", "1"))
+        self.assertEqual(self.cli(port, *tls, "--cert", files["client.pem"], "--key",
+                                  files["client.key"], "get", "m"), "1\n")
+        self.stop(server)
+        # A key file that is not there: exit 2, naming it.
+        r = subprocess.run([SERVER, "--config", cfg, "--listen", "127.0.0.1:0", "--resp",
+                            "127.0.0.1:0", "--tls-cert", files["server.pem"], "--tls-key",
+                            os.path.join(self.dir, "nope.key")], capture_output=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("nope.key", r.stderr.decode())
+
+    def stop_and_log(self, p):
+        self.stop(p)
+        return p.stderr.read().decode()
 
     def test_sigterm_with_clients_connected_exits_cleanly(self):
         server, port = self.start(self.memory_config())

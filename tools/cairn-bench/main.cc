@@ -41,8 +41,9 @@ Targets:
                             (unary calls; the callback path when --depth > 1)
   cairn-stream://HOST:PORT  a cairn-server, through the Stream RPC (tagged
                             requests pipelined on one call per thread)
-  redis://HOST:PORT         redis-server, through hiredis (GET/SET;
-                            pipelined when --depth > 1)
+  redis://HOST:PORT         redis-server, or cairn-server's --resp front,
+                            through hiredis (GET/SET; pipelined when
+                            --depth > 1); with --store, SELECT STORE first
   memcached://HOST:PORT     memcached, through libmemcached (--depth 1)
   --config FILE             instead of --target: the client stack FILE's
                             store builds, e.g. a cluster through a routing
@@ -51,7 +52,8 @@ Targets:
 Options:
   --target URL            what to drive (this or --config is required)
   --config FILE           drive the config's client stack of --store
-  --store NAME            the cairn store (default "default")
+  --store NAME            the cairn store (default "default"; for redis://,
+                          none unless given)
   --records N             records loaded and read (default 100000)
   --value-size B          bytes per value (default 1000, as YCSB's records)
   --workloads LIST        of A, B, C, comma-separated (default A,B,C):
@@ -159,7 +161,10 @@ std::optional<Args> parse(int argc, char** argv) {
     }
   }
   if (!have_target) throw UsageError("--target or --config is required (see --help)");
-  if (!store.empty()) a.target.store = store;
+  if (!store.empty()) {
+    a.target.store = store;
+    a.target.select_store = a.target.kind == Target::Kind::kRedis;
+  }
   if (a.records == 0) throw UsageError("--records must be at least 1");
   if (a.threads < 1 || a.depth < 1) throw UsageError("--threads and --depth must be at least 1");
   if (a.duration <= 0) throw UsageError("--duration must be at least 1");

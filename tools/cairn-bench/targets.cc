@@ -231,6 +231,17 @@ class Redis final : public Connection {
       if (c_ != nullptr) redisFree(c_);
       throw std::runtime_error("cannot connect to redis at " + t.address + ": " + why);
     }
+    if (t.select_store) {  // cairn's RESP front: SELECT takes a store's name
+      auto* r = static_cast<redisReply*>(
+          redisCommand(c_, "SELECT %b", t.store.data(), t.store.size()));
+      const bool ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
+      const std::string why = r == nullptr ? c_->errstr : std::string(r->str, r->len);
+      if (r != nullptr) freeReplyObject(r);
+      if (!ok) {
+        redisFree(c_);
+        throw std::runtime_error("SELECT " + t.store + " at " + t.address + ": " + why);
+      }
+    }
   }
   ~Redis() override { redisFree(c_); }
 

@@ -16,7 +16,8 @@ struct Target {
   enum class Kind { kCairn, kCairnStream, kRedis, kMemcached, kConfig };
   Kind kind = Kind::kCairn;
   std::string address;          // host:port; for kConfig, the config file
-  std::string store = "default";  // cairn only
+  std::string store = "default";  // cairn; redis: SELECTed if select_store
+  bool select_store = false;
 };
 
 // "cairn://HOST:PORT", "cairn-stream://HOST:PORT", "redis://HOST:PORT",

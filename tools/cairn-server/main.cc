@@ -64,7 +64,8 @@ parameters expands to the node id, so one config describes every node.
   --resp ADDR:PORT       also serve the Redis protocol (RESP2/RESP3) there,
                          for redis-cli and any Redis client: GET, SET, DEL,
                          EXISTS, MGET, MSET, SELECT STORE, CAIRN.VERSIONS,
-                         ... (see docs/network.md). Off by default
+                         ... (see docs/network.md), with the --tls
+                         settings as gRPC's. Off by default
   --resp-port-file FILE  write the RESP port to FILE once serving
   --resp-threads N       I/O threads of the RESP front (default 2)
   --workers N            threads for engine work that may block (default 4)
@@ -448,16 +449,16 @@ int serve(const Args& a) {
   }
   std::optional<RespServer> resp;
   if (!a.resp.empty()) {
-    if (!options.tls_cert.empty()) {
-      throw UsageError("--resp: the Redis-protocol front does not speak TLS yet, and this node "
-                       "serves gRPC with TLS; serving RESP in the clear beside it would bypass "
-                       "that. Leave out --resp, or the TLS settings");
-    }
+    // The node's TLS, as its gRPC front's: a client certificate the CA
+    // signed, if it asks for one.
     resp.emplace(RespServerOptions{.listen = a.resp,
                                    .threads = a.resp_threads,
                                    .workers = options.worker_threads,
                                    .node_id = a.node,
-                                   .max_command = options.max_message_size},
+                                   .max_command = options.max_message_size,
+                                   .tls_cert = options.tls_cert,
+                                   .tls_key = options.tls_key,
+                                   .tls_ca = options.tls_ca},
                  front_stores);
   }
   std::optional<HttpServer> http;
@@ -516,7 +517,8 @@ int serve(const Args& a) {
       http ? ", HTTP on " + a.http.substr(0, a.http.rfind(':')) + ":" + std::to_string(http->port())
            : "";
   if (resp) {
-    http_note += ", RESP on " + a.resp.substr(0, a.resp.rfind(':')) + ":" + std::to_string(resp->port());
+    http_note += ", RESP on " + a.resp.substr(0, a.resp.rfind(':')) + ":" +
+                 std::to_string(resp->port()) + (options.tls_cert.empty() ? "" : " (TLS)");
   }
   log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) + " listening on " + host +
                            ":" + std::to_string(server.port()) +
