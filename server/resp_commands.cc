@@ -464,6 +464,12 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
       });
       answered = false;
     };
+    // Runs `work` here if `mode` says the store will not wait, else on
+    // the pool (the clock-aware commands have no non-blocking form).
+    auto here_or_pooled = [&](Mode mode, std::function<void(std::string*)> work) {
+      if (mode == Mode::kInline) return work(out);
+      pooled(std::move(work));
+    };
 
     if (is(c, "get")) {
       if (args.size() != 2) return wrong_args(out, c), true;
@@ -648,11 +654,7 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
           resp::bulk(o, v.clock.to_string());
         }
       };
-      if (s->reads == Mode::kInline) {
-        work(out);
-      } else {
-        pooled(std::move(work));
-      }
+      here_or_pooled(s->reads, std::move(work));
     } else if (is(c, "cairn.put")) {
       // The store's own put, at the clock given (as `cairn put --clock`):
       // it replaces the versions the clock dominates, stands beside the
@@ -668,11 +670,7 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
         }
         resp::bulk(o, written.to_string());
       };
-      if (s->writes == Mode::kInline) {
-        work(out);
-      } else {
-        pooled(std::move(work));
-      }
+      here_or_pooled(s->writes, std::move(work));
     } else if (is(c, "cairn.del")) {
       // The store's own delete: the versions at or before the clock go,
       // newer and concurrent ones stay.
@@ -681,11 +679,7 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
       auto work = [s, key = s->key(args[1]), clock = parse_clock(args[2])](std::string* o) {
         resp::integer(o, s->s.store->remove(key, clock) ? 1 : 0);
       };
-      if (s->writes == Mode::kInline) {
-        work(out);
-      } else {
-        pooled(std::move(work));
-      }
+      here_or_pooled(s->writes, std::move(work));
     } else if (is(c, "ping")) {
       if (args.size() > 2) return wrong_args(out, c), true;
       if (args.size() == 2) {

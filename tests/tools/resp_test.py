@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import redis
 
@@ -55,7 +56,9 @@ class RespTest(unittest.TestCase):
             args += ["--listen", "127.0.0.1:0"]
         else:
             args += ["--node", str(node)]
-        p = subprocess.Popen(args + list(extra), cwd=self.dir, stderr=subprocess.PIPE)
+        # The server's log says what it serves, and that it stopped cleanly.
+        p = subprocess.Popen(args + list(extra), cwd=self.dir, stderr=subprocess.PIPE,
+                             env=dict(os.environ, CAIRN_LOG="info"))
         self.procs.append(p)
         for _ in range(3000):
             if os.path.exists(port_file) or p.poll() is not None:
@@ -83,7 +86,8 @@ class RespTest(unittest.TestCase):
         cfg = self.memory_config(
             "  users:\n    key: string\n    value: {type: json, schema: {name: string}}\n"
             "    stack: [{engine: memory}]\n")
-        server, port = self.start(cfg)
+        http_file = os.path.join(self.dir, "http-port")
+        server, port = self.start(cfg, "--http", "127.0.0.1:0", "--http-port-file", http_file)
         self.assertEqual(self.cli(port, "set", "a", "b"), "OK\n")
         self.assertEqual(self.cli(port, "get", "a"), "b\n")
         self.assertEqual(self.cli(port, "--no-raw", "get", "missing"), "(nil)\n")
@@ -106,6 +110,15 @@ class RespTest(unittest.TestCase):
         out = self.cli(port, "cairn.versions", "bin")
         self.assertIn("clock", out)
         self.assertIn("{0:1}", out)  # this node's id is 0
+        # The front's counters are on the node's /metrics.
+        with open(http_file) as f:
+            metrics = urllib.request.urlopen(
+                "http://127.0.0.1:%s/metrics" % f.read().strip(), timeout=10).read().decode()
+        self.assertIn("cairn_resp_connections_total ", metrics)
+        commands = [l for l in metrics.splitlines() if l.startswith("cairn_resp_commands_total ")]
+        self.assertEqual(len(commands), 1, metrics)
+        self.assertGreaterEqual(int(commands[0].split()[1]), 12)
+        self.assertIn("cairn_resp_error_replies_total 1\n", metrics)  # the flushall
         self.stop(server)
         self.assertIn("RESP on 127.0.0.1:%d" % port, server.stderr.read().decode())
 
@@ -324,5 +337,5 @@ class RespTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    SERVER = sys.argv[1]
+    SERVER = os.path.abspath(sys.argv[1])
     unittest.main(argv=[sys.argv[0]] + sys.argv[2:], verbosity=2)
