@@ -54,7 +54,9 @@ class RespSession {
   // The reply to deferred command `ticket`: called once per deferred
   // command, from any thread.
   virtual void deliver(uint64_t ticket, std::string reply) = 0;
-  // Keeps the session alive while a deferred command runs.
+  // Keeps the session alive while a deferred command runs: a command
+  // calls it exactly once when it defers, before it starts the work whose
+  // end calls deliver().
   virtual std::shared_ptr<RespSession> keep() = 0;
 
   bool resp3 = false;       // HELLO 3 was sent

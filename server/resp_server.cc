@@ -159,7 +159,12 @@ class Connection final : public internal::RespSession,
                });
   }
 
-  std::shared_ptr<internal::RespSession> keep() override { return shared_from_this(); }
+  // A command is being deferred: counted from here, before its reply can
+  // possibly be delivered, so that shutdown never sees it at zero early.
+  std::shared_ptr<internal::RespSession> keep() override {
+    server_->deferred.fetch_add(1, std::memory_order_relaxed);
+    return shared_from_this();
+  }
 
  private:
   // A command whose reply is not yet sent because it, or one before it,
@@ -249,7 +254,6 @@ class Connection final : public internal::RespSession,
         if (answered) add_reply(std::move(reply));
       }
       if (!answered) {
-        server_->deferred.fetch_add(1, std::memory_order_relaxed);
         Slot slot;
         slot.ticket = ticket;
         slot.write = access.write;
