@@ -52,6 +52,26 @@ configure() {
   echo "$*" > "$stamp"
 }
 
+# test_targets DIR SUITE: the ninja targets of DIR's tests outside SUITE,
+# so a build that runs only those need not build the rest.
+test_targets() {
+  python3 - "$CAIRN_ROOT/$1" "$2" <<'PY'
+import json, os, subprocess, sys
+build, skip = sys.argv[1], "cairn:" + sys.argv[2]
+def introspect(what):
+    return json.loads(subprocess.run(["meson", "introspect", build, what], check=True,
+                                     capture_output=True, text=True).stdout)
+files = {t["id"]: t["filename"] for t in introspect("--targets")}
+wanted = set()
+for test in introspect("--tests"):
+    if skip in test["suite"]:
+        continue
+    for dep in test.get("depends", []):
+        wanted.update(os.path.relpath(f, build) for f in files.get(dep, []))
+print(" ".join(sorted(wanted)))
+PY
+}
+
 # build DIR [targets...]
 build() {
   local dir="$1"; shift
