@@ -3,7 +3,8 @@
 // The first byte picks a chunk size: the stream is fed that many bytes at a
 // time, as a socket may deliver it, and must parse to the same commands as
 // when fed whole. Every command has arguments and consumes some of the
-// bytes read; an error stops the stream and is a Protocol error.
+// bytes read; what the caller keeps unconsumed stays within one command's
+// limits; an error stops the stream and is a Protocol error.
 
 #include <cstdint>
 #include <cstdlib>
@@ -49,6 +50,10 @@ Outcome parse(std::string_view stream, size_t step) {
       start += parser.consumed();
       continue;
     }
+    start += parser.consumed();  // skipped: empty lines, "*0"
+    // What the caller must keep is one command begun, never more: skipped
+    // bytes do not pile up.
+    if (have - start > kLimits.max_command + kLimits.max_inline + 64) std::abort();
     if (have == stream.size()) return out;
     have = std::min(stream.size(), have + step);
   }

@@ -54,8 +54,17 @@ struct KeyLocks {
       start = std::move(it->second.front());
       it->second.pop_front();
     }
+    // A store that fails at once answers inside the call that starts a
+    // write, so a line of failing writes would start each from inside the
+    // last: past a few levels, hand the start to the pool instead.
+    thread_local int depth = 0;
+    if (depth >= 8) return executor->submit(std::move(start));
+    ++depth;
     start();
+    --depth;
   }
+
+  Executor* executor = nullptr;
 
   std::array<std::mutex, 256> stripes;
   std::mutex mu;
@@ -171,17 +180,17 @@ VectorClock parse_clock(std::string_view text) {
 // Blocking forms of the data commands, for stores whose calls never wait
 // (run inline) and for the worker pool.
 
-void set_sync(Store& store, const std::string& key, const std::string& value, NodeId node,
+void set_sync(Store& store, std::string_view key, std::string value, NodeId node,
               KeyLocks& locks) {
   // Two SETs of one key through this front read the same clocks and write
   // the same successor, so one would come back obsolete and retry (and
   // under a pipelined load on one key, as redis-benchmark's, lose again
   // and again): they take turns instead.
   std::lock_guard lock(locks.of(key));
+  Versioned v{std::move(value), {}};
   for (int attempt = 0; attempt < kMaxTries; ++attempt) {
-    if (store.put(key, Versioned{value, successor(store.versions(key), node)}) == PutResult::kStored) {
-      return;
-    }
+    v.clock = successor(store.versions(key), node);
+    if (store.put(key, v) == PutResult::kStored) return;
   }
   throw ObsoleteVersion("SET lost " + std::to_string(kMaxTries) + " races in a row for the key");
 }
@@ -375,6 +384,7 @@ void command(Args args, std::string* out, bool resp3) {
 
 RespCommands::RespCommands(const ServedStores& stores, RespOptions options, Executor* executor)
     : options_(options), executor_(executor), locks_(std::make_unique<KeyLocks>()) {
+  locks_->executor = executor;
   for (const auto& [name, s] : stores) {
     auto served = std::make_unique<Served>();
     served->name = name;
@@ -474,12 +484,17 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
     if (is(c, "get")) {
       if (args.size() != 2) return wrong_args(out, c), true;
       if (!need_store()) return true;
-      std::string key = s->key(args[1]);
       if (s->reads == Mode::kInline) {
+        // The fast path: no copy of a raw key; the vector's capacity kept.
         thread_local std::vector<Versioned> versions;
+        const std::string parsed = s->raw_keys ? std::string() : s->key(args[1]);
+        const std::string_view key = s->raw_keys ? args[1] : std::string_view(parsed);
         s->s.store->get_into(key, &versions);
         get_reply(*s, key, versions, resp3, out);
-      } else if (s->reads == Mode::kAsync) {
+        return true;
+      }
+      std::string key = s->key(args[1]);
+      if (s->reads == Mode::kAsync) {
         const std::string k = key;
         s->s.store->async_get(k, [keep = session.keep(), ticket, s, resp3, key = std::move(key)](
                                      std::vector<Versioned> v, std::exception_ptr e) {
@@ -512,10 +527,15 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
         return wrong_args(out, c), true;
       }
       if (!need_store()) return true;
+      if (s->writes == Mode::kInline && s->raw_keys) {  // the fast path: no key copy
+        set_sync(*s->s.store, args[1], s->value(args[2]), options_.node_id, *locks_);
+        resp::simple(out, "OK");
+        return true;
+      }
       std::string key = s->key(args[1]);
       std::string value = s->value(args[2]);
       if (s->writes == Mode::kInline) {
-        set_sync(*s->s.store, key, value, options_.node_id, *locks_);
+        set_sync(*s->s.store, key, std::move(value), options_.node_id, *locks_);
         resp::simple(out, "OK");
       } else if (s->writes == Mode::kAsync) {
         set_async(s->s.store, std::move(key), std::move(value), options_.node_id, *locks_,

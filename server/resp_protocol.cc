@@ -40,19 +40,31 @@ RespParser::Status RespParser::read_length(std::string_view data, char prefix, i
   return Status::kCommand;
 }
 
+RespParser::Status RespParser::incomplete() {
+  // What was skipped ("*0", empty lines) is done with: the caller drops it,
+  // and what the parser keeps of a command begun moves down as it does.
+  consumed_ = base_;
+  pos_ -= base_;
+  for (auto& span : spans_) span.first -= base_;
+  needed_ = needed_ > base_ ? needed_ - base_ : 0;
+  base_ = 0;
+  return Status::kIncomplete;
+}
+
 RespParser::Status RespParser::parse(std::string_view data) {
   if (expected_ < 0) base_ = 0;
   for (;;) {
     if (expected_ < 0) {
       pos_ = base_;
-      if (base_ >= data.size()) return Status::kIncomplete;
+      if (base_ >= data.size()) return incomplete();
       if (data[base_] != '*') {
         const std::optional<Status> s = parse_inline(data);
-        if (s) return *s;
-        continue;  // an empty line, skipped
+        if (!s) continue;  // an empty line, skipped
+        return *s == Status::kIncomplete ? incomplete() : *s;
       }
       int64_t n = 0;
       const Status s = read_length(data, '*', &n);
+      if (s == Status::kIncomplete) return incomplete();
       if (s != Status::kCommand) return s;
       if (n > static_cast<int64_t>(limits_.max_args)) return fail("invalid multibulk length");
       if (n <= 0) {  // "*0" or "*-1": nothing to run (as Redis)
@@ -66,6 +78,7 @@ RespParser::Status RespParser::parse(std::string_view data) {
       const size_t line = pos_;
       int64_t len = 0;
       const Status s = read_length(data, '$', &len);
+      if (s == Status::kIncomplete) return incomplete();
       if (s != Status::kCommand) return s;
       if (len < 0 || static_cast<uint64_t>(len) > limits_.max_bulk) return fail("invalid bulk length");
       const size_t end = pos_ + static_cast<size_t>(len) + 2;
@@ -76,7 +89,7 @@ RespParser::Status RespParser::parse(std::string_view data) {
       if (end > data.size()) {
         pos_ = line;  // read the length again once the bulk is here
         needed_ = end;
-        return Status::kIncomplete;
+        return incomplete();
       }
       if (data[end - 2] != '\r' || data[end - 1] != '\n') {
         return fail("a bulk string is not followed by CRLF");

@@ -43,15 +43,17 @@ class RespParser {
   explicit RespParser(RespLimits limits = {}) : limits_(limits) {}
 
   // Reads one command from the front of `data`, which starts where the last
-  // command ended (or where the stream began). kIncomplete keeps what was
-  // read so far: call again with the same bytes and more after them.
-  // kCommand: the command took the first consumed() bytes of `data`; its
-  // arguments are args(), views into `data` valid until it changes. An
-  // empty inline line is skipped: kIncomplete or the next command.
+  // call's consumed() bytes end (or where the stream began). kCommand: the
+  // command took the first consumed() bytes of `data`; its arguments are
+  // args(), views into `data` valid until it changes. kIncomplete: the
+  // first consumed() bytes were skipped (empty inline lines, "*0"), and
+  // the parser keeps what it read of the command after them: drop those
+  // bytes and call again with the rest and more after it.
   Status parse(std::string_view data);
 
   // The arguments of the command parse() returned. At least one.
   const std::vector<std::string_view>& args() const { return args_; }
+  // Bytes of `data` the last parse() is done with (see parse()).
   size_t consumed() const { return consumed_; }
   // What is wrong with the stream, in Redis' words ("Protocol error: ...").
   const std::string& error() const { return error_; }
@@ -61,6 +63,9 @@ class RespParser {
 
  private:
   Status fail(std::string message);
+  // kIncomplete, with the skipped bytes reported and dropped from the
+  // offsets kept.
+  Status incomplete();
   // nullopt: an empty line, skipped.
   std::optional<Status> parse_inline(std::string_view data);
   // Reads a "<prefix><digits>\r\n" line at pos_. kCommand with *n set, or

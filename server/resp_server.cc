@@ -66,27 +66,22 @@ struct RespServer::Impl {
   }
 
   void accept();
-  // A deferred command's reply has been handed over.
-  void deferred_done() {
-    if (deferred.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard lock(mu);
-      cv.notify_all();
-    }
-  }
 
   RespServerOptions options;
   std::optional<asio::ssl::context> tls;  // set: connections speak TLS
   // Runs the writes that may block; before `commands`, which borrows it.
-  // Reset in shutdown(), once no command is left.
+  // Reset in shutdown(), once no connection is left.
   std::unique_ptr<internal::Executor> executor;
   RespCommands commands;
   std::mutex mu;
   std::condition_variable cv;
-  // Live connections, so shutdown can close them.
+  // Live connections, so shutdown can close them. A connection lives on
+  // while a deferred command holds it (RespSession::keep), so once this is
+  // empty no command is left running on a store.
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // guarded by mu
   bool draining = false;                                                   // guarded by mu
-  // Commands deferred and not yet answered, on every connection.
-  std::atomic<int64_t> deferred{0};
+  // The I/O threads have stopped: replies are no longer posted to them.
+  bool io_stopped = false;  // guarded by mu
 
   // Declared after what queued handlers' connections use in their
   // destructors (mu, connections).
@@ -152,19 +147,17 @@ class Connection final : public internal::RespSession,
   }
 
   void deliver(uint64_t ticket, std::string reply) override {
-    server_->deferred_done();
+    // Under the lock: shutdown stops the I/O threads under it too, and a
+    // reply that comes after has no one to go to.
+    std::lock_guard lock(server_->mu);
+    if (server_->io_stopped) return;
     asio::post(lowest().get_executor(),
                [self = shared_from_this(), ticket, reply = std::move(reply)]() mutable {
                  self->on_reply(ticket, std::move(reply));
                });
   }
 
-  // A command is being deferred: counted from here, before its reply can
-  // possibly be delivered, so that shutdown never sees it at zero early.
-  std::shared_ptr<internal::RespSession> keep() override {
-    server_->deferred.fetch_add(1, std::memory_order_relaxed);
-    return shared_from_this();
-  }
+  std::shared_ptr<internal::RespSession> keep() override { return shared_from_this(); }
 
  private:
   // A command whose reply is not yet sent because it, or one before it,
@@ -220,14 +213,15 @@ class Connection final : public internal::RespSession,
   // Runs the commands read so far, as far as ordering and the limits let,
   // sends their replies, and reads on.
   void pump() {
+    blocked_ = false;
     while (!closed_ && !quitting_ && !draining_) {
-      if (slots_.size() >= server_->options.max_pending ||
-          out_.size() + writing_.size() >= server_->options.max_output) {
-        break;  // resumed when replies drain
-      }
+      if (held_back()) break;  // resumed when replies drain
       const std::string_view data(in_.data() + start_, end_ - start_);
       const RespParser::Status status = parser_.parse(data);
-      if (status == RespParser::Status::kIncomplete) break;
+      if (status == RespParser::Status::kIncomplete) {
+        start_ += parser_.consumed();  // empty lines and "*0" skipped
+        break;
+      }
       if (status == RespParser::Status::kError) {
         server_->commands.stats().protocol_errors.fetch_add(1, std::memory_order_relaxed);
         std::string reply;
@@ -240,7 +234,12 @@ class Connection final : public internal::RespSession,
       RespCommands::Access access;
       if (!slots_.empty()) {
         access = server_->commands.access(args);
-        if (conflicts(access)) break;  // parsed again once what it waits for answers
+        if (conflicts(access)) {
+          // Parsed again once what it waits for answers; nothing more is
+          // read meanwhile.
+          blocked_ = true;
+          break;
+        }
       }
       const size_t used = parser_.consumed();
       const uint64_t ticket = next_ticket_++;
@@ -272,10 +271,14 @@ class Connection final : public internal::RespSession,
     if (start_ == end_ && !reading_) start_ = end_ = 0;
     flush();
     maybe_close();
-    if (!quitting_ && !draining_ && slots_.size() < server_->options.max_pending &&
-        out_.size() + writing_.size() < server_->options.max_output) {
-      read();
-    }
+    if (!quitting_ && !draining_ && !blocked_ && !held_back()) read();
+  }
+
+  // Too many commands await replies, or too many reply bytes wait to be
+  // sent (those held in slots behind a deferred one included).
+  bool held_back() const {
+    return slots_.size() >= server_->options.max_pending ||
+           out_.size() + writing_.size() + held_bytes_ >= server_->options.max_output;
   }
 
   bool conflicts(const RespCommands::Access& access) const {
@@ -295,6 +298,7 @@ class Connection final : public internal::RespSession,
     }
     Slot slot;
     slot.ready = true;
+    held_bytes_ += reply.size();
     slot.reply = std::move(reply);
     slots_.push_back(std::move(slot));
   }
@@ -303,6 +307,7 @@ class Connection final : public internal::RespSession,
     for (Slot& s : slots_) {
       if (s.ticket != ticket || s.ready) continue;
       s.ready = true;
+      held_bytes_ += reply.size();
       s.reply = std::move(reply);
       for (const std::string& k : s.keys) {
         auto it = busy_.find(k);
@@ -315,6 +320,7 @@ class Connection final : public internal::RespSession,
       break;
     }
     while (!slots_.empty() && slots_.front().ready) {
+      held_bytes_ -= slots_.front().reply.size();
       out_ += slots_.front().reply;
       slots_.pop_front();
     }
@@ -381,7 +387,9 @@ class Connection final : public internal::RespSession,
   bool quitting_ = false;         // QUIT or a protocol error: close once answered
   bool draining_ = false;         // the server shuts down
   bool closed_ = false;
+  bool blocked_ = false;  // the next command waits for a deferred one on its key
   std::deque<Slot> slots_;
+  size_t held_bytes_ = 0;  // replies ready in slots_, behind a deferred one
   std::unordered_map<std::string, KeyUse> busy_;  // keys of deferred commands
   uint64_t next_ticket_ = 1;
 };
@@ -476,23 +484,31 @@ void RespServer::shutdown(std::chrono::milliseconds grace) {
   {
     std::unique_lock lock(impl_->mu);
     impl_->cv.wait_for(lock, grace, [this] { return impl_->connections.empty(); });
-  }
-  // What is left did not finish within the grace: cut it off, and wait for
-  // the commands still running on stores (their calls have deadlines), so
-  // that none outlives this call.
-  {
-    std::lock_guard lock(impl_->mu);
     open = live();
   }
+  // What is left did not finish within the grace: cut it off. Then stop
+  // the I/O threads, so that no command starts any more; run what they
+  // left queued (it finds its connection closed and lets it go); and wait
+  // for the commands still running on stores (their calls have deadlines)
+  // to release their connections, so that none outlives this call.
   for (auto& c : open) c->cut();
   open.clear();
-  {
-    std::unique_lock lock(impl_->mu);
-    impl_->cv.wait(lock, [this] { return impl_->deferred.load() == 0; });
-  }
   for (auto& io : impl_->ios) io->stop();
   for (std::thread& t : impl_->threads) t.join();
   impl_->threads.clear();
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->io_stopped = true;
+  }
+  for (auto& io : impl_->ios) {
+    io->restart();
+    io->poll();
+  }
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->cv.wait(lock, [this] { return impl_->connections.empty(); });
+  }
+  impl_->executor.reset();
 }
 
 std::string RespServer::metrics() const {

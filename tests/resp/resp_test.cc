@@ -57,6 +57,7 @@ std::vector<std::vector<std::string>> parse_all(const std::string& stream, size_
       start += parser.consumed();
       continue;
     }
+    start += parser.consumed();  // skipped: empty lines, "*0"
     if (have == stream.size()) return commands;
     have = std::min(stream.size(), have + step);
   }
@@ -104,6 +105,23 @@ TEST(RespParserTest, MalformedInputIsAnErrorNotACrash) {
     EXPECT_TRUE(parse_all(input, 1, &error).empty()) << input;
     EXPECT_EQ(error, want) << input;
   }
+}
+
+TEST(RespParserTest, SkippedBytesAreConsumedNotKept) {
+  // Empty lines and empty arrays run nothing; the caller may drop them at
+  // once, so a client sending only those costs no memory.
+  RespParser parser;
+  const std::string skipped = "\r\n\n*0\r\n*-1\r\n";
+  EXPECT_EQ(parser.parse(skipped), RespParser::Status::kIncomplete);
+  EXPECT_EQ(parser.consumed(), skipped.size());
+  // Skipped bytes before half a command: dropped, and the half kept.
+  const std::string half = "\r\n*2\r\n$3\r\nGET\r\n$1";
+  EXPECT_EQ(parser.parse(half), RespParser::Status::kIncomplete);
+  EXPECT_EQ(parser.consumed(), 2u);
+  const std::string rest = half.substr(2) + "\r\nk\r\n";
+  ASSERT_EQ(parser.parse(rest), RespParser::Status::kCommand);
+  EXPECT_EQ(parser.consumed(), rest.size());
+  EXPECT_EQ(parser.args()[1], "k");
 }
 
 TEST(RespParserTest, LimitsBoundWhatACommandMayTake) {
