@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "cairn/errors.h"
+#include "cairn/ordered_puts.h"
 #include "cairn/version.h"
 #include "core/executor.h"
 #include "server/resp_protocol.h"
@@ -29,46 +30,7 @@ struct KeyLocks {
     return stripes[std::hash<std::string_view>()(key) % stripes.size()];
   }
 
-  // Runs `start` now if no write of `key` is in flight, or after the ones
-  // before it; each must call next(key) once it has answered.
-  void enter(const std::string& key, std::function<void()> start) {
-    {
-      std::lock_guard lock(mu);
-      auto [it, fresh] = lines.try_emplace(key);
-      if (!fresh) {
-        it->second.push_back(std::move(start));
-        return;
-      }
-    }
-    start();
-  }
-  void next(const std::string& key) {
-    std::function<void()> start;
-    {
-      std::lock_guard lock(mu);
-      auto it = lines.find(key);
-      if (it->second.empty()) {
-        lines.erase(it);
-        return;
-      }
-      start = std::move(it->second.front());
-      it->second.pop_front();
-    }
-    // A store that fails at once answers inside the call that starts a
-    // write, so a line of failing writes would start each from inside the
-    // last: past a few levels, hand the start to the pool instead.
-    thread_local int depth = 0;
-    if (depth >= 8) return executor->submit(std::move(start));
-    ++depth;
-    start();
-    --depth;
-  }
-
-  Executor* executor = nullptr;
-
   std::array<std::mutex, 256> stripes;
-  std::mutex mu;
-  std::unordered_map<std::string, std::deque<std::function<void()>>> lines;  // guarded by mu
 };
 
 struct RespCommands::Served {
@@ -79,6 +41,10 @@ struct RespCommands::Served {
   bool raw_values = false;
   Mode reads = Mode::kInline;
   Mode writes = Mode::kInline;
+  // SETs through the store's non-blocking calls (writes == kAsync), one of
+  // a key in flight at a time: two at once would merge the same clocks and
+  // one would come back obsolete.
+  std::unique_ptr<OrderedPuts> ordered;
 
   std::string key(std::string_view text) const {
     return raw_keys ? std::string(text) : s.key->parse_text(text);
@@ -233,47 +199,6 @@ struct Join {
   std::exception_ptr error;  // guarded by mu
 };
 
-// SET as non-blocking calls: read the clocks, write their successor, and
-// again if a racing write made it obsolete. `done(error)`.
-void set_attempt(std::shared_ptr<Store> store, std::string key, std::string value, NodeId node,
-               int attempt, std::function<void(std::exception_ptr)> done) {
-  Store& s = *store;
-  const std::string k = key;
-  s.async_versions(k, [store = std::move(store), key = std::move(key), value = std::move(value),
-                       node, attempt, done = std::move(done)](std::vector<VectorClock> clocks,
-                                                              std::exception_ptr e) mutable {
-    if (e) return done(e);
-    Versioned v{value, successor(clocks, node)};
-    Store& s2 = *store;
-    s2.async_put(key, v, [store = std::move(store), key, value = std::move(value), node, attempt,
-                          done = std::move(done)](PutReply r, std::exception_ptr e2) mutable {
-      if (e2) return done(e2);
-      if (r.result == PutResult::kStored) return done(nullptr);
-      if (attempt + 1 >= kMaxTries) {
-        return done(std::make_exception_ptr(ObsoleteVersion(
-            "SET lost " + std::to_string(kMaxTries) + " races in a row for the key")));
-      }
-      set_attempt(std::move(store), std::move(key), std::move(value), node, attempt + 1,
-                  std::move(done));
-    });
-  });
-}
-
-// set_attempt in its turn among this front's writes of the key.
-void set_async(std::shared_ptr<Store> store, std::string key, std::string value, NodeId node,
-               KeyLocks& locks, std::function<void(std::exception_ptr)> done) {
-  const std::string k = key;
-  locks.enter(k, [store = std::move(store), key = std::move(key), value = std::move(value), node,
-                  &locks, done = std::move(done)]() mutable {
-    const std::string line = key;
-    set_attempt(std::move(store), std::move(key), std::move(value), node, 0,
-                [&locks, line, done = std::move(done)](std::exception_ptr e) {
-                  locks.next(line);
-                  done(e);
-                });
-  });
-}
-
 void del_async(std::shared_ptr<Store> store, std::string key,
                std::function<void(int64_t, std::exception_ptr)> done) {
   Store& s = *store;
@@ -384,7 +309,6 @@ void command(Args args, std::string* out, bool resp3) {
 
 RespCommands::RespCommands(const ServedStores& stores, RespOptions options, Executor* executor)
     : options_(options), executor_(executor), locks_(std::make_unique<KeyLocks>()) {
-  locks_->executor = executor;
   for (const auto& [name, s] : stores) {
     auto served = std::make_unique<Served>();
     served->name = name;
@@ -393,6 +317,7 @@ RespCommands::RespCommands(const ServedStores& stores, RespOptions options, Exec
     served->raw_values = s.value->describe().starts_with("identity");
     served->reads = mode_of(*s.store, false);
     served->writes = mode_of(*s.store, true);
+    served->ordered = std::make_unique<OrderedPuts>(s.store, options_.node_id, kMaxTries);
     stores_.emplace(name, std::move(served));
   }
 }
@@ -538,8 +463,8 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
         set_sync(*s->s.store, key, std::move(value), options_.node_id, *locks_);
         resp::simple(out, "OK");
       } else if (s->writes == Mode::kAsync) {
-        set_async(s->s.store, std::move(key), std::move(value), options_.node_id, *locks_,
-                  [keep = session.keep(), ticket](std::exception_ptr e) {
+        s->ordered->put(std::move(key), std::move(value),
+                        [keep = session.keep(), ticket](VectorClock, std::exception_ptr e) {
                     std::string reply;
                     if (e) {
                       error_reply(&reply, e);
@@ -568,8 +493,8 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
         auto join = std::make_shared<Join>(session.keep(), ticket, pairs.size());
         join->ok_reply = true;
         for (auto& [k, v] : pairs) {
-          set_async(s->s.store, std::move(k), std::move(v), options_.node_id, *locks_,
-                    [join](std::exception_ptr e) { join->done(0, e); });
+          s->ordered->put(std::move(k), std::move(v),
+                          [join](VectorClock, std::exception_ptr e) { join->done(0, e); });
         }
         answered = false;
       } else {

@@ -1,12 +1,15 @@
 // cairn::Client<K, V>: the typed face of a store. It serializes keys and
 // values with the store's serializers and adds what applications need on
 // top of the byte-level Store: writes that succeed what they read, an
-// optimistic conditional put, and update(), the single-key transaction.
+// optimistic conditional put, update(), the single-key transaction, and
+// put_async(), a put that does not wait.
 //
 //   auto users = cairn::open_client<std::string, cairn::Json>("cairn.yaml", "users");
 //   users.put("alice", cairn::Json::object({{"name", "Alice"}, {"id", 7}}));
 //   auto visits = cairn::open_client<std::string, int64_t>("cairn.yaml", "visits");
 //   visits.update("home", [](std::optional<int64_t> n) { return n.value_or(0) + 1; });
+//   for (auto& [k, v] : batch) users.put_async(k, v);  // all in flight at once
+//   for (auto& failed : users.flush()) ...;            // waits; the failures
 //
 // A Client is safe for concurrent use by multiple threads; copies share
 // the same stack, which is closed when the last copy goes away.
@@ -20,7 +23,10 @@
 #ifndef CAIRN_CLIENT_H_
 #define CAIRN_CLIENT_H_
 
+#include <exception>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +37,7 @@
 #include "cairn/config.h"
 #include "cairn/errors.h"
 #include "cairn/export.h"
+#include "cairn/ordered_puts.h"
 #include "cairn/serializer.h"
 #include "cairn/store.h"
 
@@ -72,6 +79,7 @@ class Client {
       throw InvalidArgument("client node_id " + std::to_string(options_.node_id) +
                             " is a cluster node's stamp entry; writers use ids below 2^31");
     }
+    async_ = std::make_shared<AsyncPuts>(store_, options_.node_id, options_.max_tries);
   }
 
   // The value of `key`, or nullopt if absent. If the stack leaves several
@@ -140,6 +148,45 @@ class Client {
     return store_->remove(k, all);
   }
 
+  // put() without waiting: starts the write and returns at once, with a
+  // future of the clock stored (its get() throws what put() would have).
+  // A client's writes of one key apply in the order it made them: the next
+  // starts once the one before it has answered, at most one of a key in
+  // flight (H2O's rule); writes of different keys are all in flight at
+  // once, as many as are made. Over a store whose non-blocking calls block
+  // (an embedded LMDB store), the write is done before this returns. The
+  // last copy of the client, going away, waits for the writes in flight.
+  std::future<VectorClock> put_async(const K& key, const V& value) {
+    auto promise = std::make_shared<std::promise<VectorClock>>();
+    std::future<VectorClock> stored = promise->get_future();
+    // `state` outlives the callback: the last copy of the client waits for
+    // the writes in flight before it lets state (and the store) go.
+    async_->writes.put(keys_->to_bytes(key), values_->to_bytes(value),
+                       [promise, state = async_.get(), key](VectorClock clock, std::exception_ptr e) {
+                          if (!e) return promise->set_value(std::move(clock));
+                          {
+                            std::lock_guard lock(state->mu);
+                            state->failures.push_back(PutFailure{key, e});
+                          }
+                          promise->set_exception(e);
+                        });
+    return stored;
+  }
+
+  // A put_async() that failed: its key and its error.
+  struct PutFailure {
+    K key;
+    std::exception_ptr error;
+  };
+  // Waits until every put_async() made before it (through this client or a
+  // copy) has answered, and returns the ones that failed since the last
+  // flush(), in the order they failed.
+  std::vector<PutFailure> flush() {
+    async_->writes.wait_idle();
+    std::lock_guard lock(async_->mu);
+    return std::exchange(async_->failures, {});
+  }
+
   // The single-key transaction: reads `key`, calls fn(current) with its value
   // (nullopt if absent) and writes what fn returns as the successor of what
   // it read. If another writer got there first the write is obsolete, and
@@ -185,10 +232,21 @@ class Client {
     return clock;
   }
 
+  // What put_async() shares among copies of the client. Its writer's
+  // destructor waits for the writes in flight.
+  struct AsyncPuts {
+    AsyncPuts(std::shared_ptr<Store> store, NodeId node, int max_tries)
+        : writes(std::move(store), node, max_tries) {}
+    std::mutex mu;
+    std::vector<PutFailure> failures;  // guarded by mu
+    internal::OrderedPuts writes;      // last: destroyed (waiting) first
+  };
+
   std::shared_ptr<Store> store_;
   std::shared_ptr<const Serializer<K>> keys_;
   std::shared_ptr<const Serializer<V>> values_;
   ClientOptions options_;
+  std::shared_ptr<AsyncPuts> async_;
 };
 
 namespace internal {

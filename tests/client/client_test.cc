@@ -2,9 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <future>
+#include <map>
+#include <mutex>
 #include <thread>
 
+#include "cairn/fault_store.h"
 #include "cairn/forwarding_store.h"
 #include "cairn/json.h"
 #include "cairn/json_serializer.h"
@@ -178,6 +184,128 @@ TEST_F(ClientTest, UpdateSeesNulloptForAnAbsentKey) {
   });
   EXPECT_TRUE(saw_absent);
   EXPECT_EQ(counters.update("fresh", [](const std::optional<int64_t>& v) { return *v + 1; }), 42);
+}
+
+
+// Counts the puts in flight, per key and in all, through the non-blocking
+// path; below it a FaultStore makes each put and version read wait on a
+// timer, as a network would.
+class InFlight final : public ForwardingStore {
+ public:
+  explicit InFlight(std::chrono::milliseconds delay)
+      : ForwardingStore(std::make_unique<FaultStore>(std::make_unique<MemoryStore>(),
+                                                     FaultStore::kPut | FaultStore::kVersions,
+                                                     delay, FaultStore::Failure::kNone)) {}
+  void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) override {
+    {
+      std::lock_guard lock(mu_);
+      max_key_ = std::max(max_key_, ++by_key_[std::string(key)]);
+      max_all_ = std::max(max_all_, ++all_);
+    }
+    inner().async_put(key, value, [this, k = std::string(key), done = std::move(done)](
+                                      PutReply r, std::exception_ptr e) {
+      {
+        std::lock_guard lock(mu_);
+        --by_key_[k];
+        --all_;
+      }
+      done(std::move(r), e);
+    });
+  }
+  void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override {
+    inner().async_versions(key, std::move(done));
+  }
+  bool async_calls_block() const override { return false; }
+  FaultStore& faults() { return static_cast<FaultStore&>(inner()); }
+  int max_per_key() {
+    std::lock_guard lock(mu_);
+    return max_key_;
+  }
+  int max_in_flight() {
+    std::lock_guard lock(mu_);
+    return max_all_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int> by_key_;
+  int all_ = 0;
+  int max_key_ = 0;
+  int max_all_ = 0;
+};
+
+TEST(PutAsyncTest, OneKeysWritesApplyInOrderWhileOtherKeysOverlap) {
+  auto store = std::make_shared<InFlight>(std::chrono::milliseconds(2));
+  Client<std::string, std::string> c(store, string_serializer(), string_serializer());
+  std::vector<std::future<VectorClock>> hot;
+  for (int i = 0; i < 50; ++i) {
+    hot.push_back(c.put_async("hot", std::to_string(i)));
+    c.put_async("k" + std::to_string(i), "v");
+  }
+  EXPECT_TRUE(c.flush().empty());
+  EXPECT_EQ(c.get("hot"), "49") << "the last write made is the one that stands";
+  EXPECT_EQ(c.get_versions("hot").size(), 1u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(c.get("k" + std::to_string(i)), "v");
+  EXPECT_EQ(store->max_per_key(), 1) << "one write of a key in flight at a time";
+  EXPECT_GT(store->max_in_flight(), 10) << "writes of different keys overlapped";
+  // Each future holds the clock its write was stored under: they count up.
+  EXPECT_EQ(hot.front().get().to_string().substr(0, 4), "{0:1");
+  EXPECT_EQ(hot.back().get().to_string().substr(0, 5), "{0:50");
+}
+
+TEST(PutAsyncTest, FlushReportsEachFailureAndTheFuturesThrowIt) {
+  auto store = std::make_shared<InFlight>(std::chrono::milliseconds(1));
+  Client<std::string, std::string> c(store, string_serializer(), string_serializer());
+  store->faults().set_failure(FaultStore::Failure::kUnavailable);
+  auto a = c.put_async("a", "1");
+  auto b = c.put_async("b", "1");
+  auto a2 = c.put_async("a", "2");
+  std::vector<Client<std::string, std::string>::PutFailure> failed = c.flush();
+  ASSERT_EQ(failed.size(), 3u);
+  std::vector<std::string> keys;
+  for (const auto& f : failed) {
+    keys.push_back(f.key);
+    EXPECT_THROW(std::rethrow_exception(f.error), Unavailable);
+  }
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "a", "b"}));
+  EXPECT_THROW(a.get(), Unavailable);
+  EXPECT_THROW(a2.get(), Unavailable);
+  EXPECT_TRUE(c.flush().empty()) << "reported once";
+  store->faults().set_failure(FaultStore::Failure::kNone);
+  c.put_async("a", "3");
+  EXPECT_TRUE(c.flush().empty());
+  EXPECT_EQ(c.get("a"), "3");
+}
+
+TEST(PutAsyncTest, WritersSharingAnIdRetryInsteadOfLosing) {
+  // Two clients with one node id write one key at once: each write that
+  // loses a race is read and written again, and no sibling is left.
+  auto store = std::make_shared<InFlight>(std::chrono::milliseconds(1));
+  ClientOptions o;
+  o.max_tries = 1000;
+  Client<std::string, std::string> a(store, string_serializer(), string_serializer(), o);
+  Client<std::string, std::string> b(store, string_serializer(), string_serializer(), o);
+  std::thread t([&] {
+    for (int i = 0; i < 30; ++i) b.put_async("k", "b" + std::to_string(i));
+  });
+  for (int i = 0; i < 30; ++i) a.put_async("k", "a" + std::to_string(i));
+  t.join();
+  EXPECT_TRUE(a.flush().empty());
+  EXPECT_TRUE(b.flush().empty());
+  EXPECT_EQ(a.get_versions("k").size(), 1u);
+}
+
+TEST(PutAsyncTest, OverAStoreThatAnswersAtOnceTheWriteIsDoneOnReturn) {
+  auto c = open_client<std::string, std::string>(
+      Config::parse("stores:\n  plain:\n    stack: [{engine: memory}]\n", "t.yaml"), "plain");
+  auto stored = c.put_async("k", "v");
+  EXPECT_EQ(stored.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  EXPECT_EQ(c.get("k"), "v");
+  // A long line of one key's writes answered at once does not recurse.
+  for (int i = 0; i < 100000; ++i) c.put_async("k", std::to_string(i));
+  EXPECT_TRUE(c.flush().empty());
+  EXPECT_EQ(c.get("k"), "99999");
 }
 
 }  // namespace

@@ -268,6 +268,26 @@ class Remote final : public ForwardingStore {
   bool reads_may_block() const override { return true; }
   FaultStore& faults() { return static_cast<FaultStore&>(inner()); }
   std::string describe() const override { return "remote\n" + inner().describe(); }
+  // The non-blocking calls pass down (a ForwardingStore's would run the
+  // blocking ones inline), answered from the FaultStore's timer.
+  void async_get(std::string_view key, Callback<std::vector<Versioned>> done) override {
+    inner().async_get(key, std::move(done));
+  }
+  void async_get_all(std::vector<std::string> keys,
+                     Callback<std::map<std::string, std::vector<Versioned>>> done) override {
+    inner().async_get_all(std::move(keys), std::move(done));
+  }
+  void async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) override {
+    inner().async_put(key, value, std::move(done));
+  }
+  void async_remove(std::string_view key, const VectorClock& version,
+                    Callback<bool> done) override {
+    inner().async_remove(key, version, std::move(done));
+  }
+  void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override {
+    inner().async_versions(key, std::move(done));
+  }
+  bool async_calls_block() const override { return false; }
 };
 
 // A RespServer over `default` (memory), `disk` (LMDB: writes on the pool,
