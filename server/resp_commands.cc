@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include <deque>
-#include <unordered_map>
 #include <cctype>
 #include <exception>
 #include <mutex>
@@ -22,9 +20,8 @@ namespace cairn::internal {
 // callback, or on the worker pool.
 enum class Mode { kInline, kAsync, kPool };
 
-// Turns for writes of one key through this front: a stripe of mutexes for
-// the blocking ones, and for the non-blocking ones a line per key whose
-// next write starts when the one before it answers.
+// Turns for the blocking writes of one key through this front (the
+// non-blocking ones take theirs in Served::ordered).
 struct KeyLocks {
   std::mutex& of(std::string_view key) {
     return stripes[std::hash<std::string_view>()(key) % stripes.size()];
@@ -41,9 +38,9 @@ struct RespCommands::Served {
   bool raw_values = false;
   Mode reads = Mode::kInline;
   Mode writes = Mode::kInline;
-  // SETs through the store's non-blocking calls (writes == kAsync), one of
-  // a key in flight at a time: two at once would merge the same clocks and
-  // one would come back obsolete.
+  // SETs through the store's non-blocking calls, one of a key in flight at
+  // a time: two at once would merge the same clocks and one would come back
+  // obsolete. Set only when writes == kAsync.
   std::unique_ptr<OrderedPuts> ordered;
 
   std::string key(std::string_view text) const {
@@ -121,18 +118,34 @@ void get_reply(const Served& s, std::string_view key, const std::vector<Versione
   resp::bulk(out, s.s.value->format_text(versions[0].value));
 }
 
-// The clock of a write that supersedes every version in `clocks`.
-VectorClock successor(const std::vector<VectorClock>& clocks, NodeId node) {
-  VectorClock clock;
-  for (const VectorClock& c : clocks) clock = clock.merged(c);
-  clock.increment(node, now_ms());
-  return clock;
-}
-
 VectorClock merged(const std::vector<VectorClock>& clocks) {
   VectorClock all;
   for (const VectorClock& c : clocks) all = all.merged(c);
   return all;
+}
+
+// The clock of a write that supersedes every version in `clocks`.
+VectorClock successor(const std::vector<VectorClock>& clocks, NodeId node) {
+  VectorClock clock = merged(clocks);
+  clock.increment(node, now_ms());
+  return clock;
+}
+
+// The reply of a deferred command: the error it failed with, or what
+// `fill` writes (the error it throws, if it does).
+std::string reply_of(std::exception_ptr error, const std::function<void(std::string*)>& fill) {
+  std::string reply;
+  if (!error) {
+    try {
+      fill(&reply);
+      return reply;
+    } catch (...) {
+      error = std::current_exception();
+      reply.clear();
+    }
+  }
+  error_reply(&reply, error);
+  return reply;
 }
 
 VectorClock parse_clock(std::string_view text) {
@@ -317,7 +330,9 @@ RespCommands::RespCommands(const ServedStores& stores, RespOptions options, Exec
     served->raw_values = s.value->describe().starts_with("identity");
     served->reads = mode_of(*s.store, false);
     served->writes = mode_of(*s.store, true);
-    served->ordered = std::make_unique<OrderedPuts>(s.store, options_.node_id, kMaxTries);
+    if (served->writes == Mode::kAsync) {
+      served->ordered = std::make_unique<OrderedPuts>(s.store, options_.node_id, kMaxTries);
+    }
     stores_.emplace(name, std::move(served));
   }
 }
@@ -353,6 +368,12 @@ RespCommands::Access RespCommands::access(Args args) const {
   return a;
 }
 
+std::string RespCommands::store_names() const {
+  std::string names;
+  for (const auto& [name, unused] : stores_) names += (names.empty() ? "" : ", ") + name;
+  return names;
+}
+
 bool RespCommands::run(RespSession& session, Args args, uint64_t ticket, std::string* out) {
   stats_.commands.fetch_add(1, std::memory_order_relaxed);
   const size_t before = out->size();
@@ -378,24 +399,15 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
     const bool resp3 = session.resp3;
     auto need_store = [&] {
       if (s != nullptr) return true;
-      std::string names;
-      for (const auto& [name, unused] : stores_) names += (names.empty() ? "" : ", ") + name;
       resp::error(out, "ERR no store selected: this server serves " +
-                           std::to_string(stores_.size()) + " stores (" + names +
+                           std::to_string(stores_.size()) + " stores (" + store_names() +
                            ") and none is named 'default'; SELECT one first");
       return false;
     };
     // Defers `work` (which returns the reply) to the worker pool.
     auto pooled = [&](std::function<void(std::string*)> work) {
       executor_->submit([keep = session.keep(), ticket, work = std::move(work)] {
-        std::string reply;
-        try {
-          work(&reply);
-        } catch (...) {
-          reply.clear();
-          error_reply(&reply, std::current_exception());
-        }
-        keep->deliver(ticket, std::move(reply));
+        keep->deliver(ticket, reply_of(nullptr, work));
       });
       answered = false;
     };
@@ -423,18 +435,7 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
         const std::string k = key;
         s->s.store->async_get(k, [keep = session.keep(), ticket, s, resp3, key = std::move(key)](
                                      std::vector<Versioned> v, std::exception_ptr e) {
-          std::string reply;
-          if (e) {
-            error_reply(&reply, e);
-          } else {
-            try {
-              get_reply(*s, key, v, resp3, &reply);
-            } catch (...) {
-              reply.clear();
-              error_reply(&reply, std::current_exception());
-            }
-          }
-          keep->deliver(ticket, std::move(reply));
+          keep->deliver(ticket, reply_of(e, [&](std::string* o) { get_reply(*s, key, v, resp3, o); }));
         });
         answered = false;
       } else {
@@ -465,14 +466,9 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
       } else if (s->writes == Mode::kAsync) {
         s->ordered->put(std::move(key), std::move(value),
                         [keep = session.keep(), ticket](VectorClock, std::exception_ptr e) {
-                    std::string reply;
-                    if (e) {
-                      error_reply(&reply, e);
-                    } else {
-                      resp::simple(&reply, "OK");
-                    }
-                    keep->deliver(ticket, std::move(reply));
-                  });
+                          keep->deliver(ticket,
+                                        reply_of(e, [](std::string* o) { resp::simple(o, "OK"); }));
+                        });
         answered = false;
       } else {
         pooled([s, node = options_.node_id, locks = locks_.get(), key = std::move(key),
@@ -566,18 +562,7 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
             std::move(copy), [keep = session.keep(), ticket, keys = std::move(keys), reply](
                                  std::map<std::string, std::vector<Versioned>> found,
                                  std::exception_ptr e) {
-              std::string r;
-              if (e) {
-                error_reply(&r, e);
-              } else {
-                try {
-                  reply(keys, found, &r);
-                } catch (...) {
-                  r.clear();
-                  error_reply(&r, std::current_exception());
-                }
-              }
-              keep->deliver(ticket, std::move(r));
+              keep->deliver(ticket, reply_of(e, [&](std::string* o) { reply(keys, found, o); }));
             });
         answered = false;
       } else {
@@ -647,10 +632,8 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
         if (stores_.size() == 1) it = stores_.begin();
       }
       if (it == stores_.end()) {
-        std::string names;
-        for (const auto& [name, unused] : stores_) names += (names.empty() ? "" : ", ") + name;
         resp::error(out, "ERR no store '" + std::string(args[1]) +
-                             "': SELECT takes a store's name; this server serves " + names);
+                             "': SELECT takes a store's name; this server serves " + store_names());
         return true;
       }
       session.store = it->second.get();

@@ -114,6 +114,8 @@ class RespCommands {
                 std::string* out);
   // INFO's text.
   std::string info(const RespSession& session) const;
+  // "a, b, c": the stores served, for error messages.
+  std::string store_names() const;
 
   std::map<std::string, std::unique_ptr<Served>> stores_;
   RespOptions options_;

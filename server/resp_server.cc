@@ -96,6 +96,11 @@ struct RespServer::Impl {
 
 namespace {
 
+// What a command may take: --max-message-size, for a value and in all.
+internal::RespLimits limits(const RespServerOptions& o) {
+  return internal::RespLimits{.max_bulk = o.max_command, .max_command = o.max_command};
+}
+
 // One client. Everything but deliver() runs on its io_context's one thread.
 class Connection final : public internal::RespSession,
                          public std::enable_shared_from_this<Connection> {
@@ -103,8 +108,7 @@ class Connection final : public internal::RespSession,
   Connection(tcp::socket socket, RespServer::Impl* server)
       : socket_(server->tls ? tcp::socket(socket.get_executor()) : std::move(socket)),
         server_(server),
-        parser_(internal::RespLimits{.max_bulk = server->options.max_command,
-                                     .max_command = server->options.max_command}) {
+        parser_(limits(server->options)) {
     server_->commands.open(*this);
     in_.resize(16 << 10);
     if (server->tls) {
@@ -354,8 +358,7 @@ class Connection final : public internal::RespSession,
     if (stopped_reading_ && !quitting_ && !draining_) {
       // Half-closed: whatever complete commands are left still run.
       const std::string_view data(in_.data() + start_, end_ - start_);
-      RespParser probe(internal::RespLimits{.max_bulk = server_->options.max_command,
-                                            .max_command = server_->options.max_command});
+      RespParser probe(limits(server_->options));
       if (!slots_.empty() || probe.parse(data) == RespParser::Status::kCommand) return;
     }
     if (!slots_.empty() || writing_in_flight_ || !out_.empty()) return;
