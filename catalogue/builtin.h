@@ -46,6 +46,7 @@ std::unique_ptr<Store> make_compression_layer(std::unique_ptr<Store> inner, cons
 // route: {timeout_ms: 5000, ban_ms: 1000, probe_interval_ms: 1000, read_hedge_ms: 50,
 //         read_repair: true, read_repair_chance: 0.1}
 // (RouteContext: core/config_internal.h)
+std::unique_ptr<Store> make_cache_layer(std::unique_ptr<Store> inner, const Params& params);
 std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx);
 
 // Serializers, named by a store's `key:` and `value:`.

@@ -11,6 +11,7 @@
 
 #include "cairn/errors.h"
 #include "core/config_internal.h"
+#include "layers/cache/directory.h"
 #include "metadata/etcd_client.h"
 
 namespace cairn {
@@ -960,7 +961,13 @@ std::unique_ptr<Store> build_range(const ConfigData& d, const StoreDef& def, con
 // once per node the route sends to.
 std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, const Stack& stack,
                                    const std::string& node, const LayerRegistry& registry,
-                                   std::shared_ptr<HintedHandoff> hints = nullptr) {
+                                   std::shared_ptr<HintedHandoff> hints = nullptr,
+                                   std::shared_ptr<internal::Directory> directory = nullptr) {
+  // A node's own copy of the store tells its directory of each write.
+  auto tracked = [&](std::unique_ptr<Store> replica) -> std::unique_ptr<Store> {
+    if (directory == nullptr || node.empty()) return replica;
+    return std::make_unique<internal::TrackingStore>(std::move(replica), def.name, directory);
+  };
   size_t route = stack.size();
   for (size_t i = 0; i < stack.size(); ++i) {
     if (stack[i].engine || stack[i].name != "route") continue;
@@ -970,7 +977,7 @@ std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, con
     route = i;
   }
   if (route == stack.size()) {
-    return build_range(d, def, stack, 0, stack.size(), nullptr, node, nullptr, registry);
+    return tracked(build_range(d, def, stack, 0, stack.size(), nullptr, node, nullptr, registry));
   }
   const LayerEntry& e = stack[route];
   if (d.cluster.nodes.empty()) {
@@ -1013,9 +1020,9 @@ std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, con
     // A node's own replica is built as its stack ({node} = itself); a
     // client's way to a node sees {node} as that node.
     const bool in_node = !node.empty();
-    return build_range(d, def, stack, route + 1, stack.size(), nullptr,
-                       in_node ? node : std::to_string(target.id),
-                       in_node ? nullptr : &target, registry);
+    return tracked(build_range(d, def, stack, route + 1, stack.size(), nullptr,
+                               in_node ? node : std::to_string(target.id),
+                               in_node ? nullptr : &target, registry));
   };
   if (node.empty()) {
     // A client's way to a node that joins later: the same build, keeping
@@ -1066,7 +1073,8 @@ bool ConfigInternal::partitioned(const Config& config, std::string_view store) {
 
 std::unique_ptr<Store> ConfigInternal::open_node(const Config& config, std::string_view store,
                                                  NodeId node, std::shared_ptr<HintedHandoff> hints,
-                                                 const LayerRegistry& registry) {
+                                                 const LayerRegistry& registry,
+                                                 std::shared_ptr<internal::Directory> directory) {
   const internal::ConfigData* d_ = config.d_.get();
   const StoreDef& def = find_store(*d_, store);
   const Stack& stack = !def.node.empty() ? def.node : def.stack;
@@ -1074,7 +1082,8 @@ std::unique_ptr<Store> ConfigInternal::open_node(const Config& config, std::stri
     fail_at(d_->source, def.where,
             "store '" + def.name + "' has no `node:` (or `stack:`) for a server to run");
   }
-  return build_stack(*d_, def, stack, std::to_string(node), registry, std::move(hints));
+  return build_stack(*d_, def, stack, std::to_string(node), registry, std::move(hints),
+                     std::move(directory));
 }
 
 const std::vector<NodeInfo>& Config::nodes() const { return d_->cluster.nodes; }

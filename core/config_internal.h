@@ -17,6 +17,9 @@
 namespace cairn {
 
 class HintedHandoff;
+namespace internal {
+class Directory;
+}  // namespace internal
 
 // What the `route` layer is built from (cairn/routed_store.h). Unlike
 // other layers it wraps not one store but one per node: the part of the
@@ -52,9 +55,14 @@ class ConfigInternal {
   // Config::open_node(), for a node that keeps hints for the other nodes:
   // a `route` in the stack parks the writes a replica missed in `hints`
   // (nullptr: the route layer keeps none).
+  // With a `directory`, the node's own copy of the store (the stack below
+  // `route`, or the whole stack without one) is wrapped in a TrackingStore
+  // (layers/cache/directory.h): its writes invalidate the caches that hold
+  // their keys.
   static std::unique_ptr<Store> open_node(const Config& config, std::string_view store,
                                           NodeId node, std::shared_ptr<HintedHandoff> hints,
-                                          const LayerRegistry& registry = default_registry());
+                                          const LayerRegistry& registry = default_registry(),
+                                          std::shared_ptr<internal::Directory> directory = nullptr);
 
   // Whether a store is spread over the cluster's partitions: one of its
   // stacks (a node's or a client's) routes. Throws NotFound for an unknown

@@ -849,14 +849,198 @@ class StreamReactor final
   bool finished_ = false;
 };
 
+// A cache's Watch stream (layers/cache/directory.h): its requests go to a
+// subscription of the node's directory, whose events go back in batches.
+// It does not hold a draining server up: shutdown cancels it, and the
+// cache drops what this node vouched for.
+class WatchReactor final : public grpc::ServerBidiReactor<rpc::WatchRequests, rpc::WatchEvents> {
+ public:
+  // Events queued and unsent beyond this end the stream: a cache that
+  // does not read is dropped rather than buffered without bound.
+  static constexpr size_t kMaxQueued = 1 << 16;
+  static constexpr size_t kMaxKey = 1 << 20;
+
+  explicit WatchReactor(std::shared_ptr<internal::Directory> directory)
+      : directory_(std::move(directory)), sink_(std::make_shared<Sink>()) {
+    sink_->reactor = this;
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      {
+        std::lock_guard lock(mu_);
+        reads_done_ = true;
+      }
+      if (sub_) sub_->end();
+      std::unique_lock lock(mu_);
+      return finish_if_done(lock);
+    }
+    for (rpc::WatchRequest& r : *in_.mutable_requests()) {
+      if (!sub_) {
+        if (r.op_case() != rpc::WatchRequest::kHello) {
+          return refuse("a Watch stream begins with a hello");
+        }
+        const uint32_t lease_ms = r.hello().lease_ms() == 0 ? 2000 : r.hello().lease_ms();
+        sub_ = directory_->subscribe(
+            r.hello().strict() ? internal::Coherence::kStrict : internal::Coherence::kLazy,
+            std::chrono::milliseconds(lease_ms), sink_);
+        continue;
+      }
+      switch (r.op_case()) {
+        case rpc::WatchRequest::kTrack:
+          if (r.track().key().empty() || r.track().key().size() > kMaxKey) {
+            return refuse("a track of an empty key or one over " + std::to_string(kMaxKey) +
+                          " bytes");
+          }
+          sub_->track(r.track().id(), r.track().store(), r.track().key());
+          break;
+        case rpc::WatchRequest::kUntrack:
+          for (const std::string& k : r.untrack().keys()) sub_->untrack(r.untrack().store(), k);
+          break;
+        case rpc::WatchRequest::kAck: sub_->ack(r.ack()); break;
+        case rpc::WatchRequest::kPing: sub_->ping(r.ping()); break;
+        case rpc::WatchRequest::kHello: return refuse("a second hello on one Watch stream");
+        case rpc::WatchRequest::OP_NOT_SET: return refuse("a Watch request without an op");
+      }
+    }
+    in_.Clear();
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      fail(grpc::Status(grpc::StatusCode::CANCELLED, "the cache went away"));
+    } else if (!queue_.empty() && !failed_) {
+      start_write();
+    }
+    finish_if_done(lock);
+  }
+
+  void OnCancel() override {
+    std::unique_lock lock(mu_);
+    fail(grpc::Status(grpc::StatusCode::CANCELLED, "watch stream cancelled"));
+    finish_if_done(lock);
+  }
+
+  void OnDone() override {
+    if (sub_) sub_->end();
+    {
+      std::lock_guard lock(sink_->mu);
+      sink_->reactor = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  // What the directory sends to: outlives the reactor, and goes quiet when
+  // it is done.
+  struct Sink final : internal::EventSink {
+    std::mutex mu;
+    WatchReactor* reactor = nullptr;  // guarded by mu
+    bool send(internal::CoherenceEvent e) override {
+      std::lock_guard lock(mu);
+      return reactor != nullptr && reactor->enqueue(std::move(e));
+    }
+    void close(const std::string& why) override {
+      std::lock_guard lock(mu);
+      if (reactor != nullptr) reactor->end(why);
+    }
+  };
+
+  bool enqueue(internal::CoherenceEvent e) {
+    std::unique_lock lock(mu_);
+    if (failed_ || queue_.size() >= kMaxQueued) return false;
+    rpc::WatchEvent w;
+    w.set_seq(e.seq);
+    switch (e.kind) {
+      case internal::CoherenceEvent::Kind::kTracked: {
+        auto* t = w.mutable_tracked();
+        t->set_id(e.id);
+        t->set_tracked(e.tracked);
+        t->set_why(std::move(e.why));
+        for (const VectorClock& c : e.clocks) internal::to_wire(c, t->add_clocks());
+        break;
+      }
+      case internal::CoherenceEvent::Kind::kInvalidate:
+        w.mutable_invalidate()->set_store(std::move(e.store));
+        w.mutable_invalidate()->set_key(std::move(e.key));
+        break;
+      case internal::CoherenceEvent::Kind::kPong: w.set_pong(e.id); break;
+    }
+    queue_.push_back(std::move(w));
+    if (!writing_) start_write();
+    return true;
+  }
+
+  void end(const std::string& why) {
+    std::unique_lock lock(mu_);
+    fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, why));
+    finish_if_done(lock);
+  }
+
+  void refuse(const std::string& why) {
+    std::unique_lock lock(mu_);
+    reads_done_ = true;
+    fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why));
+    finish_if_done(lock);
+  }
+
+  // REQUIRES: mu_ held, !writing_.
+  void start_write() {
+    if (queue_.empty()) return;
+    current_.Clear();
+    while (!queue_.empty() && current_.events_size() < 4096) {
+      *current_.add_events() = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  void fail(grpc::Status st) {
+    if (failed_) return;
+    failed_ = true;
+    status_ = std::move(st);
+    queue_.clear();
+  }
+
+  // Finish() once no write is in flight, after the lock is released.
+  void finish_if_done(std::unique_lock<std::mutex>& lock) {
+    if (finished_ || writing_) return;
+    if (!failed_ && !reads_done_) return;
+    finished_ = true;
+    const grpc::Status st = failed_ ? status_ : grpc::Status::OK;
+    lock.unlock();
+    Finish(st);
+  }
+
+  const std::shared_ptr<internal::Directory> directory_;
+  const std::shared_ptr<Sink> sink_;
+  std::shared_ptr<internal::Directory::Subscription> sub_;  // gRPC's read thread only
+  rpc::WatchRequests in_;
+  std::mutex mu_;  // guards what is below
+  std::deque<rpc::WatchEvent> queue_;
+  rpc::WatchEvents current_;
+  bool writing_ = false;
+  bool reads_done_ = false;
+  bool failed_ = false;
+  bool finished_ = false;
+  grpc::Status status_;
+};
+
 // ---- The services ------------------------------------------------------------
 
 class StoreService final : public rpc::Store::CallbackService {
  public:
   StoreService(const StoreMap& stores, internal::Executor& executor,
                internal::Executor& routed_executor, Drain& drain,
-               std::chrono::milliseconds request_timeout, size_t max_message_size)
-      : stores_(stores),
+               std::chrono::milliseconds request_timeout, size_t max_message_size,
+               std::shared_ptr<internal::Directory> directory)
+      : directory_(std::move(directory)),
+        stores_(stores),
         executor_(executor),
         routed_executor_(routed_executor),
         drain_(drain),
@@ -966,6 +1150,22 @@ class StoreService final : public rpc::Store::CallbackService {
     return new StreamReactor(stores_, executor_, routed_executor_, drain_, request_timeout_,
                              max_message_size_);
   }
+  grpc::ServerBidiReactor<rpc::WatchRequests, rpc::WatchEvents>* Watch(
+      grpc::CallbackServerContext*) override {
+    using Reactor = grpc::ServerBidiReactor<rpc::WatchRequests, rpc::WatchEvents>;
+    if (drain_.draining()) return new Refused<Reactor>();
+    if (directory_ == nullptr) {
+      struct NoDirectory final : Reactor {
+        NoDirectory() {
+          this->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                    "this server keeps no cache directory"));
+        }
+        void OnDone() override { delete this; }
+      };
+      return new NoDirectory();
+    }
+    return new WatchReactor(directory_);
+  }
 
  private:
   bool async(const std::string& store, bool replica) const {
@@ -1068,6 +1268,7 @@ class StoreService final : public rpc::Store::CallbackService {
     return reactor;
   }
 
+  const std::shared_ptr<internal::Directory> directory_;
   const StoreMap& stores_;
   internal::Executor& executor_;
   internal::Executor& routed_executor_;
@@ -1458,7 +1659,7 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
   impl_->store_service = std::make_unique<StoreService>(
       impl_->stores, *impl_->executor,
       routes ? *impl_->routed_executor : *impl_->executor, impl_->drain,
-      impl_->options.request_timeout, impl_->options.max_message_size);
+      impl_->options.request_timeout, impl_->options.max_message_size, impl_->options.directory);
   impl_->admin_service = std::make_unique<AdminService>(impl_->stores, *impl_->executor,
                                                          impl_->drain, impl_->options);
 

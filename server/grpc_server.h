@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "layers/cache/directory.h"
 #include "server/serving.h"
 #include "routing/hint.h"
 
@@ -58,6 +59,11 @@ struct ServerOptions {
   // progress); true too for a ring of another size. Admin DropPartitions
   // refuses such a partition; unset, it refuses every one.
   std::function<bool(const std::string& store, uint32_t partitions, uint32_t p)> replicates;
+  // The node's cache directory (layers/cache/directory.h), which the Watch
+  // streams of caches subscribe to; the stores' own copies must be
+  // TrackingStores over it (ConfigInternal::open_node). Null: Watch is
+  // refused with FAILED_PRECONDITION.
+  std::shared_ptr<internal::Directory> directory;
 };
 
 class StoreServer {

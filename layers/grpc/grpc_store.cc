@@ -21,6 +21,7 @@
 #include "core/version_list.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/pipeline.h"
+#include "layers/grpc/watch_call.h"
 #include "layers/grpc/wire.h"
 
 namespace cairn {
@@ -107,6 +108,8 @@ struct GrpcStore::Impl {
   std::mutex inflight_mu;
   std::condition_variable inflight_cv;
   int inflight = 0;  // guarded by inflight_mu
+  // Caches' Watch streams, closed with the store.
+  std::vector<std::weak_ptr<internal::WatchLink>> watches;  // guarded by inflight_mu
 
   void start_async() {
     std::lock_guard lock(inflight_mu);
@@ -127,6 +130,14 @@ struct GrpcStore::Impl {
   void close() {
     closed.store(true);
     if (pipeline) pipeline->close();
+    std::vector<std::weak_ptr<internal::WatchLink>> open;
+    {
+      std::lock_guard lock(inflight_mu);
+      open.swap(watches);
+    }
+    for (auto& w : open) {
+      if (auto link = w.lock()) link->close();
+    }
   }
 
   void check_open() const {
@@ -619,6 +630,29 @@ void GrpcStore::async_put_hint(const Hint& hint, std::function<void(std::excepti
 }
 
 #undef CAIRN_ASYNC
+
+std::shared_ptr<internal::WatchLink> GrpcStore::open_watch(internal::Coherence mode,
+                                                          std::chrono::milliseconds lease,
+                                                          internal::WatchLink::Handler handler) {
+  if (impl_->options.targets.size() != 1) {
+    throw InvalidArgument(impl_->where + ": a cache's stream goes to one node, not " +
+                          std::to_string(impl_->options.targets.size()));
+  }
+  impl_->check_open();
+  Impl* impl = impl_.get();
+  auto link = internal::open_grpc_watch(
+      impl_->stub.get(), impl_->where, impl_->options.store, mode, lease, std::move(handler),
+      [impl] { impl->start_async(); }, [impl] { impl->end_async(); });
+  bool closed_meanwhile;
+  {
+    std::lock_guard lock(impl_->inflight_mu);
+    std::erase_if(impl_->watches, [](const auto& w) { return w.expired(); });
+    impl_->watches.push_back(link);
+    closed_meanwhile = impl_->closed.load();
+  }
+  if (closed_meanwhile) link->close();
+  return link;
+}
 
 void GrpcStore::close() {
   // New calls are refused at once. Then the calls and streams in flight

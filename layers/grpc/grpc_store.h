@@ -23,6 +23,7 @@
 
 #include "cairn/grpc_store.h"
 #include "cairn/store.h"
+#include "layers/cache/watch_link.h"
 #include "routing/hint.h"
 
 namespace cairn {
@@ -77,6 +78,12 @@ class GrpcStore final : public Store, public HintKeeper {
                     Callback<bool> done) override;
   void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override;
   bool async_calls_block() const override { return false; }
+
+  // A cache's coherence stream to this store's node (a Watch call; one
+  // target only). It ends when the store closes, if not before.
+  std::shared_ptr<internal::WatchLink> open_watch(internal::Coherence mode,
+                                                  std::chrono::milliseconds lease,
+                                                  internal::WatchLink::Handler handler);
 
   // Leaves `hint` with the server, which delivers it to hint.node later.
   void async_put_hint(const Hint& hint, std::function<void(std::exception_ptr)> done) override;

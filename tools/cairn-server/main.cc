@@ -399,12 +399,17 @@ int serve(const Args& a) {
       return metadata->replicates(store, q, p);
     };
   }
+  // Which caches hold which keys of this node's stores (layers/cache):
+  // every write to the node's own copies invalidates them.
+  auto directory = std::make_shared<internal::Directory>();
+  options.directory = directory;
   std::map<std::string, ServedStore> stores;
   std::vector<RoutedStore*> routed_stores;  // what follows the metadata
   std::string served;
   for (const std::string& name : config.store_names()) {
     const StoreSerializers s = config.serializers(name);
-    ServedStore store{std::shared_ptr<Store>(ConfigInternal::open_node(config, name, a.node, hints)), s.key,
+    ServedStore store{std::shared_ptr<Store>(ConfigInternal::open_node(
+                          config, name, a.node, hints, default_registry(), directory)), s.key,
                       s.value};
     if (auto* routed = find_layer<RoutedStore>(*store.store)) {
       store.replica = routed->local_replica();
