@@ -29,6 +29,10 @@
 #include <string>
 #include <vector>
 
+#include "cairn/cache_store.h"
+#include "cairn/client.h"
+#include "cairn/config.h"
+#include "cairn/json.h"
 #include "cairn/lmdb_store.h"
 #include "cairn/log_store.h"
 #include "cairn/memory_store.h"
@@ -228,6 +232,79 @@ void BM_MemoryStoreGetFresh(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_MemoryStoreGetFresh);
+
+// ---- the cache layer: hits --------------------------------------------------
+
+// Every key cached (an embedded cache over the memory engine, each key read
+// once), so each get is a hit: the table, its lock and the copy out.
+CacheStore& cache_store() {
+  static auto* store = [] {
+    CacheOptions o;
+    o.store = "bench";
+    o.max_entries = kKeys * 2;
+    o.max_bytes = kKeys * 1024;
+    auto* c = filled(new CacheStore(std::make_unique<MemoryStore>(), o));
+    std::vector<Versioned> v;
+    for (const std::string& k : dataset().keys) c->get_into(k, &v);
+    if (c->stats().entries != kKeys) throw std::runtime_error("cache: not every key was kept");
+    return c;
+  }();
+  return *store;
+}
+
+void BM_CacheGet(benchmark::State& state) {
+  CacheStore& c = cache_store();
+  const uint64_t hits = c.stats().hits;
+  store_gets(state, c);
+  if (state.thread_index() == 0 &&
+      c.stats().hits - hits < static_cast<uint64_t>(state.iterations())) {
+    state.SkipWithError("a get missed the cache");
+  }
+}
+BENCHMARK(BM_CacheGet)->Threads(1)->Threads(2);
+
+// The typed client reading a JSON value: over the memory engine, and over a
+// cache over it. Both decode the value; the cache saves the engine's part.
+const char* kJsonStores = R"(
+stores:
+  plain:
+    key: string
+    value: {json: {name: string, id: int64, emails: [string]}}
+    stack: [{engine: memory}]
+  cached:
+    key: string
+    value: {json: {name: string, id: int64, emails: [string]}}
+    stack: [{cache: {max_bytes: 1GiB, max_entries: 4000000}}, {engine: memory}]
+)";
+
+Client<std::string, Json>& json_client(const char* store) {
+  auto load = [](const char* name) {
+    auto* c = new Client<std::string, Json>(
+        open_client<std::string, Json>(Config::parse(kJsonStores), name));
+    const Json user = Json::parse(
+        R"({"name": "Ada Lovelace", "id": 1815, "emails": ["ada@example.org"]})");
+    for (const std::string& k : dataset().keys) c->put(k, user);
+    for (const std::string& k : dataset().keys) c->get(k);
+    return c;
+  };
+  static auto* plain = load("plain");
+  static auto* cached = load("cached");
+  return std::string_view(store) == "plain" ? *plain : *cached;
+}
+
+void json_gets(benchmark::State& state, const char* store) {
+  Client<std::string, Json>& c = json_client(store);
+  KeyWalk walk(state.thread_index());
+  for (auto _ : state) {
+    std::optional<Json> v = c.get(std::string(walk.next()));
+    if (!v) state.SkipWithError("absent");
+    benchmark::DoNotOptimize(v);
+  }
+}
+void BM_JsonClientGet(benchmark::State& state) { json_gets(state, "plain"); }
+void BM_JsonClientCachedGet(benchmark::State& state) { json_gets(state, "cached"); }
+BENCHMARK(BM_JsonClientGet);
+BENCHMARK(BM_JsonClientCachedGet);
 
 void BM_FlatHashMapPut(benchmark::State& state) {
   auto& map = flat_map();

@@ -759,6 +759,8 @@ RoutedStore::~RoutedStore() {
 
 Ring RoutedStore::ring() const { return s_->current()->ring; }
 
+Replication RoutedStore::replication() const { return s_->options.replication; }
+
 
 bool RoutedStore::banned(NodeId id) const {
   auto i = Shared::slot_of(s_->current()->slots, id);

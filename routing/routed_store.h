@@ -90,6 +90,8 @@ class RoutedStore final : public Store {
   void follow(const MetadataOrigin& origin);
 
   Ring ring() const;
+  // N, R and W.
+  Replication replication() const;
   // The node's own replica when it runs in a node (what requests marked
   // `replica` reach); nullptr in a client.
   std::shared_ptr<Store> local_replica() const;

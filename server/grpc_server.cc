@@ -445,8 +445,13 @@ class StreamReactor final
   // callback (a put without a version is answered inline: an error).
   bool answers_async(const rpc::StreamRequest& req) const {
     const auto [s, replica] = target(req);
-    if (s == nullptr || s->reads_inline(replica) || !s->answers_async(replica)) return false;
-    return !(req.has_put() && !req.put().has_version());
+    if (s == nullptr || !s->answers_async(replica)) return false;
+    if (req.has_put() && !req.put().has_version()) return false;
+    // Reads of stores that wait on other nodes, and writes that may wait
+    // (a node's tracked copy waits for strict caches) where the store's
+    // async calls only start them.
+    const bool write = req.has_put() || req.has_delete_();
+    return !s->reads_inline(replica) || (write && !s->writes_inline(replica));
   }
 
   // REQUIRES: mu_ held. Puts a routed request at the back of its keys'

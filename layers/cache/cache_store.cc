@@ -3,6 +3,7 @@
 #include <absl/container/flat_hash_map.h>
 #include <absl/hash/hash.h>
 
+#include <array>
 #include <deque>
 #include <mutex>
 #include <shared_mutex>
@@ -31,6 +32,8 @@ constexpr size_t kShards = 64;
 // Homes (nodes) a cache can tell apart; one more is a cluster of a size
 // no config here comes near.
 constexpr size_t kMaxHomes = 4096;
+// Replicas a key is tracked at, at most.
+constexpr size_t kMaxTrackers = 8;
 
 uint64_t hash_key(std::string_view key) {
   return absl::Hash<absl::string_view>{}(absl::string_view(key.data(), key.size()));
@@ -48,12 +51,20 @@ uint64_t cost_of(std::string_view key, const std::vector<Versioned>& versions) {
   return bytes;
 }
 
+// The replicas (their slots) that vouch for an entry: it counts while none
+// of their generations has moved. Generations only grow, so their sum
+// moves when any of them does.
+struct Trackers {
+  std::array<uint16_t, kMaxTrackers> slots{};
+  uint8_t n = 0;
+  uint64_t gen_sum = 0;
+};
+
 struct Entry {
   std::string key;
   std::vector<Versioned> versions;
-  uint64_t gen = 0;    // the home's generation it was cached under
+  Trackers trackers;
   uint64_t bytes = 0;  // cost_of()
-  uint32_t home = 0;   // the home's slot
   bool used = false;
   std::atomic<uint8_t> freq{0};  // CLOCK's count, 0..3
 };
@@ -102,17 +113,17 @@ bool covers(const std::vector<Versioned>& read, const std::vector<VectorClock>& 
 struct FetchOp {
   std::string key;
   uint64_t hash = 0;
-  uint32_t home = 0;
-  uint64_t gen = 0;
+  Trackers trackers;  // asked to track it
   uint64_t epoch = 0;
-  bool local = false;  // no home to ask: an embedded stack
+  bool local = false;  // no replica to ask: an embedded stack
+  int need = 0;        // trackers that must accept: N - W + 1
 
   std::mutex mu;
-  int pending = 2;
+  int pending = 1;
   bool read_ok = false;
   std::vector<Versioned> read;
-  bool tracked = false;
-  std::vector<VectorClock> clocks;
+  int tracked = 0;  // trackers that accepted
+  std::vector<VectorClock> clocks;  // theirs, together
 };
 
 // A home node: the link to it and what is in flight on it.
@@ -173,13 +184,19 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
 
   // ---- the table ----------------------------------------------------------
 
+  uint64_t gen_sum(const Trackers& t) const {
+    uint64_t sum = 0;
+    for (uint8_t i = 0; i < t.n; ++i) sum += gens[t.slots[i]].load(std::memory_order_acquire);
+    return sum;
+  }
+
   bool lookup(std::string_view key, uint64_t h, std::vector<Versioned>* out) {
     Shard& sh = shard_of(h);
     std::shared_lock lock(sh.lock);
     auto it = sh.index.find(as_absl(key));
     if (it == sh.index.end()) return false;
     Entry& e = sh.slab[it->second];
-    if (e.gen != gens[e.home].load(std::memory_order_acquire)) return false;
+    if (e.trackers.gen_sum != gen_sum(e.trackers)) return false;
     *out = e.versions;
     const uint8_t f = e.freq.load(std::memory_order_relaxed);
     if (f < 3) e.freq.store(static_cast<uint8_t>(f + 1), std::memory_order_relaxed);
@@ -230,7 +247,7 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
       auto f = sh.fetching.find(as_absl(op.key));
       const bool same = f != sh.fetching.end() && f->second.epoch == op.epoch;
       if (f != sh.fetching.end() && --f->second.refs == 0) sh.fetching.erase(f);
-      if (keep && same && gens[op.home].load(std::memory_order_acquire) == op.gen &&
+      if (keep && same && gen_sum(op.trackers) == op.trackers.gen_sum &&
           !closed.load(std::memory_order_relaxed)) {
         kept = install_locked(sh, op, &untrack);
       }
@@ -262,8 +279,7 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
     Entry& e = sh.slab[slot];
     e.key = op.key;
     e.versions = std::move(op.read);
-    e.gen = op.gen;
-    e.home = op.home;
+    e.trackers = op.trackers;
     e.bytes = bytes;
     e.used = true;
     e.freq.store(0, std::memory_order_relaxed);
@@ -282,13 +298,17 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
       const auto slot = static_cast<uint32_t>(sh.hand++);
       Entry& e = sh.slab[slot];
       if (!e.used || slot == keep) continue;
-      const bool stale = e.gen != gens[e.home].load(std::memory_order_relaxed);
+      const bool stale = e.trackers.gen_sum != gen_sum(e.trackers);
       const uint8_t f = e.freq.load(std::memory_order_relaxed);
       if (!stale && f > 0) {
         e.freq.store(static_cast<uint8_t>(f - 1), std::memory_order_relaxed);
         continue;
       }
-      if (!stale && e.home != 0) untrack->emplace_back(e.home, e.key);
+      if (!stale) {
+        for (uint8_t i = 0; i < e.trackers.n; ++i) {
+          if (e.trackers.slots[i] != 0) untrack->emplace_back(e.trackers.slots[i], e.key);
+        }
+      }
       erase_locked(sh, slot);
       evictions.fetch_add(1, std::memory_order_relaxed);
     }
@@ -305,20 +325,6 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
   }
 
   // ---- homes ----------------------------------------------------------------
-
-  // The home of `key` and its generation now, if its link is up; null for
-  // an embedded stack (slot 0) or a home that cannot track now.
-  std::shared_ptr<Home> home_of(std::string_view key, bool* local) {
-    auto t = topology();
-    *local = !t->ring.has_value();
-    if (*local) return nullptr;
-    const std::vector<NodeId> pref = t->ring->preference_list(key, 1);
-    if (pref.empty()) return nullptr;
-    auto it = t->homes.find(pref.front());
-    if (it == t->homes.end()) return nullptr;
-    std::lock_guard lock(it->second->mu);
-    return it->second->up ? it->second : nullptr;
-  }
 
   void send_untracks(std::vector<std::pair<uint32_t, std::string>>& untrack) {
     if (untrack.empty()) return;
@@ -509,15 +515,16 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
       last = --op->pending == 0;
     }
     if (!last) return;
-    const bool keep = op->read_ok && (op->local || (op->tracked && covers(op->read, op->clocks)));
+    const bool keep = op->read_ok && (op->local || (op->tracked >= op->need &&
+                                                    covers(op->read, op->clocks)));
     end_fetch(*op, keep);
   }
 
   void tracked(const std::shared_ptr<FetchOp>& op, bool ok, const std::vector<VectorClock>& clocks) {
-    {
+    if (ok) {
       std::lock_guard lock(op->mu);
-      op->tracked = ok;
-      op->clocks = clocks;
+      ++op->tracked;
+      op->clocks.insert(op->clocks.end(), clocks.begin(), clocks.end());
     }
     arrive(op);
   }
@@ -533,43 +540,64 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
     arrive(op);
   }
 
-  // Starts a miss's fetch: the track at the home (if any); the caller
-  // reads and calls read_done(). Null when the value will not be kept
-  // whatever the read says (no home to vouch for it).
+  // Starts a miss's fetch: tracks at the key's replicas; the caller reads
+  // and calls read_done(). Null when the value will not be kept whatever
+  // the read says: too few replicas reachable to vouch for it.
+  //
+  // Why every replica and not only the home: a write is acknowledged once
+  // W replicas hold it, whichever node coordinated it (the home, or the
+  // next one when a writer cannot reach the home). With more than N - W
+  // replicas tracking the key, any W of them include one that invalidates
+  // this cache before it acknowledges (strict).
   std::shared_ptr<FetchOp> start_fetch(std::string_view key, uint64_t h) {
     misses.fetch_add(1, std::memory_order_relaxed);
     if (closed.load(std::memory_order_relaxed)) return nullptr;
-    bool local = false;
-    std::shared_ptr<Home> home = home_of(key, &local);
-    if (!local && home == nullptr) {
-      uncached.fetch_add(1, std::memory_order_relaxed);
-      return nullptr;
-    }
+    auto t = topology();
     auto op = std::make_shared<FetchOp>();
     op->key = std::string(key);
     op->hash = h;
-    op->local = local;
-    op->home = local ? 0 : home->slot;
-    op->gen = gens[op->home].load(std::memory_order_acquire);
-    op->epoch = begin_fetch(key, h);
-    if (local) {
-      op->pending = 1;
+    if (!t->ring.has_value()) {
+      op->local = true;
+      op->trackers.n = 1;  // slot 0
+      op->trackers.gen_sum = gen_sum(op->trackers);
+      op->epoch = begin_fetch(key, h);
       return op;
     }
-    std::shared_ptr<WatchLink> link;
-    uint64_t id = 0;
-    {
-      std::lock_guard lock(home->mu);
-      if (home->link != nullptr && home->up) {
-        link = home->link;
-        id = home->next_id++;
-        home->tracks[id] = op;
-      }
+    const Replication r = routed->replication();
+    op->need = std::max(1, r.n - r.w + 1);
+    std::vector<std::shared_ptr<Home>> homes;
+    for (NodeId node : t->ring->preference_list(key, r.n)) {
+      auto it = t->homes.find(node);
+      if (it == t->homes.end() || homes.size() == kMaxTrackers) continue;
+      std::lock_guard lock(it->second->mu);
+      if (it->second->link != nullptr && it->second->up) homes.push_back(it->second);
     }
-    if (link == nullptr) {
-      tracked(op, false, {});
-    } else {
-      link->send({WatchOp{WatchOp::Kind::kTrack, id, op->key}});
+    if (static_cast<int>(homes.size()) < op->need) {
+      uncached.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    for (const auto& home : homes) op->trackers.slots[op->trackers.n++] = static_cast<uint16_t>(home->slot);
+    // Before the tracks go: a stream lost from here on moves the sum.
+    op->trackers.gen_sum = gen_sum(op->trackers);
+    op->epoch = begin_fetch(key, h);
+    op->pending = 1 + static_cast<int>(homes.size());
+    std::vector<std::pair<std::shared_ptr<WatchLink>, uint64_t>> sends;
+    for (const auto& home : homes) {
+      std::lock_guard lock(home->mu);
+      if (home->link == nullptr || !home->up) {
+        sends.emplace_back(nullptr, 0);
+        continue;
+      }
+      const uint64_t id = home->next_id++;
+      home->tracks[id] = op;
+      sends.emplace_back(home->link, id);
+    }
+    for (auto& [link, id] : sends) {
+      if (link == nullptr) {
+        tracked(op, false, {});
+      } else {
+        link->send({WatchOp{WatchOp::Kind::kTrack, id, op->key}});
+      }
     }
     return op;
   }

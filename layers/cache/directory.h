@@ -163,6 +163,10 @@ class TrackingStore final : public ForwardingStore {
                     Callback<bool> done) override;
   void async_versions(std::string_view key, Callback<std::vector<VectorClock>> done) override;
   bool async_calls_block() const override { return inner().async_calls_block(); }
+  // A blocking write may wait for strict caches to acknowledge, over the
+  // network: servers must not run it on their network threads (which read
+  // those acknowledgements). The async calls never wait.
+  bool writes_may_block() const override { return true; }
 
   const std::shared_ptr<Directory>& directory() const { return directory_; }
   const std::string& store_name() const { return store_; }

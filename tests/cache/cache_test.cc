@@ -489,13 +489,18 @@ TEST_F(CacheCluster, StrictCachesNeverAnswerOlderThanAReturnedPut) {
     for (int k = 0; k < keys; ++k) {
       const std::string key = absl::StrCat("k", k);
       overwrite(*writer, key, absl::StrCat(round));
-      // The put has returned: the cache must not answer the old value.
-      ASSERT_EQ(value_of(*reader, key), absl::StrCat(round)) << key << "\n" << reader->report();
+      // The put has returned: the cache must not answer the old value,
+      // now or on the reads after (hits, once a fetch is kept).
+      for (int read = 0; read < 3; ++read) {
+        ASSERT_EQ(value_of(*reader, key), absl::StrCat(round))
+            << key << " read " << read << "\n" << reader->report();
+      }
     }
   }
+  // Most rounds found the key cached, and each write invalidated it.
   const CacheStats st = reader->stats();
+  EXPECT_GE(st.hits, 30u * keys) << reader->report();
   EXPECT_GE(st.invalidations, 30u * keys);
-  EXPECT_GT(st.hits, 0u);
   uint64_t sent = 0;
   for (auto& n : nodes_) sent += n->directory().stats().invalidations;
   EXPECT_GE(sent, 30u * keys);
@@ -534,12 +539,13 @@ TEST_F(CacheCluster, AHomeThatGoesAwayTakesItsEntriesWithIt) {
   nodes_[0]->stop();
   // Node 0's keys are dropped; the rest stay.
   ASSERT_TRUE(eventually([&] { return c->stats().flushes >= 1; })) << c->report();
+  // Every key has node 0 among its three replicas: nothing counts now.
   const uint64_t hits = c->stats().hits;
-  int answered = 0;
-  for (int k = 0; k < 30; ++k) answered += value_of(*c, absl::StrCat("k", k)) == "v";
-  EXPECT_EQ(answered, 30);  // from the cache or the two live replicas
-  EXPECT_LT(c->stats().hits - hits, 30u);
-  EXPECT_GT(c->stats().hits - hits, 0u);
+  for (int k = 0; k < 30; ++k) EXPECT_EQ(value_of(*c, absl::StrCat("k", k)), "v");
+  EXPECT_EQ(c->stats().hits, hits);
+  // Two replicas of three still vouch for a key (more than N - W = 1):
+  // the cache keeps working without node 0.
+  for (int k = 0; k < 30; ++k) warm(*c, absl::StrCat("k", k));
 }
 
 // ---- scripted homes: a gap, and a track that races a write ------------------
@@ -720,7 +726,7 @@ TEST(CacheScripted, AnInvalidationRacingTheFetchKeepsItsValueOut) {
   const uint64_t hits = c->stats().hits;
   for (int i = 0; i < 20; ++i) EXPECT_EQ(value_of(*c, "k"), "v");
   EXPECT_EQ(c->stats().hits, hits) << c->report();
-  EXPECT_GE(c->stats().invalidations, 20u);
+  EXPECT_TRUE(eventually([&] { return c->stats().invalidations >= 20u; })) << c->report();
 }
 
 TEST(CacheScripted, AReadOlderThanTheHomesClocksIsNotKept) {

@@ -20,6 +20,7 @@
 
 #include <absl/strings/str_cat.h>
 
+#include "cairn/cache_store.h"
 #include "cairn/errors.h"
 #include "cairn/forwarding_store.h"
 #include "cairn/ring.h"
@@ -845,6 +846,103 @@ TEST(ClusterLayersTest, ALateCopyOfAReplacedWriteStaysBelowItsReplacement) {
   EXPECT_EQ(two_on_node0, 0u) << "of " << keys.size()
                               << " keys, node 0 kept the late copy beside its replacement";
   EXPECT_EQ(two_read, 0u) << "of " << keys.size() << " keys read back as two siblings";
+}
+
+// Strict caches in smart clients, against real nodes: a writer puts
+// increasing values while readers with their own caches read, and a node
+// is killed (SIGKILL, then restarted) and another stopped (SIGSTOP, then
+// continued). No read may return a value older than a put that had
+// returned before the read began.
+TEST(ClusterCacheTest, StrictCachesNeverReadOlderThanAReturnedPutThroughAKillAndAStop) {
+  TempDir dir;
+  LocalCluster cluster(dir.path(), ClusterOptions{});
+  const ClusterInfo info = cluster.config().cluster();
+  std::string yaml = cluster_section(info);
+  absl::StrAppend(&yaml,
+                  "stores:\n  default:\n    replication: {n: 3, r: 2, w: 2}\n    client:\n"
+                  "      - cache: {coherence: strict, lease_ms: 1000}\n"
+                  "      - route: {timeout_ms: 3000, ban_ms: 100, probe_interval_ms: 100}\n"
+                  "      - engine: {grpc: {timeout_ms: 5000, retries: 0}}\n");
+  const Config config = Config::parse(yaml, "cached.yaml");
+  std::unique_ptr<Store> writer = config.open("default");
+  std::vector<std::unique_ptr<Store>> readers;
+  for (int i = 0; i < 2; ++i) readers.push_back(config.open("default"));
+
+  constexpr int kKeys = 16;
+  std::vector<std::atomic<int64_t>> acked(kKeys);
+  auto key = [](int k) { return absl::StrCat("hot", k); };
+  for (int k = 0; k < kKeys; ++k) {
+    writer->put(key(k), versioned("0", {{1, 1}}));
+    acked[static_cast<size_t>(k)] = 0;
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> writes{0}, reads{0}, violations{0};
+  std::mutex mu;
+  std::string first_violation;
+  std::thread w([&] {
+    int64_t n = 0;
+    for (int round = 0; !stop.load() && round < 1000000; ++round) {
+      const int k = round % kKeys;
+      ++n;
+      try {
+        VectorClock next;
+        for (const VectorClock& c : writer->versions(key(k))) next = next.merged(c);
+        writer->put(key(k), Versioned{std::to_string(n), next.incremented(1, 1)});
+        acked[static_cast<size_t>(k)].store(n);
+        ++writes;
+      } catch (const Error&) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+  });
+  std::vector<std::thread> rs;
+  for (auto& reader : readers) {
+    rs.emplace_back([&, r = reader.get()] {
+      for (int64_t i = 0; !stop.load() && i < int64_t{1} << 40; ++i) {
+        const int k = i % kKeys;
+        const int64_t before = acked[static_cast<size_t>(k)].load();
+        try {
+          int64_t newest = -1;
+          for (const Versioned& v : r->get(key(k))) newest = std::max<int64_t>(newest, std::stoll(v.value));
+          ++reads;
+          if (newest < before) {
+            ++violations;
+            std::lock_guard lock(mu);
+            if (first_violation.empty()) {
+              first_violation = absl::StrCat(key(k), " read ", newest, " after a put of ", before,
+                                             " had returned");
+            }
+          }
+        } catch (const Error&) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      }
+    });
+  }
+  auto run_for = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+  run_for(1500);
+  cluster.stop(1, SIGKILL);
+  run_for(2500);
+  cluster.start(1);
+  run_for(2500);
+  ASSERT_EQ(::kill(cluster.pid(2), SIGSTOP), 0);
+  run_for(3000);
+  ASSERT_EQ(::kill(cluster.pid(2), SIGCONT), 0);
+  run_for(2500);
+  stop = true;
+  w.join();
+  for (auto& t : rs) t.join();
+
+  EXPECT_EQ(violations.load(), 0) << first_violation;
+  EXPECT_GT(writes.load(), 100);
+  EXPECT_GT(reads.load(), 1000);
+  for (auto& reader : readers) {
+    const CacheStats st = find_layer<CacheStore>(*reader)->stats();
+    std::cout << "reader cache:\n" << find_layer<CacheStore>(*reader)->report();
+    EXPECT_GT(st.hits, 0u);
+    EXPECT_GT(st.invalidations, 0u);
+    EXPECT_GE(st.flushes, 2u);  // the kill and the stop
+  }
 }
 
 }  // namespace

@@ -78,7 +78,7 @@ TEST(ConfigTest, UnknownStoreIsNotFoundAndListsTheStores) {
 
 TEST(ConfigTest, UnknownLayerNamesThePositionAndTheKnownLayers) {
   expect_error("stores:\n  s:\n    stack:\n      - statz\n      - engine: memory\n", 4, 9,
-               "unknown layer 'statz' (known layers: compress, faults, logging, resolve, route, stats");
+               "unknown layer 'statz' (known layers: cache, compress, faults, logging, resolve, route, stats");
 }
 
 TEST(ConfigTest, UnknownEngine) {

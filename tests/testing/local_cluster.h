@@ -83,6 +83,9 @@ class LocalCluster {
   // Sends `signal` and waits for the node to exit; its exit status.
   int stop(int node, int signal);
   bool running(int node) const { return servers_[static_cast<size_t>(node)] != nullptr; }
+  // The node's process id, to signal it without waiting (SIGSTOP, SIGCONT).
+  // REQUIRES: running(node).
+  pid_t pid(int node) const { return servers_[static_cast<size_t>(node)]->pid(); }
   std::string log(int node) const;
 
   // A client's stack of store `store`, as the config builds it.

@@ -19,6 +19,7 @@
 
 #include <absl/synchronization/mutex.h>
 
+#include "cairn/cache_store.h"
 #include "cairn/config.h"
 #include "cairn/errors.h"
 #include "cairn/forwarding_store.h"
@@ -41,6 +42,64 @@
 namespace {
 
 using namespace cairn;
+
+// /metrics for the caches: the node's directory (which caches hold which
+// keys here), and each `cache` layer in a store's stack.
+std::string coherence_metrics(const internal::Directory& directory, const ServedStores& stores) {
+  const internal::Directory::Stats d = directory.stats();
+  auto line = [](const std::string& name, const char* type, const char* help,
+                 const std::string& samples) {
+    return "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
+  };
+  auto one = [](const std::string& name, uint64_t v) {
+    return name + " " + std::to_string(v) + "\n";
+  };
+  std::string out;
+  out += line("cairn_directory_subscriptions", "gauge", "Caches subscribed to this node.",
+              one("cairn_directory_subscriptions", d.subscriptions));
+  out += line("cairn_directory_tracked_keys", "gauge", "Keys some cache holds, tracked here.",
+              one("cairn_directory_tracked_keys", d.tracked_keys));
+  out += line("cairn_directory_tracks_total", "counter", "Tracks accepted.",
+              one("cairn_directory_tracks_total", d.tracks));
+  out += line("cairn_directory_refused_tracks_total", "counter",
+              "Tracks refused (directory full, or a store this node does not track).",
+              one("cairn_directory_refused_tracks_total", d.refused_tracks));
+  out += line("cairn_directory_invalidations_total", "counter", "Invalidations sent to caches.",
+              one("cairn_directory_invalidations_total", d.invalidations));
+  out += line("cairn_directory_dropped_total", "counter",
+              "Strict caches dropped for not acknowledging an invalidation.",
+              one("cairn_directory_dropped_total", d.dropped));
+  std::vector<std::pair<std::string, CacheStats>> caches;
+  for (const auto& [name, s] : stores) {
+    if (auto* c = find_layer<CacheStore>(*s.store)) caches.emplace_back(name, c->stats());
+  }
+  if (caches.empty()) return out;
+  auto family = [&](const char* name, const char* type, const char* help, auto field) {
+    std::string samples;
+    for (const auto& [store, st] : caches) {
+      samples += std::string(name) + "{store=\"" + store + "\"} " + std::to_string(field(st)) + "\n";
+    }
+    out += line(name, type, help, samples);
+  };
+  family("cairn_cache_hits_total", "counter", "Gets answered from the cache.",
+         [](const CacheStats& s) { return s.hits; });
+  family("cairn_cache_misses_total", "counter", "Gets read through.",
+         [](const CacheStats& s) { return s.misses; });
+  family("cairn_cache_uncached_total", "counter", "Misses whose value was not kept.",
+         [](const CacheStats& s) { return s.uncached; });
+  family("cairn_cache_invalidations_total", "counter", "Invalidations received.",
+         [](const CacheStats& s) { return s.invalidations; });
+  family("cairn_cache_evictions_total", "counter", "Entries evicted.",
+         [](const CacheStats& s) { return s.evictions; });
+  family("cairn_cache_flushes_total", "counter", "Times a home's entries (or all) were dropped.",
+         [](const CacheStats& s) { return s.flushes; });
+  family("cairn_cache_entries", "gauge", "Entries held.",
+         [](const CacheStats& s) { return s.entries; });
+  family("cairn_cache_bytes", "gauge", "Bytes the entries cost.",
+         [](const CacheStats& s) { return s.bytes; });
+  return out;
+}
+
 
 constexpr char kHelp[] = R"(usage: cairn-server --config FILE [--node ID] [--listen ADDR:PORT] [--http ADDR:PORT]
                     [options]
@@ -473,8 +532,9 @@ int serve(const Args& a) {
     h.threads = a.http_threads;
     h.node_id = a.node;
     h.max_body = options.max_message_size;
-    h.extra_metrics = [&server, &liveness, &resp, metadata] {
+    h.extra_metrics = [&server, &liveness, &resp, metadata, directory, &front_stores] {
       std::string out = resp ? resp->metrics() : "";
+      out += coherence_metrics(*directory, front_stores);
       out +=
           "# HELP cairn_grpc_calls_total gRPC calls served, by store.\n"
           "# TYPE cairn_grpc_calls_total counter\n";
