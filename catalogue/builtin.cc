@@ -19,7 +19,7 @@ LayerRegistry& default_registry() {
     // Layers, in the order a stack usually lists them.
     r->add_layer("resolve", make_resolving_layer, "settles concurrent versions on read");
     r->add_layer("cache", make_cache_layer,
-                 "keeps what it reads, invalidated by each key's home (strict or lazy)");
+                 "keeps what it reads, invalidated by the key's replicas (strict or lazy)");
     r->add_layer("stats", make_stats_layer, "op counts, errors and latency percentiles");
     r->add_layer("logging", make_logging_layer, "one log line per operation (or per slow one)");
     r->add_layer("compress", make_compression_layer, "compresses values (zstd, lz4, snappy, gzip)");

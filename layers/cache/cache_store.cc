@@ -907,7 +907,7 @@ std::string CacheStore::describe() const {
   std::string line = "cache (" + std::string(o.strict ? "strict" : "lazy") + ", " +
                      std::to_string(o.max_bytes) + " bytes, " + std::to_string(o.max_entries) +
                      " entries";
-  line += s_->routed != nullptr ? ", invalidated by each key's home)"
+  line += s_->routed != nullptr ? ", invalidated by each key's replicas)"
                                 : ", embedded: exact through its own writes)";
   return describe_as(line);
 }

@@ -432,7 +432,7 @@ void TrackingStore::close() {
 }
 
 std::string TrackingStore::describe() const {
-  return describe_as("track (tells the caches that hold a key when it changes)");
+  return describe_as("track (invalidates caches)");
 }
 
 void TrackingStore::async_get(std::string_view key, Callback<std::vector<Versioned>> done) {
