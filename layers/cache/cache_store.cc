@@ -4,6 +4,7 @@
 #include <absl/hash/hash.h>
 
 #include <array>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <shared_mutex>
@@ -12,6 +13,7 @@
 #include "cairn/errors.h"
 #include "cairn/log.h"
 #include "catalogue/builtin.h"
+#include "core/clock_codec.h"
 #include "core/shared_spin_lock.h"
 #include "core/timer.h"
 #include "layers/cache/directory.h"
@@ -38,7 +40,26 @@ constexpr size_t kMaxTrackers = 8;
 uint64_t hash_key(std::string_view key) {
   return absl::Hash<absl::string_view>{}(absl::string_view(key.data(), key.size()));
 }
-absl::string_view as_absl(std::string_view s) { return {s.data(), s.size()}; }
+
+// A key with its hash, computed once per call: the table looks it up (and
+// picks its shard) with the same hash.
+struct Prehashed {
+  std::string_view key;
+  size_t hash;
+};
+struct KeyHash {
+  using is_transparent = void;
+  size_t operator()(const std::string& k) const { return hash_key(k); }
+  size_t operator()(const Prehashed& p) const { return p.hash; }
+};
+struct KeyEq {
+  using is_transparent = void;
+  bool operator()(const std::string& a, const std::string& b) const { return a == b; }
+  bool operator()(const std::string& a, const Prehashed& b) const { return a == b.key; }
+  bool operator()(const Prehashed& a, const std::string& b) const { return a.key == b; }
+};
+template <typename V>
+using KeyMap = absl::flat_hash_map<std::string, V, KeyHash, KeyEq>;
 
 // What an entry costs, roughly: its key, values and clocks, and the
 // bookkeeping around them.
@@ -60,14 +81,105 @@ struct Trackers {
   uint64_t gen_sum = 0;
 };
 
+// One cached key in one allocation: this header, the key, then the
+// versions laid out to be copied, not parsed (as the memory engine keeps
+// them): a hit touches the table's slot and this block, and copies.
+//
+//   u32 count
+//   count x { u32 entries; u32 value_size; u32 replaced; u32 pad;
+//             i64 timestamp; u64 write_id; entries x ClockEntry;
+//             replaced x u64; value bytes }
 struct Entry {
-  std::string key;
-  std::vector<Versioned> versions;
   Trackers trackers;
-  uint64_t bytes = 0;  // cost_of()
-  bool used = false;
-  std::atomic<uint8_t> freq{0};  // CLOCK's count, 0..3
+  uint64_t hash = 0;
+  uint64_t bytes = 0;   // cost_of(): what counts against max_bytes
+  uint32_t slot = 0;    // in the shard's slab
+  uint32_t key_size = 0;
+  uint32_t data_size = 0;
+  uint8_t freq = 0;     // CLOCK's count, 0..3; readers raise it (atomic_ref)
+
+  std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), key_size}; }
+  const char* data() const { return reinterpret_cast<const char*>(this + 1) + key_size; }
+
+  static Entry* make(std::string_view key, const std::vector<Versioned>& versions);
+  static void destroy(Entry* e) {
+    e->~Entry();
+    ::operator delete(e);
+  }
 };
+
+struct VersionHead {
+  uint32_t entries;
+  uint32_t value_size;
+  uint32_t replaced;
+  uint32_t pad;
+  int64_t timestamp;
+  uint64_t write_id;
+};
+static_assert(sizeof(VersionHead) == 32 && sizeof(ClockEntry) == 16);
+
+Entry* Entry::make(std::string_view key, const std::vector<Versioned>& versions) {
+  size_t size = 4;
+  for (const Versioned& v : versions) {
+    size += sizeof(VersionHead) + v.clock.entries().size() * sizeof(ClockEntry) +
+            v.replaces.size() * sizeof(uint64_t) + v.value.size();
+  }
+  void* mem = ::operator new(sizeof(Entry) + key.size() + size);
+  auto* e = new (mem) Entry;
+  e->key_size = static_cast<uint32_t>(key.size());
+  e->data_size = static_cast<uint32_t>(size);
+  char* p = reinterpret_cast<char*>(e + 1);
+  std::memcpy(p, key.data(), key.size());
+  p += key.size();
+  const auto count = static_cast<uint32_t>(versions.size());
+  std::memcpy(p, &count, 4);
+  p += 4;
+  for (const Versioned& v : versions) {
+    const VersionHead h{static_cast<uint32_t>(v.clock.entries().size()),
+                        static_cast<uint32_t>(v.value.size()),
+                        static_cast<uint32_t>(v.replaces.size()), 0, v.clock.timestamp_ms(),
+                        v.write_id};
+    std::memcpy(p, &h, sizeof h);
+    p += sizeof h;
+    const size_t clock_bytes = h.entries * sizeof(ClockEntry);
+    if (clock_bytes != 0) std::memcpy(p, v.clock.entries().data(), clock_bytes);
+    p += clock_bytes;
+    if (h.replaced != 0) std::memcpy(p, v.replaces.data(), h.replaced * sizeof(uint64_t));
+    p += h.replaced * sizeof(uint64_t);
+    if (h.value_size != 0) std::memcpy(p, v.value.data(), h.value_size);
+    p += h.value_size;
+  }
+  return e;
+}
+
+// The entry's versions into `*out`, reusing its capacity.
+void decode(const Entry& e, std::vector<Versioned>* out) {
+  const char* p = e.data();
+  uint32_t n;
+  std::memcpy(&n, p, 4);
+  p += 4;
+  if (out->size() != n) out->resize(n);
+  for (Versioned& v : *out) {
+    VersionHead h;
+    std::memcpy(&h, p, sizeof h);
+    p += sizeof h;
+    internal::ClockCodec::assign(&v.clock, p, h.entries, h.timestamp);
+    p += h.entries * sizeof(ClockEntry);
+    v.replaces.resize(h.replaced);
+    if (h.replaced != 0) std::memcpy(v.replaces.data(), p, h.replaced * sizeof(uint64_t));
+    p += h.replaced * sizeof(uint64_t);
+    v.write_id = h.write_id;
+    v.stamp = 0;
+    v.value.resize(h.value_size);
+    if (h.value_size != 0) std::memcpy(v.value.data(), p, h.value_size);
+    p += h.value_size;
+  }
+}
+
+uint8_t load_freq(Entry& e) { return std::atomic_ref<uint8_t>(e.freq).load(std::memory_order_relaxed); }
+void store_freq(Entry& e, uint8_t f) {
+  std::atomic_ref<uint8_t>(e.freq).store(f, std::memory_order_relaxed);
+}
 
 // Reads of a key in progress: each invalidation (or local write) of the key
 // bumps `epoch`, and a read that saw it change keeps nothing.
@@ -78,13 +190,22 @@ struct Fetching {
 
 struct alignas(64) Shard {
   internal::SharedSpinLock lock;
-  absl::flat_hash_map<std::string, uint32_t> index;  // key -> slab slot
-  std::deque<Entry> slab;                            // stable addresses
+  KeyMap<Entry*> index;      // owns the entries
+  std::vector<Entry*> slab;  // the same, for the CLOCK hand; null: free
   std::vector<uint32_t> free;
   size_t hand = 0;
   uint64_t bytes = 0;
   uint64_t entries = 0;
-  absl::flat_hash_map<std::string, Fetching> fetching;
+  KeyMap<Fetching> fetching;
+
+  Shard() = default;
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+  ~Shard() {
+    for (Entry* e : slab) {
+      if (e != nullptr) Entry::destroy(e);
+    }
+  }
 };
 
 // Whether `read` is at least as new as every version the home held when it
@@ -193,27 +314,25 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
   bool lookup(std::string_view key, uint64_t h, std::vector<Versioned>* out) {
     Shard& sh = shard_of(h);
     std::shared_lock lock(sh.lock);
-    auto it = sh.index.find(as_absl(key));
+    auto it = sh.index.find(Prehashed{key, h});
     if (it == sh.index.end()) return false;
-    Entry& e = sh.slab[it->second];
+    Entry& e = *it->second;
     if (e.trackers.gen_sum != gen_sum(e.trackers)) return false;
-    *out = e.versions;
-    const uint8_t f = e.freq.load(std::memory_order_relaxed);
-    if (f < 3) e.freq.store(static_cast<uint8_t>(f + 1), std::memory_order_relaxed);
+    decode(e, out);
+    const uint8_t f = load_freq(e);
+    if (f < 3) store_freq(e, static_cast<uint8_t>(f + 1));
     return true;
   }
 
-  // Removes `key`'s entry. REQUIRES: the shard's lock held exclusively.
-  void erase_locked(Shard& sh, uint32_t slot) {
-    Entry& e = sh.slab[slot];
-    sh.index.erase(as_absl(e.key));
-    sh.bytes -= e.bytes;
+  // Removes an entry and frees it. REQUIRES: the shard's lock held
+  // exclusively (no reader holds the entry).
+  void erase_locked(Shard& sh, Entry* e) {
+    sh.index.erase(Prehashed{e->key(), e->hash});
+    sh.bytes -= e->bytes;
     --sh.entries;
-    e.used = false;
-    e.key.clear();
-    e.versions.clear();
-    e.versions.shrink_to_fit();
-    sh.free.push_back(slot);
+    sh.slab[e->slot] = nullptr;
+    sh.free.push_back(e->slot);
+    Entry::destroy(e);
   }
 
   // The key changed (an invalidation, or a write through this cache):
@@ -222,16 +341,18 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
     const uint64_t h = hash_key(key);
     Shard& sh = shard_of(h);
     std::lock_guard lock(sh.lock);
-    auto f = sh.fetching.find(as_absl(key));
+    auto f = sh.fetching.find(Prehashed{key, h});
     if (f != sh.fetching.end()) ++f->second.epoch;
-    auto it = sh.index.find(as_absl(key));
+    auto it = sh.index.find(Prehashed{key, h});
     if (it != sh.index.end()) erase_locked(sh, it->second);
   }
 
   uint64_t begin_fetch(std::string_view key, uint64_t h) {
     Shard& sh = shard_of(h);
     std::lock_guard lock(sh.lock);
-    Fetching& f = sh.fetching[as_absl(key)];
+    auto it = sh.fetching.find(Prehashed{key, h});
+    if (it == sh.fetching.end()) it = sh.fetching.emplace(std::string(key), Fetching{}).first;
+    Fetching& f = it->second;
     ++f.refs;
     return f.epoch;
   }
@@ -244,7 +365,7 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
     bool kept = false;
     {
       std::lock_guard lock(sh.lock);
-      auto f = sh.fetching.find(as_absl(op.key));
+      auto f = sh.fetching.find(Prehashed{op.key, op.hash});
       const bool same = f != sh.fetching.end() && f->second.epoch == op.epoch;
       if (f != sh.fetching.end() && --f->second.refs == 0) sh.fetching.erase(f);
       if (keep && same && gen_sum(op.trackers) == op.trackers.gen_sum &&
@@ -257,59 +378,52 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
   }
 
   // REQUIRES: the shard's lock held exclusively.
-  bool install_locked(Shard& sh, FetchOp& op, std::vector<std::pair<uint32_t, std::string>>* untrack) {
+  bool install_locked(Shard& sh, FetchOp& op,
+                      std::vector<std::pair<uint32_t, std::string>>* untrack) {
     const uint64_t bytes = cost_of(op.key, op.read);
     if (bytes > shard_bytes || op.read.empty()) return false;
-    uint32_t slot;
-    auto it = sh.index.find(as_absl(op.key));
-    if (it != sh.index.end()) {
-      slot = it->second;
-      sh.bytes -= sh.slab[slot].bytes;
+    Entry* e = Entry::make(op.key, op.read);
+    e->trackers = op.trackers;
+    e->hash = op.hash;
+    e->bytes = bytes;
+    auto it = sh.index.find(Prehashed{op.key, op.hash});
+    if (it != sh.index.end()) erase_locked(sh, it->second);
+    if (!sh.free.empty()) {
+      e->slot = sh.free.back();
+      sh.free.pop_back();
+      sh.slab[e->slot] = e;
     } else {
-      if (!sh.free.empty()) {
-        slot = sh.free.back();
-        sh.free.pop_back();
-      } else {
-        slot = static_cast<uint32_t>(sh.slab.size());
-        sh.slab.emplace_back();
-      }
-      sh.index.emplace(op.key, slot);
-      ++sh.entries;
+      e->slot = static_cast<uint32_t>(sh.slab.size());
+      sh.slab.push_back(e);
     }
-    Entry& e = sh.slab[slot];
-    e.key = op.key;
-    e.versions = std::move(op.read);
-    e.trackers = op.trackers;
-    e.bytes = bytes;
-    e.used = true;
-    e.freq.store(0, std::memory_order_relaxed);
+    sh.index.emplace(op.key, e);
+    ++sh.entries;
     sh.bytes += bytes;
-    evict_locked(sh, slot, untrack);
+    evict_locked(sh, e, untrack);
     return true;
   }
 
   // CLOCK: the hand passes over entries, wearing down their counts, and
-  // takes the first at zero (or cached under a home generation gone).
-  void evict_locked(Shard& sh, uint32_t keep,
+  // takes the first at zero (or one whose trackers' generations moved).
+  void evict_locked(Shard& sh, const Entry* keep,
                     std::vector<std::pair<uint32_t, std::string>>* untrack) {
     size_t budget = sh.slab.size() * 4 + 4;
     while ((sh.bytes > shard_bytes || sh.entries > shard_entries) && budget-- > 0) {
       if (sh.hand >= sh.slab.size()) sh.hand = 0;
-      const auto slot = static_cast<uint32_t>(sh.hand++);
-      Entry& e = sh.slab[slot];
-      if (!e.used || slot == keep) continue;
-      const bool stale = e.trackers.gen_sum != gen_sum(e.trackers);
-      const uint8_t f = e.freq.load(std::memory_order_relaxed);
+      Entry* e = sh.slab[sh.hand++];
+      if (e == nullptr || e == keep) continue;
+      const bool stale = e->trackers.gen_sum != gen_sum(e->trackers);
+      const uint8_t f = load_freq(*e);
       if (!stale && f > 0) {
-        e.freq.store(static_cast<uint8_t>(f - 1), std::memory_order_relaxed);
+        store_freq(*e, static_cast<uint8_t>(f - 1));
         continue;
       }
       if (!stale) {
-        for (uint8_t i = 0; i < e.trackers.n; ++i) {
-          if (e.trackers.slots[i] != 0) untrack->emplace_back(e.trackers.slots[i], e.key);
+        for (uint8_t i = 0; i < e->trackers.n; ++i) {
+          if (e->trackers.slots[i] != 0) untrack->emplace_back(e->trackers.slots[i], e->key());
         }
       }
-      erase_locked(sh, slot);
+      erase_locked(sh, e);
       evictions.fetch_add(1, std::memory_order_relaxed);
     }
   }
