@@ -48,7 +48,7 @@ def add_common_args(ap, records):
                          "medians (default: %(default)s)")
 
 
-def bench(build, where, threads, depth, args, tool, store=None, load=True):
+def bench(build, where, threads, depth, args, tool, store=None, load=True, warmup=0):
     """One cairn-bench run against `where` (["--target", URL] or
     ["--config", FILE]): {workload: result} from its JSON lines. Without
     `load`, the records loaded before are read and written again."""
@@ -61,6 +61,8 @@ def bench(build, where, threads, depth, args, tool, store=None, load=True):
         argv += ["--store", store]
     if not load:
         argv.append("--no-load")
+    if warmup:
+        argv += ["--warmup", str(warmup)]
     print("  " + " ".join(argv[1:]), file=sys.stderr, flush=True)
     out = subprocess.run(argv, capture_output=True, text=True)
     if out.returncode != 0:

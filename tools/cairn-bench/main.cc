@@ -63,6 +63,9 @@ Options:
   --threads T             client threads (default 4)
   --depth D               operations in flight per thread (default 1)
   --duration S            seconds per workload (default 10)
+  --warmup S              read (workload C's keys) for S seconds before the
+                          workloads, unmeasured: fills near caches
+                          (default 0)
   --no-load               skip the load phase (the records are there)
   --json                  also print one JSON object per phase on stdout
   --seed N                random seed (default 1)
@@ -89,6 +92,7 @@ struct Args {
   int threads = 4;
   int depth = 1;
   double duration = 10;
+  double warmup = 0;
   bool load = true;
   bool json = false;
   uint64_t seed = 1;
@@ -148,6 +152,8 @@ std::optional<Args> parse(int argc, char** argv) {
       a.threads = static_cast<int>(cairn::tools::flag_number(arg, value()));
     } else if (arg == "--depth") {
       a.depth = static_cast<int>(cairn::tools::flag_number(arg, value()));
+    } else if (arg == "--warmup") {
+      a.warmup = static_cast<double>(cairn::tools::flag_number(arg, value()));
     } else if (arg == "--duration") {
       a.duration = static_cast<double>(cairn::tools::flag_number(arg, value()));
     } else if (arg == "--no-load") {
@@ -375,6 +381,21 @@ int run(const Args& a) {
 
   std::optional<Zipfian> zipf;
   if (a.zipfian) zipf.emplace(a.records);
+  if (a.warmup > 0) {
+    const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(a.warmup));
+    Result r;
+    run_phase(
+        a, conns, "warmup",
+        [&](std::mt19937_64& rng, size_t, std::string* key, bool* read) {
+          const uint64_t i = zipf ? zipf->next(rng)
+                                  : std::uniform_int_distribution<uint64_t>(0, a.records - 1)(rng);
+          *key = key_of(i);
+          *read = true;
+          return true;
+        },
+        [&] { return Clock::now() < until; }, &r);
+  }
   for (char w : a.workloads) {
     const double read_share = w == 'A' ? 0.5 : w == 'B' ? 0.95 : 1.0;
     const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
