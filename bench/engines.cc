@@ -268,12 +268,10 @@ BENCHMARK(BM_CacheGet)->Threads(1)->Threads(2);
 const char* kJsonStores = R"(
 stores:
   plain:
-    key: string
-    value: {json: {name: string, id: int64, emails: [string]}}
+    value: {type: json, schema: {name: string, id: int64, emails: [string]}}
     stack: [{engine: memory}]
   cached:
-    key: string
-    value: {json: {name: string, id: int64, emails: [string]}}
+    value: {type: json, schema: {name: string, id: int64, emails: [string]}}
     stack: [{cache: {max_bytes: 1GiB, max_entries: 4000000}}, {engine: memory}]
 )";
 

@@ -41,6 +41,11 @@ bool ForwardingStore::reads_may_block() const { return inner_->reads_may_block()
 
 bool ForwardingStore::writes_may_block() const { return inner_->writes_may_block(); }
 
+AtomicResult ForwardingStore::atomic(std::string_view key, std::string_view function,
+                                     std::string_view argument) {
+  return inner_->atomic(key, function, argument);
+}
+
 std::string ForwardingStore::describe_as(std::string_view line) const {
   std::string out(line);
   const std::string inner = inner_->describe();

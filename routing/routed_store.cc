@@ -761,6 +761,16 @@ Ring RoutedStore::ring() const { return s_->current()->ring; }
 
 Replication RoutedStore::replication() const { return s_->options.replication; }
 
+std::optional<NodeId> RoutedStore::self() const { return s_->self_id; }
+
+std::optional<NodeId> RoutedStore::home(std::string_view key) const {
+  const auto v = s_->current();
+  for (NodeId id : v->ring.preference_list(key, s_->options.replication.n)) {
+    if (!banned(id)) return id;
+  }
+  return std::nullopt;
+}
+
 
 bool RoutedStore::banned(NodeId id) const {
   auto i = Shared::slot_of(s_->current()->slots, id);

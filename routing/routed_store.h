@@ -92,6 +92,11 @@ class RoutedStore final : public Store {
   Ring ring() const;
   // N, R and W.
   Replication replication() const;
+  // The node this layer runs on; none in a client.
+  std::optional<NodeId> self() const;
+  // The key's home now: the first node of its preference list that the
+  // failure detector does not ban (none if all are).
+  std::optional<NodeId> home(std::string_view key) const;
   // The node's own replica when it runs in a node (what requests marked
   // `replica` reach); nullptr in a client.
   std::shared_ptr<Store> local_replica() const;

@@ -20,12 +20,14 @@
 #include "cairn/log.h"
 #include "cairn/ring.h"
 #include "cairn/stats_store.h"
+#include "cairn/update.h"
 #include "core/executor.h"
 #include "core/metadata_tag.h"
 #include "core/timer.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/grpc_store.h"
 #include "layers/grpc/wire.h"
+#include "routing/routed_store.h"
 
 namespace cairn {
 
@@ -181,6 +183,49 @@ void do_get_versions(const StoreMap& stores, const rpc::GetRequest& req,
   Store& store = lookup(stores, req.store(), req.replica(), req.metadata_version());
   for (const VectorClock& c : store.versions(req.key())) internal::to_wire(c, resp->add_clocks());
 }
+
+// Atomic: at the key's home, one update of a key at a time (cairn/update.h).
+// A node that routes the store and is not the key's home forwards the call
+// to the home; the home runs the loop through its own routing layer, which
+// reads a quorum and writes the result to the replicas by the W rule.
+class AtomicRunner {
+ public:
+  void run(const StoreMap& stores, const rpc::AtomicRequest& req, rpc::AtomicResponse* resp) {
+    auto it = stores.find(req.store());
+    if (it == stores.end()) lookup(stores, req.store());  // throws NotFound
+    Served& served = *it->second;
+    served.calls.fetch_add(1, std::memory_order_relaxed);
+    if (!served.store.atomic) {
+      throw FailedPrecondition(
+          "store '" + req.store() +
+          "': this node holds one replica and does not route the store (a smart client's "
+          "cluster), so it cannot run an atomic update; the client runs it itself");
+    }
+    if (req.key().empty()) throw InvalidArgument("atomic: an empty key");
+    AtomicResult r;
+    auto* routed = find_layer<RoutedStore>(*served.store.store);
+    std::optional<NodeId> home = routed != nullptr ? routed->home(req.key()) : std::nullopt;
+    if (routed != nullptr && !req.at_home() && home && home != routed->self()) {
+      std::shared_ptr<Store> replica = routed->replica(*home);
+      auto* grpc = replica != nullptr ? find_layer<GrpcStore>(*replica) : nullptr;
+      if (grpc == nullptr) throw Internal("atomic: no way to reach node " + std::to_string(*home));
+      r = grpc->atomic(req.key(), req.function(), req.argument());
+    } else {
+      std::lock_guard lock(lines_[std::hash<std::string>{}(req.store() + '\0' + req.key()) %
+                                  kLines]);
+      r = internal::run_update(*served.store.store, req.key(), req.function(), req.argument(),
+                               served.store.value.get(), 0);
+    }
+    resp->set_applied(r.applied);
+    resp->set_has_value(r.value.has_value());
+    if (r.value) resp->set_value(*r.value);
+    internal::to_wire(r.clock, resp->mutable_clock());
+  }
+
+ private:
+  static constexpr size_t kLines = 256;
+  std::mutex lines_[kLines];
+};
 
 // ---- Scan: a server-streaming reactor ----------------------------------------
 
@@ -1155,6 +1200,13 @@ class StoreService final : public rpc::Store::CallbackService {
     return new StreamReactor(stores_, executor_, routed_executor_, drain_, request_timeout_,
                              max_message_size_);
   }
+  // On the pool: the loop waits on the engine and, when the store routes,
+  // on other nodes.
+  grpc::ServerUnaryReactor* Atomic(grpc::CallbackServerContext* ctx, const rpc::AtomicRequest* req,
+                                   rpc::AtomicResponse* resp) override {
+    return worker_call(ctx, pool(req->store(), false),
+                       [this, req, resp] { atomic_.run(stores_, *req, resp); });
+  }
   grpc::ServerBidiReactor<rpc::WatchRequests, rpc::WatchEvents>* Watch(
       grpc::CallbackServerContext*) override {
     using Reactor = grpc::ServerBidiReactor<rpc::WatchRequests, rpc::WatchEvents>;
@@ -1274,6 +1326,7 @@ class StoreService final : public rpc::Store::CallbackService {
   }
 
   const std::shared_ptr<internal::Directory> directory_;
+  AtomicRunner atomic_;
   const StoreMap& stores_;
   internal::Executor& executor_;
   internal::Executor& routed_executor_;

@@ -25,6 +25,10 @@ struct ServedStore {
   // other nodes' routing layers reach (they set `replica`). Null otherwise.
   // Part of `store`: closing `store` closes it.
   std::shared_ptr<Store> replica;
+  // Whether this node may run atomic updates of the store (cairn/update.h):
+  // not when the store is spread over nodes that this node does not route
+  // to (a smart client's cluster): its stack reaches one replica only.
+  bool atomic = true;
 };
 
 // The stats layer whose figures a front reports for `s`: the first in its

@@ -91,6 +91,9 @@ class CacheStore final : public ForwardingStore {
   PutResult put_stamped(std::string_view key, const Versioned& value,
                         PutReply* stored) override;
   bool remove(std::string_view key, const VectorClock& version) override;
+  // Passed down, the key dropped here before and after (as for a put).
+  AtomicResult atomic(std::string_view key, std::string_view function,
+                      std::string_view argument) override;
   void close() override;
   std::string describe() const override;
 

@@ -40,6 +40,7 @@
 #include "cairn/ordered_puts.h"
 #include "cairn/serializer.h"
 #include "cairn/store.h"
+#include "cairn/update.h"
 
 CAIRN_API_BEGIN
 namespace cairn {
@@ -56,6 +57,25 @@ struct ClientOptions {
   // How many times put() and update() try a write that comes back obsolete
   // (another writer got there first) before giving up with ObsoleteVersion.
   int max_tries = 16;
+};
+
+// A named update (cairn/update.h): a function registered where it runs,
+// and its argument. Client::update() runs it as one atomic step.
+struct Update {
+  std::string function;
+  std::string argument;
+
+  static Update increment(int64_t delta) { return {"increment", std::to_string(delta)}; }
+  static Update append(std::string_view bytes) { return {"append", std::string(bytes)}; }
+};
+
+// What a named update did: whether it wrote, and the key's value and clock
+// after it (or, if it did not write, now).
+template <typename V>
+struct UpdateResult {
+  bool applied = false;
+  std::optional<V> value;
+  VectorClock clock;
 };
 
 // A value with the clock of the write that produced it.
@@ -194,6 +214,7 @@ class Client {
   // ObsoleteVersion. fn may run more than once, so it should only compute.
   // Siblings are a conflict fn cannot see: FailedPrecondition, as in get().
   template <typename Fn>
+    requires std::is_invocable_v<Fn&, const std::optional<V>&>
   V update(const K& key, Fn&& fn) {
     const std::string k = keys_->to_bytes(key);
     for (int attempt = 0; attempt < options_.max_tries; ++attempt) {
@@ -216,6 +237,46 @@ class Client {
     }
     throw ObsoleteVersion("update lost " + std::to_string(options_.max_tries) +
                           " races in a row for the same key");
+  }
+
+  // A named update, as one atomic step where the key lives: through a
+  // server-routed cluster (or to a single node), the key's home node runs
+  // it, one update of the key at a time, and retries it there after a
+  // lost race; no round trip per conflict. Where the stack cannot
+  // (Store::atomic is Unsupported: an embedded store, a smart client's
+  // route, a compress layer), this client runs the same registered
+  // function in update()'s read-modify-write loop.
+  UpdateResult<V> update(const K& key, const Update& u) {
+    const std::string k = keys_->to_bytes(key);
+    AtomicResult r;
+    try {
+      r = store_->atomic(k, u.function, u.argument);
+    } catch (const Unsupported&) {
+      r = internal::run_update(*store_, k, u.function, u.argument, values_.get(),
+                               options_.node_id, options_.max_tries);
+    }
+    UpdateResult<V> out;
+    out.applied = r.applied;
+    if (r.value) out.value = values_->read(*r.value);
+    out.clock = std::move(r.clock);
+    return out;
+  }
+
+  // The key's value as an integer (in the value's format: an int64, a
+  // decimal string, a JSON number), absent as 0, plus `delta`: the new value.
+  V increment(const K& key, int64_t delta = 1) {
+    return *update(key, Update::increment(delta)).value;
+  }
+  // Writes `desired` if the value is `expected` (nullopt: if the key is
+  // absent). Whether it wrote.
+  bool compare_and_set(const K& key, const std::optional<V>& expected, const V& desired) {
+    std::optional<std::string> e;
+    if (expected) e = values_->to_bytes(*expected);
+    return update(key, Update{"cas", cas_argument(e, values_->to_bytes(desired))}).applied;
+  }
+  // Writes `value` if the key is absent. Whether it wrote.
+  bool set_if_absent(const K& key, const V& value) {
+    return update(key, Update{"set_if_absent", values_->to_bytes(value)}).applied;
   }
 
   // The stack under this client. Borrowed; valid while any copy lives.

@@ -52,6 +52,9 @@ class CompressionStore final : public ForwardingStore {
       std::span<const std::string> keys) override;
   PutResult put_stamped(std::string_view key, const Versioned& value,
                         PutReply* stored) override;
+  // Refused: an update function below would see compressed bytes.
+  AtomicResult atomic(std::string_view key, std::string_view function,
+                      std::string_view argument) override;
   std::unique_ptr<StoreIterator> scan() override;
   std::string describe() const override;
 

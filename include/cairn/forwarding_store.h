@@ -37,6 +37,10 @@ class ForwardingStore : public Store {
   std::string describe() const override;
   bool writes_may_block() const override;
   bool reads_may_block() const override;
+  // Passed down: a layer that changes values on their way (compression)
+  // overrides it to refuse.
+  AtomicResult atomic(std::string_view key, std::string_view function,
+                      std::string_view argument) override;
 
   // The wrapped store. Owned by this layer; valid until it is destroyed.
   Store& inner() const { return *inner_; }

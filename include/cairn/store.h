@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +40,13 @@ struct PutReply {
   PutResult result = PutResult::kStored;
   VectorClock stored;
   std::vector<uint64_t> replaces = {};
+};
+
+// The outcome of Store::atomic() (cairn/update.h).
+struct AtomicResult {
+  bool applied = false;              // the function's value was written
+  std::optional<std::string> value;  // the key's value after (or, if not applied, now)
+  VectorClock clock;                 // the clock of that value
 };
 
 // The answer to a non-blocking call: the result, or the error the blocking
@@ -163,6 +171,17 @@ class Store {
   // calls only start the work (a caller on a network library's thread may
   // then call them there).
   virtual bool async_calls_block() const { return true; }
+
+  // Runs the update function registered as `function` (cairn/update.h)
+  // on `key`'s value with `argument`, and writes its result as the
+  // successor of what it read, again after a lost race, as one atomic
+  // step: where the store can, at the key's home. Throws Unsupported when
+  // this store cannot run it (Client::update then runs the function in
+  // its own loop), NotFound for a function not registered where it runs.
+  // Engines run it under a lock per key; layers that do not change values
+  // pass it down.
+  virtual AtomicResult atomic(std::string_view key, std::string_view function,
+                              std::string_view argument);
 
   // Whether a write (put, remove) may wait on something slow: a disk, a
   // lock held across I/O, the network. Servers run writes that may block

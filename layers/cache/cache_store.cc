@@ -990,6 +990,17 @@ bool CacheStore::remove(std::string_view key, const VectorClock& version) {
   return inner().remove(key, version);
 }
 
+AtomicResult CacheStore::atomic(std::string_view key, std::string_view function,
+                                std::string_view argument) {
+  s_->drop_key(key);
+  struct After {
+    Shared* s;
+    std::string_view key;
+    ~After() { s->drop_key(key); }
+  } after{s_.get(), key};
+  return inner().atomic(key, function, argument);
+}
+
 void CacheStore::async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) {
   s_->drop_key(key);
   inner().async_put(key, value,

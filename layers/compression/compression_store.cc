@@ -150,4 +150,9 @@ std::unique_ptr<Store> make_compression_layer(std::unique_ptr<Store> inner, cons
   return std::make_unique<CompressionStore>(std::move(inner), std::move(o));
 }
 
+AtomicResult CompressionStore::atomic(std::string_view, std::string_view, std::string_view) {
+  throw Unsupported("compress: atomic updates run above compression (the function would see "
+                    "compressed bytes); Client::update runs them itself");
+}
+
 }  // namespace cairn

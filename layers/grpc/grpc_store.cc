@@ -631,6 +631,26 @@ void GrpcStore::async_put_hint(const Hint& hint, std::function<void(std::excepti
 
 #undef CAIRN_ASYNC
 
+AtomicResult GrpcStore::atomic(std::string_view key, std::string_view function,
+                              std::string_view argument) {
+  rpc::AtomicRequest req;
+  req.set_store(impl_->options.store);
+  req.set_key(std::string(key));
+  req.set_function(std::string(function));
+  req.set_argument(std::string(argument));
+  req.set_at_home(impl_->options.replica);
+  rpc::AtomicResponse resp;
+  impl_->call("atomic", false, [&](grpc::ClientContext* ctx) {
+    resp.Clear();
+    return impl_->stub->Atomic(ctx, req, &resp);
+  });
+  AtomicResult r;
+  r.applied = resp.applied();
+  if (resp.has_value()) r.value = resp.value();
+  r.clock = internal::from_wire(resp.clock());
+  return r;
+}
+
 std::shared_ptr<internal::WatchLink> GrpcStore::open_watch(internal::Coherence mode,
                                                           std::chrono::milliseconds lease,
                                                           internal::WatchLink::Handler handler) {

@@ -58,6 +58,10 @@ class GrpcStore final : public Store, public HintKeeper {
                         PutReply* stored) override;
   bool remove(std::string_view key, const VectorClock& version) override;
   std::vector<VectorClock> versions(std::string_view key) override;
+  // The server's Atomic call: run at the key's home (this node, for a
+  // routing layer's replica store). Never retried: it may have run.
+  AtomicResult atomic(std::string_view key, std::string_view function,
+                      std::string_view argument) override;
   std::unique_ptr<StoreIterator> scan() override;
   // The server's scan of only the keys in some partitions, throttled by
   // the server: what a node copies when it takes partitions over.

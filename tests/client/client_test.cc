@@ -175,6 +175,78 @@ TEST_F(ClientTest, UpdateGivesUpAfterMaxTries) {
   EXPECT_EQ(store->puts, 10);
 }
 
+// ---- named updates (cairn/update.h) ------------------------------------------
+
+TEST_F(ClientTest, NamedUpdatesOnAnEmbeddedStoreRunInTheClientsLoop) {
+  auto counters = open_client<std::string, int64_t>(config_, "counters");
+  EXPECT_EQ(counters.increment("hits"), 1);  // absent counts as 0
+  EXPECT_EQ(counters.increment("hits", 41), 42);
+  EXPECT_EQ(counters.increment("hits", -2), 40);
+  EXPECT_EQ(counters.get("hits"), 40);
+  EXPECT_TRUE(counters.compare_and_set("hits", 40, 7));
+  EXPECT_FALSE(counters.compare_and_set("hits", 40, 9));
+  EXPECT_EQ(counters.get("hits"), 7);
+  EXPECT_TRUE(counters.compare_and_set("new", std::nullopt, 1));
+  EXPECT_FALSE(counters.compare_and_set("new", std::nullopt, 2));
+  EXPECT_TRUE(counters.set_if_absent("once", 5));
+  EXPECT_FALSE(counters.set_if_absent("once", 6));
+  EXPECT_EQ(counters.get("once"), 5);
+  // A result says what the key holds when nothing was written.
+  const UpdateResult<int64_t> r = counters.update("once", Update{"set_if_absent", "x"});
+  EXPECT_FALSE(r.applied);
+  EXPECT_EQ(r.value, 5);
+
+  auto plain = open_client<std::string, std::string>(config_, "plain");
+  plain.update("log", Update::append("a"));
+  plain.update("log", Update::append("bc"));
+  EXPECT_EQ(plain.get("log"), "abc");
+  // The same function on a string store reads its text as the integer.
+  plain.put("n", "41");
+  EXPECT_EQ(plain.increment("n"), "42");
+  EXPECT_THROW(plain.increment("log"), InvalidArgument);
+  EXPECT_EQ(plain.get("log"), "abc");  // nothing written
+  EXPECT_THROW(plain.update("log", Update{"no-such-function", ""}), NotFound);
+  // Through a compress layer (the users store): the client's loop too.
+  auto users = open_client<std::string, Json>(config_, "users");
+  EXPECT_TRUE(users.set_if_absent("ada", Json::parse(R"({"name": "Ada", "id": 1, "emails": []})")));
+  EXPECT_FALSE(users.set_if_absent("ada", Json::parse(R"({"name": "Eve", "id": 2, "emails": []})")));
+}
+
+TEST_F(ClientTest, NamedIncrementsFromEightThreadsReachTheExactTotal) {
+  ClientOptions o;
+  o.max_tries = 1000;
+  auto counters = open_client<std::string, int64_t>(config_, "counters", o);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) counters.increment("c");
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(counters.get("c"), 1600);
+}
+
+TEST(UpdateRegistryTest, OwnFunctionsRegisterOnceByName) {
+  register_update("test-max", [](const UpdateInput& in) {
+    const std::string cur(in.current.value_or(""));
+    return UpdateOutput{in.argument > cur, std::string(in.argument)};
+  });
+  EXPECT_THROW(register_update("test-max", [](const UpdateInput&) { return UpdateOutput{}; }),
+               InvalidArgument);
+  EXPECT_THROW(register_update("increment", [](const UpdateInput&) { return UpdateOutput{}; }),
+               InvalidArgument);
+  EXPECT_NE(find_update("test-max"), nullptr);
+  EXPECT_EQ(find_update("nope"), nullptr);
+  auto store = std::make_shared<MemoryStore>();
+  Client<std::string, std::string> c(store, string_serializer(), string_serializer());
+  EXPECT_TRUE(c.update("k", Update{"test-max", "m"}).applied);
+  EXPECT_FALSE(c.update("k", Update{"test-max", "a"}).applied);
+  EXPECT_TRUE(c.update("k", Update{"test-max", "z"}).applied);
+  EXPECT_EQ(c.get("k"), "z");
+  // An engine runs none itself: Unsupported, which the client catches.
+  EXPECT_THROW(store->atomic("k", "test-max", "zz"), Unsupported);
+}
+
 TEST_F(ClientTest, UpdateSeesNulloptForAnAbsentKey) {
   auto counters = open_client<std::string, int64_t>(config_, "counters");
   bool saw_absent = false;

@@ -473,6 +473,10 @@ int serve(const Args& a) {
     if (auto* routed = find_layer<RoutedStore>(*store.store)) {
       store.replica = routed->local_replica();
       routed_stores.push_back(routed);
+    } else {
+      // A store spread over nodes this one does not route to: its stack
+      // here is one replica, which an atomic update must not write alone.
+      store.atomic = !ConfigInternal::partitioned(config, name);
     }
     // The stack on one line: "stats > lmdb 'users' at ...".
     std::string stack;
