@@ -127,46 +127,77 @@ AtomicResult Store::atomic(std::string_view, std::string_view, std::string_view)
 
 namespace internal {
 
-AtomicResult run_update(Store& store, std::string_view key, std::string_view function,
-                        std::string_view argument, const AnySerializer* values, NodeId writer,
-                        int max_tries) {
+void run_updates(Store& store, std::string_view key, std::span<UpdateRequest> batch,
+                 const AnySerializer* values, NodeId writer, int max_tries) {
   static const RawText raw;
-  const UpdateFunction* fn = find_update(function);
-  if (fn == nullptr) {
-    throw NotFound("no update function '" + std::string(function) +
-                   "' is registered here (built in: increment, append, cas, set_if_absent)");
+  if (values == nullptr) values = &raw;
+  std::vector<const UpdateFunction*> fns;
+  for (UpdateRequest& u : batch) {
+    fns.push_back(find_update(u.function));
+    if (fns.back() == nullptr) {
+      u.error = std::make_exception_ptr(
+          NotFound("no update function '" + std::string(u.function) +
+                   "' is registered here (built in: increment, append, cas, set_if_absent)"));
+    }
   }
   for (int attempt = 0; attempt < max_tries; ++attempt) {
     std::vector<Versioned> stored = store.get(key);
     if (stored.size() > 1) {
-      throw FailedPrecondition("update '" + std::string(function) + "': " +
-                               std::to_string(stored.size()) +
-                               " concurrent versions of the key; resolve them first");
+      const auto e = std::make_exception_ptr(FailedPrecondition(
+          "update: " + std::to_string(stored.size()) +
+          " concurrent versions of the key; resolve them first"));
+      for (UpdateRequest& u : batch) u.error = e;
+      return;
     }
-    std::optional<std::string_view> current;
+    std::optional<std::string> current;
     VectorClock clock;
     if (!stored.empty()) {
-      current = stored[0].value;
-      clock = stored[0].clock;
+      current = std::move(stored[0].value);
+      clock = std::move(stored[0].clock);
     }
-    UpdateOutput out = (*fn)(UpdateInput{current, argument, values != nullptr ? values : &raw});
-    AtomicResult r;
-    if (!out.write) {
-      if (current) r.value = std::string(*current);
-      r.clock = std::move(clock);
-      return r;
+    bool wrote = false;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      UpdateRequest& u = batch[i];
+      if (fns[i] == nullptr) continue;
+      u.error = nullptr;
+      u.result = AtomicResult{};
+      try {
+        std::optional<std::string_view> view;
+        if (current) view = *current;
+        UpdateOutput out = (*fns[i])(UpdateInput{view, u.argument, values});
+        if (out.write) {
+          current = std::move(out.value);
+          u.result.applied = true;
+          wrote = true;
+        }
+        u.result.value = current;
+      } catch (...) {
+        u.error = std::current_exception();
+      }
+    }
+    if (!wrote) {
+      for (UpdateRequest& u : batch) u.result.clock = clock;
+      return;
     }
     clock.increment(writer, now_ms());
     VectorClock written;
-    if (store.put(key, Versioned{out.value, clock}, &written) == PutResult::kStored) {
-      r.applied = true;
-      r.value = std::move(out.value);
-      r.clock = std::move(written);
-      return r;
+    if (store.put(key, Versioned{*current, clock}, &written) == PutResult::kStored) {
+      for (UpdateRequest& u : batch) u.result.clock = written;
+      return;
     }
   }
-  throw ObsoleteVersion("update '" + std::string(function) + "' lost " +
-                        std::to_string(max_tries) + " races in a row for the same key");
+  const auto e = std::make_exception_ptr(ObsoleteVersion(
+      "update lost " + std::to_string(max_tries) + " races in a row for the same key"));
+  for (UpdateRequest& u : batch) u.error = e;
+}
+
+AtomicResult run_update(Store& store, std::string_view key, std::string_view function,
+                        std::string_view argument, const AnySerializer* values, NodeId writer,
+                        int max_tries) {
+  UpdateRequest one{function, argument, {}, nullptr};
+  run_updates(store, key, std::span<UpdateRequest>(&one, 1), values, writer, max_tries);
+  if (one.error) std::rethrow_exception(one.error);
+  return std::move(one.result);
 }
 
 }  // namespace internal

@@ -211,10 +211,7 @@ class AtomicRunner {
       if (grpc == nullptr) throw Internal("atomic: no way to reach node " + std::to_string(*home));
       r = grpc->atomic(req.key(), req.function(), req.argument());
     } else {
-      std::lock_guard lock(lines_[std::hash<std::string>{}(req.store() + '\0' + req.key()) %
-                                  kLines]);
-      r = internal::run_update(*served.store.store, req.key(), req.function(), req.argument(),
-                               served.store.value.get(), 0);
+      r = combine(served, req);
     }
     resp->set_applied(r.applied);
     resp->set_has_value(r.value.has_value());
@@ -222,9 +219,72 @@ class AtomicRunner {
     internal::to_wire(r.clock, resp->mutable_clock());
   }
 
+  // Updates run here (not forwarded), and the writes that carried them.
+  std::pair<uint64_t, uint64_t> counts() const {
+    return {combined_.load(std::memory_order_relaxed), batches_.load(std::memory_order_relaxed)};
+  }
+
  private:
-  static constexpr size_t kLines = 256;
-  std::mutex lines_[kLines];
+  // Updates of one key wait in line here. The first to arrive runs what
+  // has queued, all of it as one write (run_updates), until none is left;
+  // the others wait for their results. Under contention each write then
+  // serves many updates, and none of them retries.
+  struct Waiter {
+    internal::UpdateRequest update;
+    bool done = false;
+  };
+  struct KeyLine {
+    bool running = false;
+    std::vector<Waiter*> queue;
+  };
+  struct Line {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<std::string, KeyLine> keys;  // guarded by mu
+  };
+
+  AtomicResult combine(Served& served, const rpc::AtomicRequest& req) {
+    const std::string k = req.store() + '\0' + req.key();
+    Line& line = lines_[std::hash<std::string>{}(k) % kLines];
+    Waiter me{{req.function(), req.argument(), {}, nullptr}};
+    std::unique_lock lock(line.mu);
+    KeyLine& kl = line.keys[k];
+    kl.queue.push_back(&me);
+    if (kl.running) {
+      line.cv.wait(lock, [&] { return me.done; });
+    } else {
+      kl.running = true;
+      while (!kl.queue.empty()) {
+        std::vector<Waiter*> batch;
+        batch.swap(kl.queue);
+        lock.unlock();
+        std::vector<internal::UpdateRequest> updates;
+        for (Waiter* w : batch) updates.push_back(w->update);
+        batches_.fetch_add(1, std::memory_order_relaxed);
+        combined_.fetch_add(batch.size(), std::memory_order_relaxed);
+        try {
+          internal::run_updates(*served.store.store, req.key(), updates,
+                                served.store.value.get(), 0);
+        } catch (...) {
+          for (auto& u : updates) u.error = std::current_exception();
+        }
+        lock.lock();
+        for (size_t i = 0; i < batch.size(); ++i) {
+          batch[i]->update = std::move(updates[i]);
+          batch[i]->done = true;
+        }
+        line.cv.notify_all();
+      }
+      line.keys.erase(k);
+    }
+    lock.unlock();
+    if (me.update.error) std::rethrow_exception(me.update.error);
+    return std::move(me.update.result);
+  }
+
+  static constexpr size_t kLines = 64;
+  Line lines_[kLines];
+  std::atomic<uint64_t> batches_{0}, combined_{0};
 };
 
 // ---- Scan: a server-streaming reactor ----------------------------------------
@@ -1326,7 +1386,11 @@ class StoreService final : public rpc::Store::CallbackService {
   }
 
   const std::shared_ptr<internal::Directory> directory_;
+
+ public:
   AtomicRunner atomic_;
+
+ private:
   const StoreMap& stores_;
   internal::Executor& executor_;
   internal::Executor& routed_executor_;
@@ -1798,6 +1862,11 @@ std::map<std::string, uint64_t> StoreServer::calls() const {
   std::map<std::string, uint64_t> out;
   for (const auto& [name, s] : impl_->stores) out[name] = s->calls.load(std::memory_order_relaxed);
   return out;
+}
+
+StoreServer::Atomics StoreServer::atomics() const {
+  const auto [updates, writes] = impl_->store_service->atomic_.counts();
+  return Atomics{updates, writes};
 }
 
 void StoreServer::wait() {

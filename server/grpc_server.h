@@ -96,6 +96,13 @@ class StoreServer {
     uint64_t bytes = 0;
   };
   Pulls pulls() const;
+  // Atomic updates this node ran as a key's home, and the writes that
+  // carried them (fewer when updates queued up and were combined).
+  struct Atomics {
+    uint64_t updates = 0;
+    uint64_t writes = 0;
+  };
+  Atomics atomics() const;
 
   struct Impl;
 

@@ -33,7 +33,9 @@
 #ifndef CAIRN_UPDATE_H_
 #define CAIRN_UPDATE_H_
 
+#include <exception>
 #include <functional>
+#include <span>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -79,6 +81,24 @@ const UpdateFunction* find_update(std::string_view name);
 std::string cas_argument(const std::optional<std::string>& expected, std::string_view desired);
 
 namespace internal {
+// One update of a batch (run_updates).
+struct CAIRN_INTERNAL UpdateRequest {
+  std::string_view function;
+  std::string_view argument;
+  AtomicResult result;
+  std::exception_ptr error;  // set instead of `result` if it failed
+};
+
+// Several updates of one key as one write (flat combining): one read,
+// each function in turn on the value the one before left, then one
+// conditional write of the last value; after a lost race, all again. Each
+// request gets the value as its own function left it, and the clock
+// written. A function that throws fails its request alone. What the
+// key's home runs when updates queue up behind each other.
+CAIRN_INTERNAL void run_updates(Store& store, std::string_view key,
+                                std::span<UpdateRequest> batch, const AnySerializer* values,
+                                NodeId writer, int max_tries = 64);
+
 // The read -> apply -> conditional write loop over `store`, up to
 // `max_tries` lost races (then ObsoleteVersion). `writer` is the clock entry
 // the write increments. Throws NotFound for an unregistered function,

@@ -539,6 +539,13 @@ int serve(const Args& a) {
     h.extra_metrics = [&server, &liveness, &resp, metadata, directory, &front_stores] {
       std::string out = resp ? resp->metrics() : "";
       out += coherence_metrics(*directory, front_stores);
+      const StoreServer::Atomics atomics = server.atomics();
+      out += "# HELP cairn_atomic_updates_total Atomic updates run here as a key's home.\n"
+             "# TYPE cairn_atomic_updates_total counter\n"
+             "cairn_atomic_updates_total " + std::to_string(atomics.updates) + "\n"
+             "# HELP cairn_atomic_writes_total Writes that carried them (updates queued on one key share one).\n"
+             "# TYPE cairn_atomic_writes_total counter\n"
+             "cairn_atomic_writes_total " + std::to_string(atomics.writes) + "\n";
       out +=
           "# HELP cairn_grpc_calls_total gRPC calls served, by store.\n"
           "# TYPE cairn_grpc_calls_total counter\n";
