@@ -969,36 +969,35 @@ void CacheStore::async_versions(std::string_view key, Callback<std::vector<Vecto
 // A write through the cache drops the key before it goes (reads that begin
 // after it read through) and again once it is done (a read that overlapped
 // it keeps nothing: without a home to invalidate, nothing else would).
+namespace {
+
+// Runs `write`, with `key` dropped from the cache before it and after it
+// (however it ends).
+template <typename Write>
+auto around_write(CacheStore::Shared& s, std::string_view key, Write&& write) {
+  s.drop_key(key);
+  struct After {
+    CacheStore::Shared& s;
+    std::string_view key;
+    ~After() { s.drop_key(key); }
+  } after{s, key};
+  return write();
+}
+
+}  // namespace
+
 PutResult CacheStore::put_stamped(std::string_view key, const Versioned& value,
                                   PutReply* stored) {
-  s_->drop_key(key);
-  struct After {
-    Shared* s;
-    std::string_view key;
-    ~After() { s->drop_key(key); }
-  } after{s_.get(), key};
-  return inner().put_stamped(key, value, stored);
+  return around_write(*s_, key, [&] { return inner().put_stamped(key, value, stored); });
 }
 
 bool CacheStore::remove(std::string_view key, const VectorClock& version) {
-  s_->drop_key(key);
-  struct After {
-    Shared* s;
-    std::string_view key;
-    ~After() { s->drop_key(key); }
-  } after{s_.get(), key};
-  return inner().remove(key, version);
+  return around_write(*s_, key, [&] { return inner().remove(key, version); });
 }
 
 AtomicResult CacheStore::atomic(std::string_view key, std::string_view function,
                                 std::string_view argument) {
-  s_->drop_key(key);
-  struct After {
-    Shared* s;
-    std::string_view key;
-    ~After() { s->drop_key(key); }
-  } after{s_.get(), key};
-  return inner().atomic(key, function, argument);
+  return around_write(*s_, key, [&] { return inner().atomic(key, function, argument); });
 }
 
 void CacheStore::async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) {
