@@ -23,6 +23,7 @@
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/grpc_store.h"
 #include "layers/grpc/wire.h"
+#include "routing/routed_store.h"
 #include "server/grpc_server.h"
 #include "tests/testing/test_util.h"
 
@@ -553,6 +554,32 @@ TEST_F(CacheCluster, AHomeThatGoesAwayTakesItsEntriesWithIt) {
   // Two replicas of three still vouch for a key (more than N - W = 1):
   // the cache keeps working without node 0.
   for (int k = 0; k < 30; ++k) warm(*c, absl::StrCat("k", k));
+}
+
+// A change of the cluster's metadata (a rebalance moving partitions) drops
+// everything: keys may have new replicas, which track nothing yet.
+TEST_F(CacheCluster, AMetadataChangeDropsEverything) {
+  start(3);
+  auto c = cache(true);
+  for (int k = 0; k < 10; ++k) c->put(absl::StrCat("k", k), at("v", 1));
+  for (int k = 0; k < 10; ++k) warm(*c, absl::StrCat("k", k));
+  const uint64_t flushes = c->stats().flushes;
+  auto* routed = find_layer<RoutedStore>(*c);
+  ASSERT_NE(routed, nullptr);
+  // The same nodes, the partitions dealt the other way round: version 2.
+  ClusterInfo moved = routed->ring().to_cluster();
+  std::vector<std::vector<uint32_t>> parts;
+  for (const NodeInfo& n : moved.nodes) parts.push_back(n.partitions);
+  for (size_t i = 0; i < moved.nodes.size(); ++i) {
+    moved.nodes[i].partitions = parts[parts.size() - 1 - i];
+  }
+  routed->update(moved, 2);
+  ASSERT_TRUE(eventually([&] { return c->stats().flushes > flushes; })) << c->report();
+  const uint64_t hits = c->stats().hits;
+  for (int k = 0; k < 10; ++k) EXPECT_EQ(value_of(*c, absl::StrCat("k", k)), "v");
+  EXPECT_EQ(c->stats().hits, hits);
+  // It caches again under the new layout.
+  for (int k = 0; k < 10; ++k) warm(*c, absl::StrCat("k", k));
 }
 
 // ---- scripted homes: a gap, and a track that races a write ------------------
