@@ -250,11 +250,13 @@ class AtomicRunner {
     std::unique_lock lock(line.mu);
     KeyLine& kl = line.keys[k];
     kl.queue.push_back(&me);
-    if (kl.running) {
-      line.cv.wait(lock, [&] { return me.done; });
-    } else {
+    // Wait for a result, or for the line to need a runner.
+    line.cv.wait(lock, [&] { return me.done || !kl.running; });
+    if (!me.done) {
       kl.running = true;
-      while (!kl.queue.empty()) {
+      // Runs batches until its own is done; then a waiter takes over, so
+      // that no caller serves the line for ever.
+      while (!me.done) {
         std::vector<Waiter*> batch;
         batch.swap(kl.queue);
         lock.unlock();
@@ -273,9 +275,10 @@ class AtomicRunner {
           batch[i]->update = std::move(updates[i]);
           batch[i]->done = true;
         }
-        line.cv.notify_all();
       }
-      line.keys.erase(k);
+      kl.running = false;
+      if (kl.queue.empty()) line.keys.erase(k);
+      line.cv.notify_all();
     }
     lock.unlock();
     if (me.update.error) std::rethrow_exception(me.update.error);
@@ -992,9 +995,13 @@ class WatchReactor final : public grpc::ServerBidiReactor<rpc::WatchRequests, rp
           return refuse("a Watch stream begins with a hello");
         }
         const uint32_t lease_ms = r.hello().lease_ms() == 0 ? 2000 : r.hello().lease_ms();
-        sub_ = directory_->subscribe(
-            r.hello().strict() ? internal::Coherence::kStrict : internal::Coherence::kLazy,
-            std::chrono::milliseconds(lease_ms), sink_);
+        try {
+          sub_ = directory_->subscribe(
+              r.hello().strict() ? internal::Coherence::kStrict : internal::Coherence::kLazy,
+              std::chrono::milliseconds(lease_ms), sink_);
+        } catch (const Error& e) {
+          return refuse(e.what());
+        }
         continue;
       }
       switch (r.op_case()) {
@@ -1015,6 +1022,12 @@ class WatchReactor final : public grpc::ServerBidiReactor<rpc::WatchRequests, rp
       }
     }
     in_.Clear();
+    // Under the lock: no read starts once the stream is finishing.
+    std::unique_lock lock(mu_);
+    if (failed_ || finished_) {
+      reads_done_ = true;
+      return finish_if_done(lock);
+    }
     StartRead(&in_);
   }
 

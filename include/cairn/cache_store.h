@@ -59,7 +59,7 @@ struct CacheOptions {
   // Strict: invalidated before a write is acknowledged. Lazy: right after.
   bool strict = true;
   // How long the cache answers from memory for a home it has not heard
-  // from. Renewed every quarter of it.
+  // from (100 ms to 60 s; nodes refuse more). Renewed every quarter of it.
   std::chrono::milliseconds lease{2000};
 };
 

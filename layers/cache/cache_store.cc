@@ -262,6 +262,7 @@ struct Home {
   Clock::time_point retry_at{};     // guarded by mu
   Clock::time_point connected_at{}; // guarded by mu
   bool connecting = false;          // guarded by mu
+  bool ended_early = false;         // guarded by mu: the link opening now ended
   int failures = 0;                 // guarded by mu
   uint64_t next_id = 1;             // guarded by mu
   std::map<uint64_t, std::shared_ptr<FetchOp>> tracks;  // guarded by mu
@@ -284,6 +285,10 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
 
   std::unique_ptr<Shard[]> shards{new Shard[kShards]};
   std::unique_ptr<std::atomic<uint64_t>[]> gens{new std::atomic<uint64_t>[kMaxHomes]};
+  // Until when each home vouches for its entries (steady clock, ns; 0:
+  // not now), checked on every hit: a cache whose threads run on while its
+  // timer does not (a stopped process, resumed) stops at the lease anyway.
+  std::unique_ptr<std::atomic<int64_t>[]> vouched{new std::atomic<int64_t>[kMaxHomes]};
   uint64_t shard_bytes = 0;
   uint64_t shard_entries = 0;
 
@@ -292,11 +297,25 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
   uint32_t next_slot = 1;          // guarded by topo_mu; slot 0 is the embedded one
 
   std::atomic<bool> closed{false};
+  std::mutex tick_mu;  // held by a tick
   std::atomic<uint64_t> hits{0}, misses{0}, uncached{0}, invalidations{0}, evictions{0},
       flushes{0};
   std::atomic<uint64_t> link_ids{1};
 
   Shard& shard_of(uint64_t h) { return shards[h >> 58]; }  // 64 shards
+
+  static int64_t steady_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+        .count();
+  }
+  // What a home vouches for until: its lease less a margin of two ticks.
+  void vouch(uint32_t slot, Clock::time_point lease_until) {
+    vouched[slot].store(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(
+            (lease_until - 2 * tick_period()).time_since_epoch())
+            .count(),
+        std::memory_order_release);
+  }
 
   std::shared_ptr<Topology> topology() {
     std::lock_guard lock(topo_mu);
@@ -318,6 +337,12 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
     if (it == sh.index.end()) return false;
     Entry& e = *it->second;
     if (e.trackers.gen_sum != gen_sum(e.trackers)) return false;
+    if (e.trackers.slots[0] != 0) {  // tracked at nodes, not embedded
+      const int64_t now = steady_ns();
+      for (uint8_t i = 0; i < e.trackers.n; ++i) {
+        if (now >= vouched[e.trackers.slots[i]].load(std::memory_order_acquire)) return false;
+      }
+    }
     decode(e, out);
     const uint8_t f = load_freq(e);
     if (f < 3) store_freq(e, static_cast<uint8_t>(f + 1));
@@ -430,6 +455,7 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
 
   // Every entry of home `slot` (every entry, for all homes) stops counting.
   void flush_home(uint32_t slot) {
+    if (slot != 0) vouched[slot].store(0, std::memory_order_release);
     gens[slot].fetch_add(1, std::memory_order_acq_rel);
     flushes.fetch_add(1, std::memory_order_relaxed);
   }
@@ -501,6 +527,11 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
     const uint64_t ping = [&] {
       std::lock_guard lock(home->mu);
       home->connecting = false;
+      if (home->ended_early) {
+        home->ended_early = false;
+        failed = home->why_down;
+        link.reset();
+      }
       if (link == nullptr) {
         home->why_down = failed;
         home->retry_at = Clock::now() + std::chrono::seconds(1);
@@ -532,6 +563,12 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
     std::shared_ptr<WatchLink> link;
     {
       std::lock_guard lock(home.mu);
+      if (home.link_id == link_id && home.connecting) {
+        // It ended before connect() could install it: connect() sees this.
+        home.ended_early = true;
+        home.why_down = why;
+        return;
+      }
       if (home.link_id != link_id || home.link == nullptr) return;
       link = std::move(home.link);
       home.link = nullptr;
@@ -583,6 +620,7 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
               // Counted from when the ping left: the home's lease began
               // later than that.
               home.lease_until = std::max(home.lease_until, it->second + options.lease);
+              vouch(home.slot, home.lease_until);
               home.pings.erase(home.pings.begin(), std::next(it));
               home.up = true;
               home.failures = 0;
@@ -695,24 +733,22 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
     op->trackers.gen_sum = gen_sum(op->trackers);
     op->epoch = begin_fetch(key, h);
     op->pending = 1 + static_cast<int>(homes.size());
-    std::vector<std::pair<std::shared_ptr<WatchLink>, uint64_t>> sends;
+    int unsent = 0;
     for (const auto& home : homes) {
+      // Sent under the home's lock, as the tick sends untracks: an untrack
+      // of this key queued before must not reach the node after the track
+      // (it would undo it), so it is dropped here. (send() never blocks.)
       std::lock_guard lock(home->mu);
       if (home->link == nullptr || !home->up) {
-        sends.emplace_back(nullptr, 0);
+        ++unsent;
         continue;
       }
+      std::erase(home->untracks, op->key);
       const uint64_t id = home->next_id++;
       home->tracks[id] = op;
-      sends.emplace_back(home->link, id);
+      home->link->send({WatchOp{WatchOp::Kind::kTrack, id, op->key}});
     }
-    for (auto& [link, id] : sends) {
-      if (link == nullptr) {
-        tracked(op, false, {});
-      } else {
-        link->send({WatchOp{WatchOp::Kind::kTrack, id, op->key}});
-      }
-    }
+    for (int i = 0; i < unsent; ++i) tracked(op, false, {});
     return op;
   }
 
@@ -723,6 +759,7 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
   }
 
   void tick() {
+    std::lock_guard one(tick_mu);  // shut() waits for a tick running now
     if (closed.load()) return;
     if (routed != nullptr && routed->version() != topology()->version) retopologize();
     const Clock::time_point now = Clock::now();
@@ -774,9 +811,10 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
           ops.push_back(WatchOp{WatchOp::Kind::kUntrack, 0, std::move(k)});
         }
         home->untracks.clear();
+        // Under the lock, in order with tracks (start_fetch).
+        if (!ops.empty()) link->send(std::move(ops));
       }
       if (lapsed) flush_home(home->slot);
-      if (!ops.empty()) link->send(std::move(ops));
     }
   }
 
@@ -827,6 +865,7 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
 
   void shut() {
     if (closed.exchange(true)) return;
+    { std::lock_guard wait_for_tick(tick_mu); }
     auto t = topology();
     for (auto& [node, home] : t->homes) {
       uint64_t id;
@@ -845,14 +884,17 @@ CacheStore::CacheStore(std::unique_ptr<Store> inner, CacheOptions options)
   if (options.max_bytes == 0 || options.max_entries == 0) {
     throw InvalidArgument("cache '" + options.store + "': max_bytes and max_entries must be above 0");
   }
-  if (options.lease < std::chrono::milliseconds(100)) {
-    throw InvalidArgument("cache '" + options.store + "': the lease must be at least 100 ms");
+  if (options.lease < std::chrono::milliseconds(100) || options.lease > std::chrono::seconds(60)) {
+    throw InvalidArgument("cache '" + options.store + "': the lease must be 100 ms to 60 s");
   }
   s_->options = std::move(options);
   s_->below = &this->inner();
   s_->shard_bytes = std::max<uint64_t>(1, s_->options.max_bytes / kShards);
   s_->shard_entries = std::max<uint64_t>(1, s_->options.max_entries / kShards);
-  for (size_t i = 0; i < kMaxHomes; ++i) s_->gens[i].store(1, std::memory_order_relaxed);
+  for (size_t i = 0; i < kMaxHomes; ++i) {
+    s_->gens[i].store(1, std::memory_order_relaxed);
+    s_->vouched[i].store(0, std::memory_order_relaxed);
+  }
   s_->routed = find_layer<RoutedStore>(this->inner());
   auto topo = std::make_shared<Topology>();
   if (s_->routed == nullptr) {
@@ -907,11 +949,16 @@ void CacheStore::async_get(std::string_view key, Callback<std::vector<Versioned>
     return;
   }
   std::shared_ptr<FetchOp> op = s_->start_fetch(key, h);
-  inner().async_get(key, [s = s_, op, done = std::move(done)](std::vector<Versioned> versions,
-                                                              std::exception_ptr e) {
-    if (op) s->read_done(op, e ? nullptr : &versions);
-    done(std::move(versions), e);
-  });
+  try {
+    inner().async_get(key, [s = s_, op, done = std::move(done)](std::vector<Versioned> versions,
+                                                                std::exception_ptr e) {
+      if (op) s->read_done(op, e ? nullptr : &versions);
+      done(std::move(versions), e);
+    });
+  } catch (...) {
+    if (op) s_->read_done(op, nullptr);
+    throw;
+  }
 }
 
 std::map<std::string, std::vector<Versioned>> CacheStore::get_all(
@@ -1074,7 +1121,7 @@ std::unique_ptr<Store> make_cache_layer(std::unique_ptr<Store> inner, const Para
   o.max_entries = static_cast<uint64_t>(
       p.get_int("max_entries", static_cast<int64_t>(o.max_entries), 64, int64_t{1} << 32));
   o.strict = p.get_choice("coherence", {"strict", "lazy"}, "strict") == "strict";
-  o.lease = std::chrono::milliseconds(p.get_int("lease_ms", o.lease.count(), 100, 3600000));
+  o.lease = std::chrono::milliseconds(p.get_int("lease_ms", o.lease.count(), 100, 60000));
   try {
     return std::make_unique<CacheStore>(std::move(inner), std::move(o));
   } catch (const InvalidArgument& e) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "cairn/errors.h"
 #include "core/timer.h"
@@ -68,6 +69,7 @@ struct Directory::Subscription::State : std::enable_shared_from_this<State> {
   uint64_t next_seq = 0;            // guarded by mu
   uint64_t acked = 0;               // guarded by mu
   Clock::time_point last_pong{};    // guarded by mu
+  Clock::time_point lease_end{};    // guarded by mu: once dropped
   // Strict writes waiting, by the sequence number of their invalidation.
   std::map<uint64_t, std::vector<std::shared_ptr<Countdown>>> waits;  // guarded by mu
 };
@@ -130,14 +132,24 @@ void State::invalidate(std::string_view store, std::string_view key,
   uint64_t seq = 0;
   {
     std::lock_guard lock(mu);
-    if (!alive) return;
+    if (!alive) {
+      // Dropped, but it may still answer from memory until its lease
+      // ends: a strict write of a key it held waits until then.
+      if (mode == Coherence::kStrict && Clock::now() < lease_end) {
+        wait->left.fetch_add(1, std::memory_order_relaxed);
+        Timer::shared().at(lease_end, [wait] { wait->arrive(); });
+      }
+      return;
+    }
     CoherenceEvent e;
     e.kind = CoherenceEvent::Kind::kInvalidate;
     e.store = std::string(store);
     e.key = std::string(key);
     refused = !send_locked(std::move(e));
     seq = next_seq;
-    if (!refused && mode == Coherence::kStrict) {
+    // Registered even if the sink refused it: drop() below then makes the
+    // write wait out the lease.
+    if (mode == Coherence::kStrict) {
       wait->left.fetch_add(1, std::memory_order_relaxed);
       waits[seq].push_back(wait);
     }
@@ -167,7 +179,6 @@ void State::invalidate(std::string_view store, std::string_view key,
 
 void State::drop(const std::string& why, bool timed_out) {
   std::map<uint64_t, std::vector<std::shared_ptr<Countdown>>> waiting;
-  Clock::time_point lease_end;
   auto d = dir.lock();
   {
     std::lock_guard lock(mu);
@@ -183,7 +194,19 @@ void State::drop(const std::string& why, bool timed_out) {
       d->subs.erase(this);
     }
     if (timed_out) d->dropped.fetch_add(1, std::memory_order_relaxed);
-    d->forget(this);
+    // A strict cache's keys stay registered until its lease ends, so that
+    // writes of them wait until it has stopped answering (invalidate());
+    // then they go.
+    if (mode == Coherence::kStrict && Clock::now() < lease_end) {
+      Timer::shared().at(lease_end, [w = std::weak_ptr<Directory::Impl>(d), self = shared_from_this()] {
+        if (auto dd = w.lock()) {
+          // Off the timer's thread: the sweep may be long.
+          std::thread([dd, self] { dd->forget(self.get()); }).detach();
+        }
+      });
+    } else {
+      d->forget(this);
+    }
   }
   // The cache may still answer from memory until its lease runs out: the
   // writes it holds up wait until then.
@@ -215,7 +238,13 @@ const Directory::Options& Directory::options() const { return impl_->options; }
 std::shared_ptr<Directory::Subscription> Directory::subscribe(Coherence mode,
                                                               std::chrono::milliseconds lease,
                                                               std::shared_ptr<EventSink> sink) {
-  lease = std::clamp(lease, std::chrono::milliseconds(1), impl_->options.max_lease);
+  if (lease <= std::chrono::milliseconds(0) || lease > impl_->options.max_lease) {
+    // Never shortened behind the cache's back: it would answer from
+    // memory longer than a write waits for it.
+    throw InvalidArgument("a cache's lease of " + std::to_string(lease.count()) +
+                          " ms; this node takes 1 to " +
+                          std::to_string(impl_->options.max_lease.count()) + " ms");
+  }
   auto state = std::make_shared<State>(impl_, mode, lease, std::move(sink));
   state->last_pong = Clock::now();
   {

@@ -100,8 +100,9 @@ class Directory {
   const Options& options() const;
 
   // A new subscription sending to `sink`, for a cache whose lease is
-  // `lease` (how long it answers from memory after a ping; at most
-  // max_lease). The caller calls end() when its stream ends.
+  // `lease` (how long it answers from memory after a ping). Throws
+  // InvalidArgument for a lease above max_lease. The caller calls end()
+  // when its stream ends.
   std::shared_ptr<Subscription> subscribe(Coherence mode, std::chrono::milliseconds lease,
                                           std::shared_ptr<EventSink> sink);
 

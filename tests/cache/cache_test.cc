@@ -346,11 +346,22 @@ TEST(CacheDirectory, AStrictWriteWaitsForTheAckOrTheLease) {
   EXPECT_EQ(f.wait_for(5s), std::future_status::ready);
   writer.join();
 
-  // Now one that never acknowledges.
+  // Now one that never acknowledges, holding two keys.
   const auto pinged = std::chrono::steady_clock::now();
   sub->ping(3);
   sub->track(4, "s", "k");
-  node.store.put("k", at("v2", 2));
+  sub->track(5, "s", "k2");
+  std::thread first([&] { node.store.put("k", at("v2", 2)); });
+  // Dropped after the ack timeout (100 ms)...
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(sink->mu);
+    return !sink->closed.empty();
+  }));
+  // ...a write of its other key, made now, waits for the lease as well:
+  // the cache may still be answering it from memory.
+  node.store.put("k2", at("w", 1));
+  EXPECT_GE(std::chrono::steady_clock::now() - pinged, 300ms);
+  first.join();
   const auto waited = std::chrono::steady_clock::now() - pinged;
   // It waited for the lease counted from the last pong: 300 ms.
   EXPECT_GE(waited, 300ms);
@@ -362,7 +373,7 @@ TEST(CacheDirectory, AStrictWriteWaitsForTheAckOrTheLease) {
   EXPECT_EQ(node.directory->stats().subscriptions, 0u);
   // Dropped: it tracks nothing and is sent nothing more.
   const size_t n = sink->taken().size();
-  sub->track(5, "s", "k");
+  sub->track(6, "s", "k");
   node.store.put("k", at("v3", 3));
   EXPECT_EQ(sink->taken().size(), n);
 }
