@@ -55,6 +55,9 @@ configure() {
 # test_targets DIR SUITE: the ninja targets of DIR's tests outside SUITE,
 # so a build that runs only those need not build the rest.
 test_targets() {
+  # Regenerate first: introspection reads the last configure's test list,
+  # which may predate a meson.build that moved a test between suites.
+  ninja -C "$CAIRN_ROOT/$1" build.ninja >/dev/null
   python3 - "$CAIRN_ROOT/$1" "$2" <<'PY'
 import json, os, subprocess, sys
 build, skip = sys.argv[1], "cairn:" + sys.argv[2]
