@@ -121,7 +121,8 @@ std::string cas_argument(const std::optional<std::string>& expected, std::string
 }
 
 AtomicResult Store::atomic(std::string_view, std::string_view, std::string_view) {
-  throw Unsupported(describe().substr(0, describe().find('\n')) +
+  const std::string what = describe();
+  throw Unsupported(what.substr(0, what.find('\n')) +
                     ": runs no atomic updates (Client::update runs them itself)");
 }
 

@@ -1,6 +1,5 @@
 #include "cairn/memory_store.h"
 
-#include <absl/hash/hash.h>
 
 #include <algorithm>
 #include <bit>
@@ -11,6 +10,7 @@
 #include "cairn/errors.h"
 #include "catalogue/builtin.h"
 #include "core/clock_codec.h"
+#include "core/key_hash.h"
 #include "core/version_list.h"
 #include "engines/memory/epoch.h"
 
@@ -317,12 +317,7 @@ namespace {
 
 using internal::MemoryShard;
 
-// Debian builds Abseil with its own string_view type, and absl::Hash of a
-// std::string_view falls back to std::hash (murmur, ~3x slower for short
-// keys): hash the absl type.
-uint64_t hash_key(std::string_view key) {
-  return absl::Hash<absl::string_view>{}(absl::string_view(key.data(), key.size()));
-}
+using internal::hash_key;
 
 // Walks the shards in order, copying one shard's records at a time: each
 // shard's copy is a snapshot taken without blocking its writers.

@@ -1,11 +1,9 @@
 #include "cairn/cache_store.h"
 
 #include <absl/container/flat_hash_map.h>
-#include <absl/hash/hash.h>
 
 #include <array>
 #include <cstring>
-#include <deque>
 #include <mutex>
 #include <shared_mutex>
 #include <sstream>
@@ -14,6 +12,7 @@
 #include "cairn/log.h"
 #include "catalogue/builtin.h"
 #include "core/clock_codec.h"
+#include "core/key_hash.h"
 #include "core/shared_spin_lock.h"
 #include "core/timer.h"
 #include "layers/cache/directory.h"
@@ -37,9 +36,7 @@ constexpr size_t kMaxHomes = 4096;
 // Replicas a key is tracked at, at most.
 constexpr size_t kMaxTrackers = 8;
 
-uint64_t hash_key(std::string_view key) {
-  return absl::Hash<absl::string_view>{}(absl::string_view(key.data(), key.size()));
-}
+using internal::hash_key;
 
 // A key with its hash, computed once per call: the table looks it up (and
 // picks its shard) with the same hash.
@@ -281,7 +278,6 @@ struct Topology {
 struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
   CacheOptions options;
   RoutedStore* routed = nullptr;  // borrowed from the stack below; null: embedded
-  Store* below = nullptr;
 
   std::unique_ptr<Shard[]> shards{new Shard[kShards]};
   std::unique_ptr<std::atomic<uint64_t>[]> gens{new std::atomic<uint64_t>[kMaxHomes]};
@@ -888,7 +884,6 @@ CacheStore::CacheStore(std::unique_ptr<Store> inner, CacheOptions options)
     throw InvalidArgument("cache '" + options.store + "': the lease must be 100 ms to 60 s");
   }
   s_->options = std::move(options);
-  s_->below = &this->inner();
   s_->shard_bytes = std::max<uint64_t>(1, s_->options.max_bytes / kShards);
   s_->shard_entries = std::max<uint64_t>(1, s_->options.max_entries / kShards);
   for (size_t i = 0; i < kMaxHomes; ++i) {
