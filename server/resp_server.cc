@@ -17,6 +17,7 @@
 #include "cairn/log.h"
 #include "core/executor.h"
 #include "server/listen_address.h"
+#include "server/metrics_text.h"
 #include "server/resp_commands.h"
 #include "server/resp_protocol.h"
 
@@ -516,10 +517,7 @@ void RespServer::shutdown(std::chrono::milliseconds grace) {
 
 std::string RespServer::metrics() const {
   const internal::RespStats& s = impl_->commands.stats();
-  auto line = [](const char* name, const char* type, const char* help, uint64_t v) {
-    return std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
-           name + " " + std::to_string(v) + "\n";
-  };
+  auto line = internal::metric;
   return line("cairn_resp_connections", "gauge", "Redis-protocol connections open.",
               s.connected.load()) +
          line("cairn_resp_connections_total", "counter", "Redis-protocol connections accepted.",

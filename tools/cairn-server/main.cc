@@ -34,6 +34,7 @@
 #include "metadata/move_record.h"
 #include "server/grpc_server.h"
 #include "server/http_server.h"
+#include "server/metrics_text.h"
 #include "server/resp_server.h"
 #include "routing/hinted_handoff.h"
 #include "routing/routed_store.h"
@@ -46,29 +47,21 @@ using namespace cairn;
 // /metrics for the caches: the node's directory (which caches hold which
 // keys here), and each `cache` layer in a store's stack.
 std::string coherence_metrics(const internal::Directory& directory, const ServedStores& stores) {
+  using internal::metric;
   const internal::Directory::Stats d = directory.stats();
-  auto line = [](const std::string& name, const char* type, const char* help,
-                 const std::string& samples) {
-    return "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
-  };
-  auto one = [](const std::string& name, uint64_t v) {
-    return name + " " + std::to_string(v) + "\n";
-  };
   std::string out;
-  out += line("cairn_directory_subscriptions", "gauge", "Caches subscribed to this node.",
-              one("cairn_directory_subscriptions", d.subscriptions));
-  out += line("cairn_directory_tracked_keys", "gauge", "Keys some cache holds, tracked here.",
-              one("cairn_directory_tracked_keys", d.tracked_keys));
-  out += line("cairn_directory_tracks_total", "counter", "Tracks accepted.",
-              one("cairn_directory_tracks_total", d.tracks));
-  out += line("cairn_directory_refused_tracks_total", "counter",
-              "Tracks refused (directory full, or a store this node does not track).",
-              one("cairn_directory_refused_tracks_total", d.refused_tracks));
-  out += line("cairn_directory_invalidations_total", "counter", "Invalidations sent to caches.",
-              one("cairn_directory_invalidations_total", d.invalidations));
-  out += line("cairn_directory_dropped_total", "counter",
-              "Strict caches dropped for not acknowledging an invalidation.",
-              one("cairn_directory_dropped_total", d.dropped));
+  out += metric("cairn_directory_subscriptions", "gauge", "Caches subscribed to this node.",
+                d.subscriptions);
+  out += metric("cairn_directory_tracked_keys", "gauge", "Keys some cache holds, tracked here.",
+                d.tracked_keys);
+  out += metric("cairn_directory_tracks_total", "counter", "Tracks accepted.", d.tracks);
+  out += metric("cairn_directory_refused_tracks_total", "counter",
+                "Tracks refused (directory full, or a store this node does not track).",
+                d.refused_tracks);
+  out += metric("cairn_directory_invalidations_total", "counter", "Invalidations sent to caches.",
+                d.invalidations);
+  out += metric("cairn_directory_dropped_total", "counter",
+                "Strict caches dropped for not acknowledging an invalidation.", d.dropped);
   std::vector<std::pair<std::string, CacheStats>> caches;
   for (const auto& [name, s] : stores) {
     if (auto* c = find_layer<CacheStore>(*s.store)) caches.emplace_back(name, c->stats());
@@ -79,7 +72,7 @@ std::string coherence_metrics(const internal::Directory& directory, const Served
     for (const auto& [store, st] : caches) {
       samples += std::string(name) + "{store=\"" + store + "\"} " + std::to_string(field(st)) + "\n";
     }
-    out += line(name, type, help, samples);
+    out += internal::metric_family(name, type, help, samples);
   };
   family("cairn_cache_hits_total", "counter", "Gets answered from the cache.",
          [](const CacheStats& s) { return s.hits; });
@@ -540,12 +533,11 @@ int serve(const Args& a) {
       std::string out = resp ? resp->metrics() : "";
       out += coherence_metrics(*directory, front_stores);
       const StoreServer::Atomics atomics = server.atomics();
-      out += "# HELP cairn_atomic_updates_total Atomic updates run here as a key's home.\n"
-             "# TYPE cairn_atomic_updates_total counter\n"
-             "cairn_atomic_updates_total " + std::to_string(atomics.updates) + "\n"
-             "# HELP cairn_atomic_writes_total Writes that carried them (updates queued on one key share one).\n"
-             "# TYPE cairn_atomic_writes_total counter\n"
-             "cairn_atomic_writes_total " + std::to_string(atomics.writes) + "\n";
+      out += internal::metric("cairn_atomic_updates_total", "counter",
+                              "Atomic updates run here as a key's home.", atomics.updates);
+      out += internal::metric("cairn_atomic_writes_total", "counter",
+                              "Writes that carried them (updates queued on one key share one).",
+                              atomics.writes);
       out +=
           "# HELP cairn_grpc_calls_total gRPC calls served, by store.\n"
           "# TYPE cairn_grpc_calls_total counter\n";
