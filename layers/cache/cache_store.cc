@@ -520,11 +520,13 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
     } catch (const std::exception& e) {
       failed = e.what();
     }
+    bool ended = false;  // opened, then ended at once (a node down): not worth a warning
     const uint64_t ping = [&] {
       std::lock_guard lock(home->mu);
       home->connecting = false;
       if (home->ended_early) {
         home->ended_early = false;
+        ended = true;
         failed = home->why_down;
         link.reset();
       }
@@ -544,8 +546,10 @@ struct CacheStore::Shared : std::enable_shared_from_this<CacheStore::Shared> {
       return p;
     }();
     if (link == nullptr) {
-      log(LogLevel::kWarn, "cache '" + options.store + "': no coherence stream to node " +
-                                  std::to_string(home->node) + ": " + failed);
+      // As disconnect() logs a stream that ends: a node down is routine.
+      log(ended ? LogLevel::kDebug : LogLevel::kWarn,
+          "cache '" + options.store + "': no coherence stream to node " +
+              std::to_string(home->node) + ": " + failed);
       return;
     }
     if (closed.load()) return disconnect(*home, id, "the cache closed");
