@@ -15,6 +15,10 @@
 
 namespace cairn {
 
+// Registers every built-in name in `registry` (default_registry() is one
+// registry so filled).
+void add_builtins(LayerRegistry& registry);
+
 // Engines: the bottom of a stack.
 
 // engine: {memory: {shards: 64, max_key_size: 511, max_value_size: 16MiB}}
@@ -25,6 +29,9 @@ std::unique_ptr<Store> make_memory_engine(const Params& params);
 std::unique_ptr<Store> make_lmdb_engine(const Params& params);
 // engine: {log: {path: DIR, sync: none|always, max_file_size: 64MiB, ...}}
 std::unique_ptr<Store> make_log_engine(const Params& params);
+// A read-only store's versions, served mapped (cairn/readonly_store.h):
+//   engine: {readonly: {path: DIR, keep: 2, verify_on_swap: true}}
+std::unique_ptr<Store> make_readonly_engine(const Params& params);
 // The network leaf of a client's stack:
 //   grpc: {targets: [127.0.0.1:7070], timeout_ms: 5000, retries: 2}
 std::unique_ptr<Store> make_grpc_engine(const Params& params);

@@ -1061,6 +1061,27 @@ std::unique_ptr<Store> Config::open_node(std::string_view store, NodeId node,
   return ConfigInternal::open_node(*this, store, node, nullptr, registry);
 }
 
+std::unique_ptr<Store> ConfigInternal::open_replica(const Config& config, std::string_view store,
+                                                   const LayerRegistry& registry) {
+  const ConfigData& d = *config.d_;
+  const StoreDef& def = find_store(d, store);
+  const Stack& stack = !def.node.empty() ? def.node : def.stack;
+  if (stack.empty()) {
+    fail_at(d.source, def.where, "store '" + def.name + "' has neither `node:` nor `stack:`");
+  }
+  size_t begin = 0;
+  for (size_t i = 0; i < stack.size(); ++i) {
+    if (!stack[i].engine && stack[i].name == "route") begin = i + 1;
+  }
+  const std::string node = d.cluster.nodes.empty() ? "" : std::to_string(d.cluster.nodes[0].id);
+  return build_range(d, def, stack, begin, stack.size(), nullptr, node, nullptr, registry);
+}
+
+void ConfigInternal::replace_engine(LayerRegistry& registry, const std::string& name,
+                                    EngineFactory factory) {
+  registry.engines_[name] = {std::move(factory), "stands in for '" + name + "'"};
+}
+
 bool ConfigInternal::partitioned(const Config& config, std::string_view store) {
   const StoreDef& def = find_store(*config.d_, store);
   for (const Stack* stack : {&def.stack, &def.node, &def.client}) {

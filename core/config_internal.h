@@ -64,6 +64,17 @@ class ConfigInternal {
                                           const LayerRegistry& registry = default_registry(),
                                           std::shared_ptr<internal::Directory> directory = nullptr);
 
+  // The part of a store's stack a node keeps its own copy in: below
+  // `route` in `node:` (or all of `node:`, or `stack:` for an embedded
+  // store), built as for the cluster's first node. What a read-only build
+  // passes its records through (tools/cairn/readonly.cc), with `registry`'s
+  // engine standing in for the store's.
+  static std::unique_ptr<Store> open_replica(const Config& config, std::string_view store,
+                                             const LayerRegistry& registry);
+  // Registers `factory` as engine `name`, replacing one of that name.
+  static void replace_engine(LayerRegistry& registry, const std::string& name,
+                             EngineFactory factory);
+
   // Whether a store is spread over the cluster's partitions: one of its
   // stacks (a node's or a client's) routes. Throws NotFound for an unknown
   // store.

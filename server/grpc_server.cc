@@ -18,12 +18,14 @@
 #include <unordered_map>
 
 #include "cairn/log.h"
+#include "cairn/readonly_store.h"
 #include "cairn/ring.h"
 #include "cairn/stats_store.h"
 #include "cairn/update.h"
 #include "core/executor.h"
 #include "core/metadata_tag.h"
 #include "core/timer.h"
+#include "engines/readonly/receiver.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/grpc_store.h"
 #include "layers/grpc/wire.h"
@@ -1555,6 +1557,107 @@ class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
   std::thread thread_;      // last: starts once the rest is set
 };
 
+// The read-only engine at the bottom of a store's own replica on this node.
+ReadOnlyStore& readonly_of(const StoreMap& stores, const std::string& name) {
+  Store& replica = own_replica(stores, name);
+  ReadOnlyStore* ro = find_layer<ReadOnlyStore>(replica);
+  if (ro == nullptr) {
+    throw FailedPrecondition("store '" + name + "' is not a read-only store on this node (its "
+                             "engine is not `readonly`)");
+  }
+  return *ro;
+}
+
+// Takes in a ReadOnlyFetch on a thread of its own (a fetch is rare, long
+// and writes files: it should hold none of the pools): reads a message,
+// writes it down, reads the next.
+class FetchReactor final : public grpc::ServerReadReactor<rpc::ReadOnlyFetchRequest> {
+ public:
+  // REQUIRES: drain.enter() succeeded for this call; OnDone leaves.
+  FetchReactor(const StoreMap& stores, rpc::ReadOnlyFetchResponse* resp, Drain& drain)
+      : stores_(stores), resp_(resp), drain_(drain) {
+    thread_ = std::thread([this] { run(); });
+  }
+
+  void OnReadDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    reading_ = false;
+    read_ok_ = ok;
+    cv_.notify_all();
+  }
+  void OnCancel() override {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+    cv_.notify_all();
+  }
+  void OnDone() override {
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();
+    } else {
+      thread_.join();
+    }
+    drain_.leave();
+    delete this;
+  }
+
+ private:
+  // The next message into msg_; false at the end of the stream.
+  bool read() {
+    std::unique_lock lock(mu_);
+    reading_ = true;
+    lock.unlock();
+    StartRead(&msg_);
+    lock.lock();
+    cv_.wait(lock, [&] { return !reading_ || cancelled_; });
+    if (cancelled_) {
+      // The read may still complete; wait for it so that msg_ is not
+      // written after this thread is gone.
+      cv_.wait(lock, [&] { return !reading_; });
+      throw Unavailable("the fetch was cancelled");
+    }
+    return read_ok_;
+  }
+
+  void run() {
+    const grpc::Status st = status_of([&] {
+      if (!read()) throw InvalidArgument("ReadOnlyFetch: the stream is empty");
+      if (msg_.store().empty() || msg_.version() == 0 || msg_.metadata().empty()) {
+        throw InvalidArgument("ReadOnlyFetch: the first message must name the store, the "
+                              "version (from 1) and carry the metadata");
+      }
+      ReadOnlyStore& ro = readonly_of(stores_, msg_.store());
+      internal::ReadOnlyReceiver in(ro.path(), msg_.version(), msg_.metadata());
+      const std::string store = msg_.store();
+      const uint64_t version = msg_.version();
+      while (read()) {
+        if (!msg_.store().empty() || !msg_.metadata().empty() || msg_.file().empty()) {
+          throw InvalidArgument("ReadOnlyFetch: after the first message, each carries a file's "
+                                "name and a piece of it");
+        }
+        in.write(msg_.file(), msg_.data());
+      }
+      in.finish();
+      resp_->set_bytes(in.bytes_received());
+      log(LogLevel::kInfo, "store '" + store + "': fetched read-only version " +
+                               std::to_string(version) + ": " +
+                               std::to_string(in.meta().records) + " records, " +
+                               std::to_string(in.bytes_received()) + " bytes");
+    });
+    Finish(st);
+  }
+
+  const StoreMap& stores_;
+  rpc::ReadOnlyFetchResponse* resp_;
+  Drain& drain_;
+  rpc::ReadOnlyFetchRequest msg_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool reading_ = false;    // guarded by mu_
+  bool read_ok_ = false;    // guarded by mu_
+  bool cancelled_ = false;  // guarded by mu_
+  std::thread thread_;      // last: starts once the rest is set
+};
+
 class AdminService final : public rpc::Admin::CallbackService {
  public:
   AdminService(const StoreMap& stores, internal::Executor& executor, Drain& drain,
@@ -1581,6 +1684,62 @@ class AdminService final : public rpc::Admin::CallbackService {
       return new Refused(st.ok() ? Drain::refused() : st);
     }
     return new PullReactor(*target, *req, options_, drain_, pulls_);
+  }
+
+  grpc::ServerReadReactor<rpc::ReadOnlyFetchRequest>* ReadOnlyFetch(
+      grpc::CallbackServerContext*, rpc::ReadOnlyFetchResponse* resp) override {
+    if (!drain_.enter()) {
+      class Refused final : public grpc::ServerReadReactor<rpc::ReadOnlyFetchRequest> {
+       public:
+        Refused() { Finish(Drain::refused()); }
+        void OnDone() override { delete this; }
+      };
+      return new Refused();
+    }
+    return new FetchReactor(stores_, resp, drain_);
+  }
+
+  grpc::ServerUnaryReactor* ReadOnlySwap(grpc::CallbackServerContext* ctx,
+                                         const rpc::ReadOnlySwapRequest* req,
+                                         rpc::ReadOnlySwapResponse* resp) override {
+    // A prepare maps and checksums whole files: a worker's job.
+    return on_worker(ctx, [this, req, resp] {
+      ReadOnlyStore& ro = readonly_of(stores_, req->store());
+      switch (req->step()) {
+        case rpc::ReadOnlySwapRequest::PREPARE:
+          ro.prepare(req->version());
+          break;
+        case rpc::ReadOnlySwapRequest::COMMIT:
+          resp->set_previous(ro.commit(req->version()));
+          log(LogLevel::kInfo, "store '" + req->store() + "': serving read-only version " +
+                                   std::to_string(req->version()) + " (was " +
+                                   std::to_string(resp->previous()) + ")");
+          break;
+        case rpc::ReadOnlySwapRequest::ABORT:
+          ro.abort();
+          break;
+        default:
+          throw InvalidArgument("ReadOnlySwap: unknown step");
+      }
+    });
+  }
+
+  grpc::ServerUnaryReactor* ReadOnlyStatus(grpc::CallbackServerContext* ctx,
+                                           const rpc::ReadOnlyStatusRequest* req,
+                                           rpc::ReadOnlyStatusResponse* resp) override {
+    return on_worker(ctx, [this, req, resp] {
+      ReadOnlyStore& ro = readonly_of(stores_, req->store());
+      resp->set_live(ro.live_version());
+      for (const ReadOnlyVersionInfo& v : ro.status()) {
+        rpc::ReadOnlyVersion* out = resp->add_versions();
+        out->set_version(v.version);
+        out->set_records(v.records);
+        out->set_bytes(v.bytes);
+        out->set_ring_partitions(v.ring_partitions);
+        for (uint32_t p : v.partitions) out->add_partitions(p);
+        out->set_live(v.live);
+      }
+    });
   }
 
   grpc::ServerUnaryReactor* DropPartitions(grpc::CallbackServerContext* ctx,

@@ -26,6 +26,7 @@
 #include "metadata/liveness.h"
 #include "routing/rebalance.h"
 #include "core/metadata_tag.h"
+#include "tools/cairn/readonly.h"
 #include "tools/cairn/rebalance.h"
 #include "tools/flags.h"
 
@@ -56,7 +57,10 @@ Commands:
   stack show        print the store's assembled stack of layers
   ring [KEY...]     print the cluster's partitions, or where keys live
   admin ...         a cluster's metadata: init (into etcd), describe, hints, plan,
-                    rebalance, status
+                    rebalance, status; read-only versions: readonly fetch, swap,
+                    rollback, status
+  build-readonly INPUT --out DIR
+                    build a version of a read-only store from JSON Lines or CSV
   layers            list the layers and engines a config may name
   help [COMMAND]    show help (also: COMMAND --help)
 
@@ -146,6 +150,8 @@ constexpr char kAdminHelp[] = R"(usage: cairn --config FILE admin init --etcd HO
                                             [--remove ID,...] [--max-rate B]
                                             [--wait S]
        cairn --config FILE admin status [--json]
+       cairn [--config FILE] [--store NAME] [--server ADDRS] admin readonly
+             fetch DIR [--as-version N] [--max-rate B] | swap N | rollback | status
 
 init: puts the cluster config FILE (its `cluster:` and `stores:`) into etcd
 at key P + "config", if no config is there yet. Nodes and clients then
@@ -191,8 +197,54 @@ prints the document a node's HTTP front serves at /cluster.json (and its
 /ui page draws): version, partitions, nodes with their partitions,
 leases and versions, `moving_to`, and the move's progress.
 
+readonly: the versions of a read-only store (docs/readonly.md), on every
+node of the config's cluster, on the servers --server names, or, for an
+embedded store, in its directory.
+  fetch DIR  copies a version built by build-readonly in, as version N
+             (--as-version; default one past the newest any target holds):
+             each node gets the partitions it replicates, every file is
+             checked against its checksum as it arrives, and a version
+             appears only when whole. --max-rate bytes per second per target.
+  swap N     prepares N on every target (maps it, checks its checksums),
+             then makes it live on every one. If a prepare fails, every
+             target keeps what it serves; if a commit fails, the targets
+             that committed go back. Reads in flight finish on the version
+             they began on.
+  rollback   swaps back to the newest version older than the live one that
+             every target holds.
+  status     the versions each target holds, and the live one.
+
 --add and --remove may be given several times, or take comma-separated
 lists. A node added to a cluster with zones needs one: ID=HOST:PORT@ZONE.
+)";
+
+constexpr char kBuildHelp[] = R"(usage: cairn [--config FILE] [--store NAME] build-readonly INPUT --out DIR
+             [--format jsonl|csv] [--header] [--memory BYTES]
+       cairn [--config FILE] [--store NAME] build-readonly --from-store NAME
+             [--from-config FILE] --out DIR
+
+Builds a version of a read-only store (`engine: readonly`; docs/readonly.md)
+into DIR, a new directory: per partition of the config's cluster (one for
+an embedded store) a sorted index of key hashes and a data file, with
+checksums in DIR/metadata.json. `cairn admin readonly fetch DIR` then
+copies it to the nodes. Records are sorted in bounded memory: runs of
+--memory bytes (default 256MiB) spill to disk and are merged. Progress goes
+to stderr, a summary with the throughput to stdout.
+
+INPUT is a file (or - for standard input):
+  JSON Lines  one object per line, {"key": K, "value": V}: for a json
+              store V is the value's JSON itself; for the other formats a
+              string holds the text form (a number may be given bare)
+  CSV         two columns, key and value, in their text forms (RFC 4180
+              quoting); --header skips a first row of column names
+The format comes from the name (.jsonl, .ndjson, .json, .csv) or --format.
+--from-store scans another store (of --from-config, or of this config)
+instead: its values are taken as they are (bytes in the store's formats).
+
+Keys and values pass through the layers the engine sits under (a
+`compress` below `route` compresses them, as a put would). A bad line exits
+2 naming the file and line; a key given twice exits 2 naming the key.
+Nothing appears at DIR unless the whole build succeeds.
 )";
 
 constexpr char kLayersHelp[] = R"(usage: cairn layers
@@ -214,6 +266,13 @@ struct Args {
   std::string prefix;               // admin init
   std::optional<std::string> max_rate;  // admin rebalance: bytes per second per pull
   std::optional<std::string> wait;      // admin rebalance: seconds
+  std::string out;                      // build-readonly
+  std::string format;                   // build-readonly
+  std::string from_store;               // build-readonly
+  std::string from_config;              // build-readonly
+  std::optional<std::string> memory;    // build-readonly: bytes per run
+  std::optional<std::string> as_version;  // admin readonly fetch
+  bool header = false;                  // build-readonly: CSV header row
   bool clocks = false;
   bool json = false;  // admin status
   bool hex = false;
@@ -278,6 +337,20 @@ Args parse_args(int argc, char** argv) {
     } else if (arg == "--add" || arg == "--remove") {
       auto& into = arg == "--add" ? a.add : a.remove;
       for (std::string& item : comma_list(arg, value(i, arg))) into.push_back(std::move(item));
+    } else if (arg == "--out") {
+      a.out = value(i, arg);
+    } else if (arg == "--format") {
+      a.format = value(i, arg);
+    } else if (arg == "--from-store") {
+      a.from_store = value(i, arg);
+    } else if (arg == "--from-config") {
+      a.from_config = value(i, arg);
+    } else if (arg == "--memory") {
+      a.memory = value(i, arg);
+    } else if (arg == "--as-version") {
+      a.as_version = value(i, arg);
+    } else if (arg == "--header") {
+      a.header = true;
     } else if (arg == "--clocks") {
       a.clocks = true;
     } else if (arg == "--json") {
@@ -302,6 +375,7 @@ const char* help_for(const std::string& command) {
   if (command == "layers") return kLayersHelp;
   if (command == "ring") return kRingHelp;
   if (command == "admin") return kAdminHelp;
+  if (command == "build-readonly") return kBuildHelp;
   return nullptr;
 }
 
@@ -659,13 +733,46 @@ int cmd_admin_rebalance(const Args& a) {
   return tools::rebalance(o);
 }
 
+// The config the commands use: --config, or the built-in default.
+Config load_config(const Args& a) {
+  return a.config.empty() ? Config::parse(kDefaultConfig, kDefaultSource) : Config::load(a.config);
+}
+
+int cmd_admin_readonly(const Args& a) {
+  const Config config = load_config(a);
+  tools::ReadOnlyAdminFlags f;
+  f.args.assign(a.positional.begin() + 2, a.positional.end());
+  f.server = a.server;
+  if (a.as_version) f.as_version = tools::flag_number("--as-version", *a.as_version, 1);
+  if (a.max_rate) f.max_rate = tools::flag_number("--max-rate", *a.max_rate, 1);
+  const std::string name = a.server.empty() ? pick_store(config, a.store)
+                                            : (a.store.empty() ? "default" : a.store);
+  return tools::readonly_admin(config, name, f);
+}
+
+int cmd_build_readonly(const Args& a) {
+  const Config config = load_config(a);
+  tools::ReadOnlyBuildFlags f;
+  if (a.positional.size() > 2) throw UsageError("build-readonly takes one INPUT");
+  if (a.positional.size() == 2) f.input = a.positional[1];
+  f.format = a.format;
+  f.header = a.header;
+  f.from_store = a.from_store;
+  f.from_config = a.from_config;
+  f.out = a.out;
+  if (a.memory) f.memory = tools::flag_number("--memory", *a.memory, 1 << 20);
+  return tools::build_readonly(config, pick_store(config, a.store), f);
+}
+
 int cmd_admin(const Args& a) {
   const std::string sub = a.positional.size() >= 2 ? a.positional[1] : "";
+  if (sub == "readonly") return cmd_admin_readonly(a);
   if (a.positional.size() != 2 ||
       (sub != "plan" && sub != "init" && sub != "describe" && sub != "hints" &&
        sub != "rebalance" && sub != "status")) {
     throw UsageError(
-        "expected: admin init|describe|hints|plan|rebalance|status (see cairn admin --help)");
+        "expected: admin init|describe|hints|plan|rebalance|status|readonly (see cairn admin "
+        "--help)");
   }
   if (sub == "init") return cmd_admin_init(a);
   if (sub == "rebalance") return cmd_admin_rebalance(a);
@@ -739,6 +846,7 @@ int run(int argc, char** argv) {
   if (command == "layers") return cmd_layers();
   if (command == "ring") return cmd_ring(a);
   if (command == "admin") return cmd_admin(a);
+  if (command == "build-readonly") return cmd_build_readonly(a);
   if (command == "stack" && (a.positional.size() != 2 || a.positional[1] != "show")) {
     throw UsageError("expected: cairn stack show");
   }
