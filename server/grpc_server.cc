@@ -1718,6 +1718,9 @@ class AdminService final : public rpc::Admin::CallbackService {
         case rpc::ReadOnlySwapRequest::ABORT:
           ro.abort();
           break;
+        case rpc::ReadOnlySwapRequest::DISCARD:
+          ro.discard(req->version());
+          break;
         default:
           throw InvalidArgument("ReadOnlySwap: unknown step");
       }

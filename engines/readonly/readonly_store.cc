@@ -401,6 +401,21 @@ void ReadOnlyStore::abort() {
   prepared_.reset();
 }
 
+void ReadOnlyStore::discard(uint64_t version) {
+  check_open();
+  std::lock_guard lock(mu_);
+  if (live_ != nullptr && live_->number == version) {
+    throw FailedPrecondition("store '" + options_.name + "': version " + std::to_string(version) +
+                             " is live; swap to another before discarding it");
+  }
+  if (prepared_ != nullptr && prepared_->number == version) prepared_.reset();
+  std::error_code ec;
+  fs::remove_all(ro::version_dir(options_.path, version), ec);
+  if (ec) {
+    throw IoError("cannot delete " + ro::version_dir(options_.path, version) + ": " + ec.message());
+  }
+}
+
 uint64_t ReadOnlyStore::swap(uint64_t version) {
   prepare(version);
   return commit(version);

@@ -104,6 +104,10 @@ class ReadOnlyStore final : public Store {
   uint64_t commit(uint64_t version);
   // Forgets a prepared version (nothing if none is prepared).
   void abort();
+  // Deletes version `version` from disk (a fetch that did not reach every
+  // node is discarded where it did). Forgets it if it is prepared. Throws
+  // FailedPrecondition for the live version; nothing for one not on disk.
+  void discard(uint64_t version);
   // prepare() then commit().
   uint64_t swap(uint64_t version);
   // The newest version on disk older than the live one (0: none).

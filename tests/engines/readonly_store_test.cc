@@ -270,6 +270,11 @@ TEST(ReadOnlyStore, KeepsTheConfiguredNumberOfVersionsAndReopensTheLatest) {
     s.swap(4);
     EXPECT_EQ(s.previous_version(), 3u);
     EXPECT_EQ(s.swap(3), 4u);  // a rollback is a swap to an older version
+    EXPECT_THROW(s.discard(3), FailedPrecondition);  // live
+    s.prepare(4);
+    s.discard(4);
+    EXPECT_THROW(s.commit(4), FailedPrecondition);  // forgotten with its files
+    EXPECT_FALSE(fs::exists(dir.sub("store/version-4")));
   }
   ReadOnlyStore again({.name = "t", .path = dir.sub("store")});
   EXPECT_EQ(again.live_version(), 3u);

@@ -73,7 +73,10 @@ LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
                             ", probe_interval_ms: " + std::to_string(options_.probe_interval_ms) +
                             "}}";
   std::string stack =  // below the route, if any
-      "{engine: {lmdb: {path: \"" + dir_ + "/node-{node}/{store}\", durability: nosync}}}";
+      options_.engine.empty()
+          ? "{engine: {lmdb: {path: \"" + dir_ + "/node-{node}/{store}\", durability: nosync}}}"
+          : "{engine: " + options_.engine + "}";
+  for (size_t at; (at = stack.find("{dir}")) != std::string::npos;) stack.replace(at, 5, dir_);
   for (auto it = options_.node_layers.rbegin(); it != options_.node_layers.rend(); ++it) {
     stack = *it + ", " + stack;
   }
@@ -145,20 +148,34 @@ std::unique_ptr<Store> LocalCluster::client(const std::string& store) const {
   return config().open(store);
 }
 
-pid_t LocalCluster::admin_async(const std::vector<std::string>& args,
-                                const std::string& log) const {
+pid_t LocalCluster::cli_async(const std::vector<std::string>& args,
+                              const std::string& log) const {
   const char* cli = std::getenv("CAIRN_CLI");
   if (cli == nullptr) throw std::runtime_error("CAIRN_CLI is not set (meson sets it)");
-  std::vector<std::string> argv = {cli, "--config", config_path_, "admin"};
+  std::vector<std::string> argv = {cli, "--config", config_path_};
   argv.insert(argv.end(), args.begin(), args.end());
   return spawn_logged(argv, log);
 }
 
+pid_t LocalCluster::admin_async(const std::vector<std::string>& args,
+                                const std::string& log) const {
+  std::vector<std::string> with = {"admin"};
+  with.insert(with.end(), args.begin(), args.end());
+  return cli_async(with, log);
+}
+
 int LocalCluster::admin(const std::vector<std::string>& args, std::string* output,
                         std::chrono::milliseconds timeout) const {
+  std::vector<std::string> with = {"admin"};
+  with.insert(with.end(), args.begin(), args.end());
+  return cli(with, output, timeout);
+}
+
+int LocalCluster::cli(const std::vector<std::string>& args, std::string* output,
+                      std::chrono::milliseconds timeout) const {
   static std::atomic<int> runs{0};
-  const std::string log = dir_ + "/admin-" + std::to_string(runs++) + ".log";
-  const pid_t pid = admin_async(args, log);
+  const std::string log = dir_ + "/cli-" + std::to_string(runs++) + ".log";
+  const pid_t pid = cli_async(args, log);
   int status = wait_for_exit(pid, timeout);
   if (status < 0) {
     ::kill(pid, SIGKILL);

@@ -54,6 +54,10 @@ struct ClusterOptions {
   // Server-routed clients retry a write whose server went away (with one
   // write id, so a retry that lands twice is one write).
   bool client_retry_writes = false;
+  // The engine below the layers, as YAML flow ("{dir}" is the cluster's
+  // directory), e.g. `{readonly: {path: "{dir}/node-{node}/{store}"}}`.
+  // Empty: LMDB (nosync) under the directory.
+  std::string engine;
   // Nodes beyond `nodes`, not in the config: their ids follow, each with a
   // port chosen now, started (start()) to join the cluster in a move.
   int spare = 0;
@@ -102,6 +106,10 @@ class LocalCluster {
             std::chrono::milliseconds timeout = std::chrono::minutes(3)) const;
   // Starts the same without waiting: its pid; its output goes to `log`.
   pid_t admin_async(const std::vector<std::string>& args, const std::string& log) const;
+  // `cairn --config CONFIG ARGS...`, as admin() runs it.
+  int cli(const std::vector<std::string>& args, std::string* output,
+          std::chrono::milliseconds timeout = std::chrono::minutes(3)) const;
+  pid_t cli_async(const std::vector<std::string>& args, const std::string& log) const;
 
  private:
   std::string dir_;

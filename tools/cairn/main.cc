@@ -204,7 +204,8 @@ embedded store, in its directory.
              (--as-version; default one past the newest any target holds):
              each node gets the partitions it replicates, every file is
              checked against its checksum as it arrives, and a version
-             appears only when whole. --max-rate bytes per second per target.
+             appears only when whole; if any target fails, the others
+             discard it. --max-rate bytes per second per target.
   swap N     prepares N on every target (maps it, checks its checksums),
              then makes it live on every one. If a prepare fails, every
              target keeps what it serves; if a commit fails, the targets

@@ -336,6 +336,7 @@ class Target {
   virtual void prepare(uint64_t version) = 0;
   virtual uint64_t commit(uint64_t version) = 0;
   virtual void abort() = 0;
+  virtual void discard(uint64_t version) = 0;
 };
 
 class LocalTarget final : public Target {
@@ -359,6 +360,7 @@ class LocalTarget final : public Target {
   void prepare(uint64_t version) override { ro_->prepare(version); }
   uint64_t commit(uint64_t version) override { return ro_->commit(version); }
   void abort() override { ro_->abort(); }
+  void discard(uint64_t version) override { ro_->discard(version); }
 
  private:
   std::unique_ptr<Store> store_;
@@ -429,6 +431,7 @@ class RemoteTarget final : public Target {
     return step(rpc::ReadOnlySwapRequest::COMMIT, version);
   }
   void abort() override { step(rpc::ReadOnlySwapRequest::ABORT, 0); }
+  void discard(uint64_t version) override { step(rpc::ReadOnlySwapRequest::DISCARD, version); }
 
  private:
   uint64_t step(rpc::ReadOnlySwapRequest::Step s, uint64_t version) {
@@ -645,7 +648,19 @@ int fetch_all(std::vector<std::unique_ptr<Target>>& ts, const Config& config,
   }
   if (status == kOk) {
     std::cout << "version " << version << " is ready: cairn admin readonly swap " << version << "\n";
+    return status;
   }
+  // A version some targets lack cannot be swapped in: none keeps it.
+  for (size_t i = 0; i < ts.size(); ++i) {
+    if (!failed[i].empty()) continue;
+    try {
+      ts[i]->discard(version);
+    } catch (const std::exception& e) {
+      std::cout << ts[i]->name() << ": cannot discard version " << version << ": " << e.what()
+                << "\n";
+    }
+  }
+  std::cout << "not fetched: version " << version << " is kept by no target\n";
   return status;
 }
 
