@@ -57,7 +57,8 @@ std::string with_commas(uint64_t n) {
 }
 
 // One line of progress on stderr, rewritten in place on a terminal and
-// printed at most once every 2 s otherwise.
+// printed at most once every 2 s otherwise (work that ends sooner prints
+// none).
 class ProgressLine {
  public:
   void show(const std::string& line, bool force = false) {
@@ -80,7 +81,7 @@ class ProgressLine {
 
  private:
   const bool tty_ = isatty(2) != 0;
-  Clock::time_point last_{};
+  Clock::time_point last_ = Clock::now();
   bool shown_ = false;
 };
 
@@ -305,9 +306,9 @@ int build_readonly(const Config& config, const std::string& store, const ReadOnl
   std::snprintf(line, sizeof line, "%.1f s, %.1f MB/s of input", s,
                 s > 0 ? static_cast<double>(r.input_bytes) / 1e6 / s : 0.0);
   std::cout << "built " << f.out << " from " << source << ": " << with_commas(r.records)
-            << " records in " << q << (q == 1 ? " partition" : " partitions") << ", "
+            << " records in " << q << (q == 1 ? " partition" : " partitions") << "\n  "
             << mb(r.input_bytes) << " in, " << mb(r.output_bytes) << " written, " << r.runs
-            << " sorted runs on disk, " << line << "\n";
+            << " sorted runs spilled to disk, " << line << "\n";
   return kOk;
 }
 
