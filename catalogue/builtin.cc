@@ -18,6 +18,7 @@ void add_builtins(LayerRegistry& registry) {
                 "versions built offline (cairn build-readonly), served mapped, swapped whole");
   r->add_engine("grpc", make_grpc_engine, "a cairn server over the network (the client's leaf)");
   // Layers, in the order a stack usually lists them.
+  r->add_layer("ttl", make_ttl_layer, "versions expire a time after their write (swept, reaped)");
   r->add_layer("resolve", make_resolving_layer, "settles concurrent versions on read");
   r->add_layer("cache", make_cache_layer,
                "keeps what it reads, invalidated by the key's replicas (strict or lazy)");

@@ -38,6 +38,8 @@ std::unique_ptr<Store> make_grpc_engine(const Params& params);
 
 // Layers.
 
+// ttl: {seconds: 3600, sweep_interval_ms: 60000, sweep_rate: 10000}
+std::unique_ptr<Store> make_ttl_layer(std::unique_ptr<Store> inner, const Params& params);
 // stats (no parameters)
 std::unique_ptr<Store> make_stats_layer(std::unique_ptr<Store> inner, const Params& params);
 // faults: {delay_ms: 300, ops: "put,remove", fail: none}

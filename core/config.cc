@@ -976,6 +976,19 @@ std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, con
     }
     route = i;
   }
+  // A ttl layer keeps each version's TTL in its stored bytes, which every
+  // replica must hold alike, and hides expired versions from every reader:
+  // nothing that routes or keeps copies may sit above it.
+  for (size_t i = 0; i < stack.size(); ++i) {
+    if (stack[i].engine || stack[i].name != "ttl") continue;
+    for (size_t j = 0; j < i; ++j) {
+      if (!stack[j].engine && (stack[j].name == "route" || stack[j].name == "cache")) {
+        fail_at(d.source, stack[i].where,
+                "store '" + def.name + "': `ttl` goes above `" + stack[j].name +
+                    "` (every replica must store the TTL alike, and no copy may outlive it)");
+      }
+    }
+  }
   if (route == stack.size()) {
     return tracked(build_range(d, def, stack, 0, stack.size(), nullptr, node, nullptr, registry));
   }

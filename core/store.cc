@@ -98,6 +98,12 @@ std::string printable_key(std::string_view key) {
   return out;
 }
 
+void reject_ttl(std::string_view store) {
+  throw InvalidArgument("store '" + std::string(store) +
+                        "': a put with a TTL needs a `ttl` layer in the store's stack, above "
+                        "`route` and the engine (docs/ttl.md)");
+}
+
 void reject_key(std::string_view store, std::string_view key,
                 size_t max_key_size) {
   if (key.empty()) {

@@ -129,6 +129,15 @@ Store& HintedHandoff::replica(NodeId node, const std::string& store) {
   return *slot;
 }
 
+void HintedHandoff::set_max_age(const std::string& store, std::chrono::milliseconds max_age) {
+  std::lock_guard lock(age_mu_);
+  max_age_[store] = max_age;
+}
+
+uint64_t HintedHandoff::dropped_too_old() const {
+  return dropped_too_old_.load(std::memory_order_relaxed);
+}
+
 HintedHandoff::Round HintedHandoff::push() {
   std::lock_guard push_lock(push_mu_);
   Round round;
@@ -150,8 +159,30 @@ HintedHandoff::Round HintedHandoff::push() {
       }
     }
   }
+  std::map<std::string, std::chrono::milliseconds> max_age;
+  {
+    std::lock_guard lock(age_mu_);
+    max_age = max_age_;
+  }
+  const int64_t now = now_ms();
   for (const Pending& p : pending) {
     const Hint& h = p.hint;
+    if (auto age = max_age.find(h.store); age != max_age.end() && age->second.count() > 0 &&
+                                          h.version.clock.timestamp_ms() + age->second.count() < now) {
+      log(LogLevel::kWarn, "dropping a hint for node " + std::to_string(h.node) + ", key " +
+                               printable_key(h.key) + " of store '" + h.store +
+                               "': its write is older than the store's reaping grace (" +
+                               std::to_string(age->second.count()) +
+                               " ms); the replicas that took it keep it");
+      try {
+        hints_->remove(p.hint_key, h.version.clock);
+        ++round.too_old;
+        dropped_too_old_.fetch_add(1, std::memory_order_relaxed);
+      } catch (const std::exception& drop) {
+        log(LogLevel::kError, std::string("hint store: ") + drop.what());
+      }
+      continue;
+    }
     if (unreachable.contains(h.node)) {
       ++round.failed;
       continue;

@@ -19,6 +19,7 @@
 #ifndef CAIRN_ROUTING_HINTED_HANDOFF_H_
 #define CAIRN_ROUTING_HINTED_HANDOFF_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -63,7 +64,13 @@ class HintedHandoff {
   struct Round {
     size_t delivered = 0;  // handed over (or already there) and deleted
     size_t failed = 0;     // kept for a later round
+    size_t too_old = 0;    // older than their store's reaping grace: dropped
   };
+  // Hints of `store` whose write is older than `max_age` are dropped, not
+  // delivered: once a tombstone that succeeds such a write may have been
+  // reaped (routing/reaper.h), delivering the write could bring the value
+  // back. The replicas that took the write keep it. 0: no limit.
+  void set_max_age(const std::string& store, std::chrono::milliseconds max_age);
   // One pass over every hint. Runs on the pusher; tests call it directly.
   Round push();
   // Starts the pusher thread. Idempotent.
@@ -72,6 +79,9 @@ class HintedHandoff {
   void stop();
   // stop(), then closes the hint store; keep() fails after it. Idempotent.
   void close();
+
+  // Hints dropped as too old since the start.
+  uint64_t dropped_too_old() const;
 
   // The hints kept now, in no particular order.
   std::vector<Hint> list();
@@ -103,6 +113,9 @@ class HintedHandoff {
   std::mutex replicas_mu_;  // guards replicas_
   std::map<std::pair<NodeId, std::string>, std::unique_ptr<Store>> replicas_;
   std::mutex push_mu_;  // one push() at a time
+  std::mutex age_mu_;   // guards max_age_
+  std::map<std::string, std::chrono::milliseconds> max_age_;
+  std::atomic<uint64_t> dropped_too_old_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_

@@ -24,6 +24,7 @@
 #include "routing/failure_detector.h"
 #include "routing/hinted_handoff.h"
 #include "routing/hint.h"
+#include "routing/reaper.h"
 #include "routing/replica.h"
 
 namespace cairn {
@@ -51,7 +52,11 @@ constexpr std::string_view kProbeKey("\0cairn-probe", 12);
 // engine): LMDB reads run in parallel, its writes one at a time anyway.
 constexpr int kLocalThreads = 4;
 
+}  // namespace
+
 bool is_tombstone(const VectorClock& c) { return c.counter(kTombstoneEntry) % 2 == 1; }
+
+namespace {
 
 // The clock a write that read `value.clock` goes out with: a writer that
 // read a tombstone's clock succeeds the tombstone and is live, so the
@@ -1299,6 +1304,7 @@ std::map<std::string, std::vector<Versioned>> RoutedStore::get_all(
 
 PutResult RoutedStore::put_stamped(std::string_view key, const Versioned& value,
                                    PutReply* stored) {
+  check_no_ttl(s_->options.store, value);
   return write(key, live_successor(value), stored);
 }
 
@@ -1624,6 +1630,7 @@ PutResult RoutedStore::write(std::string_view key, const Versioned& value, PutRe
 void RoutedStore::async_put(std::string_view key, const Versioned& value,
                             Callback<PutReply> done) {
   try {
+    check_no_ttl(s_->options.store, value);
     start_write(key, live_successor(value), done);
   } catch (...) {
     internal::fail(done, std::current_exception());
@@ -1745,6 +1752,14 @@ std::unique_ptr<StoreIterator> RoutedStore::scan() {
   return std::make_unique<RoutedIterator>(std::move(v), std::move(live));
 }
 
+void RoutedStore::start_reaper(const ReapOptions& options) {
+  if (!s_->self_id) throw FailedPrecondition("route: only a node's route reaps");
+  if (reaper_ != nullptr) throw FailedPrecondition("route: the reaper runs already");
+  reaper_ = std::make_shared<Reaper>(*this, options);
+}
+
+Reaper* RoutedStore::reaper() const { return reaper_.get(); }
+
 void RoutedStore::close() {
   Shared& s = *s_;
   {
@@ -1752,6 +1767,8 @@ void RoutedStore::close() {
     if (s.closed) return;
     s.closed = true;
   }
+  // The reaper calls the replicas: it stops before they close.
+  if (reaper_ != nullptr) reaper_->stop();
   set_refresh(nullptr);
   s.detector->stop();
   {
@@ -1846,9 +1863,23 @@ std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx) {
   }
   std::optional<NodeId> self;
   if (ctx.self != nullptr) self = *ctx.self;
+  // Reaping (routing/reaper.h): tombstones and expired versions go this
+  // long after their time, once every replica agrees.
+  ReapOptions reap;
+  reap.grace = std::chrono::milliseconds(
+      p.get_int("reap_grace_ms", reap.grace.count(), 0, int64_t{365} * 86400 * 1000));
+  reap.interval = std::chrono::milliseconds(
+      p.get_int("reap_interval_ms", reap.interval.count(), 0, int64_t{7} * 86400 * 1000));
+  reap.rate = static_cast<uint64_t>(
+      p.get_int("reap_rate", static_cast<int64_t>(reap.rate), 1, 100'000'000));
+  const std::string store = o.store;
   auto routed = std::make_unique<RoutedStore>(std::move(o), std::move(ring), std::move(replicas),
                                               self, ctx.hints, std::move(open_replica),
                                               std::move(self_replica));
+  if (self) {
+    routed->start_reaper(reap);
+    if (ctx.hints != nullptr) ctx.hints->set_max_age(store, reap.grace);
+  }
   if (ctx.origin != nullptr && ctx.origin->version > 0) {
     // Metadata kept in etcd: route by its version (what replica calls
     // carry), and in a client follow it (a node's server follows it for

@@ -26,6 +26,11 @@
 namespace cairn {
 
 class HintedHandoff;
+class Reaper;
+struct ReapOptions;
+
+// Whether a clock is a routed delete's tombstone (its kTombstoneEntry odd).
+bool is_tombstone(const VectorClock& c);
 
 class RoutedStore final : public Store {
  public:
@@ -107,6 +112,13 @@ class RoutedStore final : public Store {
   // node not on the ring. For tests and tools.
   std::shared_ptr<Store> replica(NodeId id) const;
 
+  // Starts reaping tombstones (and, once a ttl layer says how to tell
+  // them, expired versions) from the replicas of the keys this node holds
+  // (routing/reaper.h). A node's route only; once. Stopped by close().
+  void start_reaper(const ReapOptions& options);
+  // The reaper, or nullptr.
+  Reaper* reaper() const;
+
   struct Shared;
 
  private:
@@ -135,6 +147,7 @@ class RoutedStore final : public Store {
 
   std::shared_ptr<Shared> s_;
   std::shared_ptr<void> follower_;  // an internal::MetadataFollower, if it follows etcd
+  std::shared_ptr<Reaper> reaper_;  // in a node, once started
 };
 
 

@@ -1,5 +1,6 @@
 #include "server/http_handler.h"
 
+#include <chrono>
 #include <cstdio>
 #include <optional>
 
@@ -259,13 +260,39 @@ HttpResponse HttpHandler::get_key(const Served& served, const std::string& key) 
 HttpResponse HttpHandler::put_key(const Served& s, const std::string& key,
                                   const HttpRequest& request) {
   const std::string value = s.store.value->parse_text(request.body);
+  // ?ttl=SECONDS: the version expires that long after the write (a store
+  // with a `ttl` layer; docs/ttl.md). 0: the store's default; -1: never.
+  std::chrono::milliseconds ttl(0);
+  const std::string_view target = request.target;
+  if (const size_t q = target.find('?'); q != std::string_view::npos) {
+    for (std::string_view rest = target.substr(q + 1); !rest.empty();) {
+      const size_t amp = rest.find('&');
+      const std::string_view param = rest.substr(0, amp);
+      rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+      if (param.substr(0, 4) != "ttl=") {
+        throw InvalidArgument("unknown parameter '" + std::string(param.substr(0, 64)) +
+                              "' (a PUT takes ?ttl=SECONDS)");
+      }
+      const std::string n(param.substr(4));
+      const bool digits = !n.empty() && n.size() <= 10 &&
+                          n.find_first_not_of("0123456789") == std::string::npos;
+      if (n == "-1") {
+        ttl = std::chrono::milliseconds(-1);
+      } else if (digits) {
+        ttl = std::chrono::seconds(std::stoll(n));
+      } else {
+        throw InvalidArgument("ttl must be whole seconds (0: the store's default, -1: never), "
+                              "not '" + n.substr(0, 64) + "'");
+      }
+    }
+  }
   VectorClock written;
   if (request.clock.empty()) {
     // Supersedes every stored version; a racing write through this front
     // (same node id) is retried.
-    written = s.bytes.put(key, value);
+    written = s.bytes.put(key, value, ttl);
   } else {
-    std::optional<VectorClock> w = s.bytes.put_if(key, value, request_clock(request));
+    std::optional<VectorClock> w = s.bytes.put_if(key, value, request_clock(request), ttl);
     if (!w) {
       throw ObsoleteVersion("stale write: the key has a version the " + std::string(kClockHeader) +
                             " sent does not include (written since it was read); GET it again");

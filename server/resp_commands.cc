@@ -160,13 +160,14 @@ VectorClock parse_clock(std::string_view text) {
 // (run inline) and for the worker pool.
 
 void set_sync(Store& store, std::string_view key, std::string value, NodeId node,
-              KeyLocks& locks) {
+              KeyLocks& locks, int64_t ttl_ms = 0) {
   // Two SETs of one key through this front read the same clocks and write
   // the same successor, so one would come back obsolete and retry (and
   // under a pipelined load on one key, as redis-benchmark's, lose again
   // and again): they take turns instead.
   std::lock_guard lock(locks.of(key));
   Versioned v{std::move(value), {}};
+  v.ttl_ms = ttl_ms;
   for (int attempt = 0; attempt < kMaxTries; ++attempt) {
     v.clock = successor(store.versions(key), node);
     if (store.put(key, v) == PutResult::kStored) return;
@@ -353,7 +354,7 @@ RespCommands::Access RespCommands::access(Args args) const {
   const std::string_view c = args[0];
   if (is(c, "get") || is(c, "cairn.versions")) {
     if (args.size() >= 2) a.keys.push_back(args[1]);
-  } else if (is(c, "set") || is(c, "cairn.put") || is(c, "cairn.del")) {
+  } else if (is(c, "set") || is(c, "setex") || is(c, "cairn.put") || is(c, "cairn.del")) {
     if (args.size() >= 2) a.keys.push_back(args[1]);
     a.write = true;
   } else if (is(c, "mget") || is(c, "exists")) {
@@ -443,11 +444,40 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
           get_reply(*s, key, s->s.store->get(key), resp3, o);
         });
       }
+    } else if ((is(c, "set") && (args.size() == 5)) || is(c, "setex")) {
+      // A time to live: SET key value EX seconds | PX ms, or SETEX key
+      // seconds value. The store's `ttl` layer keeps it (docs/ttl.md);
+      // a store without one refuses. Written on a worker: it is rare.
+      if (is(c, "setex") && args.size() != 4) return wrong_args(out, c), true;
+      const bool setex = is(c, "setex");
+      const std::string_view unit = setex ? std::string_view("ex") : args[3];
+      const std::string_view amount = setex ? args[2] : args[4];
+      int64_t n = 0;
+      const bool number = !amount.empty() && amount.size() <= 12 &&
+                          std::all_of(amount.begin(), amount.end(),
+                                      [](char ch) { return ch >= '0' && ch <= '9'; });
+      if (number) n = std::stoll(std::string(amount));
+      if (!is(unit, "ex") && !is(unit, "px")) {
+        resp::error(out, "ERR syntax error: cairn's SET takes a key, a value and at most EX "
+                         "seconds or PX milliseconds (NX, XX, GET, KEEPTTL are not supported)");
+        return true;
+      }
+      if (!number || n <= 0) {
+        resp::error(out, "ERR invalid expire time in '" + std::string(c) + "' command");
+        return true;
+      }
+      if (!need_store()) return true;
+      const int64_t ttl_ms = is(unit, "ex") ? n * 1000 : n;
+      pooled([s, node = options_.node_id, locks = locks_.get(), key = s->key(args[1]),
+              value = s->value(setex ? args[3] : args[2]), ttl_ms](std::string* o) {
+        set_sync(*s->s.store, key, value, node, *locks, ttl_ms);
+        resp::simple(o, "OK");
+      });
     } else if (is(c, "set")) {
       if (args.size() != 3) {
         if (args.size() > 3) {
-          resp::error(out, "ERR syntax error: cairn's SET takes a key and a value, no options "
-                           "(NX, XX, GET, EX, PX, KEEPTTL are not supported)");
+          resp::error(out, "ERR syntax error: cairn's SET takes a key, a value and at most EX "
+                           "seconds or PX milliseconds (NX, XX, GET, KEEPTTL are not supported)");
           return true;
         }
         return wrong_args(out, c), true;
@@ -721,7 +751,7 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
     } else {
       std::string shown(args[0].substr(0, 128));
       for (char& ch : shown) ch = (ch >= 32 && ch < 127) ? ch : '?';
-      resp::error(out, "ERR unknown command '" + shown + "' (cairn speaks GET, SET, DEL, EXISTS, "
+      resp::error(out, "ERR unknown command '" + shown + "' (cairn speaks GET, SET, SETEX, DEL, EXISTS, "
                        "MGET, MSET, PING, ECHO, HELLO, INFO, COMMAND, SELECT, CLIENT, QUIT and "
                        "CAIRN.STORES, CAIRN.VERSIONS, CAIRN.PUT, CAIRN.DEL)");
     }

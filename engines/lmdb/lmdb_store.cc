@@ -606,6 +606,7 @@ PutResult LmdbStore::put_stamped(std::string_view key, const Versioned& value,
                                  PutReply* stored) {
   check_key(options_.name, key, options_.max_key_size);
   check_value(options_.name, key, value.value, options_.max_value_size);
+  check_no_ttl(options_.name, value);
   PutResult result = PutResult::kStored;
   thread_local std::string encoded;
   env_->write("put", key, [&](MDB_txn* txn) {

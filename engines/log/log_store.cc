@@ -1085,6 +1085,7 @@ PutResult LogStore::put_stamped(std::string_view key, const Versioned& value,
   State& s = *s_;
   check_key(s.options.name, key, s.options.max_key_size);
   check_value(s.options.name, key, value.value, s.options.max_value_size);
+  check_no_ttl(s.options.name, value);
   State::Pending pending;
   {
     std::lock_guard lock(s.write_mu);

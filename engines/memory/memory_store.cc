@@ -403,6 +403,7 @@ PutResult MemoryStore::put_stamped(std::string_view key, const Versioned& value,
                                    PutReply* stored) {
   check_key(options_.name, key, options_.max_key_size);
   check_value(options_.name, key, value.value, options_.max_value_size);
+  check_no_ttl(options_.name, value);
   const uint64_t hash = hash_key(key);
   MemoryShard& shard = state_->shard_for(hash);
   thread_local std::string encoded;

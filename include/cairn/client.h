@@ -130,12 +130,19 @@ class Client {
   // replaces them all) and returns the clock it was stored under (in a
   // cluster, with the home node's entry the routing layer adds). A racing writer with the same
   // node id makes the write obsolete; it is retried, up to max_tries.
-  VectorClock put(const K& key, const V& value) {
+  VectorClock put(const K& key, const V& value) { return put(key, value, std::chrono::milliseconds(0)); }
+
+  // put(), with a time to live: the version expires `ttl` after the write
+  // (cairn/ttl_store.h). Needs a `ttl` layer in the stack (InvalidArgument
+  // otherwise); 0 takes the layer's default, a negative TTL never expires.
+  VectorClock put(const K& key, const V& value, std::chrono::milliseconds ttl) {
     const std::string k = keys_->to_bytes(key);
     const std::string v = values_->to_bytes(value);
     for (int attempt = 0; attempt < options_.max_tries; ++attempt) {
       VectorClock stored;
-      if (store_->put(k, Versioned{v, successor(k)}, &stored) == PutResult::kStored) return stored;
+      Versioned version{v, successor(k)};
+      version.ttl_ms = ttl.count();
+      if (store_->put(k, version, &stored) == PutResult::kStored) return stored;
     }
     throw ObsoleteVersion("put lost " + std::to_string(options_.max_tries) +
                           " races in a row for the same key");
@@ -145,14 +152,16 @@ class Client {
   // or a merge of several) and returns the clock written. Returns nullopt,
   // writing nothing, unless every stored version is at or before `version`:
   // a write that came after the read, or a sibling `version` does not
-  // include, makes it stale.
-  std::optional<VectorClock> put_if(const K& key, const V& value, const VectorClock& version) {
+  // include, makes it stale. `ttl` as for put().
+  std::optional<VectorClock> put_if(const K& key, const V& value, const VectorClock& version,
+                                    std::chrono::milliseconds ttl = std::chrono::milliseconds(0)) {
     const std::string k = keys_->to_bytes(key);
     for (const VectorClock& c : store_->versions(k)) {
       const Occurred o = compare(c, version);
       if (o != Occurred::kBefore && o != Occurred::kEqual) return std::nullopt;
     }
     Versioned v{values_->to_bytes(value), version.incremented(options_.node_id, now_ms())};
+    v.ttl_ms = ttl.count();
     VectorClock stored;
     if (store_->put(k, v, &stored) != PutResult::kStored) return std::nullopt;
     return stored;

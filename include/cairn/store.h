@@ -205,6 +205,14 @@ inline void check_key(std::string_view store, std::string_view key,
 void check_value(std::string_view store, std::string_view key,
                  std::string_view value, size_t max_value_size);
 
+// Engines and routing layers call this on each put: a TTL must have been
+// taken up by a `ttl` layer above them (Versioned::ttl_ms). Throws
+// InvalidArgument naming the store.
+[[noreturn]] void reject_ttl(std::string_view store);
+inline void check_no_ttl(std::string_view store, const Versioned& value) {
+  if (value.ttl_ms != 0) reject_ttl(store);
+}
+
 // A printable rendering of a key for error messages: printable ASCII keys
 // in quotes, anything else as hex; long keys are cut with "...".
 std::string printable_key(std::string_view key);

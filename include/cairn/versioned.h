@@ -145,6 +145,13 @@ struct Versioned {
   // kMaxReplaces (the version's own write first), never 0. Set by routing
   // layers and engines; a routing layer returns versions without it.
   std::vector<uint64_t> replaces = {};
+  // How long the version lives, in ms after its clock's timestamp (the
+  // write's time, which every replica holds the same): a put asks a `ttl`
+  // layer (cairn/ttl_store.h) for it; 0 takes the layer's default, and a
+  // negative value means never. A ttl layer keeps it in the stored value
+  // and reports it on the versions it returns. A store with no ttl layer
+  // above its routing or its engine refuses a put that carries one.
+  int64_t ttl_ms = 0;
   friend bool operator==(const Versioned&, const Versioned&) = default;
 };
 

@@ -40,7 +40,8 @@ Versioned CompressionStore::encode(std::string_view key, const Versioned& value)
   // The limit is on the value the caller sees: compression must not let a
   // value through that a get could not return.
   check_value(options_.name, key, value.value, options_.max_value_size);
-  Versioned compressed{std::string(), value.clock, value.write_id, value.stamp, value.replaces};
+  Versioned compressed{std::string(), value.clock, value.write_id, value.stamp, value.replaces,
+                       value.ttl_ms};
   internal::encode_value(options_.codec, options_.level, options_.min_size, value.value,
                          &compressed.value);
   return compressed;

@@ -23,6 +23,7 @@ void to_wire(const Versioned& v, rpc::Version* out) {
   if (v.write_id != 0) out->set_write_id(v.write_id);
   if (v.stamp != 0) out->set_stamp(v.stamp);
   for (uint64_t w : v.replaces) out->add_replaces(w);
+  if (v.ttl_ms != 0) out->set_ttl_ms(v.ttl_ms);
 }
 
 VectorClock from_wire(const rpc::Clock& clock) {
@@ -59,7 +60,7 @@ Versioned from_wire(const rpc::Version& v) {
     if (w == 0) throw InvalidArgument("a replaced write id of 0");
   }
   return Versioned{v.value(), from_wire(v.clock()), v.write_id(), v.stamp(),
-                   {v.replaces().begin(), v.replaces().end()}};
+                   {v.replaces().begin(), v.replaces().end()}, v.ttl_ms()};
 }
 
 void to_wire(const Hint& hint, rpc::Hint* out) {

@@ -37,6 +37,9 @@ struct StoreFactory {
   // Deletes leave tombstones (routed stores): a put at a clock older than
   // a delete's is obsolete, where a store without them takes it as new.
   bool tombstones = false;
+  // A `ttl` layer is at the top (cairn/ttl_store.h): puts may carry a TTL.
+  // Stores without one must refuse a put that does.
+  bool ttl = false;
 };
 
 // gtest prints a parameter with this; the default dumps its bytes.

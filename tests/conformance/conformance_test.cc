@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <future>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -18,6 +19,8 @@
 #include <absl/strings/str_cat.h>
 
 #include "cairn/errors.h"
+#include "cairn/forwarding_store.h"
+#include "cairn/ttl_store.h"
 #include "tests/conformance/conformance.h"
 #include "tests/testing/test_util.h"
 
@@ -621,6 +624,59 @@ TEST_P(Conformance, AsyncCallsFromManyThreadsAllAnswer) {
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(answered.load(), 2 * kThreads * kKeys);
   EXPECT_EQ(scan_all().size(), static_cast<size_t>(kThreads * kKeys));
+}
+
+// Issue 18: a store with a ttl layer never returns a version whose TTL has
+// passed since its write, by any read, and a write after the expiry
+// succeeds it; its sweeper deletes it below. A store without one refuses
+// a put that asks for a TTL, rather than keep the value for ever.
+TEST_P(Conformance, TtlHidesExpiredVersionsFromEveryReadAndWritesSucceedThem) {
+  Versioned asks{"v", clock({{1, 1}}, now_ms())};
+  asks.ttl_ms = 1000;
+  if (!GetParam().ttl) {
+    EXPECT_THROW(store_->put("k", asks), InvalidArgument);
+    EXPECT_TRUE(store_->get("k").empty());
+    return;
+  }
+  auto put = [&](const std::string& key, const std::string& value, int64_t ttl_ms) {
+    VectorClock c;
+    for (const VectorClock& v : store_->versions(key)) c = c.merged(v);
+    Versioned v{value, c.incremented(1, now_ms())};
+    v.ttl_ms = ttl_ms;
+    return store_->put(key, v);
+  };
+  ASSERT_EQ(put("short", "gone soon", 1), PutResult::kStored);  // 1 ms
+  ASSERT_EQ(put("long", "an hour", 3'600'000), PutResult::kStored);
+  ASSERT_EQ(put("never", "kept", -1), PutResult::kStored);
+  // 20 ms after its write, a 1 ms TTL has passed whatever the scheduler did.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(store_->get("short").empty());
+  EXPECT_TRUE(store_->versions("short").empty());
+  const std::vector<std::string> keys = {"short", "long", "never"};
+  const auto all = store_->get_all(keys);
+  EXPECT_FALSE(all.contains("short"));
+  EXPECT_TRUE(all.contains("long") && all.contains("never"));
+  expect_scan({{"long", {"an hour"}}, {"never", {"kept"}}});
+  const std::vector<Versioned> long_versions = store_->get("long");
+  ASSERT_EQ(long_versions.size(), 1u);
+  EXPECT_EQ(long_versions[0].ttl_ms, 3'600'000);
+  std::promise<std::vector<Versioned>> async;
+  store_->async_get("short", [&](std::vector<Versioned> v, std::exception_ptr e) {
+    if (e) return async.set_exception(e);
+    async.set_value(std::move(v));
+  });
+  EXPECT_TRUE(async.get_future().get().empty());
+  // The expired version, unseen, does not make the next write obsolete.
+  ASSERT_EQ(put("short", "again", 0), PutResult::kStored);
+  EXPECT_EQ(values("short"), std::vector<std::string>{"again"});
+  // Swept below (a store that routes has its nodes reap instead).
+  if (auto* ttl = find_layer<TtlStore>(*store_); ttl != nullptr && !GetParam().stamps) {
+    ASSERT_EQ(put("other", "x", 1), PutResult::kStored);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(ttl->sweep(), 1u);
+    EXPECT_TRUE(ttl->inner().get("other").empty()) << "the sweeper left the expired version";
+    EXPECT_EQ(ttl->inner().get("short").size(), 1u);
+  }
 }
 
 TEST_P(Conformance, ReopenKeepsDataIfPersistentOtherwiseStartsEmpty) {

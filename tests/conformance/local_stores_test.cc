@@ -10,6 +10,7 @@
 #include "cairn/memory_store.h"
 #include "cairn/resolving_store.h"
 #include "cairn/stats_store.h"
+#include "cairn/ttl_store.h"
 #include "layers/compression/codecs.h"
 #include "tests/conformance/conformance.h"
 
@@ -207,6 +208,29 @@ stores:
 )");
      },
      true, 511, 16 << 20, false, /*stamps=*/true, /*tombstones=*/true},
+    // Issue 18: keys that expire. The ttl layer's header leaves room under
+    // the engine's value limit as compression's does.
+    {"ttl_over_memory",
+     [](const std::string&) -> std::unique_ptr<Store> {
+       return std::make_unique<TtlStore>(memory(""), TtlOptions{.name = "s", .sweep_interval_ms = 0});
+     },
+     false, 511, kCompressedLimit, false, false, false, /*ttl=*/true},
+    {"yaml_ttl_over_log",
+     [](const std::string& d) {
+       return from_yaml(d, "stores:\n  s:\n    stack: [{ttl: {sweep_interval_ms: 0}}, "
+                           "{engine: {log: {path: \"$DIR/log\", max_file_size: 1MiB}}}]\n");
+     },
+     true, 511, kCompressedLimit, false, false, false, /*ttl=*/true},
+    {"ttl_over_route_n3r2w2_over_memory",
+     [](const std::string& d) {
+       return from_yaml(d, std::string(kThreeNodes) + R"(
+stores:
+  s:
+    replication: {n: 3, r: 2, w: 2}
+    stack: [ttl, route, {engine: memory}]
+)");
+     },
+     false, 511, kCompressedLimit, false, /*stamps=*/true, /*tombstones=*/true, /*ttl=*/true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Local, Conformance, ::testing::ValuesIn(kStores), factory_name);

@@ -68,10 +68,14 @@ LocalCluster::LocalCluster(std::string dir, ClusterOptions options)
     yaml += "    - {id: " + std::to_string(i) + ", address: " + address(i) + "}\n";
     targets += (targets.empty() ? "" : ", ") + address(i);
   }
-  const std::string route = "{route: {timeout_ms: " + std::to_string(options_.timeout_ms) +
-                            ", ban_ms: " + std::to_string(options_.probe_interval_ms) +
-                            ", probe_interval_ms: " + std::to_string(options_.probe_interval_ms) +
-                            "}}";
+  std::string route = "{route: {timeout_ms: " + std::to_string(options_.timeout_ms) +
+                      ", ban_ms: " + std::to_string(options_.probe_interval_ms) +
+                      ", probe_interval_ms: " + std::to_string(options_.probe_interval_ms);
+  for (const std::string& p : options_.route_params) route += ", " + p;
+  route += "}}";
+  for (auto it = options_.top_layers.rbegin(); it != options_.top_layers.rend(); ++it) {
+    route = *it + ", " + route;
+  }
   std::string stack =  // below the route, if any
       options_.engine.empty()
           ? "{engine: {lmdb: {path: \"" + dir_ + "/node-{node}/{store}\", durability: nosync}}}"

@@ -54,6 +54,11 @@ struct ClusterOptions {
   // Server-routed clients retry a write whose server went away (with one
   // write id, so a retry that lands twice is one write).
   bool client_retry_writes = false;
+  // Layers (YAML flow items) above `route`: in the nodes' stacks when
+  // they route, in the client's when it does (e.g. "{ttl: {seconds: 5}}").
+  std::vector<std::string> top_layers;
+  // More parameters of `route`, as YAML map entries ("reap_grace_ms: 500").
+  std::vector<std::string> route_params;
   // The engine below the layers, as YAML flow ("{dir}" is the cluster's
   // directory), e.g. `{readonly: {path: "{dir}/node-{node}/{store}"}}`.
   // Empty: LMDB (nosync) under the directory.

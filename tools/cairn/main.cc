@@ -86,7 +86,7 @@ Exit status: 0 success; 1 key not found (get, delete); 2 bad usage, config
 or argument; 3 put rejected as obsolete; 4 any other failure.
 )";
 
-constexpr char kPutHelp[] = R"(usage: cairn put KEY VALUE [--clock CLOCK] [--writer ID]
+constexpr char kPutHelp[] = R"(usage: cairn put KEY VALUE [--clock CLOCK] [--writer ID] [--ttl SECONDS]
 
 Stores VALUE under KEY, both read in the store's formats: for a json
 store VALUE is JSON text checked against the schema (a mismatch exits 2
@@ -98,6 +98,9 @@ ones makes a sibling; one that is not newer is rejected as obsolete (exit 3).
 
   --clock CLOCK     write at this vector clock, NODE:COUNTER pairs
   --writer ID       the node id to increment without --clock (default 0)
+  --ttl SECONDS     the version expires SECONDS after the write (a store
+                    with a `ttl` layer; docs/ttl.md); 0 takes the store's
+                    default, -1 never expires
 )";
 
 constexpr char kGetHelp[] = R"(usage: cairn get KEY [--clocks]
@@ -260,6 +263,7 @@ struct Args {
   std::vector<std::string> positional;
   std::optional<std::string> clock;
   std::optional<std::string> writer;
+  std::optional<std::string> ttl;  // put: seconds
   std::optional<std::string> limit;
   std::vector<std::string> add;     // admin plan: ID=HOST:PORT[@ZONE]
   std::vector<std::string> remove;  // admin plan: ID
@@ -323,6 +327,8 @@ Args parse_args(int argc, char** argv) {
       a.server = value(i, arg);
     } else if (arg == "--clock") {
       a.clock = value(i, arg);
+    } else if (arg == "--ttl") {
+      a.ttl = value(i, arg);
     } else if (arg == "--writer") {
       a.writer = value(i, arg);
     } else if (arg == "--limit") {
@@ -473,10 +479,27 @@ int cmd_put(Target& t, const Args& a) {
   const std::string key = parse(t, *t.serializers.key, a.positional[1]);
   const std::string value = parse(t, *t.serializers.value, a.positional[2]);
   VectorClock clock;
+  int64_t ttl_ms = 0;
+  if (a.ttl) {
+    // Seconds, -1 (never expires) included; fractions allowed.
+    try {
+      size_t used = 0;
+      const double seconds = std::stod(*a.ttl, &used);
+      if (used != a.ttl->size() || !(seconds == -1 || (seconds >= 0 && seconds <= 3.2e9))) {
+        throw std::invalid_argument("range");
+      }
+      ttl_ms = seconds < 0 ? -1 : static_cast<int64_t>(seconds * 1000);
+    } catch (const std::logic_error&) {
+      throw UsageError("--ttl expects seconds (0 for the store's default, -1 for never), got '" +
+                       *a.ttl + "'");
+    }
+  }
   if (a.clock) {
     VectorClock given = VectorClock::parse(*a.clock);
     given.set_timestamp_ms(now_ms());
-    if (t.store->put(key, Versioned{value, given}, &clock) == PutResult::kObsolete) {
+    Versioned v{value, given};
+    v.ttl_ms = ttl_ms;
+    if (t.store->put(key, v, &clock) == PutResult::kObsolete) {
       clock = given;
       std::cerr << "cairn: put " << a.positional[1] << " in '" << t.name
                 << "' is obsolete: a stored version is at or after " << clock.to_string()
@@ -484,7 +507,7 @@ int cmd_put(Target& t, const Args& a) {
       return kObsolete;
     }
   } else {
-    clock = t.bytes.put(key, value);
+    clock = t.bytes.put(key, value, std::chrono::milliseconds(ttl_ms));
   }
   std::cout << "stored " << printable_key(a.positional[1]) << " at " << clock.to_string() << "\n";
   return kOk;
