@@ -47,6 +47,10 @@ struct TtlOptions {
   // (0: never), examining at most `sweep_rate` keys per second.
   int64_t sweep_interval_ms = 60'000;
   uint64_t sweep_rate = 10'000;
+  // The largest value accepted on put: the TTL takes up to 11 bytes in
+  // front of it, so keep it that much under the limit of the store below.
+  // The default is the engines' 16 MiB less 16.
+  size_t max_value_size = (16 << 20) - 16;
   // Now, in ms since the Unix epoch; default the wall clock (tests move it).
   std::function<int64_t()> now;
 };
@@ -101,7 +105,8 @@ class TtlStore final : public ForwardingStore {
 
  private:
   int64_t now() const;
-  Versioned encode(const Versioned& value) const;
+  // Throws InvalidArgument for a value over max_value_size.
+  Versioned encode(std::string_view key, const Versioned& value) const;
   // Strips the TTLs and drops the versions expired at `now`.
   void decode(std::string_view key, std::vector<Versioned>* versions, int64_t now) const;
   // `value` made a successor of the expired versions among `stored`, or

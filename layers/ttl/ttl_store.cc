@@ -67,7 +67,8 @@ bool TtlStore::expired(const Versioned& stored, int64_t now_ms) {
   return past(stored.clock, split(stored.value, &value), now_ms);
 }
 
-Versioned TtlStore::encode(const Versioned& value) const {
+Versioned TtlStore::encode(std::string_view key, const Versioned& value) const {
+  check_value(options_.name, key, value.value, options_.max_value_size);
   const int64_t ttl = value.ttl_ms > 0    ? value.ttl_ms
                       : value.ttl_ms == 0 ? options_.default_ttl_ms
                                           : 0;
@@ -138,7 +139,7 @@ bool TtlStore::succeed_expired(const std::vector<Versioned>& stored, Versioned* 
 }
 
 PutResult TtlStore::put_stamped(std::string_view key, const Versioned& value, PutReply* stored) {
-  Versioned enc = encode(value);
+  Versioned enc = encode(key, value);
   const std::optional<PutReply> before = stored ? std::optional(*stored) : std::nullopt;
   const PutResult r = ForwardingStore::put_stamped(key, enc, stored);
   if (r != PutResult::kObsolete) return r;
@@ -237,7 +238,7 @@ void TtlStore::async_get_all(std::vector<std::string> keys,
 void TtlStore::async_put(std::string_view key, const Versioned& value, Callback<PutReply> done) {
   Versioned enc;
   try {
-    enc = encode(value);
+    enc = encode(key, value);
   } catch (...) {
     return internal::fail(done, std::current_exception());
   }
@@ -334,6 +335,7 @@ std::unique_ptr<Store> make_ttl_layer(std::unique_ptr<Store> inner, const Params
   o.default_ttl_ms = p.get_int("seconds", 0, 0, int64_t{100} * 365 * 86400) * 1000;
   o.default_ttl_ms = p.get_int("ms", o.default_ttl_ms, 0, int64_t{100} * 365 * 86400 * 1000);
   o.sweep_interval_ms = p.get_int("sweep_interval_ms", o.sweep_interval_ms, 0, int64_t{7} * 86400 * 1000);
+  o.max_value_size = p.get_bytes("max_value_size", o.max_value_size, 0, uint64_t{1} << 30);
   o.sweep_rate = static_cast<uint64_t>(p.get_int("sweep_rate", static_cast<int64_t>(o.sweep_rate), 1, 100'000'000));
   return std::make_unique<TtlStore>(std::move(inner), std::move(o));
 }
