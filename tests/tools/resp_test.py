@@ -122,6 +122,50 @@ class RespTest(unittest.TestCase):
         self.stop(server)
         self.assertIn("RESP on 127.0.0.1:%d" % port, server.stderr.read().decode())
 
+    def test_ttls_from_redis_cli_and_http(self):
+        # Issue 18: SET ... EX/PX and SETEX, and HTTP PUT ?ttl=, on a store
+        # with a ttl layer; a store without one refuses a TTL.
+        cfg = self.write("ttl.yaml",
+                         "stores:\n  default:\n    stack: [{ttl: {sweep_interval_ms: 0}}, "
+                         "{engine: memory}]\n  plain:\n    stack: [{engine: memory}]\n")
+        http_file = os.path.join(self.dir, "http-port")
+        server, port = self.start(cfg, "--http", "127.0.0.1:0", "--http-port-file", http_file)
+        with open(http_file) as f:
+            http = "http://127.0.0.1:%s" % f.read().strip()
+        s = []  # the default store, with the ttl layer
+        start = time.monotonic()
+        self.assertEqual(self.cli(port, *s, "set", "a", "1", "ex", "2"), "OK\n")
+        self.assertEqual(self.cli(port, *s, "set", "b", "2", "PX", "2000"), "OK\n")
+        self.assertEqual(self.cli(port, *s, "setex", "c", "2", "3"), "OK\n")
+        self.assertEqual(self.cli(port, *s, "set", "d", "4"), "OK\n")  # no TTL: kept
+        put = urllib.request.Request(http + "/stores/default/keys/e?ttl=2", data=b"5",
+                                     method="PUT")
+        self.assertEqual(urllib.request.urlopen(put, timeout=10).status, 204)
+        # Written just now, none has expired: their TTLs run from the write.
+        # (Checked only if this machine got here well within the 2 s.)
+        got = self.cli(port, *s, "mget", "a", "b", "c", "d", "e")
+        if time.monotonic() - start < 1.5:
+            self.assertEqual(got, "1\n2\n3\n4\n5\n")
+        time.sleep(2.2)  # past every 2 s TTL, whatever the scheduler did
+        self.assertEqual(self.cli(port, *s, "--no-raw", "mget", "a", "b", "c", "d", "e"),
+                         '1) (nil)\n2) (nil)\n3) (nil)\n4) "4"\n5) (nil)\n')
+        with self.assertRaises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(http + "/stores/default/keys/e", timeout=10)
+        self.assertEqual(gone.exception.code, 404)
+        # Bad TTLs, and a store without a ttl layer.
+        for bad in (["set", "x", "y", "ex", "0"], ["set", "x", "y", "ex", "soon"],
+                    ["setex", "x", "-5", "y"]):
+            self.assertIn("ERR invalid expire time", self.cli(port, *s, *bad))
+        self.assertIn("ERR syntax error", self.cli(port, *s, "set", "x", "y", "keepttl", "1"))
+        self.assertIn("needs a `ttl` layer",
+                      self.cli(port, stdin=b"select plain\nset x y ex 10\n"))
+        bad_put = urllib.request.Request(http + "/stores/default/keys/x?ttl=soon", data=b"y",
+                                         method="PUT")
+        with self.assertRaises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad_put, timeout=10)
+        self.assertEqual(refused.exception.code, 400)
+        self.stop(server)
+
     def test_python_redis(self):
         server, port = self.start(self.memory_config(
             "  users:\n    key: string\n    value: {type: json, schema: {name: string}}\n"

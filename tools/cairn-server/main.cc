@@ -25,7 +25,9 @@
 #include "cairn/forwarding_store.h"
 #include "cairn/log.h"
 #include "cairn/memory_store.h"
+#include "cairn/readonly_store.h"
 #include "cairn/ring.h"
+#include "cairn/ttl_store.h"
 #include "cairn/version.h"
 #include "core/config_internal.h"
 #include "core/metadata_tag.h"
@@ -37,6 +39,7 @@
 #include "server/metrics_text.h"
 #include "server/resp_server.h"
 #include "routing/hinted_handoff.h"
+#include "routing/reaper.h"
 #include "routing/routed_store.h"
 #include "tools/flags.h"
 
@@ -93,6 +96,57 @@ std::string coherence_metrics(const internal::Directory& directory, const Served
   return out;
 }
 
+// The lifecycles of data (issue 18): expiry, reaping, read-only versions.
+std::string lifecycle_metrics(const ServedStores& stores, const HintedHandoff* hints) {
+  std::string out;
+  // One family, a sample per store that has what `get` finds.
+  auto family = [&](const char* name, const char* type, const char* help, auto get) {
+    std::string samples;
+    for (const auto& [store, s] : stores) {
+      if (const std::optional<uint64_t> v = get(s)) {
+        samples += std::string(name) + "{store=\"" + store + "\"} " + std::to_string(*v) + "\n";
+      }
+    }
+    if (!samples.empty()) out += internal::metric_family(name, type, help, samples);
+  };
+  auto ttl = [](const ServedStore& s) -> std::optional<TtlStats> {
+    if (auto* t = find_layer<TtlStore>(*s.store)) return t->stats();
+    return std::nullopt;
+  };
+  auto reaped = [](const ServedStore& s) -> std::optional<ReapStats> {
+    auto* r = find_layer<RoutedStore>(*s.store);
+    if (r == nullptr || r->reaper() == nullptr) return std::nullopt;
+    return r->reaper()->stats();
+  };
+  family("cairn_ttl_expired_hidden_total", "counter", "Expired versions reads left out.",
+         [&](const ServedStore& s) { auto t = ttl(s); return t ? std::optional(t->expired_hidden) : std::nullopt; });
+  family("cairn_ttl_swept_total", "counter", "Expired versions the ttl layer's sweeper deleted.",
+         [&](const ServedStore& s) { auto t = ttl(s); return t ? std::optional(t->swept) : std::nullopt; });
+  family("cairn_reaper_passes_total", "counter", "Reaping passes over this node's replica.",
+         [&](const ServedStore& s) { auto r = reaped(s); return r ? std::optional(r->passes) : std::nullopt; });
+  family("cairn_reaper_keys_reaped_total", "counter",
+         "Deleted or expired keys removed from every replica.",
+         [&](const ServedStore& s) { auto r = reaped(s); return r ? std::optional(r->keys_reaped) : std::nullopt; });
+  family("cairn_reaper_held_unreachable_total", "counter",
+         "Keys not reaped because a replica did not answer.",
+         [&](const ServedStore& s) { auto r = reaped(s); return r ? std::optional(r->held_unreachable) : std::nullopt; });
+  family("cairn_reaper_repaired_total", "counter",
+         "Tombstones (or expired versions) sent to a replica that lacked them.",
+         [&](const ServedStore& s) { auto r = reaped(s); return r ? std::optional(r->repaired) : std::nullopt; });
+  family("cairn_readonly_live_version", "gauge", "The read-only version served (0: none).",
+         [](const ServedStore& s) -> std::optional<uint64_t> {
+           Store& own = s.replica != nullptr ? *s.replica : *s.store;
+           if (auto* ro = find_layer<ReadOnlyStore>(own)) return ro->live_version();
+           return std::nullopt;
+         });
+  if (hints != nullptr) {
+    out += internal::metric("cairn_hints_dropped_too_old_total", "counter",
+                            "Hints dropped because their write is older than the store's "
+                            "reaping grace.",
+                            hints->dropped_too_old());
+  }
+  return out;
+}
 
 constexpr char kHelp[] = R"(usage: cairn-server --config FILE [--node ID] [--listen ADDR:PORT] [--http ADDR:PORT]
                     [options]
@@ -529,9 +583,10 @@ int serve(const Args& a) {
     h.threads = a.http_threads;
     h.node_id = a.node;
     h.max_body = options.max_message_size;
-    h.extra_metrics = [&server, &liveness, &resp, metadata, directory, &front_stores] {
+    h.extra_metrics = [&server, &liveness, &resp, metadata, directory, &front_stores, hints] {
       std::string out = resp ? resp->metrics() : "";
       out += coherence_metrics(*directory, front_stores);
+      out += lifecycle_metrics(front_stores, hints.get());
       const StoreServer::Atomics atomics = server.atomics();
       out += internal::metric("cairn_atomic_updates_total", "counter",
                               "Atomic updates run here as a key's home.", atomics.updates);
