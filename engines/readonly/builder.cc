@@ -214,7 +214,11 @@ ReadOnlyBuilder::ReadOnlyBuilder(ReadOnlyBuildOptions options) : impl_(std::make
   const fs::path temp = d.o.temp_dir.empty() ? fs::path(d.tmp) : fs::path(d.o.temp_dir);
   d.runs_dir = (temp / (".runs-" + std::to_string(::getpid()))).string();
   fs::create_directories(d.runs_dir, ec);
-  if (ec) throw IoError("cannot create " + d.runs_dir + ": " + ec.message());
+  if (ec) {
+    const std::string why = ec.message();
+    fs::remove_all(d.tmp, ec);  // no destructor runs: leave nothing behind
+    throw IoError("cannot create " + d.runs_dir + ": " + why);
+  }
 }
 
 ReadOnlyBuilder::~ReadOnlyBuilder() {

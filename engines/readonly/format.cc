@@ -275,9 +275,25 @@ void set_latest(const std::string& root, uint64_t version) {
   fs::remove(tmp, ec);
   fs::create_symlink("version-" + std::to_string(version), tmp, ec);
   if (ec) throw IoError("cannot create " + tmp.string() + ": " + ec.message());
-  fs::rename(tmp, fs::path(root) / "latest", ec);
+  const fs::path link = fs::path(root) / "latest";
+  const fs::path before = fs::read_symlink(link, ec);  // empty if none
+  fs::rename(tmp, link, ec);
   if (ec) throw IoError("cannot rename " + tmp.string() + " to latest: " + ec.message());
-  sync_path(root);
+  try {
+    sync_path(root);
+  } catch (const IoError&) {
+    // Not durable, so not done: put the old pointer back (as well as this
+    // directory still can) and say so, rather than serve the old version
+    // now and the new one after a restart.
+    fs::remove(tmp, ec);
+    if (before.empty()) {
+      fs::remove(link, ec);
+    } else {
+      fs::create_symlink(before, tmp, ec);
+      if (!ec) fs::rename(tmp, link, ec);
+    }
+    throw;
+  }
 }
 
 }  // namespace cairn::internal::readonly

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "cairn/errors.h"
+#include "cairn/log.h"
 #include "cairn/registry.h"
 #include "catalogue/builtin.h"
 #include "cairn/ring.h"
@@ -130,7 +131,14 @@ void ReadOnlyVersion::record(const Chunk& c, uint64_t offset, std::string_view* 
 }
 
 bool ReadOnlyVersion::find(std::string_view key, uint64_t hash, std::string_view* value) const {
-  const Chunk& c = chunks[hash % chunks.size()];
+  const uint64_t partition = hash % chunks.size();
+  const Chunk& c = chunks[partition];
+  if (c.data == nullptr) {
+    // Not one of this node's partitions when the version was fetched: an
+    // answer of "absent" would be a lie.
+    throw Unavailable(dir + " holds no chunk of partition " + std::to_string(partition) +
+                      " (this node did not replicate it when the version was fetched)");
+  }
   if (c.entries == 0) return false;
   // Interpolation search: hashes are spread evenly, so a guess from the
   // ends of the range lands within a few entries; a few steps, then halving.
@@ -227,7 +235,9 @@ class ReadOnlyIterator final : public StoreIterator {
 
 ReadOnlyStore::ReadOnlyStore(ReadOnlyOptions options) : options_(std::move(options)) {
   if (options_.path.empty()) throw InvalidArgument("readonly store '" + options_.name + "' needs a path");
-  if (options_.keep < 1) throw InvalidArgument("readonly `keep` must be at least 1");
+  if (options_.keep < 2) {
+    throw InvalidArgument("readonly `keep` must be at least 2 (the live version and one to roll back to)");
+  }
   std::error_code ec;
   fs::create_directories(options_.path, ec);
   if (ec) throw IoError("cannot create " + options_.path + ": " + ec.message());
@@ -372,21 +382,34 @@ uint64_t ReadOnlyStore::commit(uint64_t version) {
                                                 " is)"
                                           : ""));
     }
+    before = live_ == nullptr ? 0 : live_->number;
+    // The versions that go once this one is live, chosen before anything
+    // changes (listing may fail; nothing after the switch may). Kept: the
+    // new live version; every newer one (fetched for a later swap); the
+    // one live until now, so that a swap that fails on another node can
+    // come back to it; and older ones, newest first, up to `keep`.
+    std::vector<uint64_t> older;
+    for (uint64_t v : ro::list_versions(options_.path)) {
+      if (v < version && v != before) older.push_back(v);
+    }
+    std::sort(older.rbegin(), older.rend());
+    size_t room = static_cast<size_t>(options_.keep - 1);
+    if (before != 0 && before < version) --room;  // `before` takes a place (keep >= 2)
+    const std::vector<uint64_t> doomed(older.begin() + static_cast<std::ptrdiff_t>(
+                                                           std::min(room, older.size())),
+                                       older.end());
     // `latest` first: if it cannot change, nothing has.
     ro::set_latest(options_.path, version);
-    before = live_ == nullptr ? 0 : live_->number;
     old = std::move(live_);
     live_ = std::move(prepared_);
     current_.store(live_.get(), std::memory_order_release);
-    // Versions beyond `keep`: the live one stays, then the newest others.
-    std::vector<uint64_t> others;
-    for (uint64_t v : ro::list_versions(options_.path)) {
-      if (v != version) others.push_back(v);
-    }
-    std::sort(others.rbegin(), others.rend());
-    for (size_t i = static_cast<size_t>(options_.keep - 1); i < others.size(); ++i) {
+    for (uint64_t v : doomed) {
       std::error_code ec;
-      fs::remove_all(ro::version_dir(options_.path, others[i]), ec);  // its maps stay valid
+      fs::remove_all(ro::version_dir(options_.path, v), ec);  // the maps of a reader stay valid
+      if (ec) {
+        log(LogLevel::kWarn, "store '" + options_.name + "': cannot delete old version " +
+                                 std::to_string(v) + ": " + ec.message());
+      }
     }
   }
   // Gets that began on the old version finish on it; then it is unmapped
@@ -434,7 +457,7 @@ std::unique_ptr<Store> make_readonly_engine(const Params& p) {
   ReadOnlyOptions o;
   o.name = p.store();
   o.path = p.get_string("path");
-  o.keep = static_cast<int>(p.get_int("keep", o.keep, 1, 1000));
+  o.keep = static_cast<int>(p.get_int("keep", o.keep, 2, 1000));
   o.verify_on_swap = p.get_bool("verify_on_swap", o.verify_on_swap);
   o.max_key_size = p.get_bytes("max_key_size", o.max_key_size, 1, 1 << 20);
   return std::make_unique<ReadOnlyStore>(std::move(o));

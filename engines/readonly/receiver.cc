@@ -1,6 +1,7 @@
 #include "engines/readonly/receiver.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,9 +40,36 @@ ReadOnlyReceiver::ReadOnlyReceiver(std::string root, uint64_t version,
                              " exists already: fetch it as another version");
   }
   incoming_ = (fs::path(root_) / (".incoming-" + std::to_string(version_))).string();
+  // One fetch into a store at a time: a second of the same version would
+  // delete the first's files, or see its own renamed into place half
+  // written. The lock file stays (unlinking it would let two fetches hold
+  // locks on two files of the same name).
+  fs::create_directories(root_, ec);
+  const std::string lock_path = (fs::path(root_) / ".fetch.lock").string();
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) throw IoError("cannot open " + lock_path + ": " + std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    if (err == EWOULDBLOCK) {
+      throw Unavailable("another fetch into " + root_ +
+                        " is in progress; one fetch at a time per store");
+    }
+    throw IoError("cannot lock " + lock_path + ": " + std::strerror(err));
+  }
   fs::remove_all(incoming_, ec);  // what a fetch that died left
   fs::create_directories(incoming_, ec);
-  if (ec) throw IoError("cannot create " + incoming_ + ": " + ec.message());
+  if (ec) {
+    release();
+    throw IoError("cannot create " + incoming_ + ": " + ec.message());
+  }
+}
+
+void ReadOnlyReceiver::release() {
+  if (lock_fd_ < 0) return;
+  ::close(lock_fd_);  // unlocks
+  lock_fd_ = -1;
 }
 
 ReadOnlyReceiver::~ReadOnlyReceiver() {
@@ -50,6 +78,7 @@ ReadOnlyReceiver::~ReadOnlyReceiver() {
     std::error_code ec;
     fs::remove_all(incoming_, ec);
   }
+  release();
 }
 
 const ro::FileMeta& ReadOnlyReceiver::expected(size_t i) const {

@@ -23,7 +23,9 @@ class ReadOnlyReceiver {
   // Starts receiving version `version` under `root` with the metadata
   // `metadata_json` (the chunks this node holds). Throws Corruption for
   // malformed metadata, FailedPrecondition if version-N exists already,
-  // InvalidArgument for version 0.
+  // InvalidArgument for version 0, Unavailable while another fetch into
+  // `root` is in progress (`root`/.fetch.lock is locked for the
+  // receiver's life, and unlocked by the kernel if the process dies).
   ReadOnlyReceiver(std::string root, uint64_t version, std::string_view metadata_json);
   ~ReadOnlyReceiver();
   ReadOnlyReceiver(const ReadOnlyReceiver&) = delete;
@@ -44,6 +46,7 @@ class ReadOnlyReceiver {
  private:
   struct Open;
   void close_current();
+  void release();  // the lock
   const readonly::FileMeta& expected(size_t i) const;
 
   std::string root_;
@@ -51,6 +54,7 @@ class ReadOnlyReceiver {
   readonly::VersionMeta meta_;
   std::string metadata_text_;
   std::string incoming_;
+  int lock_fd_ = -1;
   size_t next_file_ = 0;  // files in metadata order: 2 per chunk
   std::unique_ptr<Open> open_;
   uint64_t received_ = 0;

@@ -44,8 +44,11 @@ struct ReadOnlyOptions {
   // The directory of the versions; created if missing. A store with no
   // version yet serves every key as absent.
   std::string path;
-  // Versions kept on disk after a swap: the live one and the newest
-  // others, up to this many in all (2: one to roll back to).
+  // Versions older than the live one kept on disk after a swap, the live
+  // one included: the newest of them, and always the one live before the
+  // swap (so a swap that fails on another node can come back to it).
+  // Versions newer than the live one (fetched, not swapped in yet) are
+  // never deleted by a swap. At least 2.
   int keep = 2;
   // Whether prepare() (and so swap and rollback) re-reads every file of a
   // version to check its checksums before serving it. A fetch checks them

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -50,12 +51,18 @@ ReadOnlyBuildResult build(const std::string& dir, int version, int n, uint32_t q
   return b.finish();
 }
 
-// Copies a built directory in as version `version` of the store at `root`.
-void fetch(const std::string& built, const std::string& root, uint64_t version) {
+// Copies a built directory in as version `version` of the store at `root`
+// (only `partitions`, if given, as a node that replicates those).
+void fetch(const std::string& built, const std::string& root, uint64_t version,
+           const std::vector<uint32_t>& partitions = {}) {
   std::ifstream m(built + "/metadata.json");
   std::stringstream text;
   text << m.rdbuf();
-  internal::ReadOnlyReceiver in(root, version, text.str());
+  std::string meta = text.str();
+  if (!partitions.empty()) {
+    meta = ro::VersionMeta::parse(meta, "metadata.json").subset(partitions).to_json();
+  }
+  internal::ReadOnlyReceiver in(root, version, meta);
   for (const ro::ChunkMeta& c : in.meta().chunks) {
     for (const ro::FileMeta* f : {&c.index, &c.data}) {
       std::ifstream src(built + "/" + f->file, std::ios::binary);
@@ -266,8 +273,12 @@ TEST(ReadOnlyStore, KeepsTheConfiguredNumberOfVersionsAndReopensTheLatest) {
     s.swap(3);
     std::vector<uint64_t> on_disk;
     for (const ReadOnlyVersionInfo& v : s.status()) on_disk.push_back(v.version);
-    EXPECT_EQ(on_disk, (std::vector<uint64_t>{3, 4}));  // live, and the newest other
+    // Live, the newer one fetched for later, and the newest older one.
+    EXPECT_EQ(on_disk, (std::vector<uint64_t>{2, 3, 4}));
     s.swap(4);
+    on_disk.clear();
+    for (const ReadOnlyVersionInfo& v : s.status()) on_disk.push_back(v.version);
+    EXPECT_EQ(on_disk, (std::vector<uint64_t>{3, 4}));  // live, and the one live before
     EXPECT_EQ(s.previous_version(), 3u);
     EXPECT_EQ(s.swap(3), 4u);  // a rollback is a swap to an older version
     EXPECT_THROW(s.discard(3), FailedPrecondition);  // live
@@ -310,6 +321,44 @@ TEST(ReadOnlyStore, ClosedStoresAndTheirScansRefuseCalls) {
   s.close();
   EXPECT_THROW(s.get("k"), FailedPrecondition);
   EXPECT_THROW(it->next(), FailedPrecondition);
+}
+
+TEST(ReadOnlyStore, AKeyOfAPartitionTheNodeDoesNotHoldIsUnavailableNotAbsent) {
+  TempDir dir;
+  build(dir.sub("b1"), 1, 2000, /*q=*/4);
+  fetch(dir.sub("b1"), dir.sub("store"), 1, {0, 2});
+  ReadOnlyStore s({.name = "t", .path = dir.sub("store")});
+  s.swap(1);
+  int held = 0, elsewhere = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const uint32_t p = static_cast<uint32_t>(Ring::hash(key_of(i)) % 4);
+    if (p == 0 || p == 2) {
+      ++held;
+      EXPECT_EQ(get(s, key_of(i)), value_of(1, i));
+    } else {
+      ++elsewhere;
+      EXPECT_THROW(s.get(key_of(i)), Unavailable) << key_of(i) << " of partition " << p;
+    }
+  }
+  EXPECT_GT(held, 0);
+  EXPECT_GT(elsewhere, 0);
+}
+
+TEST(ReadOnlyReceiver, OneFetchIntoAStoreAtATime) {
+  TempDir dir;
+  build(dir.sub("b1"), 1, 100);
+  std::ifstream m(dir.sub("b1") + "/metadata.json");
+  std::stringstream text;
+  text << m.rdbuf();
+  {
+    internal::ReadOnlyReceiver first(dir.sub("store"), 1, text.str());
+    EXPECT_THROW(internal::ReadOnlyReceiver(dir.sub("store"), 1, text.str()), Unavailable);
+    EXPECT_TRUE(fs::is_directory(dir.sub("store/.incoming-1"))) << "the second took the first's files";
+  }
+  // The first gone (unfinished, so nothing kept), a fetch may start again.
+  EXPECT_FALSE(fs::exists(dir.sub("store/.incoming-1")));
+  fetch(dir.sub("b1"), dir.sub("store"), 1);
+  EXPECT_TRUE(fs::is_directory(dir.sub("store/version-1")));
 }
 
 TEST(ReadOnlyReceiver, RefusesADamagedFileAndKeepsNothing) {

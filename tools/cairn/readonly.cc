@@ -209,23 +209,21 @@ int build_readonly(const Config& config, const std::string& store, const ReadOnl
     progress.show(std::string(phase == "sort" ? "reading and sorting" : "writing chunks") + ": " +
                   with_commas(records) + " records, " + mb(bytes) + " (" + rate + ")");
   };
-  ReadOnlyBuilder builder(o);
-
-  // The layers the engine sits under on a node, over the build.
+  // The layers the engine sits under on a node, over the build; the
+  // builder takes the engine's own key limit.
+  std::unique_ptr<ReadOnlyBuilder> builder;
   LayerRegistry registry;
   add_builtins(registry);
-  size_t max_key = 511;
-  bool is_readonly = false;
   ConfigInternal::replace_engine(registry, "readonly", [&](const Params& p) -> std::unique_ptr<Store> {
     (void)p.get_string("path");
-    (void)p.get_int("keep", 2, 1, 1000);
+    (void)p.get_int("keep", 2, 2, 1000);
     (void)p.get_bool("verify_on_swap", true);
-    max_key = p.get_bytes("max_key_size", max_key, 1, 1 << 20);
-    is_readonly = true;
-    return std::make_unique<BuildSink>(&builder);
+    o.max_key_size = p.get_bytes("max_key_size", o.max_key_size, 1, 1 << 20);
+    builder = std::make_unique<ReadOnlyBuilder>(o);
+    return std::make_unique<BuildSink>(builder.get());
   });
   std::unique_ptr<Store> sink = ConfigInternal::open_replica(config, store, registry);
-  if (!is_readonly) {
+  if (builder == nullptr) {
     throw UsageError("store '" + store + "' is not a read-only store: its engine is not "
                      "`readonly` (docs/readonly.md)");
   }
@@ -299,7 +297,7 @@ int build_readonly(const Config& config, const std::string& store, const ReadOnl
     }
     if (in.bad()) throw IoError("cannot read " + source);
   }
-  const ReadOnlyBuildResult r = builder.finish();
+  const ReadOnlyBuildResult r = builder->finish();
   progress.end();
   const double s = std::chrono::duration<double>(Clock::now() - start).count();
   char line[256];
