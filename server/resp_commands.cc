@@ -621,8 +621,10 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
       // concurrent ones, and is refused if a stored version is newer.
       if (args.size() != 4) return wrong_args(out, c), true;
       if (!need_store()) return true;
+      VectorClock clock = parse_clock(args[3]);
+      clock.set_timestamp_ms(now_ms());  // the write's time, as the CLI's --clock
       auto work = [s, key = s->key(args[1]), value = s->value(args[2]),
-                   clock = parse_clock(args[3])](std::string* o) {
+                   clock = std::move(clock)](std::string* o) {
         VectorClock written;
         if (s->s.store->put(key, Versioned{value, clock}, &written) != PutResult::kStored) {
           return resp::error(o, "OBSOLETE the key has a version at or after " + clock.to_string() +

@@ -32,8 +32,13 @@ int64_t split(std::string_view stored, std::string_view* value) {
   return static_cast<int64_t>(ttl);
 }
 
+// Expired once `ttl` ms have passed since the write's timestamp. Written
+// as a difference so that no TTL, however long, and no timestamp a
+// decoded clock may carry can overflow.
 bool past(const VectorClock& clock, int64_t ttl, int64_t now) {
-  return ttl > 0 && clock.timestamp_ms() + ttl <= now;
+  const int64_t written = clock.timestamp_ms();
+  return ttl > 0 && written <= now && static_cast<uint64_t>(now) - static_cast<uint64_t>(written) >=
+                                          static_cast<uint64_t>(ttl);
 }
 
 }  // namespace
@@ -73,6 +78,10 @@ Versioned TtlStore::encode(std::string_view key, const Versioned& value) const {
                       : value.ttl_ms == 0 ? options_.default_ttl_ms
                                           : 0;
   Versioned out{std::string(), value.clock, value.write_id, value.stamp, value.replaces};
+  // Expiry counts from the write's timestamp: a clock that carries none
+  // (parsed from text, built by hand) is stamped now, so that it does not
+  // expire at once.
+  if (out.clock.timestamp_ms() <= 0) out.clock.set_timestamp_ms(now());
   out.value.reserve(value.value.size() + 10);
   out.value.push_back(kFormat);
   internal::put_varint(&out.value, static_cast<uint64_t>(ttl));
@@ -128,6 +137,13 @@ std::vector<VectorClock> TtlStore::versions(std::string_view key) {
 
 bool TtlStore::succeed_expired(const std::vector<Versioned>& stored, Versioned* value) const {
   const int64_t t = now();
+  // A live version at or after the write makes it obsolete, whatever
+  // expired beside it.
+  for (const Versioned& s : stored) {
+    if (expired(s, t)) continue;
+    const Occurred o = compare(value->clock, s.clock);
+    if (o == Occurred::kBefore || o == Occurred::kEqual) return false;
+  }
   bool any = false;
   for (const Versioned& s : stored) {
     if (!expired(s, t)) continue;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <future>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -648,15 +649,18 @@ TEST_P(Conformance, TtlHidesExpiredVersionsFromEveryReadAndWritesSucceedThem) {
   ASSERT_EQ(put("short", "gone soon", 1), PutResult::kStored);  // 1 ms
   ASSERT_EQ(put("long", "an hour", 3'600'000), PutResult::kStored);
   ASSERT_EQ(put("never", "kept", -1), PutResult::kStored);
+  // The longest TTL there is: its expiry lies past any clock, not wrapped
+  // round into the past.
+  ASSERT_EQ(put("ages", "kept too", std::numeric_limits<int64_t>::max()), PutResult::kStored);
   // 20 ms after its write, a 1 ms TTL has passed whatever the scheduler did.
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_TRUE(store_->get("short").empty());
   EXPECT_TRUE(store_->versions("short").empty());
-  const std::vector<std::string> keys = {"short", "long", "never"};
+  const std::vector<std::string> keys = {"short", "long", "never", "ages"};
   const auto all = store_->get_all(keys);
   EXPECT_FALSE(all.contains("short"));
-  EXPECT_TRUE(all.contains("long") && all.contains("never"));
-  expect_scan({{"long", {"an hour"}}, {"never", {"kept"}}});
+  EXPECT_TRUE(all.contains("long") && all.contains("never") && all.contains("ages"));
+  expect_scan({{"ages", {"kept too"}}, {"long", {"an hour"}}, {"never", {"kept"}}});
   const std::vector<Versioned> long_versions = store_->get("long");
   ASSERT_EQ(long_versions.size(), 1u);
   EXPECT_EQ(long_versions[0].ttl_ms, 3'600'000);

@@ -209,7 +209,8 @@ embedded store, in its directory.
              checked against its checksum as it arrives, and a version
              appears only when whole; if any target fails, the others
              discard it. --max-rate bytes per second per target.
-  swap N     prepares N on every target (maps it, checks its checksums),
+  swap N     prepares N on every target (maps it; checks its checksums
+             unless the engine says verify_on_swap: false),
              then makes it live on every one. If a prepare fails, every
              target keeps what it serves; if a commit fails, the targets
              that committed go back. Reads in flight finish on the version
@@ -485,7 +486,10 @@ int cmd_put(Target& t, const Args& a) {
     try {
       size_t used = 0;
       const double seconds = std::stod(*a.ttl, &used);
-      if (used != a.ttl->size() || !(seconds == -1 || (seconds >= 0 && seconds <= 3.2e9))) {
+      // A positive TTL under a millisecond would round to 0, the store's
+      // default: refused rather than changed.
+      if (used != a.ttl->size() || !(seconds == -1 || seconds == 0 ||
+                                     (seconds >= 0.001 && seconds <= 3.2e9))) {
         throw std::invalid_argument("range");
       }
       ttl_ms = seconds < 0 ? -1 : static_cast<int64_t>(seconds * 1000);
