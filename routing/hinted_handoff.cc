@@ -164,16 +164,18 @@ HintedHandoff::Round HintedHandoff::push() {
     std::lock_guard lock(age_mu_);
     max_age = max_age_;
   }
-  const int64_t now = now_ms();
   for (const Pending& p : pending) {
     const Hint& h = p.hint;
+    // Judged just before each delivery: a round may take long.
+    const int64_t now = now_ms();
     if (auto age = max_age.find(h.store); age != max_age.end() && age->second.count() > 0 &&
-                                          h.version.clock.timestamp_ms() + age->second.count() < now) {
+                                          h.version.clock.timestamp_ms() < now - age->second.count()) {
       log(LogLevel::kWarn, "dropping a hint for node " + std::to_string(h.node) + ", key " +
                                printable_key(h.key) + " of store '" + h.store +
-                               "': its write is older than the store's reaping grace (" +
+                               "': its write is older than " +
                                std::to_string(age->second.count()) +
-                               " ms); the replicas that took it keep it");
+                               " ms (three quarters of the store's reaping grace); the replicas "
+                               "that took it keep it");
       try {
         hints_->remove(p.hint_key, h.version.clock);
         ++round.too_old;

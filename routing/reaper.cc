@@ -81,6 +81,7 @@ void Reaper::reap_key(std::string_view key, int64_t now, ReapStats* out) {
   }
   if (gone.empty()) return;
   bool reapable = true;
+  bool lives = false;  // a live version stays beside what goes
   for (const auto& [r, versions] : answers) {
     for (const Versioned& v : versions) {
       if (dead(v, settled)) continue;
@@ -90,7 +91,12 @@ void Reaper::reap_key(std::string_view key, int64_t now, ReapStats* out) {
       auto succ = std::find_if(gone.begin(), gone.end(), [&](const Versioned& g) {
         return compare(v.clock, g.clock) == Occurred::kBefore;
       });
-      if (succ == gone.end()) return;  // the key lives
+      if (succ == gone.end()) {
+        // Concurrent with every dead version (a sibling written by another
+        // writer): it stays, and removing the dead ones cannot touch it.
+        lives = true;
+        continue;
+      }
       try {
         r->put(key, *succ);  // obsolete if it got there meanwhile
         ++out->repaired;
@@ -114,7 +120,7 @@ void Reaper::reap_key(std::string_view key, int64_t now, ReapStats* out) {
       }
     }
   }
-  ++out->keys_reaped;
+  if (!lives) ++out->keys_reaped;
 }
 
 ReapStats Reaper::pass() {
@@ -130,11 +136,12 @@ ReapStats Reaper::pass() {
       ++round.keys_examined;
       const int64_t t = now();
       const auto& versions = it->versions();
-      const bool all_dead =
-          !versions.empty() && std::all_of(versions.begin(), versions.end(), [&](const Versioned& v) {
-            return dead(v, t - options_.grace.count());
-          });
-      if (all_dead) reap_key(it->key(), t, &round);
+      // A key with a version dead past the grace: a tombstone, or an
+      // expired value (alone, or beside a sibling another writer made).
+      const bool any_dead = std::any_of(versions.begin(), versions.end(), [&](const Versioned& v) {
+        return dead(v, t - options_.grace.count());
+      });
+      if (any_dead) reap_key(it->key(), t, &round);
       if (round.keys_examined % 64 == 0) {
         const auto due = start + std::chrono::microseconds(round.keys_examined * 1'000'000 /
                                                            options_.rate);

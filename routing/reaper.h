@@ -3,18 +3,20 @@
 // says have expired (docs/ttl.md, "Tombstones").
 //
 // A version is *dead* once it is a tombstone, or has expired, and `grace`
-// has passed since (the delete's time, or the expiry). A node reaps a key
-// of its own replica whose versions are all dead, and only when every
-// replica of the key answers and none holds a live version:
+// has passed since (the delete's time, or the expiry). A node reaps the
+// dead versions of a key of its own replica only when every replica of
+// the key answers and none holds a live version they succeed:
 //   - one holding a live version that a dead one succeeds is sent that
 //     dead version (as read repair would), and the key waits for the next
 //     pass;
-//   - one holding a live version no dead one succeeds keeps the key alive;
+//   - a live version concurrent with every dead one (a sibling another
+//     writer made) stays; the dead ones go from beside it;
+//   - a version dead but within its grace anywhere defers the key;
 //   - a replica that does not answer (down, partitioned) stops the reap:
 //     its copy might be older than the tombstone, and would come back if
 //     the tombstone were gone. So a node down longer than the grace still
-//     finds the tombstones when it returns; hints older than the grace are
-//     dropped rather than delivered (HintedHandoff::set_max_age), so that
+//     finds the tombstones when it returns; hints older than three
+//     quarters of the grace are dropped rather than delivered (HintedHandoff::set_max_age), so that
 //     no write older than a reaped tombstone arrives after it.
 // Then it removes the dead versions from every replica (their engines
 // delete them for good). Each replica of a key may do this; it is
@@ -43,7 +45,7 @@ class RoutedStore;
 
 struct ReapOptions {
   // How long after a delete (or an expiry) its version may be reaped.
-  std::chrono::milliseconds grace{std::chrono::minutes(10)};
+  std::chrono::milliseconds grace{std::chrono::hours(1)};
   // A pass over the node's replica this often (0: no thread; pass() only).
   std::chrono::milliseconds interval{std::chrono::minutes(1)};
   // Keys examined per second at most.

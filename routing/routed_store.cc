@@ -1867,7 +1867,7 @@ std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx) {
   // long after their time, once every replica agrees.
   ReapOptions reap;
   reap.grace = std::chrono::milliseconds(
-      p.get_int("reap_grace_ms", reap.grace.count(), 0, int64_t{365} * 86400 * 1000));
+      p.get_int("reap_grace_ms", reap.grace.count(), 1000, int64_t{365} * 86400 * 1000));
   reap.interval = std::chrono::milliseconds(
       p.get_int("reap_interval_ms", reap.interval.count(), 0, int64_t{7} * 86400 * 1000));
   reap.rate = static_cast<uint64_t>(
@@ -1878,7 +1878,11 @@ std::unique_ptr<Store> make_routed_layer(const RouteContext& ctx) {
                                               std::move(self_replica));
   if (self) {
     routed->start_reaper(reap);
-    if (ctx.hints != nullptr) ctx.hints->set_max_age(store, reap.grace);
+    // Hints are dropped well before the grace ends: a hint delivered
+    // after a reaper removed the tombstone that superseded it would bring
+    // the value back. The quarter left covers a delivery's own time and
+    // the skew between this node's clock and the reapers'.
+    if (ctx.hints != nullptr) ctx.hints->set_max_age(store, reap.grace * 3 / 4);
   }
   if (ctx.origin != nullptr && ctx.origin->version > 0) {
     // Metadata kept in etcd: route by its version (what replica calls
