@@ -37,6 +37,16 @@ namespace {
 
 using internal::status_of;
 
+// A reactor's own thread, once its call is done: OnDone may run on that
+// thread itself (its last act was Finish), which cannot join itself.
+void join_or_detach(std::thread& t) {
+  if (t.get_id() == std::this_thread::get_id()) {
+    t.detach();
+  } else {
+    t.join();
+  }
+}
+
 struct Served {
   ServedStore store;
   bool inline_writes = false;          // the stack's writes never block: no pool hop
@@ -1460,11 +1470,7 @@ class PullReactor final : public grpc::ServerWriteReactor<rpc::PullProgress> {
   }
   void OnDone() override {
     // run() calls Finish last: what is left of it touches nothing here.
-    if (thread_.get_id() == std::this_thread::get_id()) {
-      thread_.detach();
-    } else {
-      thread_.join();
-    }
+    join_or_detach(thread_);
     --counters_.active;
     drain_.leave();
     delete this;
@@ -1591,11 +1597,7 @@ class FetchReactor final : public grpc::ServerReadReactor<rpc::ReadOnlyFetchRequ
     cv_.notify_all();
   }
   void OnDone() override {
-    if (thread_.get_id() == std::this_thread::get_id()) {
-      thread_.detach();
-    } else {
-      thread_.join();
-    }
+    join_or_detach(thread_);
     drain_.leave();
     delete this;
   }

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -216,7 +217,7 @@ TEST(ReadOnlyStore, SwapsUnderReadersWhoSeeOneWholeVersionAtATime) {
   build(dir.sub("b2"), 2, kN, 4, size_t{64} << 20, /*evens=*/true);
   fetch(dir.sub("b1"), dir.sub("store"), 1);
   fetch(dir.sub("b2"), dir.sub("store"), 2);
-  ReadOnlyStore s({.name = "t", .path = dir.sub("store"), .keep = 5});
+  ReadOnlyStore s({.name = "t", .path = dir.sub("store"), .keep = 2});
   s.swap(1);
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> reads{0}, from1{0}, from2{0}, bad{0};
@@ -241,11 +242,33 @@ TEST(ReadOnlyStore, SwapsUnderReadersWhoSeeOneWholeVersionAtATime) {
       }
     });
   }
+  // Reads go on between swaps (bounded in time, so a slow machine only
+  // makes fewer of them).
+  auto reads_go_on = [&](uint64_t n) {
+    const uint64_t from = reads.load();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (reads.load() < from + n && std::chrono::steady_clock::now() < until) {
+      std::this_thread::yield();
+    }
+  };
+  reads_go_on(3000);
   // A scan that begins on version 1 keeps reading version 1 across swaps.
   auto scan = s.scan();
   for (int round = 0; round < 40; ++round) {
     EXPECT_EQ(s.swap(round % 2 == 0 ? 2 : 1), round % 2 == 0 ? 1u : 2u);
+    reads_go_on(200);
   }
+  // Two more versions (the same contents again): with keep=2 the swaps
+  // delete versions 2 and then 1, the scan's, from the disk while it
+  // still reads it.
+  fetch(dir.sub("b2"), dir.sub("store"), 3);
+  fetch(dir.sub("b1"), dir.sub("store"), 4);
+  EXPECT_EQ(s.swap(3), 1u);
+  reads_go_on(200);
+  EXPECT_EQ(s.swap(4), 3u);
+  reads_go_on(200);
+  EXPECT_FALSE(fs::exists(dir.sub("store/version-1"))) << "keep=2 left version 1";
+  EXPECT_FALSE(fs::exists(dir.sub("store/version-2")));
   stop = true;
   for (std::thread& t : readers) t.join();
   EXPECT_EQ(bad.load(), 0u) << reads.load() << " reads";
@@ -258,8 +281,21 @@ TEST(ReadOnlyStore, SwapsUnderReadersWhoSeeOneWholeVersionAtATime) {
     ++scanned;
   }
   EXPECT_EQ(scanned, kN);
-  EXPECT_EQ(s.live_version(), 1u);
+  EXPECT_EQ(s.live_version(), 4u);
+  EXPECT_EQ(s.previous_version(), 3u);
+}
+
+TEST(ReadOnlyStore, TheVersionNewerThanTheLiveOneIsNotPreviousAndIsKept) {
+  TempDir dir;
+  build(dir.sub("b1"), 1, 100);
+  build(dir.sub("b2"), 2, 100);
+  fetch(dir.sub("b1"), dir.sub("store"), 1);
+  fetch(dir.sub("b2"), dir.sub("store"), 2);
+  ReadOnlyStore s({.name = "t", .path = dir.sub("store")});
+  s.swap(2);
+  EXPECT_EQ(s.swap(1), 2u);
   EXPECT_EQ(s.previous_version(), 0u);  // version 2 is newer, not previous
+  EXPECT_TRUE(fs::exists(dir.sub("store/version-2")));
 }
 
 TEST(ReadOnlyStore, KeepsTheConfiguredNumberOfVersionsAndReopensTheLatest) {
