@@ -11,6 +11,7 @@
 
 #include "cairn/errors.h"
 #include "core/config_internal.h"
+#include "core/security_config.h"
 #include "layers/cache/directory.h"
 #include "metadata/etcd_client.h"
 
@@ -65,6 +66,7 @@ struct ConfigData : std::enable_shared_from_this<ConfigData> {
   ServerTls tls;  // `cluster: tls:`, {node} not yet expanded
   StoreDef hints;  // `cluster: hints:` (its stack), named "hints"
   std::vector<StoreDef> stores;
+  SecurityConfig security;  // `security:`
 };
 
 }  // namespace internal
@@ -77,6 +79,8 @@ using internal::ParamsData;
 using internal::SerializerSpec;
 using internal::Stack;
 using internal::StoreDef;
+using internal::PrincipalDef;
+using internal::SecurityConfig;
 
 [[noreturn]] void fail_at(const std::string& file, const YAML::Mark& mark,
                           const std::string& what) {
@@ -325,6 +329,158 @@ ServerTls parse_tls(const std::string& file, const YAML::Node& tls) {
   }
   if (out.cert.empty() != out.key.empty() || out.cert.empty()) {
     fail_at(file, tls.Mark(), "cluster: tls needs both `cert` and `key` (and optionally `ca`)");
+  }
+  return out;
+}
+
+// `security:` (core/security_config.h).
+uint8_t parse_permissions(const std::string& file, const std::string& who, const YAML::Node& n) {
+  std::vector<YAML::Node> items;
+  if (n.IsScalar()) {
+    items.push_back(n);
+  } else if (n.IsSequence()) {
+    for (const auto& item : n) items.push_back(item);
+  } else {
+    fail_at(file, n.Mark(), "security: " + who + ": permissions are a list of read, write, admin");
+  }
+  uint8_t out = internal::kNoPermission;
+  for (const YAML::Node& item : items) {
+    const std::string p = item.IsScalar() ? item.Scalar() : std::string();
+    if (p == "read") {
+      out |= internal::kRead;
+    } else if (p == "write") {
+      out |= internal::kWrite;
+    } else if (p == "admin") {
+      out |= internal::kAdmin;
+    } else {
+      fail_at(file, item.Mark(), "security: " + who + ": unknown permission '" + p +
+                                     "' (expected: read, write, admin)");
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> scalar_list(const std::string& file, const std::string& what,
+                                     const YAML::Node& n) {
+  std::vector<std::string> out;
+  if (n.IsScalar()) {
+    out.push_back(n.Scalar());
+  } else if (n.IsSequence()) {
+    for (const auto& item : n) {
+      if (!item.IsScalar() || item.Scalar().empty()) {
+        fail_at(file, item.Mark(), "security: " + what + " must be a list of strings");
+      }
+      out.push_back(item.Scalar());
+    }
+  } else {
+    fail_at(file, n.Mark(), "security: " + what + " must be a list of strings");
+  }
+  return out;
+}
+
+// "sha256:" and 64 hex digits, as `cairn admin token` prints it: the
+// digest's 32 bytes. A token itself is refused: the config never holds one.
+std::string parse_token_digest(const std::string& file, const std::string& who,
+                               const YAML::Node& n, const std::string& text) {
+  constexpr std::string_view kPrefix = "sha256:";
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string digest;
+  if (text.size() == kPrefix.size() + 64 && text.compare(0, kPrefix.size(), kPrefix) == 0) {
+    for (size_t i = kPrefix.size(); i < text.size(); i += 2) {
+      const int hi = hex(text[i]), lo = hex(text[i + 1]);
+      if (hi < 0 || lo < 0) break;
+      digest.push_back(static_cast<char>(hi * 16 + lo));
+    }
+  }
+  if (digest.size() != 32) {
+    fail_at(file, n.Mark(), "security: " + who + ": a token is given as its digest, \"sha256:\" "
+                            "and 64 hex digits (`cairn admin token NAME` prints one), never as "
+                            "the token itself");
+  }
+  return digest;
+}
+
+SecurityConfig parse_security(const std::string& file, const YAML::Node& sec) {
+  if (!sec.IsMap()) {
+    fail_at(file, sec.Mark(), std::string("`security` must be a map {open, node_name, "
+                                          "principals}, found ") + kind_of(sec));
+  }
+  check_unique_keys(file, sec);
+  SecurityConfig out;
+  out.present = true;
+  std::optional<YAML::Node> principals;  // (a copy shares the node; assignment would not)
+  for (const auto& kv : sec) {
+    const std::string k = kv.first.Scalar();
+    if (k == "open") {
+      if (!kv.second.IsScalar() || (kv.second.Scalar() != "true" && kv.second.Scalar() != "false")) {
+        fail_at(file, kv.second.Mark(), "security: `open` must be true or false");
+      }
+      out.open = kv.second.Scalar() == "true";
+    } else if (k == "node_name") {
+      if (!kv.second.IsScalar() || kv.second.Scalar().find("{node}") == std::string::npos) {
+        fail_at(file, kv.second.Mark(),
+                "security: `node_name` must be a name with {node} in it (e.g. \"node{node}\")");
+      }
+      out.node_name = kv.second.Scalar();
+    } else if (k == "principals") {
+      principals.emplace(kv.second);
+    } else {
+      fail_at(file, kv.first.Mark(),
+              "security: unknown key '" + k + "' (expected: open, node_name, principals)");
+    }
+  }
+  if (principals) {
+    if (!principals->IsMap()) {
+      fail_at(file, principals->Mark(), "security: `principals` must map names to {tokens, certs, stores}");
+    }
+    check_unique_keys(file, *principals);
+    for (const auto& kv : *principals) {
+      PrincipalDef p;
+      p.name = kv.first.Scalar();
+      const std::string who = "principal '" + p.name + "'";
+      if (p.name.empty()) fail_at(file, kv.first.Mark(), "security: a principal needs a name");
+      if (!kv.second.IsMap()) {
+        fail_at(file, kv.second.Mark(), "security: " + who + " must be a map {tokens, certs, stores}");
+      }
+      check_unique_keys(file, kv.second);
+      for (const auto& field : kv.second) {
+        const std::string f = field.first.Scalar();
+        if (f == "tokens") {
+          for (const std::string& t : scalar_list(file, who + " `tokens`", field.second)) {
+            p.token_sha256.push_back(parse_token_digest(file, who, field.second, t));
+          }
+        } else if (f == "certs") {
+          p.certs = scalar_list(file, who + " `certs`", field.second);
+        } else if (f == "stores") {
+          if (!field.second.IsMap()) {
+            fail_at(file, field.second.Mark(),
+                    "security: " + who + ": `stores` must map store names (or \"*\") to permissions");
+          }
+          check_unique_keys(file, field.second);
+          for (const auto& grant : field.second) {
+            p.stores.emplace_back(grant.first.Scalar(),
+                                  parse_permissions(file, who, grant.second));
+          }
+        } else {
+          fail_at(file, field.first.Mark(),
+                  "security: " + who + ": unknown key '" + f + "' (expected: tokens, certs, stores)");
+        }
+      }
+      if (p.token_sha256.empty() && p.certs.empty()) {
+        fail_at(file, kv.second.Mark(), "security: " + who +
+                                            " has neither `tokens` nor `certs`: nothing could prove it");
+      }
+      out.principals.push_back(std::move(p));
+    }
+  }
+  if (out.open && !out.principals.empty()) {
+    fail_at(file, sec.Mark(), "security: `open: true` lets anyone do anything; it cannot go with "
+                              "`principals` (choose one)");
   }
   return out;
 }
@@ -578,8 +734,12 @@ std::shared_ptr<ConfigData> parse_config(const std::string& source, const std::s
       parse_cluster(source, kv.second, data.get());
       continue;
     }
+    if (k == "security") {
+      data->security = parse_security(source, kv.second);
+      continue;
+    }
     if (k != "stores") {
-      fail_at(source, kv.first.Mark(), "unknown key '" + k + "' (expected: cluster, stores)");
+      fail_at(source, kv.first.Mark(), "unknown key '" + k + "' (expected: cluster, security, stores)");
     }
     stores = kv.second;
     has_stores = true;
@@ -1094,6 +1254,23 @@ void ConfigInternal::replace_engine(LayerRegistry& registry, const std::string& 
                                     EngineFactory factory) {
   registry.engines_[name] = {std::move(factory), "stands in for '" + name + "'"};
 }
+
+const internal::SecurityConfig& ConfigInternal::security(const Config& config) {
+  return config.d_->security;
+}
+
+namespace internal {
+std::string permission_names(uint8_t permissions) {
+  std::string out;
+  for (auto [bit, name] : {std::pair{kRead, "read"}, std::pair{kWrite, "write"},
+                           std::pair{kAdmin, "admin"}}) {
+    if ((permissions & bit) == 0) continue;
+    if (!out.empty()) out += ',';
+    out += name;
+  }
+  return out.empty() ? "nothing" : out;
+}
+}  // namespace internal
 
 bool ConfigInternal::partitioned(const Config& config, std::string_view store) {
   const StoreDef& def = find_store(*config.d_, store);

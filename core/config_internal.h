@@ -19,6 +19,7 @@ namespace cairn {
 class HintedHandoff;
 namespace internal {
 class Directory;
+struct SecurityConfig;
 }  // namespace internal
 
 // What the `route` layer is built from (cairn/routed_store.h). Unlike
@@ -79,6 +80,9 @@ class ConfigInternal {
   // stacks (a node's or a client's) routes. Throws NotFound for an unknown
   // store.
   static bool partitioned(const Config& config, std::string_view store);
+
+  // The config's `security:` section (present == false without one).
+  static const internal::SecurityConfig& security(const Config& config);
 
   // The factory of `registry`'s `route` layer (one per registry; lists as
   // "route" among its layers), or nullptr when it has none.

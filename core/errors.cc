@@ -16,6 +16,8 @@ const char* to_string(ErrorCode code) {
     case ErrorCode::kInternal: return "Internal";
     case ErrorCode::kObsoleteVersion: return "ObsoleteVersion";
     case ErrorCode::kStaleMetadata: return "StaleMetadata";
+    case ErrorCode::kPermissionDenied: return "PermissionDenied";
+    case ErrorCode::kUnauthenticated: return "Unauthenticated";
   }
   return "Unknown";
 }
@@ -42,6 +44,8 @@ void throw_error(ErrorCode code, const std::string& message) {
     case ErrorCode::kInternal: throw Internal(message);
     case ErrorCode::kObsoleteVersion: throw ObsoleteVersion(message);
     case ErrorCode::kStaleMetadata: throw StaleMetadata(message);
+    case ErrorCode::kPermissionDenied: throw PermissionDenied(message);
+    case ErrorCode::kUnauthenticated: throw Unauthenticated(message);
   }
   throw Internal("unknown error code " + std::to_string(static_cast<int>(code)) +
                  ": " + message);

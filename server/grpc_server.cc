@@ -1,5 +1,6 @@
 #include "server/grpc_server.h"
 
+#include <grpc/grpc_security_constants.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -24,12 +25,14 @@
 #include "cairn/update.h"
 #include "core/executor.h"
 #include "core/metadata_tag.h"
+#include "core/security_config.h"
 #include "core/timer.h"
 #include "engines/readonly/receiver.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/grpc_store.h"
 #include "layers/grpc/wire.h"
 #include "routing/routed_store.h"
+#include "server/access.h"
 
 namespace cairn {
 
@@ -302,6 +305,121 @@ class AtomicRunner {
   std::atomic<uint64_t> batches_{0}, combined_{0};
 };
 
+// ---- Who may call (server/access.h) ------------------------------------------
+
+// The access policy at the door of every call. A call is let in, or
+// answered PERMISSION_DENIED (the caller is known and may not) or
+// UNAUTHENTICATED (it proved nothing the policy accepts), naming the
+// caller, the operation and the store; each refusal is counted and
+// logged (rate-limited) by server::Access.
+class Gate {
+ public:
+  Gate(std::shared_ptr<server::Access> access, bool verified_certs)
+      : access_(std::move(access)), verified_certs_(verified_certs) {}
+
+  // Who a call is from. `open` when no check is needed at all (the policy
+  // is open and no token came): what every call of an open server costs.
+  struct Who {
+    bool open = true;
+    std::shared_ptr<const server::AccessPolicy> policy;
+    server::Caller caller;
+  };
+  Who who(grpc::ServerContextBase* ctx) const {
+    Who w;
+    if (access_ == nullptr) return w;
+    w.policy = access_->policy();
+    std::string token = bearer(*ctx);
+    if (w.policy->open() && token.empty()) return w;
+    w.open = false;
+    w.caller = w.policy->identify(token, verified_certs_ ? cert_names(*ctx) : std::vector<std::string>{});
+    return w;
+  }
+
+  // A call on `store`: `need` of it, or with `replica` a node's call (an
+  // admin may read a replica, never write one).
+  grpc::Status store_call(const Who& w, std::string_view store, bool replica, uint8_t need,
+                          std::string_view op) const {
+    if (w.open) return grpc::Status::OK;
+    const server::Decision d =
+        replica ? w.policy->check_node(w.caller, "replica " + std::string(op), need != internal::kWrite)
+                : w.policy->check(w.caller, store, need, op);
+    return verdict(d);
+  }
+  grpc::Status store_call(grpc::ServerContextBase* ctx, std::string_view store, bool replica,
+                          uint8_t need, std::string_view op) const {
+    if (access_ == nullptr) return grpc::Status::OK;
+    return store_call(who(ctx), store, replica, need, op);
+  }
+  // A node's call; with `admins_too`, also an admin's (admin on "*").
+  grpc::Status node_call(grpc::ServerContextBase* ctx, std::string_view op, bool admins_too) const {
+    if (access_ == nullptr) return grpc::Status::OK;
+    const Who w = who(ctx);
+    if (w.open) return grpc::Status::OK;
+    return verdict(w.policy->check_node(w.caller, op, admins_too));
+  }
+  // A call any caller the policy knows may make (a node, or a principal).
+  grpc::Status known_call(grpc::ServerContextBase* ctx, std::string_view op) const {
+    if (access_ == nullptr) return grpc::Status::OK;
+    const Who w = who(ctx);
+    if (w.open) return grpc::Status::OK;
+    return verdict(w.policy->check_known(w.caller, op));
+  }
+
+  grpc::Status verdict(const server::Decision& d) const {
+    if (d.allowed()) return grpc::Status::OK;
+    access_->refused("grpc", d);
+    const bool denied = d.kind == server::Decision::Kind::kDenied;
+    const ErrorCode code = denied ? ErrorCode::kPermissionDenied : ErrorCode::kUnauthenticated;
+    return grpc::Status(denied ? grpc::StatusCode::PERMISSION_DENIED : grpc::StatusCode::UNAUTHENTICATED,
+                        d.reason, std::to_string(static_cast<int>(code)));
+  }
+
+ private:
+  // The token of an `authorization: Bearer TOKEN` header; any other
+  // value of the header is taken whole (and matches no principal).
+  static std::string bearer(const grpc::ServerContextBase& ctx) {
+    const auto& md = ctx.client_metadata();
+    const auto it = md.find("authorization");
+    if (it == md.end()) return {};
+    const std::string_view v(it->second.data(), it->second.size());
+    constexpr std::string_view kBearer = "Bearer ";
+    return std::string(v.substr(0, kBearer.size()) == kBearer ? v.substr(kBearer.size()) : v);
+  }
+  // The names on the verified client certificate: its subject alternative
+  // names, or its common name if it has none.
+  static std::vector<std::string> cert_names(const grpc::ServerContextBase& ctx) {
+    std::vector<std::string> out;
+    const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+    if (auth == nullptr || !auth->IsPeerAuthenticated()) return out;
+    for (const grpc::string_ref& v : auth->FindPropertyValues(GRPC_X509_SAN_PROPERTY_NAME)) {
+      out.emplace_back(v.data(), v.size());
+    }
+    if (out.empty()) {
+      for (const grpc::string_ref& v : auth->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME)) {
+        out.emplace_back(v.data(), v.size());
+      }
+    }
+    return out;
+  }
+
+  const std::shared_ptr<server::Access> access_;
+  const bool verified_certs_;  // the server requires client certificates its CA signed
+};
+
+// A unary call refused at the gate: finished at once.
+grpc::ServerUnaryReactor* refused_call(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(st);
+  return reactor;
+}
+
+// A streaming call refused at the gate: finishes at once.
+template <typename Reactor>
+struct RefusedStream final : Reactor {
+  explicit RefusedStream(const grpc::Status& st) { this->Finish(st); }
+  void OnDone() override { delete this; }
+};
+
 // ---- Scan: a server-streaming reactor ----------------------------------------
 
 // Pulls keys from the store's iterator on the worker pool and writes them
@@ -440,8 +558,11 @@ class StreamReactor final
 
   StreamReactor(const StoreMap& stores, internal::Executor& executor,
                 internal::Executor& routed_executor, Drain& drain,
-                std::chrono::milliseconds request_timeout, size_t max_message_size)
-      : stores_(stores),
+                std::chrono::milliseconds request_timeout, size_t max_message_size,
+                const Gate& gate, Gate::Who who)
+      : gate_(gate),
+        who_(std::move(who)),
+        stores_(stores),
         executor_(executor),
         routed_executor_(routed_executor),
         drain_(drain),
@@ -478,6 +599,13 @@ class StreamReactor final
     std::vector<rpc::StreamRequest> routed_async;
     size_t bytes = 0;
     for (rpc::StreamRequest& req : *batch.mutable_requests()) {
+      if (!who_.open) {
+        if (grpc::Status no = admitted(req); !no.ok()) {
+          answered.push_back(error(req.id(), static_cast<rpc::ErrorCode>(std::stoi(no.error_details())),
+                                   no.error_message()));
+          continue;
+        }
+      }
       if (answers_async(req)) {
         routed_async.push_back(std::move(req));
         continue;
@@ -560,6 +688,27 @@ class StreamReactor final
     bool started = false;
   };
   using RoutedPtr = std::shared_ptr<Routed>;
+
+  // Whether the stream's caller may make `req` (server/access.h).
+  grpc::Status admitted(const rpc::StreamRequest& req) const {
+    switch (req.op_case()) {
+      case rpc::StreamRequest::kGet:
+        return gate_.store_call(who_, req.get().store(), req.get().replica(), internal::kRead, "get");
+      case rpc::StreamRequest::kGetVersions:
+        return gate_.store_call(who_, req.get_versions().store(), req.get_versions().replica(),
+                                internal::kRead, "get versions");
+      case rpc::StreamRequest::kGetAll:
+        return gate_.store_call(who_, req.get_all().store(), req.get_all().replica(),
+                                internal::kRead, "get_all");
+      case rpc::StreamRequest::kPut:
+        return gate_.store_call(who_, req.put().store(), req.put().replica(), internal::kWrite, "put");
+      case rpc::StreamRequest::kDelete:
+        return gate_.store_call(who_, req.delete_().store(), req.delete_().replica(),
+                                internal::kWrite, "delete");
+      default:
+        return grpc::Status::OK;  // answered as a malformed request
+    }
+  }
 
   // Whether a request goes to a store that routes and answers from its
   // callback (a put without a version is answered inline: an error).
@@ -947,6 +1096,8 @@ class StreamReactor final
 
   // The read in flight: filled by gRPC, read only in OnReadDone.
   rpc::StreamRequests request_;
+  const Gate& gate_;
+  const Gate::Who who_;  // the stream's caller
   const StoreMap& stores_;
   internal::Executor& executor_;
   internal::Executor& routed_executor_;
@@ -1173,8 +1324,9 @@ class StoreService final : public rpc::Store::CallbackService {
   StoreService(const StoreMap& stores, internal::Executor& executor,
                internal::Executor& routed_executor, Drain& drain,
                std::chrono::milliseconds request_timeout, size_t max_message_size,
-               std::shared_ptr<internal::Directory> directory)
-      : directory_(std::move(directory)),
+               std::shared_ptr<internal::Directory> directory, const Gate& gate)
+      : gate_(gate),
+        directory_(std::move(directory)),
         stores_(stores),
         executor_(executor),
         routed_executor_(routed_executor),
@@ -1186,6 +1338,10 @@ class StoreService final : public rpc::Store::CallbackService {
   // routes): then on a worker, so gRPC's threads never wait on the network.
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const rpc::GetRequest* req,
                                 rpc::GetResponse* resp) override {
+    if (grpc::Status no = gate_.store_call(ctx, req->store(), req->replica(), internal::kRead, "get");
+        !no.ok()) {
+      return refused_call(ctx, no);
+    }
     if (!reads_inline(req->store(), req->replica()) && async(req->store(), req->replica())) {
       return async_call<std::vector<Versioned>>(
           ctx, [&](Store& s, auto done) { s.async_get(req->key(), std::move(done)); },
@@ -1201,6 +1357,11 @@ class StoreService final : public rpc::Store::CallbackService {
   }
   grpc::ServerUnaryReactor* GetAll(grpc::CallbackServerContext* ctx, const rpc::GetAllRequest* req,
                                    rpc::GetAllResponse* resp) override {
+    if (grpc::Status no =
+            gate_.store_call(ctx, req->store(), req->replica(), internal::kRead, "get_all");
+        !no.ok()) {
+      return refused_call(ctx, no);
+    }
     if (!reads_inline(req->store(), req->replica()) && async(req->store(), req->replica())) {
       using Found = std::map<std::string, std::vector<Versioned>>;
       return async_call<Found>(
@@ -1226,6 +1387,11 @@ class StoreService final : public rpc::Store::CallbackService {
   grpc::ServerUnaryReactor* GetVersions(grpc::CallbackServerContext* ctx,
                                         const rpc::GetRequest* req,
                                         rpc::GetVersionsResponse* resp) override {
+    if (grpc::Status no =
+            gate_.store_call(ctx, req->store(), req->replica(), internal::kRead, "get versions");
+        !no.ok()) {
+      return refused_call(ctx, no);
+    }
     if (!reads_inline(req->store(), req->replica()) && async(req->store(), req->replica())) {
       return async_call<std::vector<VectorClock>>(
           ctx, [&](Store& s, auto done) { s.async_versions(req->key(), std::move(done)); },
@@ -1241,6 +1407,10 @@ class StoreService final : public rpc::Store::CallbackService {
   }
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const rpc::PutRequest* req,
                                 rpc::PutResponse* resp) override {
+    if (grpc::Status no = gate_.store_call(ctx, req->store(), req->replica(), internal::kWrite, "put");
+        !no.ok()) {
+      return refused_call(ctx, no);
+    }
     if (!inline_writes(req->store(), req->replica()) && async(req->store(), req->replica()) &&
         req->has_version()) {
       return async_call<PutReply>(
@@ -1258,6 +1428,11 @@ class StoreService final : public rpc::Store::CallbackService {
   }
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const rpc::DeleteRequest* req,
                                    rpc::DeleteResponse* resp) override {
+    if (grpc::Status no =
+            gate_.store_call(ctx, req->store(), req->replica(), internal::kWrite, "delete");
+        !no.ok()) {
+      return refused_call(ctx, no);
+    }
     if (!inline_writes(req->store(), req->replica()) && async(req->store(), req->replica())) {
       return async_call<bool>(
           ctx,
@@ -1272,30 +1447,45 @@ class StoreService final : public rpc::Store::CallbackService {
     return worker_call(ctx, pool(req->store(), req->replica()),
                        [this, req, resp] { do_delete(stores_, *req, resp); });
   }
-  grpc::ServerWriteReactor<rpc::KeyVersions>* Scan(grpc::CallbackServerContext*,
+  grpc::ServerWriteReactor<rpc::KeyVersions>* Scan(grpc::CallbackServerContext* ctx,
                                                    const rpc::ScanRequest* req) override {
+    // A scan reads every key: an admin's (or a node's, of a replica).
+    if (grpc::Status no =
+            gate_.store_call(ctx, req->store(), req->replica(), internal::kAdmin, "scan");
+        !no.ok()) {
+      return new RefusedStream<grpc::ServerWriteReactor<rpc::KeyVersions>>(no);
+    }
     if (!drain_.enter()) return new Refused<grpc::ServerWriteReactor<rpc::KeyVersions>>();
     return new ScanReactor(stores_, pool(req->store(), req->replica()), drain_, *req);
   }
   grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>* Stream(
-      grpc::CallbackServerContext*) override {
+      grpc::CallbackServerContext* ctx) override {
     if (drain_.draining()) {
       return new Refused<grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>>();
     }
+    // Who the stream is from, once; each request is checked as it comes.
     return new StreamReactor(stores_, executor_, routed_executor_, drain_, request_timeout_,
-                             max_message_size_);
+                             max_message_size_, gate_, gate_.who(ctx));
   }
   // On the pool: the loop waits on the engine and, when the store routes,
   // on other nodes.
   grpc::ServerUnaryReactor* Atomic(grpc::CallbackServerContext* ctx, const rpc::AtomicRequest* req,
                                    rpc::AtomicResponse* resp) override {
+    if (grpc::Status no = gate_.store_call(ctx, req->store(), false, internal::kWrite, "atomic update");
+        !no.ok()) {
+      return refused_call(ctx, no);
+    }
     return worker_call(ctx, pool(req->store(), false),
                        [this, req, resp] { atomic_.run(stores_, *req, resp); });
   }
   grpc::ServerBidiReactor<rpc::WatchRequests, rpc::WatchEvents>* Watch(
-      grpc::CallbackServerContext*) override {
+      grpc::CallbackServerContext* ctx) override {
     using Reactor = grpc::ServerBidiReactor<rpc::WatchRequests, rpc::WatchEvents>;
     if (drain_.draining()) return new Refused<Reactor>();
+    // A near cache's invalidations: any caller the policy knows.
+    if (grpc::Status no = gate_.known_call(ctx, "watch"); !no.ok()) {
+      return new RefusedStream<Reactor>(no);
+    }
     if (directory_ == nullptr) {
       struct NoDirectory final : Reactor {
         NoDirectory() {
@@ -1410,6 +1600,7 @@ class StoreService final : public rpc::Store::CallbackService {
     return reactor;
   }
 
+  const Gate& gate_;
   const std::shared_ptr<internal::Directory> directory_;
 
  public:
@@ -1663,8 +1854,9 @@ class FetchReactor final : public grpc::ServerReadReactor<rpc::ReadOnlyFetchRequ
 class AdminService final : public rpc::Admin::CallbackService {
  public:
   AdminService(const StoreMap& stores, internal::Executor& executor, Drain& drain,
-               const ServerOptions& options)
-      : stores_(stores),
+               const ServerOptions& options, const Gate& gate)
+      : gate_(gate),
+        stores_(stores),
         executor_(executor),
         drain_(drain),
         options_(options),
@@ -1674,7 +1866,8 @@ class AdminService final : public rpc::Admin::CallbackService {
   grpc::ServerWriteReactor<rpc::PullProgress>* PullPartitions(
       grpc::CallbackServerContext* ctx, const rpc::PullPartitionsRequest* req) override {
     Store* target = nullptr;
-    const grpc::Status st = status_of([&] { target = &own_replica(stores_, req->store()); });
+    grpc::Status st = gate_.node_call(ctx, "PullPartitions", /*admins_too=*/true);
+    if (st.ok()) st = status_of([&] { target = &own_replica(stores_, req->store()); });
     if (!st.ok() || !drain_.enter()) {
       // A reactor that only finishes.
       class Refused final : public grpc::ServerWriteReactor<rpc::PullProgress> {
@@ -1689,7 +1882,12 @@ class AdminService final : public rpc::Admin::CallbackService {
   }
 
   grpc::ServerReadReactor<rpc::ReadOnlyFetchRequest>* ReadOnlyFetch(
-      grpc::CallbackServerContext*, rpc::ReadOnlyFetchResponse* resp) override {
+      grpc::CallbackServerContext* ctx, rpc::ReadOnlyFetchResponse* resp) override {
+    // The store is named in the stream's first message: a node's or an
+    // admin's (of every store) call.
+    if (grpc::Status no = gate_.node_call(ctx, "ReadOnlyFetch", true); !no.ok()) {
+      return new RefusedStream<grpc::ServerReadReactor<rpc::ReadOnlyFetchRequest>>(no);
+    }
     if (!drain_.enter()) {
       class Refused final : public grpc::ServerReadReactor<rpc::ReadOnlyFetchRequest> {
        public:
@@ -1704,6 +1902,10 @@ class AdminService final : public rpc::Admin::CallbackService {
   grpc::ServerUnaryReactor* ReadOnlySwap(grpc::CallbackServerContext* ctx,
                                          const rpc::ReadOnlySwapRequest* req,
                                          rpc::ReadOnlySwapResponse* resp) override {
+    if (grpc::Status no = gate_.store_call(ctx, req->store(), false, internal::kAdmin, "swap");
+        !no.ok()) {
+      return refused_call(ctx, no);
+    }
     // A prepare maps and checksums whole files: a worker's job.
     return on_worker(ctx, [this, req, resp] {
       ReadOnlyStore& ro = readonly_of(stores_, req->store());
@@ -1732,6 +1934,11 @@ class AdminService final : public rpc::Admin::CallbackService {
   grpc::ServerUnaryReactor* ReadOnlyStatus(grpc::CallbackServerContext* ctx,
                                            const rpc::ReadOnlyStatusRequest* req,
                                            rpc::ReadOnlyStatusResponse* resp) override {
+    if (grpc::Status no =
+            gate_.store_call(ctx, req->store(), false, internal::kAdmin, "read-only status");
+        !no.ok()) {
+      return refused_call(ctx, no);
+    }
     return on_worker(ctx, [this, req, resp] {
       ReadOnlyStore& ro = readonly_of(stores_, req->store());
       resp->set_live(ro.live_version());
@@ -1750,6 +1957,9 @@ class AdminService final : public rpc::Admin::CallbackService {
   grpc::ServerUnaryReactor* DropPartitions(grpc::CallbackServerContext* ctx,
                                            const rpc::DropPartitionsRequest* req,
                                            rpc::DropPartitionsResponse* resp) override {
+    if (grpc::Status no = gate_.node_call(ctx, "DropPartitions", true); !no.ok()) {
+      return refused_call(ctx, no);
+    }
     // A scan and deletes of the node's own replica: a worker's job.
     return on_worker(ctx, [this, req, resp] { drop_partitions(*req, resp); });
   }
@@ -1757,6 +1967,9 @@ class AdminService final : public rpc::Admin::CallbackService {
   grpc::ServerUnaryReactor* PendingHints(grpc::CallbackServerContext* ctx,
                                          const rpc::PendingHintsRequest*,
                                          rpc::PendingHintsResponse* resp) override {
+    if (grpc::Status no = gate_.node_call(ctx, "PendingHints", true); !no.ok()) {
+      return refused_call(ctx, no);
+    }
     if (!pending_hints_) {
       grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
       reactor->Finish(internal::to_status(FailedPrecondition(
@@ -1771,6 +1984,10 @@ class AdminService final : public rpc::Admin::CallbackService {
 
   grpc::ServerUnaryReactor* PutHint(grpc::CallbackServerContext* ctx, const rpc::Hint* req,
                                     rpc::PutHintResponse*) override {
+    // A write another node missed, kept here for it: nodes only.
+    if (grpc::Status no = gate_.node_call(ctx, "PutHint", false); !no.ok()) {
+      return refused_call(ctx, no);
+    }
     if (!keep_hint_) {
       grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
       reactor->Finish(internal::to_status(FailedPrecondition(
@@ -1785,6 +2002,7 @@ class AdminService final : public rpc::Admin::CallbackService {
   grpc::ServerUnaryReactor* ListStores(grpc::CallbackServerContext* ctx,
                                        const rpc::ListStoresRequest*,
                                        rpc::ListStoresResponse* resp) override {
+    if (grpc::Status no = gate_.known_call(ctx, "list stores"); !no.ok()) return refused_call(ctx, no);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(status_of([&] {
       for (const auto& [name, s] : stores_) {
@@ -1800,6 +2018,7 @@ class AdminService final : public rpc::Admin::CallbackService {
 
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx, const rpc::StatsRequest* req,
                                   rpc::StatsResponse* resp) override {
+    if (grpc::Status no = gate_.known_call(ctx, "stats"); !no.ok()) return refused_call(ctx, no);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(status_of([&] {
       for (const auto& [name, s] : stores_) {
@@ -1861,6 +2080,7 @@ class AdminService final : public rpc::Admin::CallbackService {
     resp->set_keys(keys);
   }
 
+  const Gate& gate_;
   const StoreMap& stores_;
   internal::Executor& executor_;
   Drain& drain_;
@@ -1903,6 +2123,7 @@ struct StoreServer::Impl {
   std::unique_ptr<internal::Executor> executor;
   std::unique_ptr<internal::Executor> routed_executor;  // only if a store routes
   Drain drain;
+  std::unique_ptr<Gate> gate;  // before the services, which hold it
   std::unique_ptr<StoreService> store_service;
   std::unique_ptr<AdminService> admin_service;
   std::unique_ptr<grpc::Server> server;
@@ -1955,12 +2176,14 @@ StoreServer::StoreServer(ServerOptions options, std::map<std::string, ServedStor
   if (routes) {
     impl_->routed_executor = std::make_unique<internal::Executor>(impl_->options.route_threads);
   }
+  impl_->gate = std::make_unique<Gate>(impl_->options.access, !impl_->options.tls_ca.empty());
   impl_->store_service = std::make_unique<StoreService>(
       impl_->stores, *impl_->executor,
       routes ? *impl_->routed_executor : *impl_->executor, impl_->drain,
-      impl_->options.request_timeout, impl_->options.max_message_size, impl_->options.directory);
+      impl_->options.request_timeout, impl_->options.max_message_size, impl_->options.directory,
+      *impl_->gate);
   impl_->admin_service = std::make_unique<AdminService>(impl_->stores, *impl_->executor,
-                                                         impl_->drain, impl_->options);
+                                                         impl_->drain, impl_->options, *impl_->gate);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "layers/cache/directory.h"
+#include "server/access.h"
 #include "server/serving.h"
 #include "routing/hint.h"
 
@@ -64,6 +65,9 @@ struct ServerOptions {
   // TrackingStores over it (ConfigInternal::open_node). Null: Watch is
   // refused with FAILED_PRECONDITION.
   std::shared_ptr<internal::Directory> directory;
+  // Who may make which call (server/access.h): every call is checked
+  // against its policy. Null: anyone may make any call.
+  std::shared_ptr<server::Access> access;
 };
 
 class StoreServer {

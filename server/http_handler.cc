@@ -21,6 +21,8 @@ int http_status(ErrorCode code) {
     case ErrorCode::kFailedPrecondition: return 412;
     case ErrorCode::kObsoleteVersion: return 409;
     case ErrorCode::kStaleMetadata: return 503;
+    case ErrorCode::kPermissionDenied: return 403;
+    case ErrorCode::kUnauthenticated: return 401;
     case ErrorCode::kUnsupported: return 501;
     case ErrorCode::kUnavailable:
     case ErrorCode::kInsufficientReplicas: return 503;
@@ -123,8 +125,11 @@ std::string percent_decode(std::string_view text) {
 
 HttpHandler::HttpHandler(const ServedStores& stores, NodeId node_id,
                          std::function<std::string()> extra_metrics,
-                         std::function<std::string()> cluster_json)
-    : extra_metrics_(std::move(extra_metrics)), cluster_json_(std::move(cluster_json)) {
+                         std::function<std::string()> cluster_json,
+                         std::shared_ptr<server::Access> access)
+    : extra_metrics_(std::move(extra_metrics)),
+      cluster_json_(std::move(cluster_json)),
+      access_(std::move(access)) {
   ClientOptions options;
   options.node_id = node_id;
   for (const auto& [name, s] : stores) {
@@ -153,6 +158,36 @@ HttpResponse HttpHandler::handle(const HttpRequest& request) {
   return r;
 }
 
+std::optional<HttpResponse> HttpHandler::refused(const HttpRequest& request, std::string_view store,
+                                                 uint8_t need, std::string_view op) const {
+  if (access_ == nullptr) return std::nullopt;
+  const std::shared_ptr<const server::AccessPolicy> policy = access_->policy();
+  std::string_view token = request.authorization;
+  constexpr std::string_view kBearer = "Bearer ";
+  if (token.substr(0, kBearer.size()) == kBearer) token.remove_prefix(kBearer.size());
+  if (policy->open() && token.empty()) return std::nullopt;
+  // HTTP carries no client certificate: a token is the only proof.
+  const server::Caller caller = policy->identify(token, {});
+  server::Decision d;
+  if (store.empty()) {
+    d = policy->check_known(caller, op);
+  } else {
+    d = policy->check(caller, store, need, op);
+  }
+  if (d.allowed()) return std::nullopt;
+  access_->refused("http", d);
+  const bool denied = d.kind == server::Decision::Kind::kDenied;
+  HttpResponse r = text(denied ? 403 : 401, d.reason);
+  r.headers.emplace_back(kErrorHeader, denied ? "PermissionDenied" : "Unauthenticated");
+  if (!denied) {
+    // RFC 6750: what the client should send.
+    r.headers.emplace_back("WWW-Authenticate", caller.bad_token
+                                                   ? "Bearer realm=\"cairn\", error=\"invalid_token\""
+                                                   : "Bearer realm=\"cairn\"");
+  }
+  return r;
+}
+
 HttpResponse HttpHandler::route(const HttpRequest& request) {
   const std::string_view target = request.target;
   const std::string_view path = target.substr(0, target.find('?'));
@@ -173,14 +208,17 @@ HttpResponse HttpHandler::route(const HttpRequest& request) {
   }
   if (parts.size() == 1 && parts[0] == "metrics") {
     if (auto r = only_get()) return *r;
+    if (auto r = refused(request, "", internal::kRead, "read the metrics")) return *r;
     return metrics();
   }
   if (parts.size() == 1 && parts[0] == "stores") {
     if (auto r = only_get()) return *r;
+    if (auto r = refused(request, "", internal::kRead, "list the stores")) return *r;
     return list_stores();
   }
   if (parts.size() == 1 && (parts[0] == "ui" || parts[0] == "cluster.json")) {
     if (auto r = only_get()) return *r;
+    if (auto r = refused(request, "", internal::kRead, "read the cluster page")) return *r;
     if (!cluster_json_) {
       return text(404, "this node's cluster is not kept in etcd: no cluster page (see "
                        "docs/clusters.md, \"Metadata in etcd\")");
@@ -205,6 +243,12 @@ HttpResponse HttpHandler::route(const HttpRequest& request) {
       throw NotFound("no store '" + parts[1] + "' on this server (it serves: " + known + ")");
     }
     const Served& s = it->second;
+    const bool write = request.method == "PUT" || request.method == "DELETE";
+    if (auto r = refused(request, parts[1], write ? internal::kWrite : internal::kRead,
+                         get ? "get" : write ? (request.method == "PUT" ? "put" : "delete")
+                                             : "read")) {
+      return *r;
+    }
     if (parts[3].empty()) throw InvalidArgument("the key is empty");
     const std::string key = s.store.key->parse_text(parts[3]);
     if (get) return get_key(s, key);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -19,6 +20,7 @@
 
 #include "cairn/client.h"
 #include "cairn/versioned.h"
+#include "server/access.h"
 #include "server/serving.h"
 
 namespace cairn::internal {
@@ -27,6 +29,7 @@ struct HttpRequest {
   std::string method;  // "GET", "PUT", ...
   std::string target;  // path and query, percent-encoded
   std::string clock;   // the X-Cairn-Clock header; empty if absent
+  std::string authorization;  // the Authorization header; empty if absent
   std::string body;
 };
 
@@ -47,9 +50,11 @@ class HttpHandler {
   // `node_id`: what PUTs increment. `extra_metrics`: appended to /metrics;
   // may be empty.
   // `cluster_json`: /cluster.json's body (and /ui's source); may be empty.
+  // `access`: who may do what (server/access.h); null: anyone anything.
   HttpHandler(const ServedStores& stores, NodeId node_id,
               std::function<std::string()> extra_metrics,
-              std::function<std::string()> cluster_json = nullptr);
+              std::function<std::string()> cluster_json = nullptr,
+              std::shared_ptr<server::Access> access = nullptr);
 
   HttpResponse handle(const HttpRequest& request);
 
@@ -68,6 +73,12 @@ class HttpHandler {
   };
 
   HttpResponse route(const HttpRequest& request);
+  // Refuses a request its caller may not make (401 or 403, naming the
+  // caller, operation and store); nullopt lets it in. `store` empty: a
+  // request of no store (/stores, /metrics, the cluster page), which
+  // any caller the policy knows may make.
+  std::optional<HttpResponse> refused(const HttpRequest& request, std::string_view store,
+                                      uint8_t need, std::string_view op) const;
   HttpResponse get_key(const Served& s, const std::string& key);
   HttpResponse put_key(const Served& s, const std::string& key, const HttpRequest& request);
   HttpResponse delete_key(const Served& s, const std::string& key, const HttpRequest& request);
@@ -77,6 +88,7 @@ class HttpHandler {
   std::map<std::string, Served> stores_;
   std::function<std::string()> extra_metrics_;
   std::function<std::string()> cluster_json_;
+  std::shared_ptr<server::Access> access_;
   std::atomic<bool> draining_{false};
   std::array<std::atomic<uint64_t>, 600> responses_{};  // by status code
 };

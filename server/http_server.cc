@@ -47,7 +47,7 @@ class Session;
 struct HttpServer::Impl {
   Impl(HttpOptions o, const ServedStores& stores)
       : options(std::move(o)),
-        handler(stores, options.node_id, options.extra_metrics, options.cluster_json),
+        handler(stores, options.node_id, options.extra_metrics, options.cluster_json, options.access),
         acceptor(asio::make_strand(io)),
         retry(acceptor.get_executor()) {}
 
@@ -174,6 +174,7 @@ class Session : public std::enable_shared_from_this<Session> {
     request.method = head ? "GET" : std::string(req.method_string());
     request.target = std::string(req.target());
     request.clock = std::string(req[internal::kClockHeader]);
+    request.authorization = std::string(req[http::field::authorization]);
     request.body = std::move(req.body());
     HttpResponse r = server_->handler.handle(request);
     if (head) {

@@ -30,6 +30,7 @@
 #include <string>
 
 #include "cairn/versioned.h"
+#include "server/access.h"
 #include "server/serving.h"
 
 namespace cairn {
@@ -54,6 +55,9 @@ struct HttpOptions {
   // The cluster's state as JSON (metadata/move_record.h), for /cluster.json
   // and the /ui page that draws it; may throw (503). Unset: both are 404.
   std::function<std::string()> cluster_json;
+  // Who may do what (server/access.h): a request's `Authorization: Bearer`
+  // token names its caller. Null: anyone may do anything.
+  std::shared_ptr<server::Access> access;
 };
 
 class HttpServer {

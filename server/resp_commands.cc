@@ -392,8 +392,84 @@ bool RespCommands::run(RespSession& session, Args args, uint64_t ticket, std::st
   return answered;
 }
 
+namespace {
+
+// What a command needs of its caller: nothing (the connection's own
+// commands), to be known to the policy, or read or write on the selected
+// store.
+enum class Needs { kNothing, kKnown, kRead, kWrite };
+
+Needs needs_of(std::string_view c) {
+  for (const char* n : {"get", "mget", "exists", "cairn.versions"}) {
+    if (is(c, n)) return Needs::kRead;
+  }
+  for (const char* n : {"set", "setex", "mset", "del", "cairn.put", "cairn.del"}) {
+    if (is(c, n)) return Needs::kWrite;
+  }
+  for (const char* n : {"select", "cairn.stores", "info", "client", "config"}) {
+    if (is(c, n)) return Needs::kKnown;
+  }
+  return Needs::kNothing;  // auth, hello, ping, echo, quit, command, and unknown ones
+}
+
+}  // namespace
+
+bool RespCommands::admitted(RespSession& session, std::string_view c, std::string* out) const {
+  const Needs needs = needs_of(c);
+  if (needs == Needs::kNothing) return true;
+  std::shared_ptr<const server::AccessPolicy> policy = options_.access->policy();
+  if (policy->open() && session.token.empty()) return true;
+  if (session.policy != policy) {
+    session.caller = policy->identify(session.token, session.cert_names);
+    session.policy = std::move(policy);
+  }
+  const server::AccessPolicy& p = *session.policy;
+  const server::Caller& who = session.caller;
+  server::Decision d;
+  if (needs == Needs::kKnown) {
+    d = p.check_known(who, lower(c));
+  } else if (session.store != nullptr) {
+    d = p.check(who, session.store_name, needs == Needs::kRead ? internal::kRead : internal::kWrite,
+                lower(c));
+  }
+  if (d.allowed()) return true;
+  options_.access->refused("resp", d);
+  if (d.kind == server::Decision::Kind::kDenied) {
+    resp::error(out, "NOPERM " + d.reason);
+  } else {
+    resp::error(out, "NOAUTH Authentication required: " + d.reason +
+                         " (AUTH [user] token, or HELLO 3 AUTH user token)");
+  }
+  return false;
+}
+
+bool RespCommands::authenticate(RespSession& session, std::string_view user, std::string_view token,
+                                std::string* out) const {
+  auto wrongpass = [&](const std::string& why) {
+    if (options_.access) {
+      options_.access->refused("resp", server::Decision{server::Decision::Kind::kUnauthenticated, why});
+    }
+    resp::error(out, "WRONGPASS invalid username-password pair or user is disabled.");
+    return false;
+  };
+  if (options_.access == nullptr) return wrongpass("AUTH on a server with no security policy");
+  std::shared_ptr<const server::AccessPolicy> policy = options_.access->policy();
+  server::Caller who = policy->identify(token, session.cert_names);
+  if (who.bad_token || who.kind != server::Caller::Kind::kPrincipal) {
+    return wrongpass("AUTH with a token that matches no principal");
+  }
+  if (!user.empty() && !is(user, "default") && user != who.name) {
+    return wrongpass("AUTH as '" + std::string(user) + "' with the token of '" + who.name + "'");
+  }
+  session.token = std::string(token);
+  session.caller = std::move(who);
+  session.policy = std::move(policy);
+  return true;
+}
+
 bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, std::string* out) {
   bool answered = true;
+  if (options_.access != nullptr && !admitted(session, args[0], out)) return true;
   {
     const std::string_view c = args[0];
     const auto* s = static_cast<const Served*>(session.store);
@@ -690,8 +766,9 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
       std::string name = session.client_name;
       for (; i < args.size(); ++i) {
         if (is(args[i], "auth") && i + 2 < args.size()) {
-          resp::error(out, "ERR AUTH: this server has no users or passwords configured");
-          return true;
+          if (!authenticate(session, args[i + 1], args[i + 2], out)) return true;
+          i += 2;
+          continue;
         }
         if (is(args[i], "setname") && i + 1 < args.size()) {
           name = std::string(args[++i]);
@@ -718,7 +795,11 @@ bool RespCommands::dispatch(RespSession& session, Args args, uint64_t ticket, st
       resp::bulk(out, "modules");
       resp::array(out, 0);
     } else if (is(c, "auth")) {
-      resp::error(out, "ERR AUTH: this server has no users or passwords configured");
+      // AUTH token, or AUTH user token (Redis 6's form; the user must be
+      // the token's principal, or "default").
+      if (args.size() != 2 && args.size() != 3) return wrong_args(out, c), true;
+      const std::string_view user = args.size() == 3 ? args[1] : std::string_view();
+      if (authenticate(session, user, args.back(), out)) resp::simple(out, "OK");
     } else if (is(c, "command")) {
       command(args, out, resp3);
     } else if (is(c, "client")) {

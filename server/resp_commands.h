@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "cairn/versioned.h"
+#include "server/access.h"
 #include "server/serving.h"
 
 namespace cairn::internal {
@@ -65,6 +66,15 @@ class RespSession {
   std::string client_name;  // CLIENT SETNAME
   bool quit = false;        // QUIT: close once the replies so far are sent
   uint64_t id = 0;
+  // Who the connection is (AUTH, HELLO ... AUTH; server/access.h), and
+  // the names on its verified client certificate (TLS).
+  // `caller` is who the token and certificate prove under `policy`; a
+  // reloaded policy (a new pointer) identifies the connection again, so a
+  // revoked token stops working on connections already open.
+  std::string token;
+  std::vector<std::string> cert_names;
+  std::shared_ptr<const server::AccessPolicy> policy;
+  server::Caller caller;
 };
 
 struct RespOptions {
@@ -74,6 +84,8 @@ struct RespOptions {
   NodeId node_id = 0;
   // The port served, for INFO.
   int port = 0;
+  // Who may do what (server/access.h). Null: anyone anything.
+  std::shared_ptr<server::Access> access;
 };
 
 class RespCommands {
@@ -118,6 +130,14 @@ class RespCommands {
   std::string store_names() const;
 
   std::map<std::string, std::unique_ptr<Served>> stores_;
+  // Whether the session's caller may run command `c` (else the refusal
+  // is in `out`).
+  bool admitted(RespSession& session, std::string_view c, std::string* out) const;
+  // AUTH and HELLO ... AUTH: sets the session's token if it proves a
+  // principal (named `user`, unless empty or "default"); else WRONGPASS.
+  bool authenticate(RespSession& session, std::string_view user, std::string_view token,
+                    std::string* out) const;
+
   RespOptions options_;
   Executor* executor_;
   std::unique_ptr<KeyLocks> locks_;  // turns for writes of one key

@@ -38,7 +38,8 @@ struct RespServer::Impl {
   Impl(RespServerOptions o, const ServedStores& stores)
       : options(std::move(o)),
         executor(std::make_unique<internal::Executor>(std::max(1, options.workers))),
-        commands(stores, internal::RespOptions{.node_id = options.node_id}, executor.get()) {
+        commands(stores, internal::RespOptions{.node_id = options.node_id, .access = options.access},
+                 executor.get()) {
     const int n = std::max(1, options.threads);
     for (int i = 0; i < n; ++i) ios.push_back(std::make_unique<asio::io_context>(1));
     acceptor.emplace(*ios[0]);

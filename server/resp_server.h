@@ -24,6 +24,7 @@
 #include <string>
 
 #include "cairn/versioned.h"
+#include "server/access.h"
 #include "server/serving.h"
 
 namespace cairn {
@@ -53,6 +54,9 @@ struct RespServerOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_ca;
+  // Who may do what (server/access.h): AUTH's token names a connection's
+  // caller. Null: anyone anything.
+  std::shared_ptr<server::Access> access;
 };
 
 class RespServer {

@@ -35,6 +35,8 @@ enum class ErrorCode {
                             // after retrying (the typed client's update)
   kStaleMetadata = 12,      // a node refused a replica call routed by cluster
                             // metadata older than its own; refresh and retry
+  kPermissionDenied = 13,   // the caller is known, and may not do this
+  kUnauthenticated = 14,    // the caller proved nothing the server accepts
 };
 
 // "InvalidArgument", "Corruption", ...
@@ -69,6 +71,8 @@ CAIRN_DEFINE_ERROR(Unsupported);
 CAIRN_DEFINE_ERROR(Internal);
 CAIRN_DEFINE_ERROR(ObsoleteVersion);
 CAIRN_DEFINE_ERROR(StaleMetadata);
+CAIRN_DEFINE_ERROR(PermissionDenied);
+CAIRN_DEFINE_ERROR(Unauthenticated);
 
 #undef CAIRN_DEFINE_ERROR
 

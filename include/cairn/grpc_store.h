@@ -51,6 +51,11 @@ struct GrpcOptions {
   // The name to check servers' certificates against, when it is not the
   // target's host (e.g. tests with a certificate issued to "localhost").
   std::string tls_server_name;
+  // A token that proves who the client is to servers with a security
+  // policy (docs/security.md), sent as `authorization: Bearer TOKEN` with
+  // every call. Sent only over TLS, or to a loopback target: never in the
+  // clear across a network.
+  std::string token;
   // Reach the servers' own replicas, below their routing layers (set by
   // the routing layer for its replicas, and by admin tools).
   bool replica = false;

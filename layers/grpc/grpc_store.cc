@@ -6,8 +6,9 @@
 #include <atomic>
 #include <climits>
 #include <condition_variable>
-#include <mutex>
+#include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -94,6 +95,7 @@ void check_ipv4_target(const std::string& t) {
 struct GrpcStore::Impl {
   GrpcOptions options;
   std::string where;  // for messages: "grpc 127.0.0.1:7070 store 'default'"
+  std::string authorization;  // "Bearer TOKEN", or empty
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<rpc::Store::Stub> stub;
   std::unique_ptr<rpc::Admin::Stub> admin;
@@ -156,6 +158,7 @@ struct GrpcStore::Impl {
 
   void prepare(grpc::ClientContext* ctx, std::chrono::milliseconds timeout) const {
     ctx->set_deadline(std::chrono::system_clock::now() + timeout);
+    if (!authorization.empty()) ctx->AddMetadata("authorization", authorization);
   }
 
   // Runs a blocking call with retries on UNAVAILABLE (if `retry`), and
@@ -219,6 +222,18 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
   }
   // Any TLS setting means TLS: never a silent fall back to plaintext.
   const bool tls = !o.tls_ca.empty() || !o.tls_cert.empty() || !o.tls_server_name.empty();
+  if (!o.token.empty()) {
+    // A token is a secret: in the clear only to this machine.
+    for (const std::string& t : o.targets) {
+      const std::string host = t.substr(0, t.rfind(':'));
+      const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]";
+      if (!tls && !loopback) {
+        throw InvalidArgument(impl_->where + ": a token goes only over TLS (or to a loopback "
+                              "address); give the engine tls_ca, or reach " + t + " over TLS");
+      }
+    }
+    impl_->authorization = "Bearer " + o.token;
+  }
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (!tls) {
     creds = grpc::InsecureChannelCredentials();
@@ -244,6 +259,7 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
     Impl* impl = impl_.get();
     p.stream_started = [impl] { impl->start_async(); };
     p.stream_ended = [impl] { impl->end_async(); };
+    p.authorization = impl_->authorization;
     impl_->pipeline = std::make_unique<internal::Pipeline>(impl_->stub.get(), std::move(p));
   }
 }
@@ -662,7 +678,7 @@ std::shared_ptr<internal::WatchLink> GrpcStore::open_watch(internal::Coherence m
   Impl* impl = impl_.get();
   auto link = internal::open_grpc_watch(
       impl_->stub.get(), impl_->where, impl_->options.store, mode, lease, std::move(handler),
-      [impl] { impl->start_async(); }, [impl] { impl->end_async(); });
+      [impl] { impl->start_async(); }, [impl] { impl->end_async(); }, impl_->authorization);
   bool closed_meanwhile;
   {
     std::lock_guard lock(impl_->inflight_mu);
@@ -732,6 +748,19 @@ std::unique_ptr<Store> make_grpc_engine(const Params& p) {
   o.tls_cert = p.get_string("tls_cert", "");
   o.tls_key = p.get_string("tls_key", "");
   o.tls_server_name = p.get_string("tls_server_name", "");
+  // The token: from the config, from a file it names, or from the
+  // environment's CAIRN_TOKEN (for the CLI and scripts).
+  o.token = p.get_string("token", "");
+  if (const std::string file = p.get_string("token_file", ""); !file.empty()) {
+    if (!o.token.empty()) p.fail("token_file", "give `token` or `token_file`, not both");
+    std::ifstream in(file);
+    if (!in) p.fail("token_file", "cannot read " + file);
+    std::getline(in, o.token);
+    if (o.token.empty()) p.fail("token_file", file + " holds no token on its first line");
+  }
+  if (o.token.empty()) {
+    if (const char* env = std::getenv("CAIRN_TOKEN"); env != nullptr) o.token = env;
+  }
   return std::make_unique<GrpcStore>(std::move(o));
 }
 

@@ -155,6 +155,7 @@ class StreamCall final : public grpc::ClientBidiReactor<rpc::StreamRequests, rpc
   void start() {
     self_ = shared_from_this();
     s_->options.stream_started();
+    if (!s_->options.authorization.empty()) ctx_.AddMetadata("authorization", s_->options.authorization);
     s_->stub->async()->Stream(&ctx_, this);
     AddHold();
     StartRead(&in_);

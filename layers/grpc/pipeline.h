@@ -41,6 +41,9 @@ class Pipeline {
     // engine can wait for its streams before it goes (a stream must not
     // outlive its channel).
     std::function<void()> stream_started, stream_ended;
+    // The `authorization` metadata of each stream ("Bearer TOKEN"); empty:
+    // none.
+    std::string authorization;
   };
 
   Pipeline(rpc::Store::Stub* stub, Options options);

@@ -23,6 +23,8 @@ class WatchCall final : public grpc::ClientBidiReactor<rpc::WatchRequests, rpc::
       : where_(std::move(where)), store_(std::move(store)), handler_(std::move(handler)),
         ended_(std::move(ended)) {}
 
+  void authorize(const std::string& value) { ctx_.AddMetadata("authorization", value); }
+
   void start(rpc::Store::Stub* stub, Coherence mode, std::chrono::milliseconds lease) {
     self_ = shared_from_this();
     rpc::WatchRequest hello;
@@ -193,10 +195,12 @@ std::shared_ptr<WatchLink> open_grpc_watch(rpc::Store::Stub* stub, std::string w
                                            std::chrono::milliseconds lease,
                                            WatchLink::Handler handler,
                                            std::function<void()> started,
-                                           std::function<void()> ended) {
+                                           std::function<void()> ended,
+                                           const std::string& authorization) {
   started();
   auto call = std::make_shared<WatchCall>(std::move(where), std::move(store), std::move(handler),
                                           std::move(ended));
+  if (!authorization.empty()) call->authorize(authorization);
   call->start(stub, mode, lease);
   return call;
 }

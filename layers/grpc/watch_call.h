@@ -22,7 +22,8 @@ std::shared_ptr<WatchLink> open_grpc_watch(rpc::Store::Stub* stub, std::string w
                                            std::chrono::milliseconds lease,
                                            WatchLink::Handler handler,
                                            std::function<void()> started,
-                                           std::function<void()> ended);
+                                           std::function<void()> ended,
+                                           const std::string& authorization = "");
 
 }  // namespace cairn::internal
 

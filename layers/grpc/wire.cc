@@ -104,6 +104,8 @@ grpc::StatusCode to_status_code(ErrorCode code) {
     case ErrorCode::kInternal: return grpc::StatusCode::INTERNAL;
     case ErrorCode::kObsoleteVersion: return grpc::StatusCode::ABORTED;
     case ErrorCode::kStaleMetadata: return grpc::StatusCode::FAILED_PRECONDITION;
+    case ErrorCode::kPermissionDenied: return grpc::StatusCode::PERMISSION_DENIED;
+    case ErrorCode::kUnauthenticated: return grpc::StatusCode::UNAUTHENTICATED;
   }
   return grpc::StatusCode::INTERNAL;
 }
@@ -130,8 +132,8 @@ ErrorCode from_status_code(grpc::StatusCode code) {
     case grpc::StatusCode::RESOURCE_EXHAUSTED: return ErrorCode::kInsufficientReplicas;
     case grpc::StatusCode::UNIMPLEMENTED: return ErrorCode::kUnsupported;
     case grpc::StatusCode::ABORTED: return ErrorCode::kObsoleteVersion;
-    case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::UNAUTHENTICATED: return ErrorCode::kFailedPrecondition;
+    case grpc::StatusCode::PERMISSION_DENIED: return ErrorCode::kPermissionDenied;
+    case grpc::StatusCode::UNAUTHENTICATED: return ErrorCode::kUnauthenticated;
     default: return ErrorCode::kInternal;
   }
 }
@@ -146,7 +148,7 @@ void throw_status(const grpc::Status& status, const std::string& context) {
   int n = 0;
   auto [p, ec] = std::from_chars(details.data(), details.data() + details.size(), n);
   if (ec == std::errc() && p == details.data() + details.size() && n >= 1 &&
-      n <= static_cast<int>(ErrorCode::kStaleMetadata)) {
+      n <= static_cast<int>(ErrorCode::kUnauthenticated)) {
     code = static_cast<ErrorCode>(n);
   } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     // gRPC's own RESOURCE_EXHAUSTED: a message over the size limit.

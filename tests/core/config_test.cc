@@ -8,6 +8,8 @@
 #include "cairn/forwarding_store.h"
 #include "cairn/memory_store.h"
 #include "cairn/stats_store.h"
+#include "core/config_internal.h"
+#include "core/security_config.h"
 #include "tests/testing/test_util.h"
 
 namespace cairn::testing {
@@ -119,7 +121,7 @@ TEST(ConfigTest, EngineMustBeLast) {
 TEST(ConfigTest, StructuralErrors) {
   expect_error("stores: [", 1, 1, "YAML syntax error: end of sequence flow not found");
   expect_error("- a\n- b\n", 1, 1, "expected a map with a `stores` key, found a list");
-  expect_error("store:\n  s: {}\n", 1, 1, "unknown key 'store' (expected: cluster, stores)");
+  expect_error("store:\n  s: {}\n", 1, 1, "unknown key 'store' (expected: cluster, security, stores)");
   expect_error("stores: {}\n", 1, 9, "`stores` must map store names to stores");
   expect_error("stores:\n  s:\n    stak: []\n", 3, 5, "unknown key 'stak' (expected: key, value, replication, stack, node, client)");
   expect_error("stores:\n  s:\n    stack: []\n", 3, 12, "`stack` must be a non-empty list");
@@ -389,6 +391,56 @@ TEST(ConfigTest, ANameRegisteredTwiceIsRefused) {
       registry.add_serializer("memory", [](const Params&) { return string_serializer(); }, "x"),
       InvalidArgument);
   EXPECT_EQ(registry.engines().size(), 1u);
+}
+
+// Issue 19: the `security:` section, parsed with the config.
+constexpr char kStores[] = "stores:\n  s:\n    stack: [{engine: memory}]\n";
+const std::string kDigest = "sha256:" + std::string(64, 'a');
+
+TEST(ConfigTest, SecurityPrincipalsTheirProofsAndPermissions) {
+  const Config c = Config::parse(std::string(kStores) +
+                                     "security:\n"
+                                     "  node_name: \"cairn-{node}\"\n"
+                                     "  principals:\n"
+                                     "    alice:\n"
+                                     "      tokens: [\"" + kDigest + "\"]\n"
+                                     "      stores: {s: [read, write], \"*\": read}\n"
+                                     "    reports:\n"
+                                     "      certs: reports\n"
+                                     "      stores: {\"*\": [read, admin]}\n",
+                                 "test.yaml");
+  const internal::SecurityConfig& sec = ConfigInternal::security(c);
+  EXPECT_TRUE(sec.present);
+  EXPECT_FALSE(sec.open);
+  EXPECT_EQ(sec.node_name, "cairn-{node}");
+  ASSERT_EQ(sec.principals.size(), 2u);
+  EXPECT_EQ(sec.principals[0].name, "alice");
+  ASSERT_EQ(sec.principals[0].token_sha256.size(), 1u);
+  EXPECT_EQ(sec.principals[0].token_sha256[0], std::string(32, '\xaa'));
+  ASSERT_EQ(sec.principals[0].stores.size(), 2u);
+  EXPECT_EQ(sec.principals[0].stores[0],
+            (std::pair<std::string, uint8_t>{"s", internal::kRead | internal::kWrite}));
+  EXPECT_EQ(sec.principals[0].stores[1], (std::pair<std::string, uint8_t>{"*", internal::kRead}));
+  EXPECT_EQ(sec.principals[1].certs, std::vector<std::string>{"reports"});
+  EXPECT_EQ(internal::permission_names(sec.principals[1].stores[0].second), "read,admin");
+  EXPECT_FALSE(ConfigInternal::security(Config::parse(kStores, "test.yaml")).present);
+}
+
+TEST(ConfigTest, SecurityMistakesAreErrorsAtTheirLine) {
+  const std::string head = std::string(kStores) + "security:\n  principals:\n    alice:\n";
+  expect_error(head + "      tokens: [s3cret]\n      stores: {s: read}\n", 7, 15,
+               "never as the token itself");
+  expect_error(head + "      tokens: [\"" + kDigest + "\"]\n      stores: {s: [read, delete]}\n", 8,
+               26, "unknown permission 'delete' (expected: read, write, admin)");
+  expect_error(head + "      stores: {s: read}\n", 7, 7, "has neither `tokens` nor `certs`");
+  expect_error(head + "      tokens: [\"" + kDigest + "\"]\n      pasword: x\n", 8, 7,
+               "unknown key 'pasword' (expected: tokens, certs, stores)");
+  expect_error(std::string(kStores) + "security: {open: yes}\n", 4, 18, "`open` must be true or false");
+  expect_error(std::string(kStores) + "security: {node_name: n1}\n", 4, 23, "{node}");
+  expect_error(std::string(kStores) + "security:\n  open: true\n  principals:\n    a: {certs: a}\n",
+               5, 3, "cannot go with `principals`");
+  expect_error(std::string(kStores) + "securty: {open: true}\n", 4, 1,
+               "unknown key 'securty' (expected: cluster, security, stores)");
 }
 
 }  // namespace

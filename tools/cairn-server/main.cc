@@ -30,8 +30,10 @@
 #include "cairn/ttl_store.h"
 #include "cairn/version.h"
 #include "core/config_internal.h"
+#include "core/security_config.h"
 #include "core/metadata_tag.h"
 #include "metadata/follower.h"
+#include "server/listen_address.h"
 #include "metadata/liveness.h"
 #include "metadata/move_record.h"
 #include "server/grpc_server.h"
@@ -438,6 +440,7 @@ int serve(const Args& a) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // reloads the security policy
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const Config config = Config::load(a.config);
@@ -481,6 +484,47 @@ int serve(const Args& a) {
                          "metadata yet: it serves its own replicas and joins when `cairn admin "
                          "rebalance` adds it at " + address);
   }
+  // Who may do what (server/access.h), on every front. Without a
+  // `security:` section a server is open on loopback only; reachable
+  // beyond it, it must check callers or say in words that it accepts
+  // anyone.
+  bool loopback_only = true;
+  for (const auto& [l, front] : {std::pair<const std::string*, const char*>{&options.listen, "gRPC"},
+                                 {&a.http, "HTTP"}, {&a.resp, "RESP"}}) {
+    if (l->empty()) continue;
+    const std::string host = l->substr(0, l->rfind(':'));
+    bool loopback = host == "localhost";
+    if (!loopback) {
+      if (std::string_view(front) == "gRPC") {
+        try {
+          loopback = internal::parse_listen_address(*l, front).address().is_loopback();
+        } catch (const Error&) {
+          loopback = false;  // gRPC takes a host name: taken as reachable
+        }
+      } else {
+        // The HTTP and RESP fronts take IP addresses only: a bad one is
+        // its front's error.
+        loopback = internal::parse_listen_address(*l, front).address().is_loopback();
+      }
+    }
+    loopback_only &= loopback;
+  }
+  auto access = std::make_shared<server::Access>(
+      std::make_shared<server::AccessPolicy>(config, loopback_only));
+  if (const std::string no = access->policy()->startup_refusal(!options.tls_cert.empty(),
+                                                                !options.tls_ca.empty());
+      !no.empty()) {
+    throw UsageError("cairn-server refuses to start: " + no);
+  }
+  if (ConfigInternal::security(config).open) {
+    log(LogLevel::kWarn, "cairn-server node " + std::to_string(a.node) +
+                             ": `security: {open: true}`: anyone who reaches this server may read, "
+                             "write and administer every store");
+  } else if (access->policy()->open()) {
+    log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) +
+                             ": no `security:` section; open to anyone on loopback (docs/security.md)");
+  }
+  options.access = access;
   // A node of the cluster keeps hints for the others.
   std::shared_ptr<HintedHandoff> hints;
   const bool in_cluster = !address.empty();
@@ -554,8 +598,16 @@ int serve(const Args& a) {
                                                  liveness ? &*liveness : nullptr);
     follower = std::make_unique<internal::MetadataFollower>(
         config.origin(), me,
-        [&routed_stores, &hints, &reporter, metadata, me](const Config& c, int64_t version) {
+        [&routed_stores, &hints, &reporter, metadata, me, access, loopback_only](const Config& c,
+                                                                                int64_t version) {
           metadata->set(c);
+          // The security policy follows the metadata too.
+          try {
+            access->replace(std::make_shared<server::AccessPolicy>(c, loopback_only));
+          } catch (const Error& e) {
+            log(LogLevel::kError, me + ": the metadata's security section is refused, the "
+                                       "policy before it stays: " + std::string(e.what()));
+          }
           follow_metadata(me, routed_stores, hints.get(), *reporter, c.cluster(), version);
         });
     for (RoutedStore* r : routed_stores) {
@@ -573,7 +625,8 @@ int serve(const Args& a) {
                                    .max_command = options.max_message_size,
                                    .tls_cert = options.tls_cert,
                                    .tls_key = options.tls_key,
-                                   .tls_ca = options.tls_ca},
+                                   .tls_ca = options.tls_ca,
+                                   .access = access},
                  front_stores);
   }
   std::optional<HttpServer> http;
@@ -583,10 +636,19 @@ int serve(const Args& a) {
     h.threads = a.http_threads;
     h.node_id = a.node;
     h.max_body = options.max_message_size;
-    h.extra_metrics = [&server, &liveness, &resp, metadata, directory, &front_stores, hints] {
+    h.access = access;
+    h.extra_metrics = [&server, &liveness, &resp, metadata, directory, &front_stores, hints, access] {
       std::string out = resp ? resp->metrics() : "";
       out += coherence_metrics(*directory, front_stores);
       out += lifecycle_metrics(front_stores, hints.get());
+      out += "# HELP cairn_security_refused_total Requests refused by the security policy, by "
+             "front and reason.\n# TYPE cairn_security_refused_total counter\n";
+      for (const auto& [front, r] : access->refusals()) {
+        out += "cairn_security_refused_total{front=\"" + front + "\",reason=\"unauthenticated\"} " +
+               std::to_string(r.unauthenticated) + "\n";
+        out += "cairn_security_refused_total{front=\"" + front + "\",reason=\"permission_denied\"} " +
+               std::to_string(r.denied) + "\n";
+      }
       const StoreServer::Atomics atomics = server.atomics();
       out += internal::metric("cairn_atomic_updates_total", "counter",
                               "Atomic updates run here as a key's home.", atomics.updates);
@@ -654,7 +716,28 @@ int serve(const Args& a) {
   std::exception_ptr stop_error;
   std::thread stopper([&] {
     int sig = 0;
-    sigwait(&signals, &sig);
+    for (;;) {
+      sigwait(&signals, &sig);
+      if (sig != SIGHUP) break;
+      // SIGHUP: the config file's `security:` again (a cluster kept in
+      // etcd follows it from there). A policy that does not parse keeps
+      // the one before it.
+      if (follows_etcd) {
+        log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) +
+                                 ": SIGHUP: the security policy follows the metadata in etcd");
+        continue;
+      }
+      try {
+        access->replace(
+            std::make_shared<server::AccessPolicy>(Config::load(a.config), loopback_only));
+        log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) +
+                                 ": SIGHUP: security policy reloaded from " + a.config);
+      } catch (const std::exception& e) {
+        log(LogLevel::kError, "cairn-server node " + std::to_string(a.node) +
+                                  ": SIGHUP: cannot reload " + a.config +
+                                  "; the policy before stays: " + e.what());
+      }
+    }
     log(LogLevel::kInfo, std::string("cairn-server node ") + std::to_string(a.node) + ": " +
                              (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", draining");
     // One grace for both fronts: HTTP drains first, gRPC gets the rest.

@@ -25,6 +25,7 @@
 #include "metadata/etcd_client.h"
 #include "metadata/liveness.h"
 #include "routing/rebalance.h"
+#include "server/access.h"
 #include "core/metadata_tag.h"
 #include "tools/cairn/readonly.h"
 #include "tools/cairn/rebalance.h"
@@ -58,7 +59,7 @@ Commands:
   ring [KEY...]     print the cluster's partitions, or where keys live
   admin ...         a cluster's metadata: init (into etcd), describe, hints, plan,
                     rebalance, status; read-only versions: readonly fetch, swap,
-                    rollback, status
+                    rollback, status; token (a new client token)
   build-readonly INPUT --out DIR
                     build a version of a read-only store from JSON Lines or CSV
   layers            list the layers and engines a config may name
@@ -155,6 +156,14 @@ constexpr char kAdminHelp[] = R"(usage: cairn --config FILE admin init --etcd HO
        cairn --config FILE admin status [--json]
        cairn [--config FILE] [--store NAME] [--server ADDRS] admin readonly
              fetch DIR [--as-version N] [--max-rate B] | swap N | rollback | status
+       cairn admin token NAME
+
+token: makes a new random token for principal NAME (docs/security.md) and
+prints it, then the line for the principal's `tokens:` in the config's
+`security:` section (its SHA-256 digest: the config never holds a token).
+Clients give the token as CAIRN_TOKEN, the grpc engine's `token` or
+`token_file`, `Authorization: Bearer` over HTTP, or AUTH over the Redis
+protocol. A server takes new tokens on SIGHUP (or from etcd). Calls no node.
 
 init: puts the cluster config FILE (its `cluster:` and `stores:`) into etcd
 at key P + "config", if no config is there yet. Nodes and clients then
@@ -795,12 +804,25 @@ int cmd_build_readonly(const Args& a) {
 int cmd_admin(const Args& a) {
   const std::string sub = a.positional.size() >= 2 ? a.positional[1] : "";
   if (sub == "readonly") return cmd_admin_readonly(a);
+  if (sub == "token") {
+    if (a.positional.size() != 3 || a.positional[2].empty()) {
+      throw UsageError("expected: admin token NAME (the principal the token is for)");
+    }
+    const std::string token = server::new_token();
+    std::cout << token << "\n";
+    std::cerr << "# for principal '" << a.positional[2] << "' in the config's security section:\n"
+              << "#   " << a.positional[2] << ": {tokens: [\"" << server::token_digest(token)
+              << "\"], stores: {...}}\n"
+              << "# the token is shown once; keep it secret\n";
+    std::cout << server::token_digest(token) << "\n";
+    return kOk;
+  }
   if (a.positional.size() != 2 ||
       (sub != "plan" && sub != "init" && sub != "describe" && sub != "hints" &&
        sub != "rebalance" && sub != "status")) {
     throw UsageError(
-        "expected: admin init|describe|hints|plan|rebalance|status|readonly (see cairn admin "
-        "--help)");
+        "expected: admin init|describe|hints|plan|rebalance|status|readonly|token (see cairn "
+        "admin --help)");
   }
   if (sub == "init") return cmd_admin_init(a);
   if (sub == "rebalance") return cmd_admin_rebalance(a);
@@ -889,6 +911,8 @@ int run(int argc, char** argv) {
     GrpcOptions grpc;
     grpc.store = name;
     grpc.replica = a.replica;
+    // A server with a security policy: the caller's token (docs/security.md).
+    if (const char* token = std::getenv("CAIRN_TOKEN"); token != nullptr) grpc.token = token;
     // A node's own copy, read as it is: not routed, so whatever metadata
     // version the node is at (core/metadata_tag.h).
     if (a.replica) direct.emplace(INT64_MAX);

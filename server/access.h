@@ -1,0 +1,148 @@
+// Who may do what on a server (docs/security.md): identifies a caller
+// from what it proved — a token, or the names on a client certificate the
+// cluster CA signed — and decides whether it may read, write or administer
+// a store, or make a node's calls.
+//
+// A caller is one of:
+//   - a node of the cluster: its certificate carries the name the config's
+//     `security: node_name` gives a node of the cluster metadata
+//     ("node{node}": node1, node2, ...). Nodes may make every call,
+//     replica calls and hints among them.
+//   - a principal of `security: principals`, proved by a token (its
+//     SHA-256 digest is in the config) or by a certificate name it lists;
+//     it may do what its `stores:` grant.
+//   - anonymous: nothing proved. Allowed everything when the server is
+//     open (no `security:` on loopback, or `security: {open: true}`),
+//     otherwise nothing.
+//
+// An AccessPolicy is immutable; Access holds the current one and swaps in
+// a new one when the config is reloaded (SIGHUP, or metadata in etcd
+// changing), so calls in flight finish under the policy they began with.
+
+#ifndef CAIRN_SERVER_ACCESS_H_
+#define CAIRN_SERVER_ACCESS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cairn/config.h"
+#include "core/security_config.h"
+
+namespace cairn::server {
+
+using internal::Permission;
+
+// A new random token (256 bits, base64url, prefixed "cairn_"), and the
+// digest the config keeps of one ("sha256:" and 64 hex digits).
+std::string new_token();
+std::string token_digest(std::string_view token);
+
+struct Caller {
+  enum class Kind : uint8_t { kAnonymous, kPrincipal, kNode };
+  Kind kind = Kind::kAnonymous;
+  int principal = -1;  // index into the policy's principals
+  std::string name;    // principal name, or "node N", or "anonymous"
+  // A token was given and matched nothing: the call is refused as
+  // UNAUTHENTICATED however open the server is, so a typo never passes
+  // for anonymous.
+  bool bad_token = false;
+};
+
+// What a check decided: allowed, or refused with a reason that names the
+// caller, the operation and the store.
+struct Decision {
+  enum class Kind : uint8_t { kAllowed, kUnauthenticated, kDenied };
+  Kind kind = Kind::kAllowed;
+  std::string reason;
+  bool allowed() const { return kind == Kind::kAllowed; }
+};
+
+class AccessPolicy {
+ public:
+  // From the config's `security:` and cluster. `loopback_only` says
+  // whether every front listens on loopback: without `security:`, such a
+  // server is open (the demo), and one reachable beyond it is refused at
+  // startup (check_startup).
+  AccessPolicy(const Config& config, bool loopback_only);
+
+  // Whether no check is made at all.
+  bool open() const { return open_; }
+  // Whether callers prove themselves by token (else only certificates).
+  bool has_tokens() const { return !tokens_.empty(); }
+
+  // The caller of a request that carried `token` (empty: none) over a
+  // connection whose verified client certificate carries `cert_names`
+  // (subject alternative names, or the common name when it has none).
+  Caller identify(std::string_view token, const std::vector<std::string>& cert_names) const;
+
+  // May `caller` do `need` on `store`? `op` names the operation in the
+  // refusal ("put", "scan").
+  Decision check(const Caller& caller, std::string_view store, uint8_t need,
+                 std::string_view op) const;
+  // May `caller` make a call of no store that any caller the policy
+  // knows may make (list the stores, read metrics, watch for a cache)?
+  Decision check_known(const Caller& caller, std::string_view op) const;
+  // May `caller` make a node's call (`op`: "replica put", "PutHint")?
+  // Nodes only; a principal with `admin` on every store ("*") also may
+  // when `admins_too` (the admin's cluster operations: read-only
+  // versions, moving partitions, reading a replica).
+  Decision check_node(const Caller& caller, std::string_view op, bool admins_too) const;
+
+  // Why a server with this policy must not start (empty: it may):
+  // reachable beyond loopback with nothing to check callers by.
+  std::string startup_refusal(bool tls, bool client_certs) const;
+
+ private:
+  Decision refuse(const Caller& caller, std::string_view what) const;
+
+  bool open_ = false;
+  bool present_ = false;
+  bool loopback_only_ = true;
+  std::vector<internal::PrincipalDef> principals_;
+  std::map<std::string, int> tokens_;  // digest (32 bytes) -> principal
+  std::map<std::string, int> certs_;   // certificate name -> principal
+  std::map<std::string, NodeId> nodes_;  // a node's certificate name -> its id
+};
+
+// The current policy, replaced whole on reload, and the record of what
+// it refused. Thread-safe.
+class Access {
+ public:
+  explicit Access(std::shared_ptr<const AccessPolicy> policy) : policy_(std::move(policy)) {}
+  std::shared_ptr<const AccessPolicy> policy() const {
+    std::lock_guard lock(mu_);
+    return policy_;
+  }
+  void replace(std::shared_ptr<const AccessPolicy> policy) {
+    std::lock_guard lock(mu_);
+    policy_ = std::move(policy);
+  }
+
+  // Counts a refusal on `front` ("grpc", "http", "resp") and logs it: one
+  // warning line per refusal, at most 10 a second; past that, one line a
+  // second says how many went unlogged.
+  void refused(std::string_view front, const Decision& d);
+  struct Refusals {
+    uint64_t unauthenticated = 0;
+    uint64_t denied = 0;
+  };
+  // By front.
+  std::map<std::string, Refusals> refusals() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const AccessPolicy> policy_;
+  std::map<std::string, Refusals> refusals_;       // under mu_
+  int64_t log_second_ = 0;                        // under mu_
+  int logged_this_second_ = 0;                    // under mu_
+  uint64_t unlogged_ = 0;                         // under mu_
+};
+
+}  // namespace cairn::server
+
+#endif  // CAIRN_SERVER_ACCESS_H_
