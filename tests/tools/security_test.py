@@ -1,0 +1,327 @@
+"""A secured cluster, checked from outside (issue 19; docs/security.md).
+
+A CA, node certificates and client certificates are made with Debian's
+openssl; three cairn-server nodes run with TLS (client certificates
+required), a `security:` section and a store routed by the nodes (N=3,
+R=2, W=2). Python's gRPC (stubs generated from cairn.proto), urllib and
+redis-py then check, from outside:
+  - the cluster works for the principals that may use it (so the nodes
+    accept each other's replica calls: node identity by certificate);
+  - a client certificate, however valid, cannot make a node's calls
+    (replica writes, Admin.PutHint): PERMISSION_DENIED, naming why;
+  - a principal with read permission cannot write;
+  - a wrong token is refused on gRPC, HTTP and RESP alike;
+  - a token revoked in the config stops working after SIGHUP;
+  - a certificate another CA signed does not get in at all.
+
+Runs under /usr/bin/python3 (python3-grpcio, python3-protobuf,
+python3-redis). Usage: security_test.py CAIRN_SERVER CAIRN_CLI CAIRN_PROTO
+"""
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+SERVER = CLI = PROTO = None
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def make_cert(d, name, ca, sans, usage):
+    """An EC P-256 key and a certificate for `name` that `ca` signs."""
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", name + ".key", cwd=d)
+    openssl("req", "-new", "-key", name + ".key", "-subj", "/CN=" + name, "-out", name + ".csr",
+            cwd=d)
+    with open(os.path.join(d, name + ".ext"), "w") as f:
+        f.write("subjectAltName=%s\nextendedKeyUsage=%s\nbasicConstraints=CA:FALSE\n"
+                % (sans, usage))
+    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
+            "-CAcreateserial", "-days", "2", "-sha256", "-extfile", name + ".ext",
+            "-out", name + ".pem", cwd=d)
+
+
+def make_ca(d, name):
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", name + ".key", cwd=d)
+    openssl("req", "-x509", "-new", "-key", name + ".key", "-sha256", "-days", "2",
+            "-subj", "/CN=" + name, "-out", name + ".pem", cwd=d)
+
+
+def token(name):
+    out = subprocess.run([CLI, "admin", "token", name], check=True, capture_output=True,
+                         text=True).stdout.split()
+    return out[0], out[1]
+
+
+class SecuredClusterTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = d = tempfile.mkdtemp(prefix="cairn-security-")
+        subprocess.run(["protoc", "--proto_path=" + os.path.dirname(PROTO),
+                        "--python_out=" + d, "--grpc_out=" + d,
+                        "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin", PROTO],
+                       check=True)
+        sys.path.insert(0, d)
+        make_ca(d, "ca")
+        for n in (1, 2, 3):
+            make_cert(d, "node%d" % n, "ca", "DNS:node%d,IP:127.0.0.1" % n,
+                      "serverAuth,clientAuth")
+        make_cert(d, "alice", "ca", "DNS:alice", "clientAuth")
+        make_cert(d, "stranger", "ca", "DNS:stranger", "clientAuth")
+        make_ca(d, "otherca")
+        make_cert(d, "forged", "otherca", "DNS:node1", "serverAuth,clientAuth")
+        cls.alice_token, alice_digest = token("alice")
+        cls.reader_token, reader_digest = token("reader")
+        assert alice_digest == "sha256:" + hashlib.sha256(cls.alice_token.encode()).hexdigest()
+        ports = free_ports(9)
+        cls.grpc_ports, cls.http_ports, cls.resp_ports = ports[0:3], ports[3:6], ports[6:9]
+        cls.config = os.path.join(d, "cluster.yaml")
+        cls.write_config(reader_digest)
+        cls.nodes = {}
+        for n in (1, 2, 3):
+            with open(os.path.join(d, "node%d.log" % n), "w") as log:
+                cls.nodes[n] = subprocess.Popen(
+                    [SERVER, "--config", cls.config, "--node", str(n),
+                     "--http", "127.0.0.1:%d" % cls.http_ports[n - 1],
+                     "--resp", "127.0.0.1:%d" % cls.resp_ports[n - 1]], stderr=log)
+        try:
+            for port in ports:
+                deadline = time.time() + 20
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        if time.time() > deadline:
+                            raise AssertionError("port %d never opened; the nodes said:\n%s"
+                                                 % (port, cls.logs()))
+                        time.sleep(0.05)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def logs(cls):
+        out = ""
+        for n in (1, 2, 3):
+            with open(os.path.join(cls.dir, "node%d.log" % n)) as f:
+                out += "node %d: %s\n" % (n, f.read()[-2000:])
+        return out
+
+    @classmethod
+    def write_config(cls, reader_digest):
+        d = cls.dir
+        reader = ("    reader: {tokens: [\"%s\"], stores: {carts: read}}\n" % reader_digest
+                  if reader_digest else "")
+        with open(cls.config + ".tmp", "w") as f:
+            f.write(
+                "cluster:\n  partitions: 12\n  nodes:\n" +
+                "".join("    - {id: %d, address: 127.0.0.1:%d}\n" % (n, cls.grpc_ports[n - 1])
+                        for n in (1, 2, 3)) +
+                "  tls: {cert: \"%s/node{node}.pem\", key: \"%s/node{node}.key\", ca: \"%s/ca.pem\"}\n"
+                % (d, d, d) +
+                "stores:\n  carts:\n    replication: {n: 3, r: 2, w: 2}\n"
+                "    node: [route, {engine: memory}]\n    client: [{engine: grpc}]\n"
+                "security:\n  principals:\n"
+                "    alice: {tokens: [\"sha256:%s\"], certs: [alice], stores: {carts: [read, write]}}\n"
+                % hashlib.sha256(cls.alice_token.encode()).hexdigest() + reader)
+        os.replace(cls.config + ".tmp", cls.config)
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in cls.nodes.values():
+            p.send_signal(signal.SIGTERM)
+        for p in cls.nodes.values():
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    # ---- clients ----
+
+    def read(self, name):
+        with open(os.path.join(self.dir, name), "rb") as f:
+            return f.read()
+
+    def channel(self, node, cert="alice"):
+        import grpc
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.read("ca.pem"), private_key=self.read(cert + ".key"),
+            certificate_chain=self.read(cert + ".pem"))
+        return grpc.secure_channel("127.0.0.1:%d" % self.grpc_ports[node - 1], creds)
+
+    def store(self, node, cert="alice"):
+        import cairn_pb2_grpc
+        return cairn_pb2_grpc.StoreStub(self.channel(node, cert))
+
+    def put(self, node, key, value, token=None, cert="alice", replica=False, counter=1):
+        import cairn_pb2 as pb
+        clock = pb.Clock(entries=[pb.ClockEntry(node=7, counter=counter)],
+                         timestamp_ms=int(time.time() * 1000))
+        md = [("authorization", "Bearer " + token)] if token else []
+        return self.store(node, cert).Put(
+            pb.PutRequest(store="carts", key=key, replica=replica,
+                          version=pb.Version(value=value, clock=clock)),
+            metadata=md, timeout=10)
+
+    def get(self, node, key, token=None, cert="alice", replica=False):
+        import cairn_pb2 as pb
+        md = [("authorization", "Bearer " + token)] if token else []
+        return [v.value for v in self.store(node, cert).Get(
+            pb.GetRequest(store="carts", key=key, replica=replica), metadata=md,
+            timeout=10).versions]
+
+    def assert_refused(self, code, fn, fragment):
+        import grpc
+        with self.assertRaises(grpc.RpcError) as e:
+            fn()
+        self.assertEqual(e.exception.code(), code, e.exception.details())
+        self.assertIn(fragment, e.exception.details())
+
+    def http(self, node, method, path, token=None, body=None):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.http_ports[node - 1], path),
+                                     data=body, method=method)
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def redis(self, node, **kw):
+        import redis
+        return redis.Redis(host="127.0.0.1", port=self.resp_ports[node - 1], ssl=True,
+                           ssl_ca_certs=os.path.join(self.dir, "ca.pem"),
+                           ssl_certfile=os.path.join(self.dir, "alice.pem"),
+                           ssl_keyfile=os.path.join(self.dir, "alice.key"),
+                           socket_timeout=10, **kw)
+
+    # ---- the checks ----
+
+    def test_the_cluster_works_for_its_principals(self):
+        # Node 1 coordinates; W=2 needs another node to take the replica
+        # write: the nodes prove themselves to each other.
+        self.assertFalse(self.put(1, b"cart:1", b"book", token=self.alice_token).obsolete)
+        self.assertEqual(self.get(2, b"cart:1", token=self.reader_token), [b"book"])
+        # By certificate name alone (alice's lists `certs: [alice]`).
+        self.assertEqual(self.get(3, b"cart:1"), [b"book"])
+        # Every replica has it: read with a node's own certificate.
+        deadline = time.time() + 10
+        for n in (1, 2, 3):
+            while True:
+                got = self.get(n, b"cart:1", cert="node%d" % n, replica=True)
+                if got or time.time() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(len(got), 1, "node %d's replica" % n)
+        status, body = self.http(2, "GET", "/stores/carts/keys/cart:1", token=self.alice_token)
+        self.assertEqual((status, body), (200, "book"))
+        r = self.redis(3, username="alice", password=self.alice_token)
+        r.execute_command("SELECT", "carts")
+        self.assertEqual(r.get("cart:1"), b"book")
+
+    def test_a_client_certificate_cannot_make_a_nodes_calls(self):
+        import grpc
+        import cairn_pb2 as pb
+        import cairn_pb2_grpc
+        self.assert_refused(
+            grpc.StatusCode.PERMISSION_DENIED,
+            lambda: self.put(1, b"sneak", b"x", token=self.alice_token, replica=True),
+            "a node's certificate")
+        admin = cairn_pb2_grpc.AdminStub(self.channel(1))
+        hint = pb.Hint(node=2, store="carts", key=b"sneak",
+                       put=pb.Version(value=b"x", clock=pb.Clock(
+                           entries=[pb.ClockEntry(node=7, counter=1)])))
+        self.assert_refused(grpc.StatusCode.PERMISSION_DENIED,
+                            lambda: admin.PutHint(hint, timeout=10), "PutHint")
+        # A certificate the CA signed that names no node and no principal.
+        self.assert_refused(grpc.StatusCode.UNAUTHENTICATED,
+                            lambda: self.get(1, b"cart:1", cert="stranger"),
+                            "certificate 'stranger'")
+        self.assertEqual(self.get(1, b"sneak", token=self.alice_token), [])
+
+    def test_a_reader_cannot_write(self):
+        import grpc
+        self.assert_refused(grpc.StatusCode.PERMISSION_DENIED,
+                            lambda: self.put(2, b"cart:2", b"x", token=self.reader_token,
+                                             cert="stranger"),
+                            "reader may not put in store 'carts' (it needs write)")
+        status, body = self.http(1, "PUT", "/stores/carts/keys/cart:2", token=self.reader_token,
+                                 body=b"x")
+        self.assertEqual(status, 403, body)
+
+    def test_a_wrong_token_is_refused_on_every_front(self):
+        import grpc
+        import redis
+        self.assert_refused(grpc.StatusCode.UNAUTHENTICATED,
+                            lambda: self.get(1, b"cart:1", token="cairn_guessed"),
+                            "matches no principal")
+        status, body = self.http(1, "GET", "/stores/carts/keys/cart:1", token="cairn_guessed")
+        self.assertEqual(status, 401, body)
+        with self.assertRaises(redis.exceptions.ResponseError) as e:
+            self.redis(1, username="alice", password="cairn_guessed").ping()
+        self.assertIn("WRONGPASS", str(e.exception))
+        # Without AUTH the certificate (alice) does not serve on RESP yet:
+        # the connection is anonymous (-NOAUTH, which redis-py raises as
+        # AuthenticationError).
+        with self.assertRaises(redis.exceptions.AuthenticationError) as e:
+            self.redis(1).execute_command("SELECT", "carts")
+        self.assertIn("Authentication required", str(e.exception))
+
+    def test_another_cas_certificate_does_not_get_in(self):
+        import grpc
+        self.assert_refused(grpc.StatusCode.UNAVAILABLE,
+                            lambda: self.get(1, b"cart:1", cert="forged"), "")
+
+    def test_zz_a_revoked_token_stops_working_after_sighup(self):
+        import grpc
+        self.assertEqual(self.http(1, "GET", "/stores/carts/keys/cart:9",
+                                   token=self.reader_token)[0], 404)
+        self.write_config(None)
+        for p in self.nodes.values():
+            p.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while self.http(1, "GET", "/stores/carts/keys/cart:9", token=self.reader_token)[0] != 401:
+            self.assertLess(time.time(), deadline, "the revoked token still works")
+            time.sleep(0.05)
+        for n in (1, 2, 3):
+            deadline = time.time() + 10
+            while True:
+                try:
+                    self.get(n, b"cart:1", token=self.reader_token, cert="stranger")
+                except grpc.RpcError as e:
+                    self.assertEqual(e.code(), grpc.StatusCode.UNAUTHENTICATED)
+                    break
+                self.assertLess(time.time(), deadline, "node %d took the revoked token" % n)
+                time.sleep(0.05)
+        # Alice's still does.
+        self.assertEqual(self.get(1, b"cart:1", token=self.alice_token), [b"book"])
+
+
+if __name__ == "__main__":
+    SERVER, CLI, PROTO = (os.path.abspath(a) for a in sys.argv[1:4])
+    del sys.argv[1:4]
+    unittest.main(verbosity=2)
