@@ -22,6 +22,7 @@
 #ifndef CAIRN_SERVER_ACCESS_H_
 #define CAIRN_SERVER_ACCESS_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -113,15 +114,20 @@ class AccessPolicy {
 // it refused. Thread-safe.
 class Access {
  public:
-  explicit Access(std::shared_ptr<const AccessPolicy> policy) : policy_(std::move(policy)) {}
+  explicit Access(std::shared_ptr<const AccessPolicy> policy)
+      : open_(policy->open()), policy_(std::move(policy)) {}
   std::shared_ptr<const AccessPolicy> policy() const {
     std::lock_guard lock(mu_);
     return policy_;
   }
   void replace(std::shared_ptr<const AccessPolicy> policy) {
     std::lock_guard lock(mu_);
+    open_.store(policy->open(), std::memory_order_relaxed);
     policy_ = std::move(policy);
   }
+  // Whether the current policy is open: the fast path of a call that
+  // carries no token (no lock, no reference count).
+  bool open() const { return open_.load(std::memory_order_relaxed); }
 
   // Counts a refusal on `front` ("grpc", "http", "resp") and logs it: one
   // warning line per refusal, at most 10 a second; past that, one line a
@@ -135,6 +141,7 @@ class Access {
   std::map<std::string, Refusals> refusals() const;
 
  private:
+  std::atomic<bool> open_;
   mutable std::mutex mu_;
   std::shared_ptr<const AccessPolicy> policy_;
   std::map<std::string, Refusals> refusals_;       // under mu_

@@ -327,8 +327,9 @@ class Gate {
   Who who(grpc::ServerContextBase* ctx) const {
     Who w;
     if (access_ == nullptr) return w;
-    w.policy = access_->policy();
     std::string token = bearer(*ctx);
+    if (token.empty() && access_->open()) return w;
+    w.policy = access_->policy();
     if (w.policy->open() && token.empty()) return w;
     w.open = false;
     w.caller = w.policy->identify(token, verified_certs_ ? cert_names(*ctx) : std::vector<std::string>{});

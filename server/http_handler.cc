@@ -160,7 +160,7 @@ HttpResponse HttpHandler::handle(const HttpRequest& request) {
 
 std::optional<HttpResponse> HttpHandler::refused(const HttpRequest& request, std::string_view store,
                                                  uint8_t need, std::string_view op) const {
-  if (access_ == nullptr) return std::nullopt;
+  if (access_ == nullptr || (request.authorization.empty() && access_->open())) return std::nullopt;
   const std::shared_ptr<const server::AccessPolicy> policy = access_->policy();
   std::string_view token = request.authorization;
   constexpr std::string_view kBearer = "Bearer ";
