@@ -5,6 +5,7 @@
 #include <libmemcached/memcached.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <stdexcept>
@@ -150,6 +151,10 @@ class CairnStream final : public Connection {
       throw std::runtime_error("cannot connect to cairn at " + t.address);
     }
     stub_ = rpc::Store::NewStub(channel_);
+    // A server with a security policy: the caller's token (docs/security.md).
+    if (const char* token = std::getenv("CAIRN_TOKEN"); token != nullptr) {
+      context_.AddMetadata("authorization", std::string("Bearer ") + token);
+    }
     stream_ = stub_->Stream(&context_);
   }
 
@@ -367,6 +372,7 @@ std::unique_ptr<Connection> connect(const Target& target, int depth,
         o.targets = {target.address};
         o.store = target.store;
         o.retries = 0;
+        if (const char* token = std::getenv("CAIRN_TOKEN"); token != nullptr) o.token = token;
         return std::make_unique<CairnUnary>(std::make_unique<GrpcStore>(o), depth, clock);
       }
       case Target::Kind::kConfig:
