@@ -88,6 +88,7 @@ class SecuredClusterTest(unittest.TestCase):
             make_cert(d, "node%d" % n, "ca", "DNS:node%d,IP:127.0.0.1" % n,
                       "serverAuth,clientAuth")
         make_cert(d, "alice", "ca", "DNS:alice", "clientAuth")
+        make_cert(d, "ops", "ca", "DNS:ops", "clientAuth")
         make_cert(d, "stranger", "ca", "DNS:stranger", "clientAuth")
         make_ca(d, "otherca")
         make_cert(d, "forged", "otherca", "DNS:node1", "serverAuth,clientAuth")
@@ -145,7 +146,8 @@ class SecuredClusterTest(unittest.TestCase):
                 "    node: [route, {engine: memory}]\n    client: [{engine: grpc}]\n"
                 "security:\n  principals:\n"
                 "    alice: {tokens: [\"sha256:%s\"], certs: [alice], stores: {carts: [read, write]}}\n"
-                % hashlib.sha256(cls.alice_token.encode()).hexdigest() + reader)
+                % hashlib.sha256(cls.alice_token.encode()).hexdigest() +
+                "    ops: {certs: [ops], stores: {\"*\": [read, write, admin]}}\n" + reader)
         os.replace(cls.config + ".tmp", cls.config)
 
     @classmethod
@@ -290,6 +292,38 @@ class SecuredClusterTest(unittest.TestCase):
         with self.assertRaises(redis.exceptions.AuthenticationError) as e:
             self.redis(1).execute_command("SELECT", "carts")
         self.assertIn("Authentication required", str(e.exception))
+
+    def cli(self, *args, cert="ops", token=None):
+        env = dict(os.environ)
+        env.pop("CAIRN_TOKEN", None)
+        if token:
+            env["CAIRN_TOKEN"] = token
+        tls = ["--tls-ca", os.path.join(self.dir, "ca.pem")]
+        if cert:
+            tls += ["--tls-cert", os.path.join(self.dir, cert + ".pem"),
+                    "--tls-key", os.path.join(self.dir, cert + ".key")]
+        return subprocess.run([CLI, "--config", self.config] + tls + list(args),
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    def test_the_admin_cli_reaches_the_nodes_with_credentials(self):
+        # An admin (admin on "*", proved by certificate) asks each node.
+        out = self.cli("admin", "hints")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.count("no hints"), 3, out.stdout)
+        # Alice may read and write carts, not run the cluster's operations.
+        out = self.cli("admin", "hints", cert="alice")
+        self.assertEqual(out.stdout.count("refused"), 3, out.stdout)
+        self.assertIn("PendingHints", out.stdout)
+        # The data path with the same flags and a token (the certificate
+        # names no one: the token proves alice).
+        server = ["--server", "127.0.0.1:%d" % self.grpc_ports[0], "--store", "carts"]
+        out = self.cli(*server, "put", "cart:cli", "lamp", cert="stranger", token=self.alice_token)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = self.cli(*server, "get", "cart:cli", cert="stranger", token=self.alice_token)
+        self.assertEqual((out.returncode, out.stdout), (0, "lamp\n"), out.stderr)
+        out = self.cli(*server, "get", "cart:cli", cert="stranger")
+        self.assertEqual(out.returncode, 4)
+        self.assertIn("Unauthenticated", out.stderr)
 
     def test_another_cas_certificate_does_not_get_in(self):
         import grpc

@@ -27,6 +27,7 @@
 #include "routing/rebalance.h"
 #include "server/access.h"
 #include "core/metadata_tag.h"
+#include "tools/cairn/credentials.h"
 #include "tools/cairn/readonly.h"
 #include "tools/cairn/rebalance.h"
 #include "tools/flags.h"
@@ -77,6 +78,9 @@ Options (before or after the command):
                     below its routing layer (what that node holds)
   --hex             read and print identity keys and values as hexadecimal
                     (without it, raw bytes)
+  --tls-ca FILE     reach servers over TLS, checking them against this CA;
+  --tls-cert FILE   with a client certificate and its key (mutual TLS)
+  --tls-key FILE    (the token, if any, comes from CAIRN_TOKEN)
   --version         print cairn's version and exit
 
 Keys and values are read and printed in the store's formats, named by its
@@ -376,6 +380,12 @@ Args parse_args(int argc, char** argv) {
       a.hex = true;
     } else if (arg == "--replica") {
       a.replica = true;
+    } else if (arg == "--tls-ca") {
+      tools::cli_credentials().tls_ca = value(i, arg);
+    } else if (arg == "--tls-cert") {
+      tools::cli_credentials().tls_cert = value(i, arg);
+    } else if (arg == "--tls-key") {
+      tools::cli_credentials().tls_key = value(i, arg);
     } else {
       throw UsageError("unknown option " + arg);
     }
@@ -670,6 +680,7 @@ std::string health_of(const NodeInfo& node, const std::string& store) {
   o.timeout = std::chrono::milliseconds(2000);
   o.retries = 0;
   o.replica = true;
+  tools::apply(&o);
   o.pipeline = false;
   try {
     internal::MetadataTag direct(INT64_MAX);  // a probe of the node, not a routed call
@@ -730,11 +741,17 @@ int cmd_admin_hints(const Args& a) {
   if (config.nodes().empty()) throw UsageError(config.source() + " has no `cluster:` section");
   for (const NodeInfo& n : config.nodes()) {
     std::cout << "node " << n.id << " (" << n.address << "): ";
-    auto stub = rpc::Admin::NewStub(grpc::CreateChannel(n.address, grpc::InsecureChannelCredentials()));
+    auto stub = rpc::Admin::NewStub(tools::channel_to(n.address));
     grpc::ClientContext ctx;
+    tools::authorize(&ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     rpc::PendingHintsResponse resp;
     const grpc::Status st = stub->PendingHints(&ctx, rpc::PendingHintsRequest(), &resp);
+    if (st.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+        st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      std::cout << "refused (" << st.error_message() << ")\n";
+      continue;
+    }
     if (!st.ok()) {
       std::cout << "down (" << st.error_message() << ")\n";
       continue;
@@ -875,6 +892,11 @@ int cmd_layers() {
 
 int run(int argc, char** argv) {
   const Args a = parse_args(argc, argv);
+  {
+    tools::Credentials& c = tools::cli_credentials();
+    if (c.tls_cert.empty() != c.tls_key.empty()) throw UsageError("--tls-cert and --tls-key go together");
+    if (const char* token = std::getenv("CAIRN_TOKEN"); token != nullptr) c.token = token;
+  }
   std::optional<internal::MetadataTag> direct;
   if (a.version) {
     std::cout << "cairn " << cairn::version() << "\n";
@@ -911,8 +933,9 @@ int run(int argc, char** argv) {
     GrpcOptions grpc;
     grpc.store = name;
     grpc.replica = a.replica;
-    // A server with a security policy: the caller's token (docs/security.md).
-    if (const char* token = std::getenv("CAIRN_TOKEN"); token != nullptr) grpc.token = token;
+    // A server with a security policy: the CLI's TLS files and token
+    // (docs/security.md).
+    tools::apply(&grpc);
     // A node's own copy, read as it is: not routed, so whatever metadata
     // version the node is at (core/metadata_tag.h).
     if (a.replica) direct.emplace(INT64_MAX);

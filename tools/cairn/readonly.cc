@@ -27,6 +27,7 @@
 #include "engines/readonly/receiver.h"
 #include "layers/grpc/cairn.grpc.pb.h"
 #include "layers/grpc/wire.h"
+#include "tools/cairn/credentials.h"
 #include "tools/flags.h"
 
 namespace cairn::tools {
@@ -378,12 +379,13 @@ class RemoteTarget final : public Target {
         address_(std::move(address)),
         label_(std::move(label)),
         partitions_(std::move(partitions)),
-        stub_(rpc::Admin::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()))) {}
+        stub_(rpc::Admin::NewStub(channel_to(address_))) {}
   std::string name() const override { return label_; }
   std::vector<uint32_t> partitions(uint32_t) const override { return partitions_; }
 
   Status status() override {
     grpc::ClientContext ctx;
+    authorize(&ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     rpc::ReadOnlyStatusRequest req;
     req.set_store(store_);
@@ -407,6 +409,7 @@ class RemoteTarget final : public Target {
   void fetch(uint64_t version, const std::string& meta,
              const std::function<void(const Sink&)>& send) override {
     grpc::ClientContext ctx;
+    authorize(&ctx);
     rpc::ReadOnlyFetchResponse resp;
     auto writer = stub_->ReadOnlyFetch(&ctx, &resp);
     rpc::ReadOnlyFetchRequest first;
@@ -435,6 +438,7 @@ class RemoteTarget final : public Target {
  private:
   uint64_t step(rpc::ReadOnlySwapRequest::Step s, uint64_t version) {
     grpc::ClientContext ctx;
+    authorize(&ctx);
     // A prepare reads every file of the version to check it.
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
     rpc::ReadOnlySwapRequest req;

@@ -21,6 +21,7 @@
 #include "metadata/liveness.h"
 #include "metadata/move_record.h"
 #include "routing/rebalance.h"
+#include "tools/cairn/credentials.h"
 #include "tools/flags.h"
 
 namespace cairn::tools {
@@ -151,7 +152,7 @@ void wait_for_nodes(EtcdClient& etcd, const std::string& prefix, const std::set<
 }
 
 std::unique_ptr<rpc::Admin::Stub> admin_stub(const std::string& address) {
-  return rpc::Admin::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  return rpc::Admin::NewStub(channel_to(address));
 }
 
 // Waits until no node holds a hint for a live node (one with a lease): a
@@ -168,6 +169,7 @@ void wait_for_hints(EtcdClient& etcd, const std::string& prefix, const Ring& bef
     for (const auto& [id, a] : alive) {
       if (!before.has_node(id) && !after.has_node(id)) continue;
       grpc::ClientContext ctx;
+      authorize(&ctx);
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
       rpc::PendingHintsResponse resp;
       const grpc::Status st = admin_stub(a.address)->PendingHints(&ctx, rpc::PendingHintsRequest(), &resp);
@@ -328,6 +330,7 @@ void copy_partitions(EtcdClient& etcd, const std::string& prefix, const Metadata
     req.set_max_bytes_per_second(o.max_bytes_per_second);
     auto stub = admin_stub(layout.node(b.to).address);
     grpc::ClientContext ctx;
+    authorize(&ctx);
     auto reader = stub->PullPartitions(&ctx, req);
     rpc::PullProgress msg;
     uint64_t keys = 0, got = 0;
@@ -384,6 +387,7 @@ void drop_partitions(EtcdClient& etcd, const std::string& prefix, const Config& 
         for (uint32_t p : partitions) req.add_partition_ids(p);
         rpc::DropPartitionsResponse resp;
         grpc::ClientContext ctx;
+        authorize(&ctx);
         ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
         const grpc::Status st = admin_stub(before.node(node).address)->DropPartitions(&ctx, req, &resp);
         if (!st.ok()) {
