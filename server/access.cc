@@ -1,8 +1,11 @@
 #include "server/access.h"
 
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "cairn/errors.h"
 #include "cairn/log.h"
@@ -44,6 +47,43 @@ const char* need_name(uint8_t need) {
 }
 
 }  // namespace
+
+std::vector<std::string> certificate_names(const x509_st* cert) {
+  std::vector<std::string> out;
+  if (cert == nullptr) return out;
+  auto* sans = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(const_cast<X509*>(cert), NID_subject_alt_name, nullptr, nullptr));
+  if (sans != nullptr) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+      const GENERAL_NAME* n = sk_GENERAL_NAME_value(sans, i);
+      if (n->type == GEN_DNS || n->type == GEN_URI || n->type == GEN_EMAIL) {
+        const ASN1_STRING* s = n->d.ia5;
+        out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                         static_cast<size_t>(ASN1_STRING_length(s)));
+      } else if (n->type == GEN_IPADD) {
+        const ASN1_OCTET_STRING* ip = n->d.iPAddress;
+        char text[INET6_ADDRSTRLEN] = {};
+        const int len = ASN1_STRING_length(ip);
+        if ((len == 4 || len == 16) &&
+            inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), text,
+                      sizeof text) != nullptr) {
+          out.emplace_back(text);
+        }
+      }
+    }
+    GENERAL_NAMES_free(sans);
+  }
+  if (out.empty()) {
+    const X509_NAME* subject = X509_get_subject_name(cert);
+    const int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (at >= 0) {
+      const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
+      out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(cn)),
+                       static_cast<size_t>(ASN1_STRING_length(cn)));
+    }
+  }
+  return out;
+}
 
 std::string new_token() {
   unsigned char raw[32];

@@ -34,9 +34,16 @@
 #include "cairn/config.h"
 #include "core/security_config.h"
 
+struct x509_st;  // OpenSSL's X509
+
 namespace cairn::server {
 
 using internal::Permission;
+
+// The names a verified client certificate carries, as gRPC reports them:
+// its subject alternative names (DNS and URI names as they are, IP
+// addresses as text), or its common name if it has none.
+std::vector<std::string> certificate_names(const x509_st* cert);
 
 // A new random token (256 bits, base64url, prefixed "cairn_"), and the
 // digest the config keeps of one ("sha256:" and 64 hex digits).

@@ -133,6 +133,14 @@ class Connection final : public internal::RespSession,
       self->tls_->async_handshake(asio::ssl::stream_base::server,
                                   [self](const boost::system::error_code& ec) {
                                     if (ec) return self->close();
+                                    // A client certificate the CA signed
+                                    // (the handshake checked it) names
+                                    // the connection's caller.
+                                    SSL* ssl = self->tls_->native_handle();
+                                    if (SSL_get_verify_result(ssl) == X509_V_OK) {
+                                      self->cert_names =
+                                          server::certificate_names(SSL_get0_peer_certificate(ssl));
+                                    }
                                     self->read();
                                   });
     });

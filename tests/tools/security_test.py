@@ -213,12 +213,12 @@ class SecuredClusterTest(unittest.TestCase):
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
-    def redis(self, node, **kw):
+    def redis(self, node, cert="stranger", **kw):
         import redis
         return redis.Redis(host="127.0.0.1", port=self.resp_ports[node - 1], ssl=True,
                            ssl_ca_certs=os.path.join(self.dir, "ca.pem"),
-                           ssl_certfile=os.path.join(self.dir, "alice.pem"),
-                           ssl_keyfile=os.path.join(self.dir, "alice.key"),
+                           ssl_certfile=os.path.join(self.dir, cert + ".pem"),
+                           ssl_keyfile=os.path.join(self.dir, cert + ".key"),
                            socket_timeout=10, **kw)
 
     # ---- the checks ----
@@ -242,6 +242,10 @@ class SecuredClusterTest(unittest.TestCase):
         status, body = self.http(2, "GET", "/stores/carts/keys/cart:1", token=self.alice_token)
         self.assertEqual((status, body), (200, "book"))
         r = self.redis(3, username="alice", password=self.alice_token)
+        r.execute_command("SELECT", "carts")
+        self.assertEqual(r.get("cart:1"), b"book")
+        # Over RESP too, alice's certificate alone proves her.
+        r = self.redis(2, cert="alice")
         r.execute_command("SELECT", "carts")
         self.assertEqual(r.get("cart:1"), b"book")
 
@@ -286,9 +290,8 @@ class SecuredClusterTest(unittest.TestCase):
         with self.assertRaises(redis.exceptions.ResponseError) as e:
             self.redis(1, username="alice", password="cairn_guessed").ping()
         self.assertIn("WRONGPASS", str(e.exception))
-        # Without AUTH the certificate (alice) does not serve on RESP yet:
-        # the connection is anonymous (-NOAUTH, which redis-py raises as
-        # AuthenticationError).
+        # A certificate that names no one, and no AUTH: -NOAUTH (which
+        # redis-py raises as AuthenticationError).
         with self.assertRaises(redis.exceptions.AuthenticationError) as e:
             self.redis(1).execute_command("SELECT", "carts")
         self.assertIn("Authentication required", str(e.exception))
