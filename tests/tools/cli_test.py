@@ -522,11 +522,19 @@ class CliTest(unittest.TestCase):
                 except OSError:
                     time.sleep(0.02)
 
+    _given_ports = set()
+
     def free_port(self):
+        """A free port this run has not handed out before (the kernel may
+        give one port to two binds in a row once the first is closed)."""
         import socket
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in CliTest._given_ports:
+                CliTest._given_ports.add(port)
+                return port
 
     def test_log_example_config(self):
         """examples/configs/log.yaml: the log engine under ./cairn-log."""

@@ -22,9 +22,24 @@ SERVER = None
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+_given_ports = set()
+
+
+def free_ports(n):
+    """n free ports this run has not handed out before: the kernel may
+    give one port to two binds in a row once the first is closed."""
+    out = []
+    while len(out) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            out.append(port)
+    return out
 
 
 class RespTest(unittest.TestCase):
@@ -239,7 +254,7 @@ class RespTest(unittest.TestCase):
         self.stop(server)
 
     def test_a_server_routed_cluster(self):
-        ports = [free_port() for _ in range(3)]
+        ports = free_ports(3)
         cfg = self.write(
             "cluster.yaml",
             "cluster:\n  partitions: 12\n  nodes:\n"
