@@ -2095,14 +2095,6 @@ class AdminService final : public rpc::Admin::CallbackService {
   std::function<std::map<NodeId, uint64_t>()> pending_hints_;
 };
 
-std::string read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(std::string("cannot read the TLS ") + what + " " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 std::shared_ptr<grpc::ServerCredentials> credentials(const ServerOptions& o) {
   if (o.tls_cert.empty() && o.tls_key.empty()) return grpc::InsecureServerCredentials();
   if (o.tls_cert.empty() || o.tls_key.empty()) {
@@ -2111,8 +2103,9 @@ std::shared_ptr<grpc::ServerCredentials> credentials(const ServerOptions& o) {
   grpc::SslServerCredentialsOptions ssl(
       o.tls_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                        : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  if (!o.tls_ca.empty()) ssl.pem_root_certs = read_file(o.tls_ca, "CA");
-  ssl.pem_key_cert_pairs.push_back({read_file(o.tls_key, "key"), read_file(o.tls_cert, "certificate")});
+  if (!o.tls_ca.empty()) ssl.pem_root_certs = internal::read_tls_file(o.tls_ca, "CA");
+  ssl.pem_key_cert_pairs.push_back(
+      {internal::read_tls_file(o.tls_key, "key"), internal::read_tls_file(o.tls_cert, "certificate")});
   return grpc::SslServerCredentials(ssl);
 }
 

@@ -40,13 +40,6 @@ std::vector<uint64_t> replaces_of(const rpc::PutResponse& resp) {
   return out;
 }
 
-std::string read_file(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(std::string("cannot read the TLS ") + what + " " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::string join(const std::vector<std::string>& parts, const char* sep) {
   std::string out;
@@ -225,9 +218,7 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
   if (!o.token.empty()) {
     // A token is a secret: in the clear only to this machine.
     for (const std::string& t : o.targets) {
-      const std::string host = t.substr(0, t.rfind(':'));
-      const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]";
-      if (!tls && !loopback) {
+      if (!tls && !internal::loopback_target(t)) {
         throw InvalidArgument(impl_->where + ": a token goes only over TLS (or to a loopback "
                               "address); give the engine tls_ca, or reach " + t + " over TLS");
       }
@@ -239,10 +230,10 @@ GrpcStore::GrpcStore(GrpcOptions options) : impl_(std::make_shared<Impl>()) {
     creds = grpc::InsecureChannelCredentials();
   } else {
     grpc::SslCredentialsOptions ssl;
-    if (!o.tls_ca.empty()) ssl.pem_root_certs = read_file(o.tls_ca, "CA");
+    if (!o.tls_ca.empty()) ssl.pem_root_certs = internal::read_tls_file(o.tls_ca, "CA");
     if (!o.tls_cert.empty()) {
-      ssl.pem_cert_chain = read_file(o.tls_cert, "certificate");
-      ssl.pem_private_key = read_file(o.tls_key, "key");
+      ssl.pem_cert_chain = internal::read_tls_file(o.tls_cert, "certificate");
+      ssl.pem_private_key = internal::read_tls_file(o.tls_key, "key");
     }
     creds = grpc::SslCredentials(ssl);
   }
@@ -712,6 +703,23 @@ std::string GrpcStore::describe() const {
 std::unique_ptr<Store> open_grpc_store(GrpcOptions options) {
   return std::make_unique<GrpcStore>(std::move(options));
 }
+
+namespace internal {
+
+std::string read_tls_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(std::string("cannot read the TLS ") + what + " " + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool loopback_target(const std::string& address) {
+  const std::string host = address.substr(0, address.rfind(':'));
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]";
+}
+
+}  // namespace internal
 
 std::unique_ptr<Store> make_grpc_engine(const Params& p) {
   GrpcOptions o;

@@ -28,6 +28,15 @@
 
 namespace cairn {
 
+namespace internal {
+// A PEM file's bytes (`what`: "CA", "certificate", "key", for the error).
+// Throws IoError naming it.
+std::string read_tls_file(const std::string& path, const char* what);
+// Whether HOST:PORT names this machine (127.0.0.0/8, localhost, [::1]):
+// where a token may travel without TLS.
+bool loopback_target(const std::string& address);
+}  // namespace internal
+
 // Which keys a partition scan returns: those of `partitions` on a ring of
 // `ring_partitions` (cairn/ring.h), sent at most `max_bytes_per_second`
 // (0: no limit).
