@@ -333,6 +333,38 @@ class SecuredClusterTest(unittest.TestCase):
         self.assert_refused(grpc.StatusCode.UNAVAILABLE,
                             lambda: self.get(1, b"cart:1", cert="forged"), "")
 
+    def test_hostile_input_with_security_on(self):
+        import grpc
+        # HTTP: garbage, and a bearer token of 100 KB.
+        with socket.create_connection(("127.0.0.1", self.http_ports[0]), timeout=10) as c:
+            c.sendall(b"GARBAGE\r\n\r\n")
+            self.assertTrue(c.recv(64).startswith(b"HTTP/1.1 400"))
+        status, _ = self.http(1, "GET", "/stores/carts/keys/k", token="x" * 100000)
+        self.assertIn(status, (400, 401, 431))
+        # gRPC: a long token that matches nothing.
+        self.assert_refused(grpc.StatusCode.UNAUTHENTICATED,
+                            lambda: self.get(1, b"k", token="y" * 4000, cert="stranger"),
+                            "matches no principal")
+        # RESP over TLS, before any AUTH: a bulk length past any limit, and
+        # AUTH with a token of 1 MB.
+        ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(self.dir, "stranger.pem"),
+                            os.path.join(self.dir, "stranger.key"))
+        for payload in (b"*2\r\n$4\r\nAUTH\r\n$99999999999\r\n",
+                        b"*2\r\n$4\r\nAUTH\r\n$1048576\r\n" + b"z" * 1048576 + b"\r\n"):
+            with socket.create_connection(("127.0.0.1", self.resp_ports[0]), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as c:
+                    c.sendall(payload)
+                    reply = c.recv(256)
+                    self.assertTrue(reply.startswith(b"-"), reply)
+        # Every front still serves the principals that may use it.
+        self.assertFalse(self.put(1, b"after", b"ok", token=self.alice_token).obsolete)
+        self.assertEqual(self.http(1, "GET", "/stores/carts/keys/after",
+                                   token=self.alice_token), (200, "ok"))
+        r = self.redis(1, cert="alice")
+        r.execute_command("SELECT", "carts")
+        self.assertEqual(r.get("after"), b"ok")
+
     def test_zz_a_revoked_token_stops_working_after_sighup(self):
         import grpc
         self.assertEqual(self.http(1, "GET", "/stores/carts/keys/cart:9",
