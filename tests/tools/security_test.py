@@ -365,6 +365,41 @@ class SecuredClusterTest(unittest.TestCase):
         r.execute_command("SELECT", "carts")
         self.assertEqual(r.get("after"), b"ok")
 
+    def test_safe_defaults_beyond_loopback(self):
+        def start(config, *flags):
+            return subprocess.run([SERVER, "--config", config, *flags], capture_output=True,
+                                  text=True, timeout=30)
+        # Secured, with HTTP (no TLS) beyond loopback: refused.
+        out = start(self.config, "--node", "1", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0")
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("the HTTP front has no TLS", out.stderr)
+        # No `security:` and beyond loopback: refused, saying how to accept anyone.
+        plain = os.path.join(self.dir, "plain.yaml")
+        with open(plain, "w") as f:
+            f.write("stores: {s: {stack: [{engine: memory}]}}\n")
+        out = start(plain, "--listen", "0.0.0.0:0")
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn("`security: {open: true}`", out.stderr)
+        # Said in words, it would start (AccessTest checks the rule; tests
+        # bind loopback only): it warns.
+        with open(plain, "a") as f:
+            f.write("security: {open: true}\n")
+        port_file = os.path.join(self.dir, "open.port")
+        with open(os.path.join(self.dir, "open.log"), "w") as log:
+            p = subprocess.Popen([SERVER, "--config", plain, "--listen", "127.0.0.1:0",
+                                  "--port-file", port_file], stderr=log)
+        try:
+            deadline = time.time() + 20
+            while not os.path.exists(port_file):
+                self.assertIsNone(p.poll(), "the open server exited")
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=20)
+        with open(os.path.join(self.dir, "open.log")) as f:
+            self.assertIn("anyone who reaches this server may read", f.read())
+
     def test_zz_a_revoked_token_stops_working_after_sighup(self):
         import grpc
         self.assertEqual(self.http(1, "GET", "/stores/carts/keys/cart:9",

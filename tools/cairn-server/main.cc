@@ -489,6 +489,7 @@ int serve(const Args& a) {
   // beyond it, it must check callers or say in words that it accepts
   // anyone.
   bool loopback_only = true;
+  bool http_loopback = true;
   for (const auto& [l, front] : {std::pair<const std::string*, const char*>{&options.listen, "gRPC"},
                                  {&a.http, "HTTP"}, {&a.resp, "RESP"}}) {
     if (l->empty()) continue;
@@ -508,6 +509,7 @@ int serve(const Args& a) {
       }
     }
     loopback_only &= loopback;
+    if (std::string_view(front) == "HTTP") http_loopback = loopback;
   }
   auto access = std::make_shared<server::Access>(
       std::make_shared<server::AccessPolicy>(config, loopback_only));
@@ -515,6 +517,14 @@ int serve(const Args& a) {
                                                                 !options.tls_ca.empty());
       !no.empty()) {
     throw UsageError("cairn-server refuses to start: " + no);
+  }
+  if (!access->policy()->open() && !http_loopback) {
+    // The HTTP front speaks no TLS: its bearer tokens would cross the
+    // network in the clear.
+    throw UsageError("cairn-server refuses to start: --http " + a.http +
+                     " is beyond loopback, and the HTTP front has no TLS, so tokens would "
+                     "cross the network in the clear. Serve HTTP on loopback (behind a TLS "
+                     "proxy if it must be reached from elsewhere; docs/security.md)");
   }
   if (ConfigInternal::security(config).open) {
     log(LogLevel::kWarn, "cairn-server node " + std::to_string(a.node) +
