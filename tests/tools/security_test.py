@@ -385,9 +385,10 @@ class SecuredClusterTest(unittest.TestCase):
         with open(plain, "a") as f:
             f.write("security: {open: true}\n")
         port_file = os.path.join(self.dir, "open.port")
+        env = dict(os.environ, CAIRN_LOG="warn")  # the suite's CAIRN_LOG=error hides it
         with open(os.path.join(self.dir, "open.log"), "w") as log:
             p = subprocess.Popen([SERVER, "--config", plain, "--listen", "127.0.0.1:0",
-                                  "--port-file", port_file], stderr=log)
+                                  "--port-file", port_file], stderr=log, env=env)
         try:
             deadline = time.time() + 20
             while not os.path.exists(port_file):
