@@ -1181,11 +1181,9 @@ std::unique_ptr<Store> build_stack(const ConfigData& d, const StoreDef& def, con
   if (!node.empty()) {
     self = static_cast<NodeId>(std::stoul(node));
     ctx.self = &self;
-    auto expand_node = [&](std::string s) {
-      for (size_t i; (i = s.find("{node}")) != std::string::npos;) s.replace(i, 6, node);
-      return s;
-    };
-    tls = ServerTls{expand_node(d.tls.cert), expand_node(d.tls.key), expand_node(d.tls.ca)};
+    tls = ServerTls{ConfigInternal::with_node(d.tls.cert, self),
+                    ConfigInternal::with_node(d.tls.key, self),
+                    ConfigInternal::with_node(d.tls.ca, self)};
     ctx.tls = &tls;
     ctx.hints = std::move(hints);
   }
@@ -1313,13 +1311,15 @@ std::unique_ptr<Store> Config::open_hints(NodeId node, const LayerRegistry& regi
 }
 
 ServerTls Config::server_tls(NodeId node) const {
-  auto at = [&](std::string s) {
-    for (size_t i; (i = s.find("{node}")) != std::string::npos;) {
-      s.replace(i, 6, std::to_string(node));
-    }
-    return s;
-  };
-  return ServerTls{at(d_->tls.cert), at(d_->tls.key), at(d_->tls.ca)};
+  return ServerTls{ConfigInternal::with_node(d_->tls.cert, node),
+                   ConfigInternal::with_node(d_->tls.key, node),
+                   ConfigInternal::with_node(d_->tls.ca, node)};
+}
+
+std::string ConfigInternal::with_node(std::string pattern, NodeId node) {
+  const std::string id = std::to_string(node);
+  for (size_t at; (at = pattern.find("{node}")) != std::string::npos;) pattern.replace(at, 6, id);
+  return pattern;
 }
 
 }  // namespace cairn

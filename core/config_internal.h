@@ -81,6 +81,10 @@ class ConfigInternal {
   // store.
   static bool partitioned(const Config& config, std::string_view store);
 
+  // `pattern` with every "{node}" replaced by `node` (TLS files, the
+  // name a node's certificate carries).
+  static std::string with_node(std::string pattern, NodeId node);
+
   // The config's `security:` section (present == false without one).
   static const internal::SecurityConfig& security(const Config& config);
 

@@ -25,14 +25,6 @@ std::string sha256(std::string_view bytes) {
   return std::string(reinterpret_cast<const char*>(out), size);
 }
 
-std::string expand_node(const std::string& pattern, NodeId id) {
-  std::string out = pattern;
-  for (size_t at; (at = out.find("{node}")) != std::string::npos;) {
-    out.replace(at, 6, std::to_string(id));
-  }
-  return out;
-}
-
 const char* need_name(uint8_t need) {
   switch (need) {
     case internal::kRead:
@@ -140,7 +132,7 @@ AccessPolicy::AccessPolicy(const Config& config, bool loopback_only)
   }
   const ClusterInfo& cluster = config.cluster();
   for (const auto* list : {&cluster.nodes, &cluster.moving_to}) {
-    for (const NodeInfo& n : *list) nodes_.emplace(expand_node(sec.node_name, n.id), n.id);
+    for (const NodeInfo& n : *list) nodes_.emplace(ConfigInternal::with_node(sec.node_name, n.id), n.id);
   }
   for (const auto& [name, id] : nodes_) {
     if (certs_.contains(name)) {
