@@ -49,6 +49,13 @@ std::vector<std::string> certificate_names(const x509_st* cert);
 // digest the config keeps of one ("sha256:" and 64 hex digits).
 std::string new_token();
 std::string token_digest(std::string_view token);
+// The token an `Authorization` header (HTTP) or `authorization` metadata
+// (gRPC) carries: what follows "Bearer ", or any other value whole (which
+// then matches no principal).
+inline std::string_view bearer_token(std::string_view header) {
+  constexpr std::string_view kBearer = "Bearer ";
+  return header.substr(0, kBearer.size()) == kBearer ? header.substr(kBearer.size()) : header;
+}
 
 struct Caller {
   enum class Kind : uint8_t { kAnonymous, kPrincipal, kNode };

@@ -376,15 +376,12 @@ class Gate {
   }
 
  private:
-  // The token of an `authorization: Bearer TOKEN` header; any other
-  // value of the header is taken whole (and matches no principal).
+  // The token of the call's `authorization` metadata (empty: none).
   static std::string bearer(const grpc::ServerContextBase& ctx) {
     const auto& md = ctx.client_metadata();
     const auto it = md.find("authorization");
     if (it == md.end()) return {};
-    const std::string_view v(it->second.data(), it->second.size());
-    constexpr std::string_view kBearer = "Bearer ";
-    return std::string(v.substr(0, kBearer.size()) == kBearer ? v.substr(kBearer.size()) : v);
+    return std::string(server::bearer_token(std::string_view(it->second.data(), it->second.size())));
   }
   // The names on the verified client certificate: its subject alternative
   // names, or its common name if it has none.
@@ -414,7 +411,8 @@ grpc::ServerUnaryReactor* refused_call(grpc::CallbackServerContext* ctx, const g
   return reactor;
 }
 
-// A streaming call refused at the gate: finishes at once.
+// A streaming call answered `st` at once: refused at the gate, while
+// draining, or for want of what it needs.
 template <typename Reactor>
 struct RefusedStream final : Reactor {
   explicit RefusedStream(const grpc::Status& st) { this->Finish(st); }
@@ -1456,13 +1454,16 @@ class StoreService final : public rpc::Store::CallbackService {
         !no.ok()) {
       return new RefusedStream<grpc::ServerWriteReactor<rpc::KeyVersions>>(no);
     }
-    if (!drain_.enter()) return new Refused<grpc::ServerWriteReactor<rpc::KeyVersions>>();
+    if (!drain_.enter()) {
+      return new RefusedStream<grpc::ServerWriteReactor<rpc::KeyVersions>>(Drain::refused());
+    }
     return new ScanReactor(stores_, pool(req->store(), req->replica()), drain_, *req);
   }
   grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>* Stream(
       grpc::CallbackServerContext* ctx) override {
     if (drain_.draining()) {
-      return new Refused<grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>>();
+      return new RefusedStream<grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>>(
+          Drain::refused());
     }
     // Who the stream is from, once; each request is checked as it comes.
     return new StreamReactor(stores_, executor_, routed_executor_, drain_, request_timeout_,
@@ -1482,20 +1483,14 @@ class StoreService final : public rpc::Store::CallbackService {
   grpc::ServerBidiReactor<rpc::WatchRequests, rpc::WatchEvents>* Watch(
       grpc::CallbackServerContext* ctx) override {
     using Reactor = grpc::ServerBidiReactor<rpc::WatchRequests, rpc::WatchEvents>;
-    if (drain_.draining()) return new Refused<Reactor>();
+    if (drain_.draining()) return new RefusedStream<Reactor>(Drain::refused());
     // A near cache's invalidations: any caller the policy knows.
     if (grpc::Status no = gate_.known_call(ctx, "watch"); !no.ok()) {
       return new RefusedStream<Reactor>(no);
     }
     if (directory_ == nullptr) {
-      struct NoDirectory final : Reactor {
-        NoDirectory() {
-          this->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                    "this server keeps no cache directory"));
-        }
-        void OnDone() override { delete this; }
-      };
-      return new NoDirectory();
+      return new RefusedStream<Reactor>(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                                     "this server keeps no cache directory"));
     }
     return new WatchReactor(directory_);
   }
@@ -1520,13 +1515,6 @@ class StoreService final : public rpc::Store::CallbackService {
   internal::Executor& pool(const std::string& store, bool replica) const {
     return reads_inline(store, replica) ? executor_ : routed_executor_;
   }
-
-  // A streaming call refused while draining: finishes at once.
-  template <typename Reactor>
-  struct Refused final : Reactor {
-    Refused() { this->Finish(Drain::refused()); }
-    void OnDone() override { delete this; }
-  };
 
   template <typename Fn>
   grpc::ServerUnaryReactor* inline_call(grpc::CallbackServerContext* ctx, Fn&& fn) {
@@ -1870,14 +1858,8 @@ class AdminService final : public rpc::Admin::CallbackService {
     grpc::Status st = gate_.node_call(ctx, "PullPartitions", /*admins_too=*/true);
     if (st.ok()) st = status_of([&] { target = &own_replica(stores_, req->store()); });
     if (!st.ok() || !drain_.enter()) {
-      // A reactor that only finishes.
-      class Refused final : public grpc::ServerWriteReactor<rpc::PullProgress> {
-       public:
-        explicit Refused(const grpc::Status& s) { Finish(s); }
-        void OnDone() override { delete this; }
-      };
-      (void)ctx;
-      return new Refused(st.ok() ? Drain::refused() : st);
+      return new RefusedStream<grpc::ServerWriteReactor<rpc::PullProgress>>(
+          st.ok() ? Drain::refused() : st);
     }
     return new PullReactor(*target, *req, options_, drain_, pulls_);
   }
@@ -1890,12 +1872,7 @@ class AdminService final : public rpc::Admin::CallbackService {
       return new RefusedStream<grpc::ServerReadReactor<rpc::ReadOnlyFetchRequest>>(no);
     }
     if (!drain_.enter()) {
-      class Refused final : public grpc::ServerReadReactor<rpc::ReadOnlyFetchRequest> {
-       public:
-        Refused() { Finish(Drain::refused()); }
-        void OnDone() override { delete this; }
-      };
-      return new Refused();
+      return new RefusedStream<grpc::ServerReadReactor<rpc::ReadOnlyFetchRequest>>(Drain::refused());
     }
     return new FetchReactor(stores_, resp, drain_);
   }

@@ -162,9 +162,7 @@ std::optional<HttpResponse> HttpHandler::refused(const HttpRequest& request, std
                                                  uint8_t need, std::string_view op) const {
   if (access_ == nullptr || (request.authorization.empty() && access_->open())) return std::nullopt;
   const std::shared_ptr<const server::AccessPolicy> policy = access_->policy();
-  std::string_view token = request.authorization;
-  constexpr std::string_view kBearer = "Bearer ";
-  if (token.substr(0, kBearer.size()) == kBearer) token.remove_prefix(kBearer.size());
+  const std::string_view token = server::bearer_token(request.authorization);
   if (policy->open() && token.empty()) return std::nullopt;
   // HTTP carries no client certificate: a token is the only proof.
   const server::Caller caller = policy->identify(token, {});
