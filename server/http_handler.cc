@@ -164,8 +164,10 @@ std::optional<HttpResponse> HttpHandler::refused(const HttpRequest& request, std
   const std::shared_ptr<const server::AccessPolicy> policy = access_->policy();
   const std::string_view token = server::bearer_token(request.authorization);
   if (policy->open() && token.empty()) return std::nullopt;
-  // HTTP carries no client certificate: a token is the only proof.
-  const server::Caller caller = policy->identify(token, {});
+  // A token, or the connection's client certificate (HTTPS).
+  static const std::vector<std::string> kNoNames;
+  const server::Caller caller =
+      policy->identify(token, request.cert_names != nullptr ? *request.cert_names : kNoNames);
   server::Decision d;
   if (store.empty()) {
     d = policy->check_known(caller, op);

@@ -30,6 +30,9 @@ struct HttpRequest {
   std::string target;  // path and query, percent-encoded
   std::string clock;   // the X-Cairn-Clock header; empty if absent
   std::string authorization;  // the Authorization header; empty if absent
+  // The names on the connection's verified client certificate (HTTPS with
+  // a CA); the connection's, which outlives the request. Null: none.
+  const std::vector<std::string>* cert_names = nullptr;
   std::string body;
 };
 

@@ -15,6 +15,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <array>
 #include <condition_variable>
 #include <mutex>
@@ -27,6 +28,7 @@
 #include "cairn/log.h"
 #include "server/http_handler.h"
 #include "server/listen_address.h"
+#include "server/tls_context.h"
 
 namespace cairn {
 
@@ -49,7 +51,12 @@ struct HttpServer::Impl {
       : options(std::move(o)),
         handler(stores, options.node_id, options.extra_metrics, options.cluster_json, options.access),
         acceptor(asio::make_strand(io)),
-        retry(acceptor.get_executor()) {}
+        retry(acceptor.get_executor()) {
+    if (!options.tls_cert.empty()) {
+      tls.emplace(internal::server_tls_context("HTTP", options.tls_cert, options.tls_key,
+                                               options.tls_ca));
+    }
+  }
 
   void accept();
 
@@ -57,6 +64,7 @@ struct HttpServer::Impl {
   // sessions, whose destructors use these.
   HttpOptions options;
   HttpHandler handler;
+  std::optional<asio::ssl::context> tls;  // set: connections speak TLS (HTTPS)
   std::mutex mu;
   std::condition_variable cv;
   // Live connections, so shutdown can close the idle ones.
@@ -72,33 +80,74 @@ struct HttpServer::Impl {
 
 namespace {
 
-// One connection: reads a request, answers it, and repeats while the client
-// keeps the connection alive. Its handlers run on its strand, one at a time.
-class Session : public std::enable_shared_from_this<Session> {
+// What the server keeps of a connection: enough to drain it on shutdown.
+class Session {
  public:
-  Session(tcp::socket socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)), server_(server) {}
-
-  ~Session() {
+  explicit Session(HttpServer::Impl* server) : server_(server) {}
+  virtual ~Session() {
     std::lock_guard lock(server_->mu);
     server_->sessions.erase(this);
     if (server_->sessions.empty()) server_->cv.notify_all();
   }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
-  void start() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
-  }
-
+  virtual void start() = 0;
   // On shutdown: a connection waiting for its next request is closed now;
   // one in the middle of a request finishes it, then closes.
-  void drain() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+  virtual void drain() = 0;
+
+ protected:
+  HttpServer::Impl* server_;
+};
+
+// One connection over `Stream` (a TCP stream, or TLS over one): reads a
+// request, answers it, and repeats while the client keeps the connection
+// alive. Its handlers run on its strand, one at a time.
+template <class Stream>
+class Connection final : public Session, public std::enable_shared_from_this<Connection<Stream>> {
+ public:
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  Connection(tcp::socket socket, HttpServer::Impl* server)
+    requires(!kTls)
+      : Session(server), stream_(std::move(socket)) {}
+  Connection(tcp::socket socket, HttpServer::Impl* server)
+    requires(kTls)
+      : Session(server), stream_(std::move(socket), *server->tls) {}
+
+  void start() override {
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        // A client that never finishes its handshake is closed when the
+        // idle timeout passes, like one that never sends its request.
+        self->lowest().expires_after(self->server_->options.idle_timeout);
+        self->stream_.async_handshake(asio::ssl::stream_base::server,
+                                      [self](beast::error_code ec) {
+                                        if (ec) return self->close();
+                                        // A client certificate the CA
+                                        // signed names the caller, with
+                                        // or without a token.
+                                        self->cert_names_ =
+                                            internal::verified_peer_names(self->stream_.native_handle());
+                                        self->read_header();
+                                      });
+      } else {
+        self->read_header();
+      }
+    });
+  }
+
+  void drain() override {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
       beast::error_code ignored;
-      if (!self->busy_) self->stream_.socket().close(ignored);
+      if (!self->busy_) self->lowest().socket().close(ignored);
     });
   }
 
  private:
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
   bool draining() {
     std::lock_guard lock(server_->mu);
     return server_->draining;
@@ -109,9 +158,9 @@ class Session : public std::enable_shared_from_this<Session> {
     busy_ = false;
     parser_.emplace();
     parser_->body_limit(server_->options.max_body);
-    stream_.expires_after(server_->options.idle_timeout);
+    lowest().expires_after(server_->options.idle_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
                               self->on_header(ec);
                             });
   }
@@ -125,7 +174,7 @@ class Session : public std::enable_shared_from_this<Session> {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                       parser_->get().version());
       http::async_write(stream_, *cont,
-                        [self = shared_from_this(), cont](beast::error_code e, size_t) {
+                        [self = this->shared_from_this(), cont](beast::error_code e, size_t) {
                           if (e) return self->close();
                           self->read_body();
                         });
@@ -136,7 +185,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void read_body() {
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
                        if (ec) return self->on_error(ec);
                        self->respond();
                      });
@@ -175,6 +224,7 @@ class Session : public std::enable_shared_from_this<Session> {
     request.target = std::string(req.target());
     request.clock = std::string(req[internal::kClockHeader]);
     request.authorization = std::string(req[http::field::authorization]);
+    request.cert_names = &cert_names_;
     request.body = std::move(req.body());
     HttpResponse r = server_->handler.handle(request);
     if (head) {
@@ -198,9 +248,9 @@ class Session : public std::enable_shared_from_this<Session> {
     res->keep_alive(keep_alive);
     res->prepare_payload();
     if (head) res->content_length(head_length_);
-    stream_.expires_after(server_->options.idle_timeout);
+    lowest().expires_after(server_->options.idle_timeout);
     http::async_write(stream_, *res,
-                      [self = shared_from_this(), res, linger](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this(), res, linger](beast::error_code ec, size_t) {
                         if (!ec && linger) return self->linger();
                         if (ec || !res->keep_alive()) return self->close();
                         self->read_header();
@@ -209,14 +259,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void linger() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(1));
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().expires_after(std::chrono::seconds(1));
     discard();
   }
 
   void discard() {
     stream_.async_read_some(asio::buffer(scratch_),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
                               if (ec) return self->close();
                               self->discard();
                             });
@@ -225,14 +275,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void close() {
     busy_ = false;
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.socket().close(ignored);
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().socket().close(ignored);
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  HttpServer::Impl* server_;
+  std::vector<std::string> cert_names_;  // of a verified client certificate (TLS)
   bool busy_ = false;  // on the strand: a request is being read or answered
   size_t head_length_ = 0;
   std::array<char, 16384> scratch_;  // what linger() drops
@@ -258,7 +308,12 @@ void HttpServer::Impl::accept() {
         {
           std::lock_guard lock(mu);
           if (sessions.size() < options.max_connections) {
-            session = std::make_shared<Session>(std::move(socket), this);
+            if (tls) {
+              session = std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
+                  std::move(socket), this);
+            } else {
+              session = std::make_shared<Connection<beast::tcp_stream>>(std::move(socket), this);
+            }
             sessions.emplace(session.get(), session);
           }
         }

@@ -19,7 +19,10 @@
 // supersedes every stored version.
 //
 // Connections are kept alive and served by a few threads (asio), never a
-// thread each. Store calls run on those threads.
+// thread each. Store calls run on those threads. With a certificate and key
+// the front speaks HTTPS only, and with a CA as well it requires a client
+// certificate the CA signed, as the gRPC and Redis-protocol fronts do; the
+// names on that certificate identify the caller as a token would.
 
 #ifndef CAIRN_SERVER_HTTP_SERVER_H_
 #define CAIRN_SERVER_HTTP_SERVER_H_
@@ -55,15 +58,22 @@ struct HttpOptions {
   // The cluster's state as JSON (metadata/move_record.h), for /cluster.json
   // and the /ui page that draws it; may throw (503). Unset: both are 404.
   std::function<std::string()> cluster_json;
+  // TLS: PEM files of the server's certificate chain and private key (both
+  // or neither), and a CA whose client certificates it requires. Empty:
+  // plaintext.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
   // Who may do what (server/access.h): a request's `Authorization: Bearer`
-  // token names its caller. Null: anyone may do anything.
+  // token, or the connection's client certificate, names its caller.
+  // Null: anyone may do anything.
   std::shared_ptr<server::Access> access;
 };
 
 class HttpServer {
  public:
   // Starts serving. Throws Unavailable if the address cannot be bound,
-  // InvalidArgument if it is not HOST:PORT.
+  // InvalidArgument if it is not HOST:PORT or a TLS file cannot be used.
   HttpServer(HttpOptions options, ServedStores stores);
   // shutdown() with a one-second grace.
   ~HttpServer();

@@ -20,6 +20,7 @@
 #include "server/metrics_text.h"
 #include "server/resp_commands.h"
 #include "server/resp_protocol.h"
+#include "server/tls_context.h"
 
 namespace cairn {
 
@@ -44,27 +45,10 @@ struct RespServer::Impl {
     for (int i = 0; i < n; ++i) ios.push_back(std::make_unique<asio::io_context>(1));
     acceptor.emplace(*ios[0]);
     retry.emplace(*ios[0]);
-    if (!options.tls_cert.empty()) tls.emplace(make_tls_context(options));
-  }
-
-  static asio::ssl::context make_tls_context(const RespServerOptions& o) {
-    asio::ssl::context ctx(asio::ssl::context::tls_server);
-    ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                    asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
-    auto load = [](const char* what, const std::string& file, auto&& fn) {
-      boost::system::error_code ec;
-      fn(ec);
-      if (ec) throw InvalidArgument("RESP TLS: cannot use " + std::string(what) + " " + file + ": " + ec.message());
-    };
-    load("certificate", o.tls_cert, [&](auto& ec) { ctx.use_certificate_chain_file(o.tls_cert, ec); });
-    load("key", o.tls_key,
-         [&](auto& ec) { ctx.use_private_key_file(o.tls_key, asio::ssl::context::pem, ec); });
-    if (!o.tls_ca.empty()) {
-      load("CA", o.tls_ca, [&](auto& ec) { ctx.load_verify_file(o.tls_ca, ec); });
-      ctx.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    if (!options.tls_cert.empty()) {
+      tls.emplace(internal::server_tls_context("RESP", options.tls_cert, options.tls_key,
+                                               options.tls_ca));
     }
-    return ctx;
   }
 
   void accept();
@@ -136,11 +120,8 @@ class Connection final : public internal::RespSession,
                                     // A client certificate the CA signed
                                     // (the handshake checked it) names
                                     // the connection's caller.
-                                    SSL* ssl = self->tls_->native_handle();
-                                    if (SSL_get_verify_result(ssl) == X509_V_OK) {
-                                      self->cert_names =
-                                          server::certificate_names(SSL_get0_peer_certificate(ssl));
-                                    }
+                                    self->cert_names =
+                                        internal::verified_peer_names(self->tls_->native_handle());
                                     self->read();
                                   });
     });

@@ -202,13 +202,22 @@ class SecuredClusterTest(unittest.TestCase):
         self.assertEqual(e.exception.code(), code, e.exception.details())
         self.assertIn(fragment, e.exception.details())
 
-    def http(self, node, method, path, token=None, body=None):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.http_ports[node - 1], path),
+    def tls_context(self, cert="stranger", ca="ca"):
+        ctx = ssl.create_default_context(cafile=os.path.join(self.dir, ca + ".pem"))
+        if cert:
+            ctx.load_cert_chain(os.path.join(self.dir, cert + ".pem"),
+                                os.path.join(self.dir, cert + ".key"))
+        return ctx
+
+    def http(self, node, method, path, token=None, body=None, cert="stranger"):
+        """HTTPS (the nodes' TLS), with a client certificate (by default
+        one that names no one, so the token is what proves the caller)."""
+        req = urllib.request.Request("https://127.0.0.1:%d%s" % (self.http_ports[node - 1], path),
                                      data=body, method=method)
         if token:
             req.add_header("Authorization", "Bearer " + token)
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=self.tls_context(cert)) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
@@ -332,13 +341,45 @@ class SecuredClusterTest(unittest.TestCase):
         import grpc
         self.assert_refused(grpc.StatusCode.UNAVAILABLE,
                             lambda: self.get(1, b"cart:1", cert="forged"), "")
+        for cert in ("forged", None):  # another CA's certificate, or none
+            with self.assertRaises((ssl.SSLError, ConnectionResetError, urllib.error.URLError)):
+                self.http(1, "GET", "/stores/carts/keys/cart:1", token=self.alice_token, cert=cert)
+
+    def test_the_http_front_speaks_the_nodes_tls(self):
+        # A client certificate that names a principal proves it alone, as on
+        # gRPC and RESP; the stranger's needs a token.
+        self.assertFalse(self.put(1, b"cart:https", b"mug", token=self.alice_token).obsolete)
+        self.assertEqual(self.http(3, "GET", "/stores/carts/keys/cart:https", cert="alice"),
+                         (200, "mug"))
+        self.assertEqual(self.http(3, "GET", "/stores/carts/keys/cart:https")[0], 401)
+        self.assertEqual(self.http(2, "PUT", "/stores/carts/keys/cart:https", cert="alice",
+                                   body=b"cup")[0], 204)
+        self.assertEqual(self.get(1, b"cart:https", token=self.alice_token), [b"cup"])
+        # curl, as an operator would run it.
+        out = subprocess.run(
+            ["curl", "-sS", "--cacert", os.path.join(self.dir, "ca.pem"),
+             "--cert", os.path.join(self.dir, "stranger.pem"),
+             "--key", os.path.join(self.dir, "stranger.key"),
+             "-H", "Authorization: Bearer " + self.alice_token, "-w", " %{http_code}",
+             "https://127.0.0.1:%d/stores/carts/keys/cart:https" % self.http_ports[0]],
+            capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.stdout, "cup 200", out.stderr)
 
     def test_hostile_input_with_security_on(self):
         import grpc
-        # HTTP: garbage, and a bearer token of 100 KB.
+        # HTTP: garbage (inside TLS, and in the clear where TLS is
+        # expected), and a bearer token of 100 KB.
+        with socket.create_connection(("127.0.0.1", self.http_ports[0]), timeout=10) as raw:
+            with self.tls_context().wrap_socket(raw, server_hostname="127.0.0.1") as c:
+                c.sendall(b"GARBAGE\r\n\r\n")
+                self.assertTrue(c.recv(64).startswith(b"HTTP/1.1 400"))
         with socket.create_connection(("127.0.0.1", self.http_ports[0]), timeout=10) as c:
-            c.sendall(b"GARBAGE\r\n\r\n")
-            self.assertTrue(c.recv(64).startswith(b"HTTP/1.1 400"))
+            c.sendall(b"GET /stores/carts/keys/after HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                reply = c.recv(64)
+            except ConnectionResetError:
+                reply = b""
+            self.assertFalse(reply.startswith(b"HTTP"), reply)
         status, _ = self.http(1, "GET", "/stores/carts/keys/k", token="x" * 100000)
         self.assertIn(status, (400, 401, 431))
         # gRPC: a long token that matches nothing.
@@ -369,10 +410,16 @@ class SecuredClusterTest(unittest.TestCase):
         def start(config, *flags):
             return subprocess.run([SERVER, "--config", config, *flags], capture_output=True,
                                   text=True, timeout=30)
-        # Secured, with HTTP (no TLS) beyond loopback: refused.
-        out = start(self.config, "--node", "1", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0")
+        # Secured without TLS, with only HTTP beyond loopback: refused
+        # (its bearer tokens would cross the network in the clear).
+        no_tls = os.path.join(self.dir, "no-tls.yaml")
+        with open(no_tls, "w") as f:
+            f.write("stores: {s: {stack: [{engine: memory}]}}\n"
+                    "security: {principals: {alice: {tokens: [\"sha256:%s\"], stores: {s: read}}}}\n"
+                    % hashlib.sha256(self.alice_token.encode()).hexdigest())
+        out = start(no_tls, "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0")
         self.assertEqual(out.returncode, 2, out.stderr)
-        self.assertIn("the HTTP front has no TLS", out.stderr)
+        self.assertIn("beyond loopback without TLS", out.stderr)
         # No `security:` and beyond loopback: refused, saying how to accept anyone.
         plain = os.path.join(self.dir, "plain.yaml")
         with open(plain, "w") as f:

@@ -166,7 +166,8 @@ parameters expands to the node id, so one config describes every node.
   --port-file FILE       write the port listened on to FILE once serving
   --http ADDR:PORT       also serve HTTP/1.1 there: GET/PUT/DELETE
                          /stores/STORE/keys/KEY, /stores, /metrics, /health
-                         (see docs/network.md). Off by default
+                         (see docs/network.md), HTTPS with the --tls
+                         settings as gRPC's. Off by default
   --http-port-file FILE  write the HTTP port to FILE once serving
   --http-threads N       threads serving HTTP connections (default 2)
   --resp ADDR:PORT       also serve the Redis protocol (RESP2/RESP3) there,
@@ -185,10 +186,10 @@ parameters expands to the node id, so one config describes every node.
   --request-timeout-ms N a call still queued for a worker N ms after it
                          arrived, or past the client's deadline if sooner,
                          fails with DEADLINE_EXCEEDED unrun (default 30000)
-  --tls-cert FILE        serve TLS with this certificate (PEM) ...
+  --tls-cert FILE        serve TLS on every front with this certificate (PEM) ...
   --tls-key FILE         ... and this private key (PEM)
   --tls-ca FILE          require clients to present a certificate this CA
-                         signed (mutual TLS). The --tls flags replace the
+                         signed (mutual TLS), on every front. The --tls flags replace the
                          config's `cluster: tls: {cert, key, ca}`
   --grace-ms N           on SIGTERM or SIGINT, let in-flight calls finish for
                          up to N ms before cancelling them (default 5000)
@@ -489,7 +490,6 @@ int serve(const Args& a) {
   // beyond it, it must check callers or say in words that it accepts
   // anyone.
   bool loopback_only = true;
-  bool http_loopback = true;
   for (const auto& [l, front] : {std::pair<const std::string*, const char*>{&options.listen, "gRPC"},
                                  {&a.http, "HTTP"}, {&a.resp, "RESP"}}) {
     if (l->empty()) continue;
@@ -509,7 +509,6 @@ int serve(const Args& a) {
       }
     }
     loopback_only &= loopback;
-    if (std::string_view(front) == "HTTP") http_loopback = loopback;
   }
   auto access = std::make_shared<server::Access>(
       std::make_shared<server::AccessPolicy>(config, loopback_only));
@@ -517,14 +516,6 @@ int serve(const Args& a) {
                                                                 !options.tls_ca.empty());
       !no.empty()) {
     throw UsageError("cairn-server refuses to start: " + no);
-  }
-  if (!access->policy()->open() && !http_loopback) {
-    // The HTTP front speaks no TLS: its bearer tokens would cross the
-    // network in the clear.
-    throw UsageError("cairn-server refuses to start: --http " + a.http +
-                     " is beyond loopback, and the HTTP front has no TLS, so tokens would "
-                     "cross the network in the clear. Serve HTTP on loopback (behind a TLS "
-                     "proxy if it must be reached from elsewhere; docs/security.md)");
   }
   if (ConfigInternal::security(config).open) {
     log(LogLevel::kWarn, "cairn-server node " + std::to_string(a.node) +
@@ -646,6 +637,9 @@ int serve(const Args& a) {
     h.threads = a.http_threads;
     h.node_id = a.node;
     h.max_body = options.max_message_size;
+    h.tls_cert = options.tls_cert;
+    h.tls_key = options.tls_key;
+    h.tls_ca = options.tls_ca;
     h.access = access;
     h.extra_metrics = [&server, &liveness, &resp, metadata, directory, &front_stores, hints, access] {
       std::string out = resp ? resp->metrics() : "";
@@ -709,7 +703,8 @@ int serve(const Args& a) {
   }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   std::string http_note =
-      http ? ", HTTP on " + a.http.substr(0, a.http.rfind(':')) + ":" + std::to_string(http->port())
+      http ? ", HTTP on " + a.http.substr(0, a.http.rfind(':')) + ":" + std::to_string(http->port()) +
+                 (options.tls_cert.empty() ? "" : " (TLS)")
            : "";
   if (resp) {
     http_note += ", RESP on " + a.resp.substr(0, a.resp.rfind(':')) + ":" +
