@@ -138,7 +138,13 @@ class Access {
     std::lock_guard lock(mu_);
     open_.store(policy->open(), std::memory_order_relaxed);
     policy_ = std::move(policy);
+    generation_.fetch_add(1, std::memory_order_release);
   }
+  // Counts replace() calls: a connection that took the policy at
+  // generation g may keep using it, without the lock, while this is g.
+  // (Read it before policy(): a replacement in between is then seen on the
+  // next look, never missed.)
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   // Whether the current policy is open: the fast path of a call that
   // carries no token (no lock, no reference count).
   bool open() const { return open_.load(std::memory_order_relaxed); }
@@ -156,6 +162,7 @@ class Access {
 
  private:
   std::atomic<bool> open_;
+  std::atomic<uint64_t> generation_{0};
   mutable std::mutex mu_;
   std::shared_ptr<const AccessPolicy> policy_;
   std::map<std::string, Refusals> refusals_;       // under mu_

@@ -418,13 +418,19 @@ bool RespCommands::admitted(RespSession& session, std::string_view c, std::strin
   if (session.token.empty() && options_.access->open()) return true;
   const Needs needs = needs_of(c);
   if (needs == Needs::kNothing) return true;
-  std::shared_ptr<const server::AccessPolicy> policy = options_.access->policy();
-  if (policy->open() && session.token.empty()) return true;
-  if (session.policy != policy) {
-    session.caller = policy->identify(session.token, session.cert_names);
-    session.policy = std::move(policy);
+  // The policy is looked up (under Access's lock) only when it was
+  // replaced since the connection last took it.
+  if (const uint64_t g = options_.access->generation();
+      session.policy == nullptr || session.policy_generation != g) {
+    session.policy_generation = g;
+    std::shared_ptr<const server::AccessPolicy> policy = options_.access->policy();
+    if (session.policy != policy) {
+      session.caller = policy->identify(session.token, session.cert_names);
+      session.policy = std::move(policy);
+    }
   }
   const server::AccessPolicy& p = *session.policy;
+  if (p.open() && session.token.empty()) return true;
   const server::Caller& who = session.caller;
   server::Decision d;
   if (needs == Needs::kKnown) {

@@ -74,6 +74,7 @@ class RespSession {
   std::string token;
   std::vector<std::string> cert_names;
   std::shared_ptr<const server::AccessPolicy> policy;
+  uint64_t policy_generation = 0;  // server::Access::generation() when `policy` was taken
   server::Caller caller;
 };
 

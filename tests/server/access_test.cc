@@ -2,7 +2,7 @@
 // certificate name, permissions per store, node-only calls, and the
 // startup refusal of a server reachable beyond loopback with nothing to
 // check callers by. The fronts' enforcement is tested over real sockets
-// (tests/cluster/security_test.cc).
+// (tests/tools/security_test.py).
 
 #include "server/access.h"
 
@@ -125,6 +125,22 @@ TEST(AccessTest, ReachableBeyondLoopbackNeedsSecurityTlsAndACa) {
   EXPECT_NE(secure.startup_refusal(false, false).find("without TLS"), std::string::npos);
   EXPECT_NE(secure.startup_refusal(true, false).find("no `ca`"), std::string::npos);
   EXPECT_EQ(secure.startup_refusal(true, true), "");
+}
+
+TEST(AccessTest, AReplacedPolicyIsSeenThroughItsGeneration) {
+  const Config plain = Config::parse("stores: {s: {stack: [{engine: memory}]}}\n", "t.yaml");
+  Access access(std::make_shared<AccessPolicy>(plain, true));
+  EXPECT_TRUE(access.open());
+  const uint64_t before = access.generation();
+  const auto first = access.policy();
+  auto next = std::make_shared<const AccessPolicy>(secured(), true);
+  access.replace(next);
+  // A connection holding the first policy sees the generation move, and
+  // the policy it then takes is the new one.
+  EXPECT_NE(access.generation(), before);
+  EXPECT_EQ(access.policy(), next);
+  EXPECT_NE(access.policy(), first);
+  EXPECT_FALSE(access.open());
 }
 
 TEST(AccessTest, AmbiguousProofsAreConfigErrors) {

@@ -450,8 +450,14 @@ class SecuredClusterTest(unittest.TestCase):
 
     def test_zz_a_revoked_token_stops_working_after_sighup(self):
         import grpc
+        import redis
         self.assertEqual(self.http(1, "GET", "/stores/carts/keys/cart:9",
                                    token=self.reader_token)[0], 404)
+        # A Redis-protocol connection that proved itself before the reload.
+        held = self.redis(1, username="reader", password=self.reader_token,
+                          single_connection_client=True)
+        held.execute_command("SELECT", "carts")
+        self.assertIsNone(held.get("cart:9"))
         self.write_config(None)
         for p in self.nodes.values():
             p.send_signal(signal.SIGHUP)
@@ -469,6 +475,10 @@ class SecuredClusterTest(unittest.TestCase):
                     break
                 self.assertLess(time.time(), deadline, "node %d took the revoked token" % n)
                 time.sleep(0.05)
+        # The connection opened before the reload is identified again.
+        with self.assertRaises(redis.exceptions.AuthenticationError) as e:
+            held.get("cart:9")
+        self.assertIn("matches no principal", str(e.exception))
         # Alice's still does.
         self.assertEqual(self.get(1, b"cart:1", token=self.alice_token), [b"book"])
 
