@@ -197,24 +197,29 @@ Decision AccessPolicy::refuse(const Caller& caller, std::string_view what) const
   return d;
 }
 
+uint8_t AccessPolicy::granted(const Caller& caller, std::string_view store) const {
+  constexpr uint8_t kAll = internal::kRead | internal::kWrite | internal::kAdmin;
+  if (caller.bad_token) return internal::kNoPermission;
+  if (open_ || caller.kind == Caller::Kind::kNode) return kAll;
+  if (caller.kind != Caller::Kind::kPrincipal) return internal::kNoPermission;
+  const internal::PrincipalDef& p = principals_[static_cast<size_t>(caller.principal)];
+  uint8_t granted = internal::kNoPermission;
+  bool specific = false;
+  for (const auto& [name, perms] : p.stores) {
+    if (name == store) {
+      granted = perms;
+      specific = true;
+    } else if (name == "*" && !specific) {
+      granted = perms;
+    }
+  }
+  return granted;
+}
+
 Decision AccessPolicy::check(const Caller& caller, std::string_view store, uint8_t need,
                              std::string_view op) const {
   if (caller.bad_token) return refuse(caller, op);
-  if (open_ || caller.kind == Caller::Kind::kNode) return {};
-  if (caller.kind == Caller::Kind::kPrincipal) {
-    const internal::PrincipalDef& p = principals_[static_cast<size_t>(caller.principal)];
-    uint8_t granted = internal::kNoPermission;
-    bool specific = false;
-    for (const auto& [name, perms] : p.stores) {
-      if (name == store) {
-        granted = perms;
-        specific = true;
-      } else if (name == "*" && !specific) {
-        granted = perms;
-      }
-    }
-    if ((granted & need) == need) return {};
-  }
+  if ((granted(caller, store) & need) == need) return {};
   return refuse(caller, std::string(op) + " in store '" + std::string(store) + "' (it needs " +
                             need_name(need) + ")");
 }

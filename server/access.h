@@ -99,6 +99,10 @@ class AccessPolicy {
   // refusal ("put", "scan").
   Decision check(const Caller& caller, std::string_view store, uint8_t need,
                  std::string_view op) const;
+  // What `caller` may do on `store` (kRead | kWrite | kAdmin bits): what
+  // check() tests, for a connection that keeps it while its caller, store
+  // and policy stay the same.
+  uint8_t granted(const Caller& caller, std::string_view store) const;
   // May `caller` make a call of no store that any caller the policy
   // knows may make (list the stores, read metrics, watch for a cache)?
   Decision check_known(const Caller& caller, std::string_view op) const;

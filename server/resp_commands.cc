@@ -7,6 +7,7 @@
 #include <cctype>
 #include <exception>
 #include <mutex>
+#include <utility>
 
 #include "cairn/errors.h"
 #include "cairn/ordered_puts.h"
@@ -61,7 +62,10 @@ constexpr int kMaxTries = 16;  // as the typed client's put
 bool is(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
+    // ASCII only, as Redis compares command names: no locale, no call.
+    char c = a[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != b[i]) return false;
   }
   return true;
 }
@@ -400,14 +404,20 @@ namespace {
 enum class Needs { kNothing, kKnown, kRead, kWrite };
 
 Needs needs_of(std::string_view c) {
-  for (const char* n : {"get", "mget", "exists", "cairn.versions"}) {
-    if (is(c, n)) return Needs::kRead;
-  }
-  for (const char* n : {"set", "setex", "mset", "del", "cairn.put", "cairn.del"}) {
-    if (is(c, n)) return Needs::kWrite;
-  }
-  for (const char* n : {"select", "cairn.stores", "info", "client", "config"}) {
-    if (is(c, n)) return Needs::kKnown;
+  using std::literals::operator""sv;
+  // Names as string_views (their lengths known), so most are passed over
+  // on a length test.
+  static constexpr std::pair<std::string_view, Needs> kNeeds[] = {
+      {"get"sv, Needs::kRead},          {"set"sv, Needs::kWrite},
+      {"mget"sv, Needs::kRead},         {"exists"sv, Needs::kRead},
+      {"cairn.versions"sv, Needs::kRead}, {"setex"sv, Needs::kWrite},
+      {"mset"sv, Needs::kWrite},        {"del"sv, Needs::kWrite},
+      {"cairn.put"sv, Needs::kWrite},   {"cairn.del"sv, Needs::kWrite},
+      {"select"sv, Needs::kKnown},      {"cairn.stores"sv, Needs::kKnown},
+      {"info"sv, Needs::kKnown},        {"client"sv, Needs::kKnown},
+      {"config"sv, Needs::kKnown}};
+  for (const auto& [name, needs] : kNeeds) {
+    if (is(c, name)) return needs;
   }
   return Needs::kNothing;  // auth, hello, ping, echo, quit, command, and unknown ones
 }
@@ -427,19 +437,30 @@ bool RespCommands::admitted(RespSession& session, std::string_view c, std::strin
     if (session.policy != policy) {
       session.caller = policy->identify(session.token, session.cert_names);
       session.policy = std::move(policy);
+      session.granted_valid = false;
     }
   }
   const server::AccessPolicy& p = *session.policy;
   if (p.open() && session.token.empty()) return true;
   const server::Caller& who = session.caller;
-  server::Decision d;
-  if (needs == Needs::kKnown) {
-    d = p.check_known(who, lower(c));
-  } else if (session.store != nullptr) {
-    d = p.check(who, session.store_name, needs == Needs::kRead ? internal::kRead : internal::kWrite,
-                lower(c));
+  if (needs != Needs::kKnown && session.store != nullptr) {
+    if (!session.granted_valid || session.granted_store != session.store) {
+      session.granted = p.granted(who, session.store_name);
+      session.granted_store = session.store;
+      session.granted_valid = true;
+    }
+    const uint8_t need = needs == Needs::kRead ? internal::kRead : internal::kWrite;
+    if ((session.granted & need) == need) return true;
   }
-  if (d.allowed()) return true;
+  // The command's name goes into a refusal only: lower-cased then.
+  auto decide = [&](std::string_view op) {
+    if (needs == Needs::kKnown) return p.check_known(who, op);
+    if (session.store == nullptr) return server::Decision{};
+    return p.check(who, session.store_name,
+                   needs == Needs::kRead ? internal::kRead : internal::kWrite, op);
+  };
+  if (decide(c).allowed()) return true;
+  const server::Decision d = decide(lower(c));
   options_.access->refused("resp", d);
   if (d.kind == server::Decision::Kind::kDenied) {
     resp::error(out, "NOPERM " + d.reason);
@@ -471,6 +492,7 @@ bool RespCommands::authenticate(RespSession& session, std::string_view user, std
   session.token = std::string(token);
   session.caller = std::move(who);
   session.policy = std::move(policy);
+  session.granted_valid = false;
   return true;
 }
 

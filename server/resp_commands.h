@@ -76,6 +76,11 @@ class RespSession {
   std::shared_ptr<const server::AccessPolicy> policy;
   uint64_t policy_generation = 0;  // server::Access::generation() when `policy` was taken
   server::Caller caller;
+  // What `caller` may do on `granted_store` under `policy`, while
+  // `granted_valid`: a command on the store then costs one test.
+  const void* granted_store = nullptr;
+  bool granted_valid = false;
+  uint8_t granted = 0;
 };
 
 struct RespOptions {
