@@ -288,6 +288,46 @@ class SecuredClusterTest(unittest.TestCase):
                                  body=b"x")
         self.assertEqual(status, 403, body)
 
+    def test_each_request_of_a_stream_is_checked(self):
+        # One Stream, identified once (the reader's token), each request
+        # checked: the read passes, the write and the replica read are
+        # refused by id with the reason, and the stream goes on.
+        import cairn_pb2 as pb
+        self.assertFalse(self.put(1, b"cart:s", b"pen", token=self.alice_token).obsolete)
+        clock = pb.Clock(entries=[pb.ClockEntry(node=7, counter=9)],
+                         timestamp_ms=int(time.time() * 1000))
+        batch = pb.StreamRequests(requests=[
+            pb.StreamRequest(id=1, get=pb.GetRequest(store="carts", key=b"cart:s")),
+            pb.StreamRequest(id=2, put=pb.PutRequest(store="carts", key=b"cart:s", version=pb.Version(
+                value=b"x", clock=clock))),
+            pb.StreamRequest(id=3, get=pb.GetRequest(store="carts", key=b"cart:s", replica=True)),
+            pb.StreamRequest(id=4, get=pb.GetRequest(store="carts", key=b"cart:s"))])
+        answers = {}
+        for responses in self.store(1, cert="stranger").Stream(
+                iter([batch]), metadata=[("authorization", "Bearer " + self.reader_token)],
+                timeout=10):
+            for r in responses.responses:
+                answers[r.id] = r
+        self.assertEqual(sorted(answers), [1, 2, 3, 4])
+        for i in (1, 4):
+            self.assertEqual([v.value for v in answers[i].get.versions], [b"pen"], answers[i])
+        self.assertEqual(answers[2].error.code, pb.PERMISSION_DENIED)
+        self.assertIn("reader may not put in store 'carts'", answers[2].error.message)
+        self.assertEqual(answers[3].error.code, pb.PERMISSION_DENIED)
+        self.assertIn("replica get", answers[3].error.message)
+        self.assertEqual(self.get(1, b"cart:s", token=self.alice_token), [b"pen"])
+        # An admin (admin on "*") may read a replica on a stream too.
+        replica = pb.StreamRequests(requests=[pb.StreamRequest(
+            id=5, get=pb.GetRequest(store="carts", key=b"cart:s", replica=True))])
+        deadline = time.time() + 10  # node 1's replica may take the write last
+        while True:
+            got = [r for rs in self.store(1, cert="ops").Stream(iter([replica]), timeout=10)
+                   for r in rs.responses]
+            if got[0].get.versions or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual([v.value for v in got[0].get.versions], [b"pen"], got)
+
     def test_a_wrong_token_is_refused_on_every_front(self):
         import grpc
         import redis
