@@ -452,10 +452,11 @@ bool RespCommands::admitted(RespSession& session, std::string_view c, std::strin
     const uint8_t need = needs == Needs::kRead ? internal::kRead : internal::kWrite;
     if ((session.granted & need) == need) return true;
   }
-  // The command's name goes into a refusal only: lower-cased then.
+  // The command's name goes into a refusal only: lower-cased then. With no
+  // store selected, a store's command fails on that, but only for a caller
+  // the policy knows: anyone else learns nothing before proving itself.
   auto decide = [&](std::string_view op) {
-    if (needs == Needs::kKnown) return p.check_known(who, op);
-    if (session.store == nullptr) return server::Decision{};
+    if (needs == Needs::kKnown || session.store == nullptr) return p.check_known(who, op);
     return p.check(who, session.store_name,
                    needs == Needs::kRead ? internal::kRead : internal::kWrite, op);
   };
