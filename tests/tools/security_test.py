@@ -94,6 +94,7 @@ class SecuredClusterTest(unittest.TestCase):
         make_cert(d, "forged", "otherca", "DNS:node1", "serverAuth,clientAuth")
         cls.alice_token, alice_digest = token("alice")
         cls.reader_token, reader_digest = token("reader")
+        cls.scribe_token, cls.scribe_digest = token("scribe")
         assert alice_digest == "sha256:" + hashlib.sha256(cls.alice_token.encode()).hexdigest()
         ports = free_ports(9)
         cls.grpc_ports, cls.http_ports, cls.resp_ports = ports[0:3], ports[3:6], ports[6:9]
@@ -147,7 +148,9 @@ class SecuredClusterTest(unittest.TestCase):
                 "security:\n  principals:\n"
                 "    alice: {tokens: [\"sha256:%s\"], certs: [alice], stores: {carts: [read, write]}}\n"
                 % hashlib.sha256(cls.alice_token.encode()).hexdigest() +
-                "    ops: {certs: [ops], stores: {\"*\": [read, write, admin]}}\n" + reader)
+                "    ops: {certs: [ops], stores: {\"*\": [read, write, admin]}}\n"
+                "    scribe: {tokens: [\"%s\"], stores: {carts: write}}\n" % cls.scribe_digest
+                + reader)
         os.replace(cls.config + ".tmp", cls.config)
 
     @classmethod
@@ -327,6 +330,25 @@ class SecuredClusterTest(unittest.TestCase):
                 break
             time.sleep(0.05)
         self.assertEqual([v.value for v in got[0].get.versions], [b"pen"], got)
+
+    def test_a_writer_without_read_writes_on_every_front(self):
+        # Write alone: a put that carries its clock (gRPC), an HTTP PUT and
+        # a RESP SET (their reads happen inside the server); reads refused.
+        import grpc
+        self.assertFalse(self.put(1, b"log:1", b"a", token=self.scribe_token, cert="stranger",
+                                  counter=1).obsolete)
+        self.assertEqual(self.http(2, "PUT", "/stores/carts/keys/log:2", token=self.scribe_token,
+                                   body=b"b")[0], 204)
+        r = self.redis(3, username="scribe", password=self.scribe_token)
+        r.execute_command("SELECT", "carts")
+        self.assertTrue(r.set("log:3", "c"))
+        self.assert_refused(grpc.StatusCode.PERMISSION_DENIED,
+                            lambda: self.get(1, b"log:1", token=self.scribe_token, cert="stranger"),
+                            "scribe may not get in store 'carts' (it needs read)")
+        self.assertEqual(self.http(2, "GET", "/stores/carts/keys/log:2",
+                                   token=self.scribe_token)[0], 403)
+        for key, value in ((b"log:1", b"a"), (b"log:2", b"b"), (b"log:3", b"c")):
+            self.assertEqual(self.get(1, key, token=self.alice_token), [value])
 
     def test_a_wrong_token_is_refused_on_every_front(self):
         import grpc
