@@ -323,10 +323,12 @@ class Gate {
     bool open = true;
     std::shared_ptr<const server::AccessPolicy> policy;
     server::Caller caller;
+    uint64_t generation = 0;  // server::Access::generation() when decided
   };
   Who who(grpc::ServerContextBase* ctx) const {
     Who w;
     if (access_ == nullptr) return w;
+    w.generation = access_->generation();  // before the policy: see Access
     std::string token = bearer(*ctx);
     if (token.empty() && access_->open()) return w;
     w.policy = access_->policy();
@@ -346,11 +348,18 @@ class Gate {
                 : w.policy->check(w.caller, store, need, op);
     return verdict(d);
   }
+  // Whether a policy was loaded since `w` was decided: a long-lived call
+  // (a Stream) then decides again, so a revoked token stops working on it.
+  bool stale(const Who& w) const {
+    return access_ != nullptr && access_->generation() != w.generation;
+  }
   // Whether store_call would allow the call, without building its answer
   // (a stream's fast path; false sends it the long way, which says why).
   static bool permits(const Who& w, std::string_view store, bool replica, uint8_t need) {
-    return w.open || (!replica && !w.caller.bad_token &&
-                      (w.policy->granted(w.caller, store) & need) == need);
+    if (w.open) return true;
+    if (w.caller.bad_token) return false;
+    if (replica) return w.caller.kind == server::Caller::Kind::kNode;  // a node's own traffic
+    return (w.policy->granted(w.caller, store) & need) == need;
   }
   grpc::Status store_call(grpc::ServerContextBase* ctx, std::string_view store, bool replica,
                           uint8_t need, std::string_view op) const {
@@ -564,9 +573,10 @@ class StreamReactor final
   StreamReactor(const StoreMap& stores, internal::Executor& executor,
                 internal::Executor& routed_executor, Drain& drain,
                 std::chrono::milliseconds request_timeout, size_t max_message_size,
-                const Gate& gate, Gate::Who who)
+                const Gate& gate, grpc::CallbackServerContext* ctx)
       : gate_(gate),
-        who_(std::move(who)),
+        ctx_(ctx),
+        who_(gate.who(ctx)),
         stores_(stores),
         executor_(executor),
         routed_executor_(routed_executor),
@@ -603,6 +613,9 @@ class StreamReactor final
     auto pooled = std::make_shared<PoolBatch>();
     std::vector<rpc::StreamRequest> routed_async;
     size_t bytes = 0;
+    // A reloaded policy decides again who the stream is from (the call's
+    // token and certificate stay what they were).
+    if (gate_.stale(who_)) who_ = gate_.who(ctx_);
     for (rpc::StreamRequest& req : *batch.mutable_requests()) {
       if (!who_.open && !admitted(req)) {
         if (grpc::Status no = refusal(req); !no.ok()) {
@@ -1121,7 +1134,8 @@ class StreamReactor final
   // The read in flight: filled by gRPC, read only in OnReadDone.
   rpc::StreamRequests request_;
   const Gate& gate_;
-  const Gate::Who who_;  // the stream's caller
+  grpc::CallbackServerContext* const ctx_;  // the call's: its metadata and certificate
+  Gate::Who who_;  // the stream's caller; decided again after a reload (on reads only)
   const StoreMap& stores_;
   internal::Executor& executor_;
   internal::Executor& routed_executor_;
@@ -1490,9 +1504,10 @@ class StoreService final : public rpc::Store::CallbackService {
       return new RefusedStream<grpc::ServerBidiReactor<rpc::StreamRequests, rpc::StreamResponses>>(
           Drain::refused());
     }
-    // Who the stream is from, once; each request is checked as it comes.
+    // Who the stream is from, once (and again after a reload); each
+    // request is checked as it comes.
     return new StreamReactor(stores_, executor_, routed_executor_, drain_, request_timeout_,
-                             max_message_size_, gate_, gate_.who(ctx));
+                             max_message_size_, gate_, ctx);
   }
   // On the pool: the loop waits on the engine and, when the store routes,
   // on other nodes.

@@ -304,25 +304,26 @@ void HttpServer::Impl::accept() {
           });
           return;
         }
+        // Made outside the lock: a session that fails to be made (or is
+        // refused at the limit) takes the lock in its destructor.
         std::shared_ptr<Session> session;
-        {
-          std::lock_guard lock(mu);
-          if (sessions.size() < options.max_connections) {
-            if (tls) {
-              session = std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
-                  std::move(socket), this);
-            } else {
-              session = std::make_shared<Connection<beast::tcp_stream>>(std::move(socket), this);
-            }
-            sessions.emplace(session.get(), session);
+        try {
+          if (tls) {
+            session = std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
+                std::move(socket), this);
+          } else {
+            session = std::make_shared<Connection<beast::tcp_stream>>(std::move(socket), this);
           }
+        } catch (const std::exception& e) {
+          log(LogLevel::kWarn, std::string("HTTP: a connection could not be set up: ") + e.what());
         }
+        bool admitted = false;
         if (session) {
-          session->start();
-        } else {
-          beast::error_code ignored;
-          socket.close(ignored);  // at the limit: refuse by closing
+          std::lock_guard lock(mu);
+          admitted = sessions.size() < options.max_connections;
+          if (admitted) sessions.emplace(session.get(), session);
         }
+        if (admitted) session->start();  // else closed as `session` goes
         accept();
       });
 }

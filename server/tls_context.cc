@@ -31,6 +31,13 @@ asio::ssl::context server_tls_context(std::string_view front, const std::string&
   if (!ca.empty()) {
     load("CA", ca, [&](auto& ec) { ctx.load_verify_file(ca, ec); });
     ctx.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    // With client certificates verified, OpenSSL refuses (fatally) a
+    // client that resumes a session unless the context names its
+    // sessions: name them by the front.
+    const std::string id = "cairn " + std::string(front);
+    SSL_CTX_set_session_id_context(ctx.native_handle(),
+                                   reinterpret_cast<const unsigned char*>(id.data()),
+                                   static_cast<unsigned int>(id.size()));
   }
   return ctx;
 }

@@ -510,6 +510,60 @@ class SecuredClusterTest(unittest.TestCase):
         with open(os.path.join(self.dir, "open.log")) as f:
             self.assertIn("anyone who reaches this server may read", f.read())
 
+    def test_a_reload_the_server_could_not_start_with_is_refused(self):
+        # A server beyond loopback that accepts anyone in words, without
+        # TLS, reloaded to a policy with tokens: they would cross the
+        # network in the clear, so the open policy stays. Beyond loopback
+        # means its own network namespace, with an address on its own lo.
+        ns = "cairn-sec-%d" % os.getpid()
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            inside = ["ip", "netns", "exec", ns]
+            subprocess.run(inside + ["ip", "link", "set", "lo", "up"], check=True)
+            subprocess.run(inside + ["ip", "addr", "add", "10.251.0.1/32", "dev", "lo"], check=True)
+            config = os.path.join(self.dir, "wide.yaml")
+            with open(config, "w") as f:
+                f.write("stores: {s: {stack: [{engine: memory}]}}\nsecurity: {open: true}\n")
+            port_file, log_path = os.path.join(self.dir, "wide.port"), os.path.join(self.dir, "wide.log")
+            env = dict(os.environ, CAIRN_LOG="info")
+            with open(log_path, "w") as log:
+                p = subprocess.Popen(inside + [SERVER, "--config", config, "--listen",
+                                               "10.251.0.1:0", "--port-file", port_file],
+                                     stderr=log, env=env)
+            try:
+                deadline = time.time() + 20
+                while not os.path.exists(port_file):
+                    self.assertIsNone(p.poll(), "the server exited")
+                    self.assertLess(time.time(), deadline)
+                    time.sleep(0.05)
+                with open(port_file) as f:
+                    target = "10.251.0.1:" + f.read().strip()
+                with open(config, "w") as f:
+                    f.write("stores: {s: {stack: [{engine: memory}]}}\nsecurity:\n  principals:\n"
+                            "    alice: {tokens: [\"sha256:%s\"], stores: {s: read}}\n"
+                            % hashlib.sha256(self.alice_token.encode()).hexdigest())
+                p.send_signal(signal.SIGHUP)
+
+                def log_text():
+                    with open(log_path) as f:
+                        return f.read()
+                deadline = time.time() + 10
+                while "cannot reload" not in log_text():
+                    self.assertLess(time.time(), deadline, log_text())
+                    time.sleep(0.05)
+                self.assertIn("the server could not start with it", log_text())
+                # Still the open policy: a caller without a token reads.
+                env = dict(os.environ)
+                env.pop("CAIRN_TOKEN", None)
+                out = subprocess.run(inside + [CLI, "--server", target, "--store", "s", "get", "k"],
+                                     capture_output=True, text=True, env=env, timeout=30)
+                self.assertEqual(out.returncode, 1, out.stderr)  # absent, not refused
+            finally:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=20)
+        finally:
+            subprocess.run(["ip", "netns", "delete", ns], check=True)
+
     def test_zz_a_revoked_token_stops_working_after_sighup(self):
         import grpc
         import redis
@@ -520,6 +574,23 @@ class SecuredClusterTest(unittest.TestCase):
                           single_connection_client=True)
         held.execute_command("SELECT", "carts")
         self.assertIsNone(held.get("cart:9"))
+        # And a gRPC Stream, opened and used before the reload.
+        import queue
+        import cairn_pb2 as pb
+        batches = queue.Queue()
+
+        def requests():
+            while (batch := batches.get()) is not None:
+                yield batch
+
+        def ask(i):
+            batches.put(pb.StreamRequests(requests=[pb.StreamRequest(
+                id=i, get=pb.GetRequest(store="carts", key=b"cart:1"))]))
+            return next(stream).responses[0]
+
+        stream = self.store(1, cert="stranger").Stream(
+            requests(), metadata=[("authorization", "Bearer " + self.reader_token)], timeout=60)
+        self.assertEqual([v.value for v in ask(1).get.versions], [b"book"])
         self.write_config(None)
         for p in self.nodes.values():
             p.send_signal(signal.SIGHUP)
@@ -541,6 +612,10 @@ class SecuredClusterTest(unittest.TestCase):
         with self.assertRaises(redis.exceptions.AuthenticationError) as e:
             held.get("cart:9")
         self.assertIn("matches no principal", str(e.exception))
+        refused = ask(2)
+        batches.put(None)
+        self.assertEqual(refused.error.code, pb.UNAUTHENTICATED, refused)
+        self.assertIn("matches no principal", refused.error.message)
         # Alice's still does.
         self.assertEqual(self.get(1, b"cart:1", token=self.alice_token), [b"book"])
 

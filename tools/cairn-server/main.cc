@@ -592,6 +592,17 @@ int serve(const Args& a) {
                      std::chrono::seconds(config.origin().lease_seconds));
   }
   std::unique_ptr<VersionReporter> reporter;
+  // A policy loaded while serving (SIGHUP, the metadata in etcd): refused,
+  // the one before staying, if the server could not have started with it
+  // (say, principals beyond loopback without TLS: tokens in the clear).
+  auto reloaded_policy = [tls = !options.tls_cert.empty(), ca = !options.tls_ca.empty(),
+                          loopback_only](const Config& c) {
+    auto policy = std::make_shared<server::AccessPolicy>(c, loopback_only);
+    if (const std::string no = policy->startup_refusal(tls, ca); !no.empty()) {
+      throw InvalidArgument("the server could not start with it: " + no);
+    }
+    return policy;
+  };
   std::unique_ptr<internal::MetadataFollower> follower;
   if (follows_etcd) {
     const std::string me = "cairn-server node " + std::to_string(a.node);
@@ -599,12 +610,12 @@ int serve(const Args& a) {
                                                  liveness ? &*liveness : nullptr);
     follower = std::make_unique<internal::MetadataFollower>(
         config.origin(), me,
-        [&routed_stores, &hints, &reporter, metadata, me, access, loopback_only](const Config& c,
-                                                                                int64_t version) {
+        [&routed_stores, &hints, &reporter, metadata, me, access, reloaded_policy](
+            const Config& c, int64_t version) {
           metadata->set(c);
           // The security policy follows the metadata too.
           try {
-            access->replace(std::make_shared<server::AccessPolicy>(c, loopback_only));
+            access->replace(reloaded_policy(c));
           } catch (const Error& e) {
             log(LogLevel::kError, me + ": the metadata's security section is refused, the "
                                        "policy before it stays: " + std::string(e.what()));
@@ -733,8 +744,7 @@ int serve(const Args& a) {
         continue;
       }
       try {
-        access->replace(
-            std::make_shared<server::AccessPolicy>(Config::load(a.config), loopback_only));
+        access->replace(reloaded_policy(Config::load(a.config)));
         log(LogLevel::kInfo, "cairn-server node " + std::to_string(a.node) +
                                  ": SIGHUP: security policy reloaded from " + a.config);
       } catch (const std::exception& e) {
