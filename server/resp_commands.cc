@@ -417,41 +417,29 @@ Needs needs_of(std::string_view c) {
       {"info"sv, Needs::kKnown},        {"client"sv, Needs::kKnown},
       {"config"sv, Needs::kKnown}};
   for (const auto& [name, needs] : kNeeds) {
-    if (is(c, name)) return needs;
+    if (c.size() == name.size() && is(c, name)) return needs;
   }
   return Needs::kNothing;  // auth, hello, ping, echo, quit, command, and unknown ones
 }
 
-}  // namespace
+// The policy again, after a reload: the connection's caller is identified
+// again if it changed.
+[[gnu::noinline]] void retake_policy(server::Access& access, RespSession& session) {
+  session.policy_generation = access.generation();  // before the policy: see Access
+  std::shared_ptr<const server::AccessPolicy> policy = access.policy();
+  if (session.policy != policy) {
+    session.caller = policy->identify(session.token, session.cert_names);
+    session.policy = std::move(policy);
+    session.granted_valid = false;
+  }
+}
 
-bool RespCommands::admitted(RespSession& session, std::string_view c, std::string* out) const {
-  if (session.token.empty() && options_.access->open()) return true;
-  const Needs needs = needs_of(c);
-  if (needs == Needs::kNothing) return true;
-  // The policy is looked up (under Access's lock) only when it was
-  // replaced since the connection last took it.
-  if (const uint64_t g = options_.access->generation();
-      session.policy == nullptr || session.policy_generation != g) {
-    session.policy_generation = g;
-    std::shared_ptr<const server::AccessPolicy> policy = options_.access->policy();
-    if (session.policy != policy) {
-      session.caller = policy->identify(session.token, session.cert_names);
-      session.policy = std::move(policy);
-      session.granted_valid = false;
-    }
-  }
+// admitted() past its fast path: the command is refused (its refusal goes
+// to `out`), or is one the fast path does not decide.
+[[gnu::noinline]] bool admitted_slowly(server::Access& access, const RespSession& session,
+                                       std::string_view c, Needs needs, std::string* out) {
   const server::AccessPolicy& p = *session.policy;
-  if (p.open() && session.token.empty()) return true;
   const server::Caller& who = session.caller;
-  if (needs != Needs::kKnown && session.store != nullptr) {
-    if (!session.granted_valid || session.granted_store != session.store) {
-      session.granted = p.granted(who, session.store_name);
-      session.granted_store = session.store;
-      session.granted_valid = true;
-    }
-    const uint8_t need = needs == Needs::kRead ? internal::kRead : internal::kWrite;
-    if ((session.granted & need) == need) return true;
-  }
   // The command's name goes into a refusal only: lower-cased then. With no
   // store selected, a store's command fails on that, but only for a caller
   // the policy knows: anyone else learns nothing before proving itself.
@@ -462,7 +450,7 @@ bool RespCommands::admitted(RespSession& session, std::string_view c, std::strin
   };
   if (decide(c).allowed()) return true;
   const server::Decision d = decide(lower(c));
-  options_.access->refused("resp", d);
+  access.refused("resp", d);
   if (d.kind == server::Decision::Kind::kDenied) {
     resp::error(out, "NOPERM " + d.reason);
   } else {
@@ -470,6 +458,31 @@ bool RespCommands::admitted(RespSession& session, std::string_view c, std::strin
                          " (AUTH [user] token, or HELLO 3 AUTH user token)");
   }
   return false;
+}
+
+}  // namespace
+
+bool RespCommands::admitted(RespSession& session, std::string_view c, std::string* out) const {
+  server::Access& access = *options_.access;
+  if (session.token.empty() && access.open()) return true;
+  const Needs needs = needs_of(c);
+  if (needs == Needs::kNothing) return true;
+  // The policy is looked up (under Access's lock) only when it was
+  // replaced since the connection last took it.
+  if (session.policy == nullptr || session.policy_generation != access.generation()) {
+    retake_policy(access, session);
+  }
+  if (session.policy->open() && session.token.empty()) return true;
+  if (needs != Needs::kKnown && session.store != nullptr) {
+    if (!session.granted_valid || session.granted_store != session.store) {
+      session.granted = session.policy->granted(session.caller, session.store_name);
+      session.granted_store = session.store;
+      session.granted_valid = true;
+    }
+    const uint8_t need = needs == Needs::kRead ? internal::kRead : internal::kWrite;
+    if ((session.granted & need) == need) return true;
+  }
+  return admitted_slowly(access, session, c, needs, out);
 }
 
 bool RespCommands::authenticate(RespSession& session, std::string_view user, std::string_view token,
