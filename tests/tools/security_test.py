@@ -198,6 +198,16 @@ class SecuredClusterTest(unittest.TestCase):
             pb.GetRequest(store="carts", key=key, replica=replica), metadata=md,
             timeout=10).versions]
 
+    def wait_for_port_file(self, proc, path):
+        """The port a server started with --port-file writes, once it serves."""
+        deadline = time.time() + 20
+        while not os.path.exists(path):
+            self.assertIsNone(proc.poll(), "the server exited")
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        with open(path) as f:
+            return f.read().strip()
+
     def assert_refused(self, code, fn, fragment):
         import grpc
         with self.assertRaises(grpc.RpcError) as e:
@@ -499,11 +509,7 @@ class SecuredClusterTest(unittest.TestCase):
             p = subprocess.Popen([SERVER, "--config", plain, "--listen", "127.0.0.1:0",
                                   "--port-file", port_file], stderr=log, env=env)
         try:
-            deadline = time.time() + 20
-            while not os.path.exists(port_file):
-                self.assertIsNone(p.poll(), "the open server exited")
-                self.assertLess(time.time(), deadline)
-                time.sleep(0.05)
+            self.wait_for_port_file(p, port_file)
         finally:
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=20)
@@ -531,13 +537,7 @@ class SecuredClusterTest(unittest.TestCase):
                                                "10.251.0.1:0", "--port-file", port_file],
                                      stderr=log, env=env)
             try:
-                deadline = time.time() + 20
-                while not os.path.exists(port_file):
-                    self.assertIsNone(p.poll(), "the server exited")
-                    self.assertLess(time.time(), deadline)
-                    time.sleep(0.05)
-                with open(port_file) as f:
-                    target = "10.251.0.1:" + f.read().strip()
+                target = "10.251.0.1:" + self.wait_for_port_file(p, port_file)
                 with open(config, "w") as f:
                     f.write("stores: {s: {stack: [{engine: memory}]}}\nsecurity:\n  principals:\n"
                             "    alice: {tokens: [\"sha256:%s\"], stores: {s: read}}\n"
