@@ -412,8 +412,15 @@ void RespServer::Impl::accept() {
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         stats.connected.fetch_add(1, std::memory_order_relaxed);
-        connection = std::make_shared<Connection>(std::move(socket), this);
-        connections.emplace(connection.get(), connection);
+        try {
+          connection = std::make_shared<Connection>(std::move(socket), this);
+        } catch (const std::exception& e) {
+          // (SSL_new out of memory.) Its destructor did not run, nor take
+          // the lock held here: undo its count, and let the I/O thread go on.
+          stats.connected.fetch_sub(1, std::memory_order_relaxed);
+          log(LogLevel::kWarn, std::string("RESP: a connection could not be set up: ") + e.what());
+        }
+        if (connection) connections.emplace(connection.get(), connection);
       }
     }
     if (connection) {
